@@ -1,0 +1,217 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Kind says where an operator type can stand in a job graph.
+type Kind int
+
+const (
+	KindSource Kind = iota + 1
+	KindOperator
+	KindSink
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindSource:
+		return "source"
+	case KindOperator:
+		return "operator"
+	case KindSink:
+		return "sink"
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// FieldType is the type of a config field.
+type FieldType string
+
+const (
+	TypeString     FieldType = "string"
+	TypeInt        FieldType = "int"
+	TypeFloat      FieldType = "float"
+	TypeBool       FieldType = "bool"
+	TypeDuration   FieldType = "duration"   // Go duration string such as "500ms"
+	TypeExpression FieldType = "expression" // expr-lang expression over the record
+	TypeStringList FieldType = "[]string"
+	TypeStringMap  FieldType = "map[string]string" // e.g. select: output field -> expression
+)
+
+// Field describes one config field of an operator type. The schema drives
+// spec validation and the generated reference page.
+type Field struct {
+	Name     string
+	Type     FieldType
+	Doc      string
+	Required bool
+	// Default is used when the field is absent (nil: no default).
+	Default any
+	// Enum, when set, lists the allowed values of a string field.
+	Enum []string
+	// Validate checks the decoded value (after type checks). Optional.
+	Validate func(v any) error
+}
+
+// OperatorType registers an operator type by name. Exactly one of NewSource,
+// NewOperator or NewSink is set, matching Kind.
+type OperatorType struct {
+	Name string
+	Kind Kind
+	Doc  string
+	// Keyed operators need a keyBy on their input.
+	Keyed  bool
+	Fields []Field
+	// Example is a YAML snippet of the operator in a job spec, for docs.
+	Example string
+
+	NewSource   func(cfg Config) (Source, error)
+	NewOperator func(cfg Config) (Operator, error)
+	NewSink     func(cfg Config) (Sink, error)
+}
+
+// Field returns the named field's schema.
+func (t *OperatorType) Field(name string) (Field, bool) {
+	for _, f := range t.Fields {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return Field{}, false
+}
+
+// Registry maps operator type names to their definitions.
+type Registry struct {
+	mu    sync.RWMutex
+	types map[string]*OperatorType
+}
+
+// ErrUnknownType is returned (wrapped) for a type name nobody registered.
+var ErrUnknownType = errors.New("unknown operator type")
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{types: make(map[string]*OperatorType)}
+}
+
+// Register adds an operator type; it is an error to register a name twice or
+// to leave the constructor matching Kind unset.
+func (r *Registry) Register(t OperatorType) error {
+	if t.Name == "" {
+		return errors.New("register operator type: empty name")
+	}
+	ok := false
+	switch t.Kind {
+	case KindSource:
+		ok = t.NewSource != nil
+	case KindOperator:
+		ok = t.NewOperator != nil
+	case KindSink:
+		ok = t.NewSink != nil
+	}
+	if !ok {
+		return fmt.Errorf("register operator type %q: kind %v needs its constructor", t.Name, t.Kind)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.types[t.Name]; dup {
+		return fmt.Errorf("register operator type %q: already registered", t.Name)
+	}
+	r.types[t.Name] = &t
+	return nil
+}
+
+// MustRegister is Register for init functions of built-in packages.
+func (r *Registry) MustRegister(t OperatorType) {
+	if err := r.Register(t); err != nil {
+		panic(err)
+	}
+}
+
+// Lookup returns the named type or an error wrapping ErrUnknownType that
+// lists the known names.
+func (r *Registry) Lookup(name string) (*OperatorType, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if t, ok := r.types[name]; ok {
+		return t, nil
+	}
+	return nil, fmt.Errorf("%w %q (known types: %s)", ErrUnknownType, name, strings.Join(r.namesLocked(), ", "))
+}
+
+// Names returns the registered type names, sorted.
+func (r *Registry) Names() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.namesLocked()
+}
+
+func (r *Registry) namesLocked() []string {
+	names := make([]string, 0, len(r.types))
+	for n := range r.types {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Types returns all registered types sorted by name.
+func (r *Registry) Types() []*OperatorType {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]*OperatorType, 0, len(r.types))
+	for _, n := range r.namesLocked() {
+		out = append(out, r.types[n])
+	}
+	return out
+}
+
+// Default is the registry the stock binaries use; built-in operators register
+// here from their packages' init functions.
+var Default = NewRegistry()
+
+// Config is an operator's configuration after validation and defaults: every
+// field of the schema is present with a value of its declared Go type
+// (string, int64, float64, bool, time.Duration, []string, map[string]string).
+type Config map[string]any
+
+func (c Config) String(name string) string {
+	v, _ := c[name].(string)
+	return v
+}
+
+func (c Config) Int(name string) int64 {
+	v, _ := c[name].(int64)
+	return v
+}
+
+func (c Config) Float(name string) float64 {
+	v, _ := c[name].(float64)
+	return v
+}
+
+func (c Config) Bool(name string) bool {
+	v, _ := c[name].(bool)
+	return v
+}
+
+func (c Config) Duration(name string) time.Duration {
+	v, _ := c[name].(time.Duration)
+	return v
+}
+
+func (c Config) StringList(name string) []string {
+	v, _ := c[name].([]string)
+	return v
+}
+
+func (c Config) StringMap(name string) map[string]string {
+	v, _ := c[name].(map[string]string)
+	return v
+}
