@@ -1,0 +1,210 @@
+package expression
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/flowrt/flow/pkg/api"
+)
+
+func mustEnv(t *testing.T, value string, ts int64, key []byte) *Env {
+	t.Helper()
+	e := NewEnv()
+	if err := e.Reset([]byte(value), ts, key); err != nil {
+		t.Fatalf("Reset(%s): %v", value, err)
+	}
+	return e
+}
+
+func TestEval(t *testing.T) {
+	env := mustEnv(t, `{"key":"k7","seq":10,"value":2.5,"tags":["a","b"],"user":{"name":"ann"}}`, 1234, []byte("k7"))
+	cases := []struct {
+		src  string
+		want any
+	}{
+		{"key", "k7"},
+		{"seq % 3", 1},
+		{"seq + 1", 11},
+		{"value * 2", 5.0},
+		{"_ts", 1234},
+		{"_key", "k7"},
+		{"user.name", "ann"},
+		{"len(tags)", 2},
+		{`key + "-" + string(seq)`, "k7-10"},
+		{"missing == nil", true},
+	}
+	for _, c := range cases {
+		p, err := Compile(c.src)
+		if err != nil {
+			t.Fatalf("Compile(%q): %v", c.src, err)
+		}
+		got, err := p.Eval(env)
+		if err != nil {
+			t.Fatalf("Eval(%q): %v", c.src, err)
+		}
+		if got != c.want {
+			t.Errorf("Eval(%q) = %#v, want %#v", c.src, got, c.want)
+		}
+		if p.Source() != c.src {
+			t.Errorf("Source() = %q", p.Source())
+		}
+	}
+}
+
+func TestEnvReuseClearsFields(t *testing.T) {
+	e := mustEnv(t, `{"a":1,"b":2}`, api.NoTimestamp, nil)
+	if err := e.Reset([]byte(`{"a":3}`), api.NoTimestamp, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := Compile("b == nil && a == 3 && _ts == nil && _key == nil")
+	got, err := p.Eval(e)
+	if err != nil || got != true {
+		t.Fatalf("got %v, %v; want true (old field b must be gone)", got, err)
+	}
+}
+
+func TestNonObjectValue(t *testing.T) {
+	e := mustEnv(t, `42`, 0, nil)
+	p, _ := Compile("_value + 1")
+	got, err := p.Eval(e)
+	if err != nil || got != 43 {
+		t.Fatalf("got %v, %v", got, err)
+	}
+}
+
+func TestCompileErrorQuotesExpression(t *testing.T) {
+	_, err := Compile("a +")
+	if err == nil || !strings.HasPrefix(err.Error(), `expression "a +": `) {
+		t.Fatalf("err = %v, want it to start with the quoted expression", err)
+	}
+	if _, err := Compile(""); err == nil {
+		t.Fatal("empty expression compiled")
+	}
+}
+
+func TestCompileBool(t *testing.T) {
+	if _, err := CompileBool(`"x" + "y"`); err == nil {
+		t.Fatal("string expression accepted as condition")
+	}
+	p, err := CompileBool("seq > 5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, err := p.EvalBool(mustEnv(t, `{"seq":6}`, 0, nil))
+	if err != nil || !ok {
+		t.Fatalf("got %v, %v", ok, err)
+	}
+	// Type unknown at compile time, wrong at run time.
+	p, err = CompileBool("name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.EvalBool(mustEnv(t, `{"name":"x"}`, 0, nil))
+	if !errors.Is(err, ErrNotBool) {
+		t.Fatalf("err = %v, want ErrNotBool", err)
+	}
+	_, err = p.Eval(mustEnv(t, `{"name":"x"}`, 0, nil))
+	if !errors.Is(err, ErrNotBool) {
+		t.Fatalf("Eval err = %v, want ErrNotBool", err)
+	}
+}
+
+func TestRuntimeError(t *testing.T) {
+	p, _ := Compile("a / b")
+	_, err := p.Eval(mustEnv(t, `{"a":"x","b":2}`, 0, nil))
+	if err == nil || !strings.Contains(err.Error(), `expression "a / b"`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestBadJSON(t *testing.T) {
+	e := NewEnv()
+	if err := e.Reset([]byte(`{"a":`), 0, nil); err == nil {
+		t.Fatal("bad JSON accepted")
+	}
+	if err := e.Reset(nil, 0, nil); err == nil {
+		t.Fatal("empty value accepted")
+	}
+}
+
+func TestAppendKey(t *testing.T) {
+	cases := []struct {
+		v    any
+		want string
+	}{
+		{"k1", "k1"},
+		{7, "7"},
+		{int64(-3), "-3"},
+		{2.0, "2"},
+		{2.5, "2.5"},
+		{true, "true"},
+		{nil, "null"},
+		{[]any{1, "a"}, `[1,"a"]`},
+		{map[string]any{"b": 1, "a": 2}, `{"a":2,"b":1}`},
+	}
+	for _, c := range cases {
+		if got := string(AppendKey(nil, c.v)); got != c.want {
+			t.Errorf("AppendKey(%#v) = %q, want %q", c.v, got, c.want)
+		}
+	}
+}
+
+func TestAppendJSON(t *testing.T) {
+	for _, v := range []any{"a\"b\\c\n\x01é", 3, 2.5, 1e21, true, nil, map[string]any{"x": []any{1, "y"}}} {
+		b, err := AppendJSON(nil, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back any
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatalf("AppendJSON(%#v) = %s: not JSON: %v", v, b, err)
+		}
+	}
+	if _, err := AppendJSON(nil, nanValue()); err == nil {
+		t.Fatal("NaN encoded")
+	}
+}
+
+func nanValue() float64 {
+	zero := 0.0
+	return zero / zero
+}
+
+func BenchmarkFilter(b *testing.B) {
+	p, err := CompileBool("seq % 2 == 0 && key != \"k1\"")
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := mustEnvB(b, `{"key":"k7","seq":10,"value":2.5}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.EvalBool(e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkResetAndEval(b *testing.B) {
+	p, _ := Compile("key")
+	e := NewEnv()
+	v := []byte(`{"key":"k7","seq":10,"value":2.5,"ts":1000}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := e.Reset(v, 1, nil); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := p.Eval(e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func mustEnvB(b *testing.B, v string) *Env {
+	e := NewEnv()
+	if err := e.Reset([]byte(v), 0, nil); err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
