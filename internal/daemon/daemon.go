@@ -1,0 +1,157 @@
+// Package daemon holds what the jobmanager and taskmanager binaries share:
+// configuration layering (flags over FLOW_* environment over a YAML file over
+// defaults), logging setup, the /metrics and /healthz HTTP endpoint, and
+// listeners.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+)
+
+// EnvName is the environment variable that sets a flag: FLOW_ plus the flag
+// name in upper case with dashes as underscores (rpc-address ->
+// FLOW_RPC_ADDRESS).
+func EnvName(flag string) string {
+	return "FLOW_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// ApplyConfig fills every flag that was not given on the command line from
+// its FLOW_* environment variable, else from the YAML config file (a mapping
+// whose keys are flag names), leaving defaults for the rest. Unknown keys in
+// the file and values that do not parse are errors naming the key.
+func ApplyConfig(fs *pflag.FlagSet, configFile string, getenv func(string) string) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *pflag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if set[f.Name] || f.Name == "config" {
+			return
+		}
+		if v := getenv(EnvName(f.Name)); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("environment %s=%q: %w", EnvName(f.Name), v, err))
+			}
+			set[f.Name] = true
+		}
+	})
+	if configFile == "" {
+		return errors.Join(errs...)
+	}
+	data, err := os.ReadFile(configFile)
+	if err != nil {
+		return fmt.Errorf("read config file: %w", err)
+	}
+	var m map[string]yaml.Node
+	if err := yaml.Unmarshal(data, &m); err != nil {
+		return fmt.Errorf("config file %s is not a YAML mapping of flag names to values: %w", configFile, err)
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		n := m[k]
+		f := fs.Lookup(k)
+		if f == nil || k == "config" {
+			errs = append(errs, fmt.Errorf("%s:%d: unknown key %q (keys are flag names: see --help)", configFile, n.Line, k))
+			continue
+		}
+		if set[k] {
+			continue
+		}
+		var v string
+		switch n.Kind {
+		case yaml.ScalarNode:
+			v = n.Value
+		case yaml.SequenceNode:
+			parts := make([]string, 0, len(n.Content))
+			for _, c := range n.Content {
+				parts = append(parts, c.Value)
+			}
+			v = strings.Join(parts, ",")
+		default:
+			errs = append(errs, fmt.Errorf("%s:%d: key %q needs a scalar value", configFile, n.Line, k))
+			continue
+		}
+		if err := fs.Set(k, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s:%d: key %q: %w", configFile, n.Line, k, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// NewLogger builds the process logger: format text or json, level debug,
+// info, warn or error.
+func NewLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+}
+
+// NewRegistry returns a fresh Prometheus registry with the Go runtime and
+// process collectors.
+func NewRegistry() *prometheus.Registry {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return r
+}
+
+// Listen opens a TCP listener; port 0 picks a free port.
+func Listen(addr, what string) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for %s on %s: %w (choose another with --%s)", what, addr, err, what)
+	}
+	return l, nil
+}
+
+// HTTP serves /metrics from reg and /healthz (200 "ok" while healthy() is
+// nil) on l until ctx ends.
+func HTTP(ctx context.Context, l net.Listener, reg *prometheus.Registry, healthy func() error) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := healthy(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

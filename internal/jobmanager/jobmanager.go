@@ -1,0 +1,873 @@
+package jobmanager
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/keygroup"
+	"github.com/flowrt/flow/pkg/runtime"
+	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
+	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
+)
+
+// Options configure a JobManager. Zero values take the documented defaults.
+type Options struct {
+	// DataDir holds the job store (required).
+	DataDir string
+	// HeartbeatTimeout: a TaskManager without a heartbeat for this long is
+	// marked lost and its tasks fail. Default 10s.
+	HeartbeatTimeout time.Duration
+	// HeartbeatInterval TaskManagers are asked to use. Default
+	// HeartbeatTimeout/5.
+	HeartbeatInterval time.Duration
+	// SlotTimeout: a job that cannot get enough slots for this long fails.
+	// Default 60s.
+	SlotTimeout time.Duration
+	// RPCTimeout bounds each call to a TaskManager. Default 10s.
+	RPCTimeout time.Duration
+	// Registry, when set, is used to reject jobs naming unknown operator types
+	// at submission.
+	Registry *api.Registry
+	Logger   *slog.Logger
+	// Metrics receives the JobManager's metrics; nil disables them.
+	Metrics prometheus.Registerer
+	// DialOptions for connections to TaskManagers; default insecure.
+	DialOptions []grpc.DialOption
+}
+
+func (o *Options) ensureDefaults() {
+	if o.HeartbeatTimeout <= 0 {
+		o.HeartbeatTimeout = 10 * time.Second
+	}
+	if o.HeartbeatInterval <= 0 {
+		o.HeartbeatInterval = o.HeartbeatTimeout / 5
+	}
+	if o.SlotTimeout <= 0 {
+		o.SlotTimeout = 60 * time.Second
+	}
+	if o.RPCTimeout <= 0 {
+		o.RPCTimeout = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.DialOptions == nil {
+		o.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+}
+
+// JobManager coordinates a cluster: it accepts TaskManagers, tracks their
+// heartbeats, stores and schedules jobs, and follows each job's tasks to a
+// terminal status. It serves JobManagerService (flowctl) and
+// ResourceManagerService (TaskManagers).
+type JobManager struct {
+	clusterv1.UnimplementedJobManagerServiceServer
+	clusterv1.UnimplementedResourceManagerServiceServer
+
+	id    string
+	opts  Options
+	log   *slog.Logger
+	store *store
+
+	mu    sync.Mutex
+	tms   map[string]*taskManager
+	jobs  map[string]*job
+	order []string // job ids in submission order
+
+	kick   chan struct{}
+	done   chan struct{}
+	closed bool
+	wg     sync.WaitGroup
+
+	lostTotal      prometheus.Counter
+	submittedTotal prometheus.Counter
+}
+
+type taskManager struct {
+	info   *clusterv1.TaskManagerInfo
+	conn   *grpc.ClientConn
+	client clusterv1.TaskExecutorServiceClient
+	timer  *time.Timer
+	// used counts slots held by running jobs.
+	used int
+}
+
+type job struct {
+	d     *clusterv1.JobDetails
+	plan  *runtime.Plan
+	slots []string // TaskManager id per slot, while the job holds slots
+	// changed is closed and replaced on every change, waking watchers.
+	changed chan struct{}
+	// note is a transient status message (e.g. waiting for slots).
+	note string
+}
+
+// New opens the job store under opts.DataDir and returns a JobManager.
+// Jobs that were still running when a previous JobManager stopped are marked
+// FAILED: their tasks are gone with it.
+func New(opts Options) (*JobManager, error) {
+	opts.ensureDefaults()
+	if opts.DataDir == "" {
+		return nil, errors.New("jobmanager: data dir is required: set --data-dir")
+	}
+	st, err := openStore(opts.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	jm := &JobManager{
+		id:    "jm-" + randomID(4),
+		opts:  opts,
+		log:   opts.Logger,
+		store: st,
+		tms:   map[string]*taskManager{},
+		jobs:  map[string]*job{},
+		kick:  make(chan struct{}, 1),
+		done:  make(chan struct{}),
+		lostTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flow_jobmanager_taskmanagers_lost_total",
+			Help: "TaskManagers marked lost after missing heartbeats.",
+		}),
+		submittedTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flow_jobmanager_jobs_submitted_total",
+			Help: "Jobs submitted to this JobManager.",
+		}),
+	}
+	stored, errs := st.loadAll()
+	for _, err := range errs {
+		jm.log.Warn("job store", "err", err)
+	}
+	sort.Slice(stored, func(i, j int) bool {
+		return stored[i].GetSummary().GetSubmitTimeMs() < stored[j].GetSummary().GetSubmitTimeMs()
+	})
+	for _, d := range stored {
+		j := &job{d: d, changed: make(chan struct{})}
+		if p, err := runtime.BuildPlan(d.GetGraph()); err == nil {
+			j.plan = p
+		}
+		id := d.GetSummary().GetJobId()
+		jm.jobs[id] = j
+		jm.order = append(jm.order, id)
+		switch st := d.GetSummary().GetStatus(); {
+		case isTerminal(st):
+		case st == clusterv1.JobStatus_JOB_STATUS_CREATED && j.plan != nil:
+			// Still waiting for slots: keep waiting.
+		default:
+			jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_FAILED,
+				"the JobManager restarted while the job was "+shortStatus(st)+"; submit it again")
+			for _, t := range d.GetTasks() {
+				for _, s := range t.GetSubtasks() {
+					if !isTerminalTask(s.GetState()) {
+						s.State = clusterv1.TaskState_TASK_STATE_FAILED
+						s.Failure = "JobManager restarted"
+					}
+				}
+			}
+			jm.persistLocked(j)
+		}
+	}
+	if opts.Metrics != nil {
+		for _, c := range []prometheus.Collector{jm.lostTotal, jm.submittedTotal, &stateCollector{jm: jm}} {
+			if err := opts.Metrics.Register(c); err != nil {
+				return nil, fmt.Errorf("register jobmanager metrics: %w", err)
+			}
+		}
+	}
+	return jm, nil
+}
+
+// ID identifies this JobManager process.
+func (jm *JobManager) ID() string { return jm.id }
+
+// Register adds the JobManager's services to s.
+func (jm *JobManager) Register(s *grpc.Server) {
+	clusterv1.RegisterJobManagerServiceServer(s, jm)
+	clusterv1.RegisterResourceManagerServiceServer(s, jm)
+}
+
+// Run schedules waiting jobs until ctx ends or Close is called.
+func (jm *JobManager) Run(ctx context.Context) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		jm.schedulePending(time.Now())
+		select {
+		case <-ctx.Done():
+			return
+		case <-jm.done:
+			return
+		case <-jm.kick:
+		case <-tick.C:
+		}
+	}
+}
+
+// Close stops timers, waits for in-flight deployments and closes
+// connections to TaskManagers.
+func (jm *JobManager) Close() error {
+	jm.mu.Lock()
+	if jm.closed {
+		jm.mu.Unlock()
+		return nil
+	}
+	jm.closed = true
+	close(jm.done)
+	for _, tm := range jm.tms {
+		if tm.timer != nil {
+			tm.timer.Stop()
+		}
+	}
+	jm.mu.Unlock()
+	jm.wg.Wait()
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	for _, tm := range jm.tms {
+		if tm.conn != nil {
+			tm.conn.Close()
+			tm.conn = nil
+		}
+	}
+	return nil
+}
+
+func (jm *JobManager) wake() {
+	select {
+	case jm.kick <- struct{}{}:
+	default:
+	}
+}
+
+// ------------------------------------------------------------ flowctl API
+
+func (jm *JobManager) SubmitJob(ctx context.Context, req *clusterv1.SubmitJobRequest) (*clusterv1.SubmitJobResponse, error) {
+	g := req.GetGraph()
+	if g == nil {
+		return nil, status.Error(codes.InvalidArgument, "submit: the request carries no job graph")
+	}
+	plan, err := jm.validate(g)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	now := time.Now()
+	id := randomID(16)
+	d := &clusterv1.JobDetails{
+		Summary: &clusterv1.JobSummary{
+			JobId: id, Name: g.GetName(), Status: clusterv1.JobStatus_JOB_STATUS_CREATED,
+			SubmitTimeMs: now.UnixMilli(), Attempt: 1,
+		},
+		Graph: g,
+	}
+	for _, t := range plan.Tasks {
+		ti := &clusterv1.TaskVertexInfo{Id: t.ID, Operators: t.Operators, Parallelism: int32(t.Parallelism)}
+		for i := 0; i < t.Parallelism; i++ {
+			ti.Subtasks = append(ti.Subtasks, &clusterv1.SubtaskInfo{Index: int32(i)})
+		}
+		d.Tasks = append(d.Tasks, ti)
+	}
+	d.History = []*clusterv1.StatusChange{{Status: clusterv1.JobStatus_JOB_STATUS_CREATED, TimeMs: now.UnixMilli(), Message: "submitted"}}
+	j := &job{d: d, plan: plan, changed: make(chan struct{})}
+	jm.mu.Lock()
+	if err := jm.store.save(d); err != nil {
+		jm.mu.Unlock()
+		return nil, status.Errorf(codes.Internal, "store job: %v", err)
+	}
+	jm.jobs[id] = j
+	jm.order = append(jm.order, id)
+	jm.mu.Unlock()
+	jm.submittedTotal.Inc()
+	jm.log.Info("job submitted", "job", id, "name", g.GetName(), "slots", maxParallelism(plan))
+	jm.wake()
+	return &clusterv1.SubmitJobResponse{JobId: id}, nil
+}
+
+// validate checks what the JobManager can check of a graph: its shape, its
+// parallelism against max parallelism, and (with a registry) operator types.
+func (jm *JobManager) validate(g *jobgraphv1.JobGraph) (*runtime.Plan, error) {
+	plan, err := runtime.BuildPlan(g)
+	if err != nil {
+		return nil, err
+	}
+	maxP := int(g.GetMaxParallelism())
+	if maxP == 0 {
+		maxP = keygroup.DefaultMaxParallelism
+	}
+	var errs []error
+	for _, v := range g.GetVertices() {
+		if err := keygroup.Validate(runtime.VertexParallelism(g, v), maxP); err != nil {
+			errs = append(errs, fmt.Errorf("operator %q: %w", v.GetId(), err))
+		}
+		if jm.opts.Registry != nil {
+			if _, err := jm.opts.Registry.Lookup(v.GetType()); err != nil {
+				errs = append(errs, fmt.Errorf("operator %q: %w", v.GetId(), err))
+			}
+		}
+	}
+	return plan, errors.Join(errs...)
+}
+
+func (jm *JobManager) ListJobs(ctx context.Context, _ *clusterv1.ListJobsRequest) (*clusterv1.ListJobsResponse, error) {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	resp := &clusterv1.ListJobsResponse{}
+	for _, id := range jm.order {
+		resp.Jobs = append(resp.Jobs, proto.Clone(jm.jobs[id].d.GetSummary()).(*clusterv1.JobSummary))
+	}
+	return resp, nil
+}
+
+func (jm *JobManager) lookup(id string) (*job, error) {
+	j, ok := jm.jobs[id]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "job %q not found", id)
+	}
+	return j, nil
+}
+
+func (jm *JobManager) GetJob(ctx context.Context, req *clusterv1.GetJobRequest) (*clusterv1.GetJobResponse, error) {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	j, err := jm.lookup(req.GetJobId())
+	if err != nil {
+		return nil, err
+	}
+	d := proto.Clone(j.d).(*clusterv1.JobDetails)
+	// Fill in addresses of the TaskManagers that run subtasks.
+	for _, t := range d.GetTasks() {
+		for _, s := range t.GetSubtasks() {
+			if tm := jm.tms[s.GetTaskManagerId()]; tm != nil {
+				s.TaskManagerAddress = tm.info.GetAddress()
+			}
+		}
+	}
+	return &clusterv1.GetJobResponse{Job: d}, nil
+}
+
+func (jm *JobManager) CancelJob(ctx context.Context, req *clusterv1.CancelJobRequest) (*clusterv1.CancelJobResponse, error) {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	j, err := jm.lookup(req.GetJobId())
+	if err != nil {
+		return nil, err
+	}
+	switch st := j.d.GetSummary().GetStatus(); {
+	case isTerminal(st):
+		return nil, status.Errorf(codes.FailedPrecondition, "job %q is already %s", req.GetJobId(), shortStatus(st))
+	case st == clusterv1.JobStatus_JOB_STATUS_CREATED:
+		jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_CANCELED, "canceled before it was scheduled")
+		jm.persistLocked(j)
+	case st == clusterv1.JobStatus_JOB_STATUS_CANCELING:
+	default:
+		jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_CANCELING, "cancel requested")
+		jm.cancelSubtasksLocked(j, "job canceled")
+		jm.maybeCompleteLocked(j)
+		jm.persistLocked(j)
+	}
+	return &clusterv1.CancelJobResponse{}, nil
+}
+
+func (jm *JobManager) WatchJob(req *clusterv1.WatchJobRequest, stream clusterv1.JobManagerService_WatchJobServer) error {
+	var last *clusterv1.JobStatusEvent
+	for {
+		jm.mu.Lock()
+		j, err := jm.lookup(req.GetJobId())
+		if err != nil {
+			jm.mu.Unlock()
+			return err
+		}
+		ev := &clusterv1.JobStatusEvent{Summary: proto.Clone(j.d.GetSummary()).(*clusterv1.JobSummary), Message: j.note}
+		changed := j.changed
+		jm.mu.Unlock()
+		if last == nil || last.GetSummary().GetStatus() != ev.GetSummary().GetStatus() ||
+			last.GetMessage() != ev.GetMessage() || last.GetSummary().GetAttempt() != ev.GetSummary().GetAttempt() {
+			if err := stream.Send(ev); err != nil {
+				return err
+			}
+			last = ev
+		}
+		if isTerminal(ev.GetSummary().GetStatus()) {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-stream.Context().Done():
+			return stream.Context().Err()
+		case <-jm.done:
+			return status.Error(codes.Unavailable, "the JobManager is shutting down")
+		}
+	}
+}
+
+func (jm *JobManager) ListTaskManagers(ctx context.Context, _ *clusterv1.ListTaskManagersRequest) (*clusterv1.ListTaskManagersResponse, error) {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	resp := &clusterv1.ListTaskManagersResponse{}
+	ids := make([]string, 0, len(jm.tms))
+	for id := range jm.tms {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		tm := jm.tms[id]
+		info := proto.Clone(tm.info).(*clusterv1.TaskManagerInfo)
+		info.FreeSlots = int32(tm.freeSlots())
+		resp.TaskManagers = append(resp.TaskManagers, info)
+	}
+	return resp, nil
+}
+
+func (tm *taskManager) freeSlots() int {
+	if tm.info.GetState() != clusterv1.TaskManagerState_TASK_MANAGER_STATE_ACTIVE {
+		return 0
+	}
+	return int(tm.info.GetSlots()) - tm.used
+}
+
+// ------------------------------------------------------ TaskManager API
+
+func (jm *JobManager) RegisterTaskManager(ctx context.Context, req *clusterv1.RegisterTaskManagerRequest) (*clusterv1.RegisterTaskManagerResponse, error) {
+	if req.GetTaskManagerId() == "" || req.GetAddress() == "" || req.GetSlots() < 0 {
+		return nil, status.Error(codes.InvalidArgument, "register: task_manager_id, address and a non-negative slot count are required")
+	}
+	conn, err := grpc.NewClient(req.GetAddress(), jm.opts.DialOptions...)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "register: bad TaskManager address %q: %v", req.GetAddress(), err)
+	}
+	now := time.Now()
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	if jm.closed {
+		conn.Close()
+		return nil, status.Error(codes.Unavailable, "the JobManager is shutting down")
+	}
+	id := req.GetTaskManagerId()
+	if old := jm.tms[id]; old != nil {
+		if old.timer != nil {
+			old.timer.Stop()
+		}
+		if old.conn != nil {
+			old.conn.Close()
+		}
+		if old.info.GetState() == clusterv1.TaskManagerState_TASK_MANAGER_STATE_ACTIVE {
+			// Re-registration of a live TaskManager (it lost contact with us):
+			// whatever it ran for us is gone from its point of view only if it
+			// says so; keep its slot accounting.
+			jm.log.Info("taskmanager re-registered", "id", id, "address", req.GetAddress())
+		}
+	}
+	tm := &taskManager{
+		info: &clusterv1.TaskManagerInfo{
+			Id: id, Address: req.GetAddress(), Slots: req.GetSlots(), HttpAddress: req.GetHttpAddress(),
+			State: clusterv1.TaskManagerState_TASK_MANAGER_STATE_ACTIVE, RegisteredTimeMs: now.UnixMilli(), LastHeartbeatMs: now.UnixMilli(),
+		},
+		conn: conn, client: clusterv1.NewTaskExecutorServiceClient(conn),
+	}
+	if old := jm.tms[id]; old != nil && old.info.GetState() == clusterv1.TaskManagerState_TASK_MANAGER_STATE_ACTIVE {
+		tm.used = old.used
+	}
+	tm.timer = time.AfterFunc(jm.opts.HeartbeatTimeout, func() { jm.heartbeatExpired(id, tm) })
+	jm.tms[id] = tm
+	jm.log.Info("taskmanager registered", "id", id, "address", req.GetAddress(), "slots", req.GetSlots())
+	jm.wake()
+	return &clusterv1.RegisterTaskManagerResponse{
+		JobManagerId:        jm.id,
+		HeartbeatIntervalMs: jm.opts.HeartbeatInterval.Milliseconds(),
+		HeartbeatTimeoutMs:  jm.opts.HeartbeatTimeout.Milliseconds(),
+	}, nil
+}
+
+func (jm *JobManager) Heartbeat(ctx context.Context, req *clusterv1.HeartbeatRequest) (*clusterv1.HeartbeatResponse, error) {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	tm := jm.tms[req.GetTaskManagerId()]
+	if tm == nil || tm.info.GetState() != clusterv1.TaskManagerState_TASK_MANAGER_STATE_ACTIVE {
+		return &clusterv1.HeartbeatResponse{Reregister: true}, nil
+	}
+	tm.timer.Reset(jm.opts.HeartbeatTimeout)
+	tm.info.LastHeartbeatMs = time.Now().UnixMilli()
+	resp := &clusterv1.HeartbeatResponse{}
+	for _, t := range req.GetRunningTasks() {
+		if !jm.wantsLocked(t, tm.info.GetId()) {
+			resp.CancelTasks = append(resp.CancelTasks, t)
+		}
+	}
+	return resp, nil
+}
+
+// wantsLocked reports whether the task is one the JobManager expects to be
+// running on that TaskManager.
+func (jm *JobManager) wantsLocked(t *clusterv1.TaskID, tmID string) bool {
+	j := jm.jobs[t.GetJobId()]
+	if j == nil || j.d.GetSummary().GetAttempt() != t.GetAttempt() || isTerminal(j.d.GetSummary().GetStatus()) {
+		return false
+	}
+	s := subtaskOf(j, t.GetTask(), t.GetSubtask())
+	return s != nil && s.GetTaskManagerId() == tmID && !isTerminalTask(s.GetState())
+}
+
+func (jm *JobManager) heartbeatExpired(id string, tm *taskManager) {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	if jm.closed || jm.tms[id] != tm || tm.info.GetState() != clusterv1.TaskManagerState_TASK_MANAGER_STATE_ACTIVE {
+		return
+	}
+	jm.lostTotal.Inc()
+	jm.log.Warn("taskmanager lost", "id", id, "address", tm.info.GetAddress(), "heartbeat_timeout", jm.opts.HeartbeatTimeout)
+	jm.removeTaskManagerLocked(tm, clusterv1.TaskManagerState_TASK_MANAGER_STATE_LOST,
+		fmt.Sprintf("TaskManager %s (%s) lost: no heartbeat for %s", id, tm.info.GetAddress(), jm.opts.HeartbeatTimeout))
+}
+
+func (jm *JobManager) DeregisterTaskManager(ctx context.Context, req *clusterv1.DeregisterTaskManagerRequest) (*clusterv1.DeregisterTaskManagerResponse, error) {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	tm := jm.tms[req.GetTaskManagerId()]
+	if tm == nil {
+		return &clusterv1.DeregisterTaskManagerResponse{}, nil
+	}
+	jm.log.Info("taskmanager deregistered", "id", tm.info.GetId())
+	jm.removeTaskManagerLocked(tm, clusterv1.TaskManagerState_TASK_MANAGER_STATE_DEREGISTERED,
+		fmt.Sprintf("TaskManager %s shut down", tm.info.GetId()))
+	return &clusterv1.DeregisterTaskManagerResponse{}, nil
+}
+
+// removeTaskManagerLocked takes a TaskManager out of service and fails every
+// subtask it still ran.
+func (jm *JobManager) removeTaskManagerLocked(tm *taskManager, st clusterv1.TaskManagerState, reason string) {
+	if tm.timer != nil {
+		tm.timer.Stop()
+	}
+	tm.info.State = st
+	tm.used = 0
+	if tm.conn != nil {
+		tm.conn.Close()
+		tm.conn = nil
+	}
+	for _, id := range jm.order {
+		j := jm.jobs[id]
+		if isTerminal(j.d.GetSummary().GetStatus()) {
+			continue
+		}
+		hit := false
+		for _, t := range j.d.GetTasks() {
+			for _, s := range t.GetSubtasks() {
+				if s.GetTaskManagerId() == tm.info.GetId() && !isTerminalTask(s.GetState()) {
+					s.State = clusterv1.TaskState_TASK_STATE_FAILED
+					s.Failure = reason
+					hit = true
+				}
+			}
+		}
+		if hit {
+			jm.taskFailedLocked(j, reason)
+			jm.maybeCompleteLocked(j)
+			jm.persistLocked(j)
+		}
+	}
+}
+
+func (jm *JobManager) UpdateTaskState(ctx context.Context, req *clusterv1.UpdateTaskStateRequest) (*clusterv1.UpdateTaskStateResponse, error) {
+	t := req.GetTask()
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	j := jm.jobs[t.GetJobId()]
+	if j == nil || j.d.GetSummary().GetAttempt() != t.GetAttempt() {
+		return &clusterv1.UpdateTaskStateResponse{}, nil // stale: an old attempt
+	}
+	s := subtaskOf(j, t.GetTask(), t.GetSubtask())
+	if s == nil || s.GetTaskManagerId() != req.GetTaskManagerId() || isTerminalTask(s.GetState()) {
+		return &clusterv1.UpdateTaskStateResponse{}, nil
+	}
+	s.State = req.GetState()
+	s.Failure = req.GetFailure()
+	switch req.GetState() {
+	case clusterv1.TaskState_TASK_STATE_FAILED:
+		jm.log.Warn("task failed", "job", t.GetJobId(), "task", t.GetTask(), "subtask", t.GetSubtask(), "failure", req.GetFailure())
+		jm.taskFailedLocked(j, fmt.Sprintf("task %s (subtask %d/%d) failed: %s", t.GetTask(), t.GetSubtask()+1, len(subtasksOf(j, t.GetTask())), req.GetFailure()))
+	case clusterv1.TaskState_TASK_STATE_RUNNING:
+		jm.maybeRunningLocked(j)
+	}
+	jm.maybeCompleteLocked(j)
+	jm.persistLocked(j)
+	return &clusterv1.UpdateTaskStateResponse{}, nil
+}
+
+// ------------------------------------------------------- job lifecycle
+
+// taskFailedLocked moves a running job to FAILING and cancels its other
+// subtasks. (Restart strategies arrive with checkpointing.)
+func (jm *JobManager) taskFailedLocked(j *job, reason string) {
+	st := j.d.GetSummary().GetStatus()
+	if isTerminal(st) || st == clusterv1.JobStatus_JOB_STATUS_FAILING {
+		return
+	}
+	if st == clusterv1.JobStatus_JOB_STATUS_CANCELING {
+		return // already going down; the failure is recorded on the subtask
+	}
+	j.d.Summary.Failure = reason
+	jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_FAILING, reason)
+	jm.cancelSubtasksLocked(j, "another task failed")
+}
+
+// cancelSubtasksLocked asks TaskManagers to cancel every live subtask. A
+// subtask whose TaskManager cannot be reached is marked canceled: its
+// TaskManager is gone or will learn from its next heartbeat.
+func (jm *JobManager) cancelSubtasksLocked(j *job, reason string) {
+	attempt := j.d.GetSummary().GetAttempt()
+	for _, t := range j.d.GetTasks() {
+		for _, s := range t.GetSubtasks() {
+			if isTerminalTask(s.GetState()) {
+				continue
+			}
+			tm := jm.tms[s.GetTaskManagerId()]
+			if tm == nil || tm.client == nil || s.GetState() == clusterv1.TaskState_TASK_STATE_UNSPECIFIED {
+				s.State = clusterv1.TaskState_TASK_STATE_CANCELED
+				continue
+			}
+			s.State = clusterv1.TaskState_TASK_STATE_CANCELING
+			id := &clusterv1.TaskID{JobId: j.d.GetSummary().GetJobId(), Attempt: attempt, Task: t.GetId(), Subtask: s.GetIndex()}
+			client, tmID := tm.client, tm.info.GetId()
+			jm.wg.Add(1)
+			go func() {
+				defer jm.wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), jm.opts.RPCTimeout)
+				defer cancel()
+				if _, err := client.CancelTask(ctx, &clusterv1.CancelTaskRequest{Task: id}); err != nil {
+					jm.log.Warn("cancel task", "task", id.GetTask(), "subtask", id.GetSubtask(), "taskmanager", tmID, "err", err)
+					jm.forceTaskState(id, tmID, clusterv1.TaskState_TASK_STATE_CANCELED, "cancel failed: "+err.Error())
+				}
+			}()
+		}
+	}
+}
+
+func (jm *JobManager) forceTaskState(id *clusterv1.TaskID, tmID string, st clusterv1.TaskState, msg string) {
+	_, _ = jm.UpdateTaskState(context.Background(), &clusterv1.UpdateTaskStateRequest{TaskManagerId: tmID, Task: id, State: st, Failure: msg})
+}
+
+func (jm *JobManager) maybeRunningLocked(j *job) {
+	if j.d.GetSummary().GetStatus() != clusterv1.JobStatus_JOB_STATUS_CREATED {
+		return
+	}
+	jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_RUNNING, "all tasks deployed")
+}
+
+// maybeCompleteLocked moves the job to its terminal status once every
+// subtask is terminal, and frees its slots.
+func (jm *JobManager) maybeCompleteLocked(j *job) {
+	st := j.d.GetSummary().GetStatus()
+	if isTerminal(st) || st == clusterv1.JobStatus_JOB_STATUS_CREATED && j.slots == nil {
+		return
+	}
+	allFinished := true
+	for _, t := range j.d.GetTasks() {
+		for _, s := range t.GetSubtasks() {
+			if !isTerminalTask(s.GetState()) {
+				return
+			}
+			if s.GetState() != clusterv1.TaskState_TASK_STATE_FINISHED {
+				allFinished = false
+			}
+		}
+	}
+	switch {
+	case st == clusterv1.JobStatus_JOB_STATUS_CANCELING:
+		jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_CANCELED, "all tasks canceled")
+	case st == clusterv1.JobStatus_JOB_STATUS_FAILING || !allFinished:
+		jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_FAILED, j.d.GetSummary().GetFailure())
+	default:
+		jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_FINISHED, "all tasks finished")
+	}
+	jm.releaseSlotsLocked(j)
+	jm.wake()
+}
+
+func (jm *JobManager) releaseSlotsLocked(j *job) {
+	for _, tmID := range j.slots {
+		if tm := jm.tms[tmID]; tm != nil && tm.used > 0 {
+			tm.used--
+		}
+	}
+	j.slots = nil
+}
+
+func (jm *JobManager) setStatusLocked(j *job, st clusterv1.JobStatus, msg string) {
+	now := time.Now().UnixMilli()
+	sum := j.d.GetSummary()
+	if sum.GetStatus() == st {
+		return
+	}
+	sum.Status = st
+	if isTerminal(st) {
+		sum.EndTimeMs = now
+	}
+	j.d.History = append(j.d.History, &clusterv1.StatusChange{Status: st, TimeMs: now, Message: msg})
+	j.note = msg
+	jm.log.Info("job status", "job", sum.GetJobId(), "status", shortStatus(st), "message", msg)
+	jm.notifyLocked(j)
+}
+
+func (jm *JobManager) notifyLocked(j *job) {
+	close(j.changed)
+	j.changed = make(chan struct{})
+}
+
+func (jm *JobManager) persistLocked(j *job) {
+	if err := jm.store.save(j.d); err != nil {
+		jm.log.Error("persist job", "job", j.d.GetSummary().GetJobId(), "err", err)
+	}
+}
+
+// schedulePending gives waiting jobs slots, in submission order, and fails
+// those that waited longer than SlotTimeout.
+func (jm *JobManager) schedulePending(now time.Time) {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	if jm.closed {
+		return
+	}
+	for _, id := range jm.order {
+		j := jm.jobs[id]
+		if j.d.GetSummary().GetStatus() != clusterv1.JobStatus_JOB_STATUS_CREATED || j.slots != nil || j.plan == nil {
+			continue
+		}
+		need := maxParallelism(j.plan)
+		var offers []slotOffer
+		for _, tm := range jm.tms {
+			if f := tm.freeSlots(); f > 0 {
+				offers = append(offers, slotOffer{TaskManager: tm.info.GetId(), Free: f})
+			}
+		}
+		slots, err := allocateSlots(need, offers)
+		if err != nil {
+			waited := now.Sub(time.UnixMilli(j.d.GetSummary().GetSubmitTimeMs()))
+			if waited >= jm.opts.SlotTimeout {
+				msg := fmt.Sprintf("%v; waited %s: add TaskManagers or slots (--slots), or lower the job's parallelism", err, jm.opts.SlotTimeout)
+				j.d.Summary.Failure = msg
+				jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_FAILED, msg)
+				jm.persistLocked(j)
+				continue
+			}
+			note := fmt.Sprintf("waiting for slots: %v", err)
+			if j.note != note {
+				j.note = note
+				jm.notifyLocked(j)
+			}
+			continue
+		}
+		jm.assignLocked(j, slots)
+	}
+}
+
+// assignLocked places subtask i of every task vertex in slot i and deploys.
+func (jm *JobManager) assignLocked(j *job, slots []string) {
+	j.slots = slots
+	for _, tmID := range slots {
+		jm.tms[tmID].used++
+	}
+	for _, t := range j.d.GetTasks() {
+		for _, s := range t.GetSubtasks() {
+			s.TaskManagerId = slots[s.GetIndex()]
+			s.State = clusterv1.TaskState_TASK_STATE_DEPLOYING
+			s.Failure = ""
+		}
+	}
+	j.note = fmt.Sprintf("deploying %d subtasks to %d slots", j.plan.TotalSubtasks(), len(slots))
+	jm.notifyLocked(j)
+	jm.persistLocked(j)
+
+	addrOf := func(task string, subtask int) string {
+		return jm.tms[slots[subtask]].info.GetAddress()
+	}
+	sum := j.d.GetSummary()
+	deps := runtime.BuildDeployments(sum.GetJobId(), sum.GetAttempt(), j.d.GetGraph(), j.plan, addrOf)
+	type call struct {
+		client clusterv1.TaskExecutorServiceClient
+		tmID   string
+		dep    *clusterv1.TaskDeployment
+	}
+	calls := make([]call, 0, len(deps))
+	for _, dep := range deps {
+		tm := jm.tms[slots[dep.GetId().GetSubtask()]]
+		calls = append(calls, call{client: tm.client, tmID: tm.info.GetId(), dep: dep})
+	}
+	for _, c := range calls {
+		jm.wg.Add(1)
+		go func() {
+			defer jm.wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), jm.opts.RPCTimeout)
+			defer cancel()
+			if _, err := c.client.DeployTask(ctx, &clusterv1.DeployTaskRequest{Deployment: c.dep}); err != nil {
+				id := c.dep.GetId()
+				jm.log.Warn("deploy task", "task", id.GetTask(), "subtask", id.GetSubtask(), "taskmanager", c.tmID, "err", err)
+				jm.forceTaskState(id, c.tmID, clusterv1.TaskState_TASK_STATE_FAILED, fmt.Sprintf("deploy to TaskManager %s failed: %v", c.tmID, status.Convert(err).Message()))
+			}
+		}()
+	}
+}
+
+// ------------------------------------------------------------- helpers
+
+func subtaskOf(j *job, task string, index int32) *clusterv1.SubtaskInfo {
+	subs := subtasksOf(j, task)
+	if index < 0 || int(index) >= len(subs) {
+		return nil
+	}
+	return subs[index]
+}
+
+func subtasksOf(j *job, task string) []*clusterv1.SubtaskInfo {
+	for _, t := range j.d.GetTasks() {
+		if t.GetId() == task {
+			return t.GetSubtasks()
+		}
+	}
+	return nil
+}
+
+func maxParallelism(p *runtime.Plan) int {
+	n := 0
+	for _, t := range p.Tasks {
+		n = max(n, t.Parallelism)
+	}
+	return n
+}
+
+func isTerminal(s clusterv1.JobStatus) bool {
+	switch s {
+	case clusterv1.JobStatus_JOB_STATUS_FINISHED, clusterv1.JobStatus_JOB_STATUS_CANCELED, clusterv1.JobStatus_JOB_STATUS_FAILED:
+		return true
+	}
+	return false
+}
+
+func isTerminalTask(s clusterv1.TaskState) bool {
+	switch s {
+	case clusterv1.TaskState_TASK_STATE_FINISHED, clusterv1.TaskState_TASK_STATE_CANCELED, clusterv1.TaskState_TASK_STATE_FAILED:
+		return true
+	}
+	return false
+}
+
+// shortStatus renders JOB_STATUS_RUNNING as RUNNING.
+func shortStatus(s clusterv1.JobStatus) string { return trimPrefix(s.String(), "JOB_STATUS_") }
+
+func randomID(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,476 @@
+package taskmanager
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/flowrt/flow/internal/exchange"
+	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/runtime"
+	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
+)
+
+// RunFunc runs one subtask; see runtime.RunTask for the contract.
+type RunFunc func(ctx context.Context, d *clusterv1.TaskDeployment, env runtime.TaskEnv) error
+
+// Options configure a TaskManager. Zero values take the documented defaults.
+type Options struct {
+	// ID identifies the TaskManager to the JobManager. Default: a random id.
+	ID string
+	// JobManager is the JobManager's RPC address (required).
+	JobManager string
+	// Slots offered to the JobManager. Default 4.
+	Slots int
+	// DataDir holds the subtasks' private directories (required).
+	DataDir string
+	// HTTPAddress is reported to the JobManager for display.
+	HTTPAddress string
+	// ShutdownTimeout bounds how long Run waits for canceled tasks at exit.
+	// Default 10s.
+	ShutdownTimeout time.Duration
+	// Registry of operator types. Default api.Default.
+	Registry *api.Registry
+	// Run executes a subtask. Default runtime.RunTask.
+	Run     RunFunc
+	Logger  *slog.Logger
+	Metrics prometheus.Registerer
+	// Exchange options (SelfAddress is set by SetAddress).
+	Exchange    exchange.Options
+	DialOptions []grpc.DialOption
+}
+
+func (o *Options) ensureDefaults() {
+	if o.ID == "" {
+		host, _ := os.Hostname()
+		o.ID = fmt.Sprintf("tm-%s-%s", host, randomID(3))
+	}
+	if o.Slots <= 0 {
+		o.Slots = 4
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = 10 * time.Second
+	}
+	if o.Registry == nil {
+		o.Registry = api.Default
+	}
+	if o.Run == nil {
+		o.Run = runtime.RunTask
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.DialOptions == nil {
+		o.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+}
+
+// TaskManager offers slots to a JobManager and runs the subtasks deployed
+// to it. It serves TaskExecutorService and the data exchange.
+type TaskManager struct {
+	clusterv1.UnimplementedTaskExecutorServiceServer
+
+	opts     Options
+	log      *slog.Logger
+	exchange *exchange.Manager
+	conn     *grpc.ClientConn
+	rm       clusterv1.ResourceManagerServiceClient
+
+	// base is canceled when the TaskManager shuts down; tasks derive from it.
+	base       context.Context
+	cancelBase context.CancelFunc
+
+	mu       sync.Mutex
+	address  string
+	tasks    map[taskKey]*task
+	stopping bool
+	wg       sync.WaitGroup
+
+	registered prometheus.Gauge
+	tasksGauge prometheus.GaugeFunc
+	deployed   prometheus.Counter
+	failed     prometheus.Counter
+}
+
+type taskKey struct {
+	job     string
+	attempt int32
+	task    string
+	subtask int32
+}
+
+func keyOf(id *clusterv1.TaskID) taskKey {
+	return taskKey{id.GetJobId(), id.GetAttempt(), id.GetTask(), id.GetSubtask()}
+}
+
+type task struct {
+	id     *clusterv1.TaskID
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New builds a TaskManager. Call Register on a gRPC server, SetAddress with
+// the address the server listens on, then Run.
+func New(opts Options) (*TaskManager, error) {
+	opts.ensureDefaults()
+	if opts.JobManager == "" {
+		return nil, errors.New("taskmanager: the JobManager address is required: set --jobmanager HOST:PORT")
+	}
+	if opts.DataDir == "" {
+		return nil, errors.New("taskmanager: data dir is required: set --data-dir")
+	}
+	if err := os.MkdirAll(filepath.Join(opts.DataDir, "tasks"), 0o755); err != nil {
+		return nil, fmt.Errorf("taskmanager: create data dir: %w", err)
+	}
+	xopts := opts.Exchange
+	if xopts.Logger == nil {
+		xopts.Logger = opts.Logger
+	}
+	if xopts.Metrics == nil {
+		xopts.Metrics = opts.Metrics
+	}
+	xm, err := exchange.NewManager(xopts)
+	if err != nil {
+		return nil, fmt.Errorf("taskmanager: %w", err)
+	}
+	conn, err := grpc.NewClient(opts.JobManager, opts.DialOptions...)
+	if err != nil {
+		xm.Close()
+		return nil, fmt.Errorf("taskmanager: bad JobManager address %q: %w", opts.JobManager, err)
+	}
+	base, cancel := context.WithCancel(context.Background())
+	tm := &TaskManager{
+		opts: opts, log: opts.Logger.With("taskmanager", opts.ID), exchange: xm,
+		conn: conn, rm: clusterv1.NewResourceManagerServiceClient(conn),
+		base: base, cancelBase: cancel,
+		tasks: map[taskKey]*task{},
+		registered: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "flow_taskmanager_registered", Help: "1 while the TaskManager is registered with a JobManager.",
+		}),
+		deployed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flow_taskmanager_tasks_deployed_total", Help: "Subtasks deployed to this TaskManager.",
+		}),
+		failed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flow_taskmanager_tasks_failed_total", Help: "Subtasks that failed on this TaskManager.",
+		}),
+	}
+	tm.tasksGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "flow_taskmanager_tasks_running", Help: "Subtasks running on this TaskManager.",
+	}, func() float64 {
+		tm.mu.Lock()
+		defer tm.mu.Unlock()
+		return float64(len(tm.tasks))
+	})
+	if opts.Metrics != nil {
+		for _, c := range []prometheus.Collector{tm.registered, tm.deployed, tm.failed, tm.tasksGauge} {
+			if err := opts.Metrics.Register(c); err != nil {
+				tm.closeConns()
+				return nil, fmt.Errorf("register taskmanager metrics: %w", err)
+			}
+		}
+	}
+	return tm, nil
+}
+
+// ID is the TaskManager's id.
+func (tm *TaskManager) ID() string { return tm.opts.ID }
+
+// Register adds the TaskManager's services (task execution and data
+// exchange) to s.
+func (tm *TaskManager) Register(s *grpc.Server) {
+	clusterv1.RegisterTaskExecutorServiceServer(s, tm)
+	tm.exchange.RegisterService(s)
+}
+
+// SetAddress sets the RPC address other processes reach this TaskManager at.
+func (tm *TaskManager) SetAddress(addr string) {
+	tm.mu.Lock()
+	tm.address = addr
+	tm.mu.Unlock()
+	tm.exchange.SetSelfAddress(addr)
+}
+
+// Run registers with the JobManager and heartbeats until ctx ends; it
+// re-registers whenever the JobManager forgets it (e.g. after a restart).
+// On exit it cancels every task, waits for them, and deregisters.
+func (tm *TaskManager) Run(ctx context.Context) error {
+	defer tm.shutdown()
+	backoff := 100 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		resp, err := tm.register(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if attempt%20 == 0 {
+				tm.log.Warn("cannot register with the JobManager; retrying", "jobmanager", tm.opts.JobManager, "err", status.Convert(err).Message())
+			}
+			if !sleep(ctx, backoff) {
+				return nil
+			}
+			backoff = min(backoff*2, 2*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		attempt = -1
+		tm.registered.Set(1)
+		tm.log.Info("registered with the JobManager", "jobmanager", tm.opts.JobManager, "jobmanager_id", resp.GetJobManagerId(), "slots", tm.opts.Slots)
+		tm.heartbeatLoop(ctx, resp)
+		tm.registered.Set(0)
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+func (tm *TaskManager) register(ctx context.Context) (*clusterv1.RegisterTaskManagerResponse, error) {
+	tm.mu.Lock()
+	req := &clusterv1.RegisterTaskManagerRequest{
+		TaskManagerId: tm.opts.ID, Address: tm.address, Slots: int32(tm.opts.Slots),
+		HttpAddress: tm.opts.HTTPAddress, RunningTasks: tm.runningLocked(),
+	}
+	tm.mu.Unlock()
+	if req.Address == "" {
+		return nil, errors.New("taskmanager: SetAddress was not called")
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return tm.rm.RegisterTaskManager(cctx, req)
+}
+
+// heartbeatLoop returns when ctx ends, when the JobManager asks for
+// re-registration, or when no heartbeat succeeded for the JobManager's
+// heartbeat timeout.
+func (tm *TaskManager) heartbeatLoop(ctx context.Context, reg *clusterv1.RegisterTaskManagerResponse) {
+	interval := time.Duration(reg.GetHeartbeatIntervalMs()) * time.Millisecond
+	if interval <= 0 {
+		interval = 2 * time.Second
+	}
+	timeout := time.Duration(reg.GetHeartbeatTimeoutMs()) * time.Millisecond
+	if timeout <= 0 {
+		timeout = 5 * interval
+	}
+	lastOK := time.Now()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		tm.mu.Lock()
+		req := &clusterv1.HeartbeatRequest{TaskManagerId: tm.opts.ID, RunningTasks: tm.runningLocked()}
+		tm.mu.Unlock()
+		cctx, cancel := context.WithTimeout(ctx, interval)
+		resp, err := tm.rm.Heartbeat(cctx, req)
+		cancel()
+		if err != nil {
+			if time.Since(lastOK) > timeout {
+				tm.log.Warn("lost contact with the JobManager; registering again", "jobmanager", tm.opts.JobManager, "err", status.Convert(err).Message())
+				return
+			}
+			continue
+		}
+		lastOK = time.Now()
+		if resp.GetReregister() {
+			tm.log.Info("the JobManager asked us to register again")
+			return
+		}
+		for _, id := range resp.GetCancelTasks() {
+			tm.cancelTask(id)
+		}
+	}
+}
+
+func (tm *TaskManager) runningLocked() []*clusterv1.TaskID {
+	out := make([]*clusterv1.TaskID, 0, len(tm.tasks))
+	for _, t := range tm.tasks {
+		out = append(out, t.id)
+	}
+	return out
+}
+
+// DeployTask starts a subtask.
+func (tm *TaskManager) DeployTask(ctx context.Context, req *clusterv1.DeployTaskRequest) (*clusterv1.DeployTaskResponse, error) {
+	d := req.GetDeployment()
+	id := d.GetId()
+	if id == nil || d.GetGraph() == nil || len(d.GetOperators()) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "deploy: the deployment lacks its id, graph or operators")
+	}
+	k := keyOf(id)
+	dir := filepath.Join(tm.opts.DataDir, "tasks", fmt.Sprintf("%s-%d", id.GetJobId(), id.GetAttempt()), fmt.Sprintf("%s-%d", id.GetTask(), id.GetSubtask()))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, status.Errorf(codes.Internal, "deploy: create task dir: %v", err)
+	}
+	tm.mu.Lock()
+	if tm.stopping {
+		tm.mu.Unlock()
+		return nil, status.Error(codes.Unavailable, "deploy: the TaskManager is shutting down")
+	}
+	if _, dup := tm.tasks[k]; dup {
+		tm.mu.Unlock()
+		return nil, status.Errorf(codes.AlreadyExists, "deploy: task %s/%d of job %s attempt %d is already running", id.GetTask(), id.GetSubtask(), id.GetJobId(), id.GetAttempt())
+	}
+	tctx, cancel := context.WithCancel(tm.base)
+	t := &task{id: id, cancel: cancel, done: make(chan struct{})}
+	tm.tasks[k] = t
+	tm.wg.Add(1)
+	tm.mu.Unlock()
+	tm.deployed.Inc()
+
+	env := runtime.TaskEnv{
+		Registry: tm.opts.Registry, Exchange: tm.exchange, DataDir: dir,
+		Logger:  tm.log.With("job", id.GetJobId(), "task", id.GetTask(), "subtask", id.GetSubtask()),
+		Metrics: tm.opts.Metrics,
+	}
+	go tm.runTask(tctx, t, d, env, dir)
+	return &clusterv1.DeployTaskResponse{}, nil
+}
+
+func (tm *TaskManager) runTask(ctx context.Context, t *task, d *clusterv1.TaskDeployment, env runtime.TaskEnv, dir string) {
+	defer tm.wg.Done()
+	defer close(t.done)
+	tm.report(t.id, clusterv1.TaskState_TASK_STATE_RUNNING, "")
+	err := tm.runSafely(ctx, d, env)
+	st, msg := clusterv1.TaskState_TASK_STATE_FINISHED, ""
+	switch {
+	case err == nil:
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		st = clusterv1.TaskState_TASK_STATE_CANCELED
+	default:
+		st, msg = clusterv1.TaskState_TASK_STATE_FAILED, err.Error()
+		tm.failed.Inc()
+		env.Logger.Warn("task failed", "err", err)
+	}
+	tm.mu.Lock()
+	delete(tm.tasks, keyOf(t.id))
+	tm.mu.Unlock()
+	t.cancel()
+	if err := os.RemoveAll(dir); err != nil {
+		env.Logger.Warn("remove task dir", "dir", dir, "err", err)
+	}
+	tm.report(t.id, st, msg)
+}
+
+// runSafely turns a panic escaping the runtime into a task failure, so one
+// bad task cannot take the TaskManager down.
+func (tm *TaskManager) runSafely(ctx context.Context, d *clusterv1.TaskDeployment, env runtime.TaskEnv) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("task panicked: %v", r)
+		}
+	}()
+	return tm.opts.Run(ctx, d, env)
+}
+
+// report tells the JobManager about a task's state, retrying while the
+// TaskManager runs: a lost final state would leave the job hanging.
+func (tm *TaskManager) report(id *clusterv1.TaskID, st clusterv1.TaskState, failure string) {
+	req := &clusterv1.UpdateTaskStateRequest{TaskManagerId: tm.opts.ID, Task: id, State: st, Failure: failure}
+	for delay := 50 * time.Millisecond; ; delay = min(delay*2, time.Second) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := tm.rm.UpdateTaskState(ctx, req)
+		cancel()
+		if err == nil {
+			return
+		}
+		if tm.base.Err() != nil && st != clusterv1.TaskState_TASK_STATE_RUNNING {
+			// Shutting down: one more try happened above; give up quietly.
+			return
+		}
+		if st == clusterv1.TaskState_TASK_STATE_RUNNING {
+			return // best effort; the final state matters
+		}
+		select {
+		case <-time.After(delay):
+		case <-tm.base.Done():
+		}
+	}
+}
+
+// CancelTask cancels a running subtask. NotFound means it is not running
+// here (finished already, or never arrived).
+func (tm *TaskManager) CancelTask(ctx context.Context, req *clusterv1.CancelTaskRequest) (*clusterv1.CancelTaskResponse, error) {
+	if !tm.cancelTask(req.GetTask()) {
+		return nil, status.Errorf(codes.NotFound, "task %s/%d of job %s is not running on %s", req.GetTask().GetTask(), req.GetTask().GetSubtask(), req.GetTask().GetJobId(), tm.opts.ID)
+	}
+	return &clusterv1.CancelTaskResponse{}, nil
+}
+
+func (tm *TaskManager) cancelTask(id *clusterv1.TaskID) bool {
+	tm.mu.Lock()
+	t := tm.tasks[keyOf(id)]
+	tm.mu.Unlock()
+	if t == nil {
+		return false
+	}
+	tm.log.Info("canceling task", "job", id.GetJobId(), "task", id.GetTask(), "subtask", id.GetSubtask())
+	t.cancel()
+	return true
+}
+
+// shutdown cancels all tasks, waits for them (bounded), deregisters and
+// closes connections.
+func (tm *TaskManager) shutdown() {
+	tm.mu.Lock()
+	tm.stopping = true
+	for _, t := range tm.tasks {
+		t.cancel()
+	}
+	n := len(tm.tasks)
+	tm.mu.Unlock()
+	if n > 0 {
+		tm.log.Info("canceling tasks before shutdown", "tasks", n)
+	}
+	done := make(chan struct{})
+	go func() { tm.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(tm.opts.ShutdownTimeout):
+		tm.log.Warn("tasks did not stop within the shutdown timeout", "timeout", tm.opts.ShutdownTimeout)
+	}
+	tm.cancelBase()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	if _, err := tm.rm.DeregisterTaskManager(ctx, &clusterv1.DeregisterTaskManagerRequest{TaskManagerId: tm.opts.ID}); err != nil {
+		tm.log.Warn("deregister", "err", status.Convert(err).Message())
+	}
+	cancel()
+	tm.closeConns()
+}
+
+func (tm *TaskManager) closeConns() {
+	tm.cancelBase()
+	tm.exchange.Close()
+	tm.conn.Close()
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func randomID(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
