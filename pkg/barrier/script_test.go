@@ -1,0 +1,222 @@
+package barrier
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+var rewrite = flag.Bool("rewrite", false, "rewrite testdata/*.txt with the actual output (review the diff before committing)")
+
+// TestScripts runs the scenarios in testdata/*.txt. Each scenario is a
+// sequence of blocks:
+//
+//	# comment
+//	<command> key=value ... [flag]
+//	----
+//	<expected output, one action per line, "ok" when there is none>
+//
+// Commands: init channels=N [mode=aligned|unaligned|at-least-once]
+// [timeout=MS]; barrier id= ch= [t=MS] [savepoint]; record ch=; end ch=
+// [t=MS]; cancel id= ch=; abort id=; tick t=MS; trigger id= [t=MS]
+// [savepoint]; state. Times are milliseconds since the Unix epoch. An error
+// prints as "error: <sentinel>" and the harness checks the state did not
+// change.
+func TestScripts(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no scenarios in testdata/*.txt")
+	}
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) {
+			var m *Machine
+			runScript(t, f, func(cmd string, args map[string]string) (string, error) {
+				return runCommand(t, &m, cmd, args)
+			})
+		})
+	}
+}
+
+var sentinels = []error{
+	ErrInvalidConfig, ErrUnknownChannel, ErrInvalidID, ErrChannelEnded, ErrChannelBlocked,
+	ErrDuplicateBarrier, ErrNotSource, ErrSourceTask, ErrUnknownEvent,
+}
+
+var sentinelNames = map[error]string{
+	ErrInvalidConfig: "ErrInvalidConfig", ErrUnknownChannel: "ErrUnknownChannel",
+	ErrInvalidID: "ErrInvalidID", ErrChannelEnded: "ErrChannelEnded",
+	ErrChannelBlocked: "ErrChannelBlocked", ErrDuplicateBarrier: "ErrDuplicateBarrier",
+	ErrNotSource: "ErrNotSource", ErrSourceTask: "ErrSourceTask", ErrUnknownEvent: "ErrUnknownEvent",
+}
+
+func errorName(err error) string {
+	for _, s := range sentinels {
+		if errors.Is(err, s) {
+			return "error: " + sentinelNames[s]
+		}
+	}
+	return "unexpected error: " + err.Error()
+}
+
+func msTime(args map[string]string, key string) (time.Time, error) {
+	v, ok := args[key]
+	if !ok {
+		return time.Time{}, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s=%q: %w", key, v, err)
+	}
+	return time.UnixMilli(n), nil
+}
+
+func intArg(args map[string]string, key string, def int) (int, error) {
+	v, ok := args[key]
+	if !ok {
+		return def, nil
+	}
+	return strconv.Atoi(v)
+}
+
+func runCommand(t *testing.T, mp **Machine, cmd string, args map[string]string) (string, error) {
+	if cmd == "init" {
+		n, err := intArg(args, "channels", 0)
+		if err != nil {
+			return "", err
+		}
+		timeout, err := intArg(args, "timeout", 0)
+		if err != nil {
+			return "", err
+		}
+		cfg := Config{Channels: n, AlignedTimeout: time.Duration(timeout) * time.Millisecond}
+		if s, ok := args["mode"]; ok {
+			if cfg.Mode, err = ParseMode(s); err != nil {
+				return errorName(err), nil
+			}
+		}
+		m, err := New(cfg)
+		if err != nil {
+			return errorName(err), nil
+		}
+		*mp = m
+		return "ok", nil
+	}
+	m := *mp
+	if m == nil {
+		return "", fmt.Errorf("%s before init", cmd)
+	}
+	if cmd == "state" {
+		return m.String(), nil
+	}
+	var ev Event
+	var err error
+	id, err := intArg(args, "id", 0)
+	if err != nil {
+		return "", err
+	}
+	ev.ID = uint64(id)
+	if ev.Channel, err = intArg(args, "ch", 0); err != nil {
+		return "", err
+	}
+	if ev.Time, err = msTime(args, "t"); err != nil {
+		return "", err
+	}
+	_, ev.Options.Savepoint = args["savepoint"]
+	switch cmd {
+	case "barrier":
+		ev.Type = EventBarrier
+	case "record":
+		ev.Type = EventRecord
+	case "end":
+		ev.Type = EventEnd
+	case "cancel":
+		ev.Type = EventCancel
+	case "abort":
+		ev.Type = EventAbort
+	case "tick":
+		ev.Type = EventTick
+	case "trigger":
+		ev.Type = EventTrigger
+	default:
+		return "", fmt.Errorf("unknown command %q", cmd)
+	}
+	before := m.String()
+	actions, err := m.Step(ev)
+	if err != nil {
+		if after := m.String(); after != before {
+			t.Errorf("%s returned %v but changed the state:\nbefore: %s\nafter:  %s", cmd, err, before, after)
+		}
+		if len(actions) != 0 {
+			t.Errorf("%s returned %v and actions %v", cmd, err, actions)
+		}
+		return errorName(err), nil
+	}
+	if len(actions) == 0 {
+		return "ok", nil
+	}
+	lines := make([]string, len(actions))
+	for i, a := range actions {
+		lines[i] = a.String()
+	}
+	return strings.Join(lines, "\n"), nil
+}
+
+// runScript interprets one scenario file, calling run for each command.
+func runScript(t *testing.T, path string, run func(cmd string, args map[string]string) (string, error)) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	var out strings.Builder
+	for i := 0; i < len(lines); {
+		line := strings.TrimSpace(lines[i])
+		if line == "" || strings.HasPrefix(line, "#") {
+			out.WriteString(lines[i] + "\n")
+			i++
+			continue
+		}
+		cmdLine := i + 1
+		out.WriteString(lines[i] + "\n")
+		i++
+		if i >= len(lines) || strings.TrimSpace(lines[i]) != "----" {
+			t.Fatalf("%s:%d: want ---- after the command", path, cmdLine)
+		}
+		out.WriteString("----\n")
+		i++
+		var want []string
+		for i < len(lines) && strings.TrimSpace(lines[i]) != "" {
+			want = append(want, strings.TrimSpace(lines[i]))
+			i++
+		}
+		fields := strings.Fields(line)
+		args := map[string]string{}
+		for _, f := range fields[1:] {
+			k, v, _ := strings.Cut(f, "=")
+			args[k] = v
+		}
+		got, err := run(fields[0], args)
+		if err != nil {
+			t.Fatalf("%s:%d: %s: %v", path, cmdLine, line, err)
+		}
+		out.WriteString(got + "\n")
+		if g, w := got, strings.Join(want, "\n"); g != w && !*rewrite {
+			t.Errorf("%s:%d: %s\ngot:\n%s\nwant:\n%s", path, cmdLine, line, g, w)
+		}
+	}
+	if *rewrite {
+		if err := os.WriteFile(path, []byte(strings.TrimRight(out.String(), "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
