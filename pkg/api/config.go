@@ -190,11 +190,13 @@ func (t *OperatorType) EncodeConfig(cfg Config) ([]byte, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("encode config of operator type %q: %w", t.Name, errors.Join(errs...))
 	}
-	b, err := json.Marshal(out)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(out); err != nil {
 		return nil, fmt.Errorf("encode config of operator type %q: %w", t.Name, err)
 	}
-	return b, nil
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 func (t *OperatorType) knownFields() string {
@@ -302,7 +304,7 @@ func decodeField(f Field, v any) (any, error) {
 // compileExpression checks that src is a valid expression. Identifiers are
 // resolved at run time against the record, so undefined ones are allowed.
 func compileExpression(src string) (any, error) {
-	return expr.Compile(src, expr.AllowUndefinedVariables())
+	return expr.Compile(src, expr.Env(map[string]any{}), expr.AllowUndefinedVariables())
 }
 
 func oneLine(s string) string {

@@ -1,0 +1,648 @@
+package jobspec
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/flowrt/flow/internal/expression"
+	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/keygroup"
+	"github.com/flowrt/flow/pkg/runtime"
+	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
+)
+
+// Defaults of the job-level settings.
+const (
+	DefaultParallelism        = 1
+	DefaultMaxParallelism     = 128
+	DefaultWatermarkInterval  = 200 * time.Millisecond
+	OnErrorFail               = "fail"
+	OnErrorSkip               = "skip"
+	PartitioningForwardName   = "forward"
+	PartitioningRebalanceName = "rebalance"
+	PartitioningBroadcastName = "broadcast"
+)
+
+var (
+	topKeys       = []string{"name", "parallelism", "maxParallelism", "operators", "stateBackend", "checkpoints", "restart"}
+	operatorKeys  = []string{"id", "type", "uid", "inputs", "keyBy", "partitioning", "parallelism", "onError", "watermarks", "config"}
+	watermarkKeys = []string{"timestamp", "outOfOrderness", "interval", "idleTimeout"}
+	idRE          = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
+)
+
+// LoadFile reads and parses the spec at path; see Parse.
+func LoadFile(path string, reg *api.Registry, sets []string) (*jobgraphv1.JobGraph, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read job spec: %w", err)
+	}
+	return Parse(data, path, reg, sets)
+}
+
+// Parse builds a JobGraph from a YAML job spec, validating every operator
+// against reg. sets are "path=value" overrides applied before validation
+// (see the package doc). On failure the error is an *Errors listing every
+// problem found, each located in filename.
+func Parse(data []byte, filename string, reg *api.Registry, sets []string) (*jobgraphv1.JobGraph, error) {
+	p := &parser{file: filename, reg: reg, origin: map[*yaml.Node]string{}}
+	g := p.parse(data, sets)
+	if len(p.errs.List) > 0 {
+		p.errs.sort()
+		return nil, &p.errs
+	}
+	return g, nil
+}
+
+type parser struct {
+	file   string
+	reg    *api.Registry
+	errs   Errors
+	origin map[*yaml.Node]string // nodes created by --set -> the override text
+}
+
+func (p *parser) errAt(n *yaml.Node, format string, args ...any) {
+	e := &Error{File: p.file, Msg: fmt.Sprintf(format, args...)}
+	if n != nil {
+		if s, ok := p.origin[n]; ok {
+			e.Set = s
+		} else {
+			e.Line, e.Column = n.Line, n.Column
+		}
+	}
+	p.errs.List = append(p.errs.List, e)
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// decode reads the single YAML document.
+func (p *parser) decode(data []byte) *yaml.Node {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			p.errs.List = append(p.errs.List, &Error{File: p.file, Msg: "the job spec is empty: write at least name and operators (see docs/reference/job-spec.md)"})
+			return nil
+		}
+		msg := err.Error()
+		e := &Error{File: p.file}
+		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+			e.Line, _ = strconv.Atoi(m[1])
+			msg = m[2]
+		} else {
+			msg = strings.TrimPrefix(msg, "yaml: ")
+		}
+		e.Msg = "malformed YAML: " + msg + ": fix the syntax (indent with spaces, quote values containing ': ' or '#')"
+		p.errs.List = append(p.errs.List, e)
+		return nil
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		p.errAt(&extra, "the file holds more than one YAML document: keep one job per file")
+	}
+	if len(doc.Content) == 0 {
+		p.errs.List = append(p.errs.List, &Error{File: p.file, Msg: "the job spec is empty: write at least name and operators (see docs/reference/job-spec.md)"})
+		return nil
+	}
+	return doc.Content[0]
+}
+
+// operator is one parsed entry of the operators list.
+type operator struct {
+	node      *yaml.Node
+	id        string
+	idNode    *yaml.Node
+	typ       *api.OperatorType
+	typeNode  *yaml.Node
+	uid       string
+	uidNode   *yaml.Node
+	inputs    []string
+	inNodes   []*yaml.Node
+	inputsKey *yaml.Node
+	keyBy     string
+	keyByNode *yaml.Node
+	part      jobgraphv1.Partitioning
+	partNode  *yaml.Node
+	par       int
+	parNode   *yaml.Node
+	onError   string
+	wm        *jobgraphv1.WatermarkStrategy
+	config    []byte
+}
+
+func (p *parser) parse(data []byte, sets []string) *jobgraphv1.JobGraph {
+	root := p.decode(data)
+	if root == nil {
+		return nil
+	}
+	p.applySets(root, sets)
+	top, ok := p.mapping(root, "job spec", topKeys)
+	if !ok {
+		return nil
+	}
+	g := &jobgraphv1.JobGraph{Spec: string(data)}
+	if e, ok := top["name"]; ok {
+		if s, ok := p.str(e, "name"); ok {
+			if strings.TrimSpace(s) == "" {
+				p.errAt(e.val, "name: is empty: give the job a name")
+			}
+			g.Name = s
+		}
+	} else {
+		p.errAt(root, "name is required: add name: <job name> at the top")
+	}
+
+	maxPar := DefaultMaxParallelism
+	if e, ok := top["maxParallelism"]; ok {
+		if v, ok := p.integer(e, "maxParallelism"); ok {
+			if err := keygroup.Validate(1, int(min(max(v, -1), 1<<30))); err != nil {
+				p.errAt(e.val, "%v", err)
+			} else {
+				maxPar = int(v)
+			}
+		}
+	}
+	par := DefaultParallelism
+	if e, ok := top["parallelism"]; ok {
+		if v, ok := p.integer(e, "parallelism"); ok {
+			if err := keygroup.Validate(int(min(max(v, -1), 1<<30)), maxPar); err != nil {
+				p.errAt(e.val, "%v", err)
+			} else {
+				par = int(v)
+			}
+		}
+	}
+	g.Parallelism, g.MaxParallelism = int32(par), int32(maxPar)
+
+	var ops []*operator
+	if e, ok := top["operators"]; ok {
+		ops = p.operators(e, par, maxPar)
+	} else {
+		p.errAt(root, "operators is required: add a list of operators (a source, then operators and sinks with inputs)")
+	}
+
+	backend := p.stateBackend(top["stateBackend"].val)
+	ckpt := p.checkpoints(top["checkpoints"].val, backend)
+	rst := p.restart(top["restart"].val, ckpt.Interval > 0)
+
+	if len(p.errs.List) > 0 {
+		return nil
+	}
+	for _, op := range ops {
+		kind := map[api.Kind]jobgraphv1.VertexKind{
+			api.KindSource: jobgraphv1.VertexKind_VERTEX_KIND_SOURCE, api.KindOperator: jobgraphv1.VertexKind_VERTEX_KIND_OPERATOR,
+			api.KindSink: jobgraphv1.VertexKind_VERTEX_KIND_SINK,
+		}[op.typ.Kind]
+		g.Vertices = append(g.Vertices, &jobgraphv1.Vertex{
+			Id: op.id, Type: op.typ.Name, Uid: op.uid, Kind: kind, Parallelism: int32(op.par),
+			Config: op.config, KeyBy: op.keyBy, OnError: op.onError, Watermarks: op.wm,
+		})
+	}
+	byID := map[string]*operator{}
+	for _, op := range ops {
+		byID[op.id] = op
+	}
+	for _, op := range ops {
+		for _, in := range op.inputs {
+			g.Edges = append(g.Edges, &jobgraphv1.Edge{Source: in, Target: op.id, Partitioning: edgePartitioning(byID[in], op)})
+		}
+	}
+	var err error
+	if g.StateBackend, err = json.Marshal(backend); err == nil {
+		if g.Checkpoints, err = json.Marshal(ckpt); err == nil {
+			g.Restart, err = json.Marshal(rst)
+		}
+	}
+	if err != nil {
+		p.errAt(root, "encode job settings: %v", err)
+		return nil
+	}
+	if _, err := runtime.BuildPlan(g); err != nil {
+		p.errAt(top["operators"].key, "%v", err)
+		return nil
+	}
+	return g
+}
+
+// edgePartitioning applies the partitioning rules: keyBy makes HASH; an
+// explicit partitioning wins; otherwise FORWARD when the target has a single
+// input with its parallelism, else REBALANCE.
+func edgePartitioning(src, dst *operator) jobgraphv1.Partitioning {
+	switch {
+	case dst.keyBy != "":
+		return jobgraphv1.Partitioning_PARTITIONING_HASH
+	case dst.part != jobgraphv1.Partitioning_PARTITIONING_UNSPECIFIED:
+		return dst.part
+	case len(dst.inputs) == 1 && src.par == dst.par:
+		return jobgraphv1.Partitioning_PARTITIONING_FORWARD
+	}
+	return jobgraphv1.Partitioning_PARTITIONING_REBALANCE
+}
+
+// operators parses the operators list and checks the graph; it returns the
+// operators in topological order (stable in spec order), or nil on errors.
+func (p *parser) operators(e entry, par, maxPar int) []*operator {
+	seq := e.val
+	if seq.Kind != yaml.SequenceNode {
+		p.errAt(seq, "operators: want a list of operators, got %s", kindName(seq))
+		return nil
+	}
+	if len(seq.Content) == 0 {
+		p.errAt(seq, "operators: the list is empty: add at least a source and a sink")
+		return nil
+	}
+	var ops []*operator
+	byID := map[string]*operator{}
+	byUID := map[string]*operator{}
+	for i, n := range seq.Content {
+		op := p.operator(resolve(n), i, par, maxPar)
+		if op == nil {
+			continue
+		}
+		if op.id != "" {
+			if first, dup := byID[op.id]; dup {
+				p.errAt(op.idNode, "operator id %q is already used on line %d: ids must be unique", op.id, first.idNode.Line)
+				continue
+			}
+			byID[op.id] = op
+		}
+		if op.uid != "" {
+			if first, dup := byUID[op.uid]; dup && first != op {
+				at := op.uidNode
+				if at == nil {
+					at = op.idNode
+				}
+				p.errAt(at, "operator %q: uid %q is already used by operator %q: uids must be unique", op.id, op.uid, first.id)
+			} else {
+				byUID[op.uid] = op
+			}
+		}
+		ops = append(ops, op)
+	}
+
+	ids := make([]string, 0, len(ops))
+	for _, op := range ops {
+		if op.id != "" {
+			ids = append(ids, op.id)
+		}
+	}
+	sources, sinks := 0, 0
+	for _, op := range ops {
+		if op.typ == nil {
+			continue
+		}
+		switch op.typ.Kind {
+		case api.KindSource:
+			sources++
+		case api.KindSink:
+			sinks++
+		}
+		seen := map[string]bool{}
+		for i, in := range op.inputs {
+			at := op.inNodes[i]
+			switch src := byID[in]; {
+			case in == op.id:
+				p.errAt(at, "operator %q: lists itself as input: remove it", op.id)
+			case seen[in]:
+				p.errAt(at, "operator %q: input %q is listed twice: remove one", op.id, in)
+			case src == nil:
+				p.errAt(at, "operator %q: input %q is not an operator id%s (ids: %s)", op.id, in, didYouMean(in, ids), strings.Join(ids, ", "))
+			case src.typ != nil && src.typ.Kind == api.KindSink:
+				p.errAt(at, "operator %q: input %q is a sink, which emits nothing: read from an operator or source instead", op.id, in)
+			case op.part == jobgraphv1.Partitioning_PARTITIONING_FORWARD && src.par != op.par:
+				p.errAt(op.partNode, "operator %q: forward partitioning needs equal parallelism, but input %q has %d and %q has %d: use rebalance, keyBy, or equal parallelism",
+					op.id, in, src.par, op.id, op.par)
+			}
+			seen[in] = true
+		}
+	}
+	if len(p.errs.List) > 0 {
+		return nil
+	}
+	if sources == 0 {
+		p.errAt(seq, "operators: the job has no source: add one (see 'flowctl operators' for source types)")
+	}
+	if sinks == 0 {
+		p.errAt(seq, "operators: the job has no sink, so its results go nowhere: add one, e.g. type: print")
+	}
+
+	// Topological order (Kahn), stable in spec order; leftovers form cycles.
+	done := map[string]bool{}
+	var order []*operator
+	for len(order) < len(ops) {
+		progressed := false
+		for _, op := range ops {
+			if done[op.id] {
+				continue
+			}
+			ready := true
+			for _, in := range op.inputs {
+				if !done[in] {
+					ready = false
+					break
+				}
+			}
+			if ready {
+				done[op.id] = true
+				order = append(order, op)
+				progressed = true
+			}
+		}
+		if !progressed {
+			// Drop operators that merely read from a cycle: repeatedly
+			// remove those no remaining operator reads.
+			left := map[string]bool{}
+			for _, op := range ops {
+				left[op.id] = !done[op.id]
+			}
+			for changed := true; changed; {
+				changed = false
+				read := map[string]bool{}
+				for _, op := range ops {
+					if left[op.id] {
+						for _, in := range op.inputs {
+							read[in] = true
+						}
+					}
+				}
+				for _, op := range ops {
+					if left[op.id] && !read[op.id] {
+						left[op.id], changed = false, true
+					}
+				}
+			}
+			var cyc []string
+			var first *operator
+			for _, op := range ops {
+				if left[op.id] {
+					if first == nil {
+						first = op
+					}
+					cyc = append(cyc, op.id)
+				}
+			}
+			p.errAt(first.inputsKey, "operators %s form a cycle through their inputs: a job must be a DAG, remove one of these inputs", quoteList(cyc))
+			return nil
+		}
+	}
+	return order
+}
+
+func quoteList(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
+}
+
+// operator parses one entry of the operators list.
+func (p *parser) operator(n *yaml.Node, index, jobPar, maxPar int) *operator {
+	what := fmt.Sprintf("operators[%d]", index)
+	if v := mappingValue(n, "id"); v != nil && v.Kind == yaml.ScalarNode && v.Value != "" {
+		what = fmt.Sprintf("operator %q", v.Value)
+	}
+	m, ok := p.mapping(n, what, operatorKeys)
+	if !ok {
+		return nil
+	}
+	op := &operator{node: n, par: jobPar, onError: OnErrorFail}
+	if e, ok := m["id"]; ok {
+		op.idNode = e.val
+		if s, ok := p.str(e, what+".id"); ok {
+			if !idRE.MatchString(s) {
+				p.errAt(e.val, "%s: id %q may only contain letters, digits, '_' and '-': rename it", what, s)
+			}
+			op.id = s
+		}
+	} else {
+		p.errAt(n, "%s: id is required: add id: <name>", what)
+	}
+	if op.idNode == nil {
+		op.idNode = n
+	}
+	if e, ok := m["type"]; ok {
+		op.typeNode = e.val
+		if s, ok := p.str(e, what+": type"); ok {
+			t, err := p.reg.Lookup(s)
+			if err != nil {
+				names := p.reg.Names()
+				p.errAt(e.val, "%s: unknown type %q%s (known types: %s)", what, s, didYouMean(s, names), strings.Join(names, ", "))
+			} else {
+				op.typ = t
+			}
+		}
+	} else {
+		p.errAt(n, "%s: type is required: add type: <operator type> (see 'flowctl operators')", what)
+	}
+	op.uid = op.id
+	if e, ok := m["uid"]; ok {
+		op.uidNode = e.val
+		if s, ok := p.str(e, what+": uid"); ok {
+			if strings.TrimSpace(s) == "" {
+				p.errAt(e.val, "%s: uid is empty: remove it (it defaults to the id) or set one", what)
+			}
+			op.uid = s
+		}
+	}
+	isSource := op.typ != nil && op.typ.Kind == api.KindSource
+	if e, ok := m["inputs"]; ok {
+		op.inputsKey = e.key
+		if isSource {
+			p.errAt(e.key, "%s: a source (type %q) takes no inputs: remove inputs", what, op.typ.Name)
+		} else {
+			switch e.val.Kind {
+			case yaml.ScalarNode:
+				if s, ok := p.str(e, what+": inputs"); ok {
+					op.inputs, op.inNodes = []string{s}, []*yaml.Node{e.val}
+				}
+			case yaml.SequenceNode:
+				for _, in := range e.val.Content {
+					in = resolve(in)
+					if s, ok := p.str(entry{val: in}, what+": inputs"); ok {
+						op.inputs = append(op.inputs, s)
+						op.inNodes = append(op.inNodes, in)
+					}
+				}
+				if len(e.val.Content) == 0 {
+					p.errAt(e.val, "%s: inputs is empty: list the ids of the operators it reads", what)
+				}
+			default:
+				p.errAt(e.val, "%s: inputs: want a list of operator ids, got %s", what, kindName(e.val))
+			}
+		}
+	} else if op.typ != nil && !isSource {
+		op.inputsKey = op.idNode
+		p.errAt(op.idNode, "%s: inputs is required: type %q is %s %s; add inputs: [<operator id>]", what, op.typ.Name, article(op.typ.Kind.String()), op.typ.Kind)
+	}
+	if op.inputsKey == nil {
+		op.inputsKey = op.idNode
+	}
+	if e, ok := m["keyBy"]; ok {
+		op.keyByNode = e.val
+		if isSource {
+			p.errAt(e.key, "%s: keyBy applies to the input of an operator; a source has none: move keyBy to the operator that reads it", what)
+		} else if s, ok := p.str(e, what+": keyBy"); ok {
+			if _, err := expression.Compile(s); err != nil {
+				p.errAt(e.val, "%s: keyBy: %s", what, firstLine(err.Error()))
+			}
+			op.keyBy = s
+		}
+	} else if op.typ != nil && op.typ.Keyed {
+		p.errAt(op.typeNode, "%s: type %q is keyed and needs keyBy: add keyBy: <expression giving the key>", what, op.typ.Name)
+	}
+	if e, ok := m["partitioning"]; ok {
+		op.partNode = e.val
+		switch {
+		case isSource:
+			p.errAt(e.key, "%s: partitioning applies to inputs; a source has none: remove it", what)
+		case op.keyByNode != nil:
+			p.errAt(e.key, "%s: partitioning conflicts with keyBy (keyBy implies hash partitioning): remove one", what)
+		default:
+			if e.val.Kind == yaml.ScalarNode && e.val.Value == "hash" {
+				p.errAt(e.val, "%s: partitioning: hash is implied by keyBy: set keyBy instead", what)
+				break
+			}
+			if s, ok := p.enum(e, what+": partitioning", PartitioningForwardName, PartitioningRebalanceName, PartitioningBroadcastName); ok {
+				op.part = map[string]jobgraphv1.Partitioning{
+					PartitioningForwardName:   jobgraphv1.Partitioning_PARTITIONING_FORWARD,
+					PartitioningRebalanceName: jobgraphv1.Partitioning_PARTITIONING_REBALANCE,
+					PartitioningBroadcastName: jobgraphv1.Partitioning_PARTITIONING_BROADCAST,
+				}[s]
+			}
+		}
+	}
+	if e, ok := m["parallelism"]; ok {
+		op.parNode = e.val
+		if v, ok := p.integer(e, what+": parallelism"); ok {
+			if err := keygroup.Validate(int(min(max(v, -1), 1<<30)), maxPar); err != nil {
+				p.errAt(e.val, "%s: %v", what, err)
+			} else {
+				op.par = int(v)
+			}
+		}
+	}
+	if e, ok := m["onError"]; ok {
+		if s, ok := p.enum(e, what+": onError", OnErrorFail, OnErrorSkip); ok {
+			op.onError = s
+		}
+	}
+	if e, ok := m["watermarks"]; ok {
+		if op.typ != nil && !isSource {
+			p.errAt(e.key, "%s: watermarks apply to sources only: move them to the source", what)
+		} else {
+			op.wm = p.watermarks(e.val, what)
+		}
+	}
+	if op.typ != nil {
+		op.config = p.config(m["config"], op, what)
+	}
+	return op
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimSpace(s)
+}
+
+func (p *parser) watermarks(n *yaml.Node, what string) *jobgraphv1.WatermarkStrategy {
+	m, ok := p.mapping(n, what+": watermarks", watermarkKeys)
+	if !ok {
+		return nil
+	}
+	wm := &jobgraphv1.WatermarkStrategy{IntervalMs: DefaultWatermarkInterval.Milliseconds()}
+	if e, ok := m["timestamp"]; ok {
+		if s, ok := p.str(e, what+": watermarks.timestamp"); ok {
+			if _, err := expression.Compile(s); err != nil {
+				p.errAt(e.val, "%s: watermarks.timestamp: %s", what, firstLine(err.Error()))
+			}
+			wm.Timestamp = s
+		}
+	}
+	if e, ok := m["outOfOrderness"]; ok {
+		if d, ok := p.duration(e, what+": watermarks.outOfOrderness"); ok {
+			wm.OutOfOrdernessMs = d.Milliseconds()
+		}
+	}
+	if e, ok := m["interval"]; ok {
+		if d, ok := p.duration(e, what+": watermarks.interval"); ok {
+			if d < time.Millisecond {
+				p.errAt(e.val, "%s: watermarks.interval: must be at least 1ms, such as 200ms", what)
+			} else {
+				wm.IntervalMs = d.Milliseconds()
+			}
+		}
+	}
+	if e, ok := m["idleTimeout"]; ok {
+		if d, ok := p.duration(e, what+": watermarks.idleTimeout"); ok {
+			wm.IdleTimeoutMs = d.Milliseconds()
+		}
+	}
+	return wm
+}
+
+// config validates an operator's config with its type's schema and returns
+// it as JSON.
+func (p *parser) config(e entry, op *operator, what string) []byte {
+	raw := map[string]any{}
+	var fields map[string]entry
+	if e.val != nil {
+		var ok bool
+		fields, ok = p.mapping(e.val, what+": config", nil)
+		if !ok {
+			return nil
+		}
+		for k, fe := range fields {
+			var v any
+			if err := fe.val.Decode(&v); err != nil {
+				p.errAt(fe.val, "%s: config field %q: %v", what, k, err)
+				return nil
+			}
+			raw[k] = v
+		}
+	}
+	cfg, err := op.typ.DecodeConfig(raw)
+	if err != nil {
+		for _, fe := range api.FieldErrors(err) {
+			at := op.typeNode
+			if e.key != nil {
+				at = e.key
+			}
+			if f, ok := fields[fe.Field]; ok {
+				at = f.val
+				if errors.Is(fe, api.ErrUnknownField) {
+					at = f.key
+				}
+			}
+			p.errAt(at, "%s: config field %q: %v", what, fe.Field, fe.Err)
+		}
+		if len(api.FieldErrors(err)) == 0 {
+			p.errAt(op.typeNode, "%s: config: %v", what, err)
+		}
+		return nil
+	}
+	b, err := op.typ.EncodeConfig(cfg)
+	if err != nil {
+		p.errAt(op.typeNode, "%s: config: %v", what, err)
+		return nil
+	}
+	return b
+}
+
+func article(word string) string {
+	if word != "" && strings.ContainsRune("aeiou", rune(word[0])) {
+		return "an"
+	}
+	return "a"
+}

@@ -1,0 +1,146 @@
+package jobspec
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/flowrt/flow/pkg/runtime"
+	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/good/*.golden and testdata/bad/*.err")
+
+// header reads the "# set: k=v" comments at the top of a testdata file.
+// Each bad file's expected error lines are in the sibling .err file.
+func header(data []byte) (sets []string) {
+	for _, line := range strings.Split(string(data), "\n") {
+		switch {
+		case strings.HasPrefix(line, "# set: "):
+			sets = append(sets, strings.TrimPrefix(line, "# set: "))
+		case strings.HasPrefix(line, "#"):
+		default:
+			return sets
+		}
+	}
+	return sets
+}
+
+// render prints a graph compactly and deterministically for golden files.
+func render(t *testing.T, g *jobgraphv1.JobGraph) string {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "job %q parallelism=%d maxParallelism=%d\n", g.GetName(), g.GetParallelism(), g.GetMaxParallelism())
+	for _, v := range g.GetVertices() {
+		fmt.Fprintf(&b, "vertex %s type=%s kind=%s uid=%s parallelism=%d onError=%s", v.GetId(), v.GetType(),
+			strings.TrimPrefix(v.GetKind().String(), "VERTEX_KIND_"), v.GetUid(), v.GetParallelism(), v.GetOnError())
+		if v.GetKeyBy() != "" {
+			fmt.Fprintf(&b, " keyBy=%q", v.GetKeyBy())
+		}
+		if w := v.GetWatermarks(); w != nil {
+			fmt.Fprintf(&b, " watermarks={timestamp=%q outOfOrderness=%dms interval=%dms idleTimeout=%dms}",
+				w.GetTimestamp(), w.GetOutOfOrdernessMs(), w.GetIntervalMs(), w.GetIdleTimeoutMs())
+		}
+		fmt.Fprintf(&b, "\n  config %s\n", v.GetConfig())
+	}
+	for _, e := range g.GetEdges() {
+		fmt.Fprintf(&b, "edge %s -> %s %s\n", e.GetSource(), e.GetTarget(), strings.TrimPrefix(e.GetPartitioning().String(), "PARTITIONING_"))
+	}
+	fmt.Fprintf(&b, "stateBackend %s\ncheckpoints %s\nrestart %s\n", g.GetStateBackend(), g.GetCheckpoints(), g.GetRestart())
+	plan, err := runtime.BuildPlan(g)
+	if err != nil {
+		t.Fatalf("BuildPlan: %v", err)
+	}
+	for _, task := range plan.Tasks {
+		fmt.Fprintf(&b, "task %s parallelism=%d operators=%s\n", task.ID, task.Parallelism, strings.Join(task.Operators, ","))
+	}
+	return b.String()
+}
+
+func TestGoodSpecs(t *testing.T) {
+	files, _ := filepath.Glob("testdata/good/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no testdata/good/*.yaml")
+	}
+	reg := testRegistry()
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sets := header(data)
+			g, err := Parse(data, filepath.Base(f), reg, sets)
+			if err != nil {
+				t.Fatalf("Parse:\n%v", err)
+			}
+			if g.GetSpec() != string(data) {
+				t.Error("graph does not keep the spec text")
+			}
+			got := render(t, g)
+			golden := strings.TrimSuffix(f, ".yaml") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if got != string(want) {
+				t.Errorf("graph differs from %s:\n--- got\n%s--- want\n%s", golden, got, want)
+			}
+		})
+	}
+}
+
+func TestBadSpecs(t *testing.T) {
+	files, _ := filepath.Glob("testdata/bad/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no testdata/bad/*.yaml")
+	}
+	reg := testRegistry()
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sets := header(data)
+			errFile := strings.TrimSuffix(f, ".yaml") + ".err"
+			g, err := Parse(data, filepath.Base(f), reg, sets)
+			if err == nil {
+				t.Fatalf("Parse succeeded with %d vertices; want errors", len(g.GetVertices()))
+			}
+			if !errors.Is(err, ErrInvalidSpec) {
+				t.Errorf("error does not wrap ErrInvalidSpec: %v", err)
+			}
+			var errs *Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("error is %T, want *Errors", err)
+			}
+			got := errs.Lines()
+			if *update {
+				if err := os.WriteFile(errFile, []byte(strings.Join(got, "\n")+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			wantData, err := os.ReadFile(errFile)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			want := strings.Split(strings.TrimSuffix(string(wantData), "\n"), "\n")
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("errors differ:\n--- got\n%s\n--- want\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+			if errs.Error() != strings.Join(got, "\n") {
+				t.Error("Error() does not join the lines")
+			}
+		})
+	}
+}
