@@ -1,0 +1,16 @@
+// Package builtin registers every built-in operator type into api.Default
+// when imported (for its side effects):
+//
+//	import _ "github.com/flowrt/flow/pkg/builtin"
+//
+// Sources: datagen, file. Operators: map, filter, select. Sinks: print,
+// blackhole, file_sink.
+package builtin
+
+import (
+	_ "github.com/flowrt/flow/pkg/connectors/blackhole"
+	_ "github.com/flowrt/flow/pkg/connectors/datagen"
+	_ "github.com/flowrt/flow/pkg/connectors/file"
+	_ "github.com/flowrt/flow/pkg/connectors/print"
+	_ "github.com/flowrt/flow/pkg/operators/transform"
+)

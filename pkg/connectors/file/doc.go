@@ -1,0 +1,17 @@
+// Package file holds the file connectors.
+//
+// The `file` source reads JSON lines from a file or from every *.json and
+// *.jsonl file of a directory (sorted by name; file i goes to subtask
+// i mod parallelism). Each non-empty line is one record. A line that is not
+// valid JSON is a record error: with on_error "skip" it is dropped and
+// counted, otherwise the task fails naming the file and line. Position is
+// {"file": name, "offset": byte offset of the next line}.
+//
+// The `file_sink` sink writes each record's value as a line into part files
+// of a directory: part-<subtask>-<n>.jsonl. A part file is written under a
+// hidden in-progress name, becomes pending when it is rolled (max_file_size)
+// or at the end of input, and is committed by an atomic rename after its
+// data was fsynced. Only committed files carry the final name, so readers
+// never see partial files. (Checkpoints will move the commit to
+// notify-checkpoint-complete for exactly-once output.)
+package file
