@@ -1,0 +1,180 @@
+package runtime
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/flowrt/flow/internal/exchange"
+	"github.com/flowrt/flow/internal/expression"
+	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/keygroup"
+	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
+)
+
+// maxEventSize bounds the bytes a watermark or status frame takes.
+const maxEventSize = 1 + 10
+
+// subBuffer is the buffer being filled for one subpartition.
+type subBuffer struct {
+	w    frameWriter
+	open bool
+}
+
+// output serializes the chain's records into one result partition (one
+// downstream task vertex), choosing subpartitions by the edge's partitioning.
+// It is an api.Collector at the tail of the chain.
+type output struct {
+	t    *task
+	part *exchange.ResultPartition
+	mode jobgraphv1.Partitioning
+	subs []subBuffer
+	rr   int
+
+	// hash partitioning
+	keyBy      *expression.Program
+	keyVertex  *vertexInfo // the downstream head (names keyBy errors)
+	env        *expression.Env
+	keyBuf     []byte
+	maxPar     int
+	downstream int
+}
+
+func newOutput(t *task, part *exchange.ResultPartition, mode jobgraphv1.Partitioning, subpartitions int) *output {
+	o := &output{t: t, part: part, mode: mode, subs: make([]subBuffer, subpartitions)}
+	o.rr = t.subtask % subpartitions
+	return o
+}
+
+// Collect implements api.Collector.
+func (o *output) Collect(r api.Record) {
+	if o.t.err != nil {
+		return
+	}
+	switch o.mode {
+	case jobgraphv1.Partitioning_PARTITIONING_HASH:
+		sub, ok := o.keyOf(&r)
+		if !ok {
+			return
+		}
+		o.write(sub, &r)
+	case jobgraphv1.Partitioning_PARTITIONING_BROADCAST:
+		for i := range o.subs {
+			o.write(i, &r)
+		}
+	case jobgraphv1.Partitioning_PARTITIONING_REBALANCE:
+		o.write(o.rr, &r)
+		o.rr++
+		if o.rr == len(o.subs) {
+			o.rr = 0
+		}
+	default: // forward
+		o.write(0, &r)
+	}
+	o.t.metrics.out++
+}
+
+// keyOf evaluates the key expression, sets r.Key and returns the owning
+// downstream subtask.
+func (o *output) keyOf(r *api.Record) (int, bool) {
+	if err := o.env.Reset(r.Value, r.Timestamp, r.Key); err != nil {
+		o.t.recordFailed(o.keyVertex, fmt.Errorf("keyBy %q: %w", o.keyBy.Source(), err), true)
+		return 0, false
+	}
+	v, err := o.keyBy.Eval(o.env)
+	if err != nil {
+		o.t.recordFailed(o.keyVertex, fmt.Errorf("keyBy: %w", err), true)
+		return 0, false
+	}
+	o.keyBuf = expression.AppendKey(o.keyBuf[:0], v)
+	r.Key = o.keyBuf
+	kg := keygroup.Assign(o.keyBuf, o.maxPar)
+	return keygroup.OperatorIndex(kg, o.maxPar, o.downstream), true
+}
+
+// buffer returns the subpartition's open buffer with room for need bytes,
+// emitting a full one and requesting a new one as needed (which may block:
+// backpressure).
+func (o *output) buffer(sub int, need int) *frameWriter {
+	sb := &o.subs[sub]
+	if sb.open && len(sb.w.buf) > 0 && len(sb.w.buf)+need > cap(sb.w.buf) {
+		o.emit(sub)
+	}
+	if !sb.open {
+		buf, ok := o.part.TryRequestBuffer()
+		if !ok {
+			start := time.Now()
+			var err error
+			buf, err = o.part.RequestBuffer(o.t.ctx)
+			o.t.metrics.backpressured.Add(time.Since(start).Seconds())
+			if err != nil {
+				o.t.fail(fmt.Errorf("request output buffer for %q: %w", o.part.ID().DownstreamTask, err))
+				return nil
+			}
+		}
+		sb.w.reset(buf)
+		sb.open = true
+		o.t.bufferOpened()
+	}
+	return &sb.w
+}
+
+func (o *output) write(sub int, r *api.Record) {
+	w := o.buffer(sub, recordSize(r))
+	if w == nil {
+		return
+	}
+	w.appendRecord(r)
+}
+
+func (o *output) emit(sub int) {
+	sb := &o.subs[sub]
+	if !sb.open {
+		return
+	}
+	sb.open = false
+	if err := o.part.Emit(sub, sb.w.buf); err != nil {
+		o.t.fail(fmt.Errorf("emit to %q subpartition %d: %w", o.part.ID().DownstreamTask, sub, err))
+	}
+	sb.w.buf = nil
+}
+
+// watermark appends a watermark to every subpartition.
+func (o *output) watermark(ts int64) {
+	for i := range o.subs {
+		if w := o.buffer(i, maxEventSize); w != nil {
+			w.appendWatermark(ts)
+		}
+	}
+}
+
+// status appends a stream status to every subpartition.
+func (o *output) status(idle bool) {
+	for i := range o.subs {
+		if w := o.buffer(i, maxEventSize); w != nil {
+			w.appendStatus(idle)
+		}
+	}
+}
+
+// flush emits every open buffer.
+func (o *output) flush() {
+	for i := range o.subs {
+		if o.subs[i].open && len(o.subs[i].w.buf) > 0 {
+			o.emit(i)
+		}
+	}
+}
+
+// fanout sends records to several outputs.
+type fanout []api.Collector
+
+func (f fanout) Collect(r api.Record) {
+	for _, c := range f {
+		c.Collect(r)
+	}
+}
+
+// discard drops records (a chain tail without outputs).
+type discard struct{}
+
+func (discard) Collect(api.Record) {}
