@@ -167,8 +167,9 @@ func New(opts Options) (*JobManager, error) {
 		case st == clusterv1.JobStatus_JOB_STATUS_CREATED && j.plan != nil:
 			// Still waiting for slots: keep waiting.
 		default:
-			jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_FAILED,
-				"the JobManager restarted while the job was "+shortStatus(st)+"; submit it again")
+			msg := "the JobManager restarted while the job was " + shortStatus(st) + "; submit it again"
+			d.Summary.Failure = msg
+			jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_FAILED, msg)
 			for _, t := range d.GetTasks() {
 				for _, s := range t.GetSubtasks() {
 					if !isTerminalTask(s.GetState()) {
@@ -582,6 +583,9 @@ func (jm *JobManager) UpdateTaskState(ctx context.Context, req *clusterv1.Update
 	t := req.GetTask()
 	jm.mu.Lock()
 	defer jm.mu.Unlock()
+	if jm.closed {
+		return nil, status.Error(codes.Unavailable, "the JobManager is shutting down")
+	}
 	j := jm.jobs[t.GetJobId()]
 	if j == nil || j.d.GetSummary().GetAttempt() != t.GetAttempt() {
 		return &clusterv1.UpdateTaskStateResponse{}, nil // stale: an old attempt
@@ -596,6 +600,12 @@ func (jm *JobManager) UpdateTaskState(ctx context.Context, req *clusterv1.Update
 	case clusterv1.TaskState_TASK_STATE_FAILED:
 		jm.log.Warn("task failed", "job", t.GetJobId(), "task", t.GetTask(), "subtask", t.GetSubtask(), "failure", req.GetFailure())
 		jm.taskFailedLocked(j, fmt.Sprintf("task %s (subtask %d/%d) failed: %s", t.GetTask(), t.GetSubtask()+1, len(subtasksOf(j, t.GetTask())), req.GetFailure()))
+	case clusterv1.TaskState_TASK_STATE_CANCELED:
+		if j.d.GetSummary().GetStatus() != clusterv1.JobStatus_JOB_STATUS_CANCELING {
+			// Nobody asked for this: the TaskManager is going away.
+			jm.taskFailedLocked(j, fmt.Sprintf("task %s (subtask %d/%d) was canceled by TaskManager %s (shutting down)",
+				t.GetTask(), t.GetSubtask()+1, len(subtasksOf(j, t.GetTask())), req.GetTaskManagerId()))
+		}
 	case clusterv1.TaskState_TASK_STATE_RUNNING:
 		jm.maybeRunningLocked(j)
 	}

@@ -377,28 +377,31 @@ func (tm *TaskManager) runSafely(ctx context.Context, d *clusterv1.TaskDeploymen
 	return tm.opts.Run(ctx, d, env)
 }
 
-// report tells the JobManager about a task's state, retrying while the
-// TaskManager runs: a lost final state would leave the job hanging.
+// report tells the JobManager about a task's state. A final state is
+// retried while the TaskManager runs (a lost one would leave the job
+// hanging); once the TaskManager is stopping, a few tries are made.
 func (tm *TaskManager) report(id *clusterv1.TaskID, st clusterv1.TaskState, failure string) {
 	req := &clusterv1.UpdateTaskStateRequest{TaskManagerId: tm.opts.ID, Task: id, State: st, Failure: failure}
-	for delay := 50 * time.Millisecond; ; delay = min(delay*2, time.Second) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	delay := 50 * time.Millisecond
+	for try := 1; ; try++ {
+		ctx, cancel := context.WithTimeout(tm.base, 5*time.Second)
 		_, err := tm.rm.UpdateTaskState(ctx, req)
 		cancel()
-		if err == nil {
-			return
+		if err == nil || st == clusterv1.TaskState_TASK_STATE_RUNNING {
+			return // RUNNING is best effort; the final state is what matters
 		}
-		if tm.base.Err() != nil && st != clusterv1.TaskState_TASK_STATE_RUNNING {
-			// Shutting down: one more try happened above; give up quietly.
+		tm.mu.Lock()
+		stopping := tm.stopping
+		tm.mu.Unlock()
+		if tm.base.Err() != nil || (stopping && try >= 3) {
+			tm.log.Warn("could not report task state", "task", id.GetTask(), "subtask", id.GetSubtask(), "state", st, "err", status.Convert(err).Message())
 			return
-		}
-		if st == clusterv1.TaskState_TASK_STATE_RUNNING {
-			return // best effort; the final state matters
 		}
 		select {
 		case <-time.After(delay):
 		case <-tm.base.Done():
 		}
+		delay = min(delay*2, time.Second)
 	}
 }
 
