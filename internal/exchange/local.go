@@ -1,0 +1,70 @@
+package exchange
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// localChannel reads a subpartition of a partition registered with the same
+// Manager, directly from its queue. Until the partition is registered the
+// channel is pending in the Manager; registration attaches it, a timer fails it.
+type localChannel struct {
+	g    *InputGate
+	idx  int
+	spec ChannelSpec
+
+	sp    atomic.Pointer[subpartition]
+	err   atomic.Pointer[error]
+	timer *time.Timer // registration timeout; guarded by Manager.mu
+}
+
+func (c *localChannel) String() string {
+	return fmt.Sprintf("partition %s subpartition %d, local", c.spec.Partition, c.spec.Subpartition)
+}
+
+func (c *localChannel) notify() { c.g.markReady(c.idx) }
+
+// bind attaches the channel to its now-registered partition.
+func (c *localChannel) bind(p *ResultPartition) {
+	sub := int(c.spec.Subpartition)
+	if sub < 0 || sub >= len(p.subs) {
+		c.fail(fmt.Errorf("subpartition %d out of range: partition %s has %d subpartitions", sub, p.id, len(p.subs)))
+		return
+	}
+	sp := p.subs[sub]
+	c.sp.Store(sp)
+	if err := sp.attach(c); err != nil {
+		c.sp.Store(nil)
+		c.fail(err)
+	}
+}
+
+func (c *localChannel) fail(err error) {
+	c.err.Store(&err)
+	c.notify()
+}
+
+func (c *localChannel) poll() ([]byte, bool, bool, bool, error) {
+	if e := c.err.Load(); e != nil {
+		return nil, false, false, false, *e
+	}
+	sp := c.sp.Load()
+	if sp == nil {
+		return nil, false, false, false, nil
+	}
+	return sp.pop()
+}
+
+func (c *localChannel) recycle(frame []byte) {
+	if sp := c.sp.Load(); sp != nil {
+		sp.p.pool.put(frame)
+	}
+}
+
+func (c *localChannel) close() {
+	c.g.m.cancelPending(c)
+	if sp := c.sp.Load(); sp != nil {
+		sp.detach(false)
+	}
+}

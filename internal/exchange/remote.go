@@ -1,0 +1,272 @@
+package exchange
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	exchangev1 "github.com/flowrt/flow/proto/flow/exchange/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// remoteChannel reads one subpartition of a producer in another TaskManager
+// over an ExchangeService.Subscribe stream. One goroutine receives frames
+// into a queue bounded by the credit window; another sends credit back as
+// the consumer recycles frames (batched: once half the window is free).
+type remoteChannel struct {
+	g         *InputGate
+	idx       int
+	spec      ChannelSpec
+	window    int32 // credit window = BuffersPerChannel
+	threshold int32 // send credit once this many frames were recycled
+
+	unsent    atomic.Int32  // recycled frames not yet granted back as credit
+	creditSig chan struct{} // cap 1: unsent reached threshold
+
+	mu          sync.Mutex
+	q           frameRing
+	held        int32 // frames received and not yet recycled (queued + polled)
+	end         bool  // end received
+	endReported bool
+	err         error
+}
+
+func newRemoteChannel(g *InputGate, idx int, spec ChannelSpec) *remoteChannel {
+	w := int32(g.m.opts.BuffersPerChannel)
+	return &remoteChannel{
+		g:         g,
+		idx:       idx,
+		spec:      spec,
+		window:    w,
+		threshold: max(1, w/2),
+		creditSig: make(chan struct{}, 1),
+	}
+}
+
+func (c *remoteChannel) String() string {
+	return fmt.Sprintf("partition %s subpartition %d at %s", c.spec.Partition, c.spec.Subpartition, c.spec.Address)
+}
+
+func (c *remoteChannel) poll() ([]byte, bool, bool, bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return nil, false, false, false, c.err
+	}
+	if b, ok := c.q.pop(); ok {
+		return b, false, c.q.len() > 0 || c.end, true, nil
+	}
+	if c.end && !c.endReported {
+		c.endReported = true
+		return nil, true, false, true, nil
+	}
+	return nil, false, false, false, nil
+}
+
+func (c *remoteChannel) recycle([]byte) {
+	c.mu.Lock()
+	if c.held > 0 {
+		c.held--
+	}
+	c.mu.Unlock()
+	if c.unsent.Add(1) >= c.threshold {
+		select {
+		case c.creditSig <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// close is a no-op: the gate cancels its context, which ends run.
+func (c *remoteChannel) close() {}
+
+func (c *remoteChannel) fail(err error) {
+	c.mu.Lock()
+	if c.err == nil && !c.endReported {
+		c.err = err
+	}
+	c.mu.Unlock()
+	c.g.markReady(c.idx)
+}
+
+// run owns the stream until the end is received, the stream breaks, or the
+// gate closes.
+func (c *remoteChannel) run() {
+	defer c.g.wg.Done()
+	m := c.g.m
+	m.metrics.remoteChannelDelta(1)
+	defer m.metrics.remoteChannelDelta(-1)
+
+	ctx, cancel := context.WithCancel(c.g.ctx)
+	defer cancel()
+	// The watchdog cancels the stream when the producer side stays silent:
+	// first for connection + registration (RegisterTimeout plus the liveness
+	// margin), then between messages (producers send heartbeats when idle).
+	var silent atomic.Bool
+	watchdog := time.AfterFunc(m.opts.RegisterTimeout+m.opts.livenessTimeout, func() {
+		silent.Store(true)
+		cancel()
+	})
+	defer watchdog.Stop()
+
+	var received bool
+	err := c.stream(ctx, watchdog, &received)
+	if err == nil {
+		return
+	}
+	if c.g.ctx.Err() != nil && !silent.Load() {
+		return // gate closed or its context ended: nobody is listening
+	}
+	switch {
+	case silent.Load() && !received:
+		err = fmt.Errorf("%w: no answer from the producer TaskManager within %s (is it running and reachable? raise RegisterTimeout)", ErrPartitionNotFound, m.opts.RegisterTimeout+m.opts.livenessTimeout)
+	case silent.Load():
+		err = fmt.Errorf("%w: no message or heartbeat for %s", ErrProducerLost, m.opts.livenessTimeout)
+	default:
+		err = classify(err)
+	}
+	c.fail(err)
+}
+
+// classify maps a stream error to this package's sentinels.
+func classify(err error) error {
+	if errors.Is(err, ErrProtocol) || errors.Is(err, ErrClosed) {
+		return err
+	}
+	switch status.Code(err) {
+	case codes.NotFound:
+		return fmt.Errorf("%w: %w", ErrPartitionNotFound, err)
+	case codes.Aborted:
+		return fmt.Errorf("%w: %w", ErrPartitionReleased, err)
+	case codes.AlreadyExists:
+		return fmt.Errorf("%w: %w", ErrAlreadyConsumed, err)
+	case codes.InvalidArgument:
+		return fmt.Errorf("%w: %w", ErrProtocol, err)
+	default:
+		return fmt.Errorf("%w: %w", ErrProducerLost, err)
+	}
+}
+
+func (c *remoteChannel) stream(ctx context.Context, watchdog *time.Timer, received *bool) error {
+	m := c.g.m
+	cc, err := m.conn(c.spec.Address)
+	if err != nil {
+		return err
+	}
+	st, err := exchangev1.NewExchangeServiceClient(cc).Subscribe(ctx,
+		grpc.WaitForReady(true), grpc.MaxCallRecvMsgSize(math.MaxInt32))
+	if err != nil {
+		return err
+	}
+	id := c.spec.Partition
+	open := &exchangev1.ConsumerMessage{Msg: &exchangev1.ConsumerMessage_Open{Open: &exchangev1.Open{
+		Id: &exchangev1.SubpartitionID{
+			JobId: id.JobID, Attempt: id.Attempt, Task: id.Task, Subtask: id.Subtask,
+			DownstreamTask: id.DownstreamTask, Subpartition: c.spec.Subpartition,
+		},
+		InitialCredit: c.window,
+	}}}
+	if err := st.Send(open); err != nil {
+		return recvError(st, err)
+	}
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sctx, stop := context.WithCancel(ctx)
+	defer stop() // runs before wg.Wait
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.sendCredit(sctx, st)
+	}()
+
+	msg := new(exchangev1.ProducerMessage)
+	for {
+		if err := st.RecvMsg(msg); err != nil {
+			if err == io.EOF {
+				return fmt.Errorf("%w: stream ended without end of partition", ErrProducerLost)
+			}
+			return err
+		}
+		*received = true
+		watchdog.Reset(m.opts.livenessTimeout)
+		if len(msg.Frames) == 0 && !msg.End {
+			continue // ack or heartbeat
+		}
+		c.mu.Lock()
+		c.held += int32(len(msg.Frames))
+		if c.held > c.window {
+			c.mu.Unlock()
+			return fmt.Errorf("%w: producer sent %d frames beyond the credit window of %d", ErrProtocol, c.held-c.window, c.window)
+		}
+		for i, f := range msg.Frames {
+			c.q.push(f)
+			msg.Frames[i] = nil
+		}
+		c.end = c.end || msg.End
+		c.mu.Unlock()
+		c.g.markReady(c.idx)
+		if msg.End {
+			return nil
+		}
+	}
+}
+
+// recvError returns the stream's real status when Send failed with io.EOF.
+func recvError(st grpc.BidiStreamingClient[exchangev1.ConsumerMessage, exchangev1.ProducerMessage], err error) error {
+	if err != io.EOF {
+		return err
+	}
+	var msg exchangev1.ProducerMessage
+	if rerr := st.RecvMsg(&msg); rerr != nil && rerr != io.EOF {
+		return rerr
+	}
+	return fmt.Errorf("%w: stream closed by the producer", ErrProducerLost)
+}
+
+// sendCredit grants recycled frames back to the producer until ctx ends or
+// the stream breaks (the receive loop then sees the error).
+func (c *remoteChannel) sendCredit(ctx context.Context, st grpc.BidiStreamingClient[exchangev1.ConsumerMessage, exchangev1.ProducerMessage]) {
+	credit := &exchangev1.ConsumerMessage_Credit{}
+	msg := &exchangev1.ConsumerMessage{Msg: credit}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.creditSig:
+		}
+		n := c.unsent.Swap(0)
+		if n <= 0 {
+			continue
+		}
+		credit.Credit = n
+		if err := st.Send(msg); err != nil {
+			return
+		}
+	}
+}
+
+// conn returns the shared client connection to addr, creating it lazily.
+func (m *Manager) conn(addr string) (*grpc.ClientConn, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, fmt.Errorf("exchange manager closed: %w", ErrClosed)
+	}
+	if cc, ok := m.conns[addr]; ok {
+		return cc, nil
+	}
+	cc, err := grpc.NewClient(addr, m.opts.DialOptions...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: create client for %s (check the address and DialOptions): %w", ErrProducerLost, addr, err)
+	}
+	m.conns[addr] = cc
+	return cc, nil
+}
