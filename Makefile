@@ -1,15 +1,26 @@
 PROTOS := $(shell find proto -name '*.proto')
 
-.PHONY: build test proto proto-check vet
+.PHONY: build test tools proto proto-check vet bench
 
 build:
 	go build -o bin/ ./cmd/...
 
-test:
-	go test ./...
+# The test command of the README and of CI: tools, generated-code check,
+# vet, then every test with the race detector.
+test: tools proto-check vet
+	go test -race -count=1 -timeout 20m ./...
+
+# Installs what the tests need that Go does not fetch by itself.
+tools:
+	@command -v protoc >/dev/null 2>&1 || { \
+		echo "installing protoc (Debian protobuf-compiler)"; \
+		$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo) apt-get install -y protobuf-compiler >/dev/null; }
 
 vet:
 	go vet ./...
+
+bench:
+	go test -run '^$$' -bench . -benchmem ./...
 
 # Regenerates the Go code beside each .proto file. Needs protoc (Debian:
 # protobuf-compiler); the Go plugins are pinned as go tool dependencies.
@@ -22,5 +33,5 @@ proto:
 		$(PROTOS)
 
 # Fails when the committed generated code differs from what make proto writes.
-proto-check: proto
+proto-check: tools proto
 	git diff --exit-code -- proto || (echo "generated code in proto/ is stale: run 'make proto' and commit" >&2; exit 1)
