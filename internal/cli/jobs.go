@@ -154,7 +154,7 @@ func (g *globals) describe(j *clusterv1.JobDetails) error {
 			row(w, "  "+t.GetId(), ops, fmt.Sprint(t.GetParallelism()), "", "", "", "")
 		}
 		for i, st := range t.GetSubtasks() {
-			task, opsCell, par := "", "", ""
+			task, opsCell, par := "", " ", " "
 			if i == 0 {
 				task, opsCell, par = t.GetId(), ops, fmt.Sprint(t.GetParallelism())
 			}
@@ -181,8 +181,16 @@ func (g *globals) describe(j *clusterv1.JobDetails) error {
 	return nil
 }
 
+// oneLine flattens a server message to one line, dropping the source
+// excerpt lines ("| ...") expression errors carry.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	var keep []string
+	for _, l := range strings.Split(s, "\n") {
+		if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "|") {
+			keep = append(keep, t)
+		}
+	}
+	return strings.Join(strings.Fields(strings.Join(keep, " ")), " ")
 }
 
 func cancelCommand(g *globals) *cobra.Command {

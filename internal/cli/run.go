@@ -208,7 +208,7 @@ func (c *client) follow(ctx context.Context, id string) error {
 		if s.GetAttempt() > 0 {
 			line += fmt.Sprintf("  attempt %d", s.GetAttempt())
 		}
-		if m := ev.GetMessage(); m != "" {
+		if m := oneLine(ev.GetMessage()); m != "" {
 			line += "  " + m
 		}
 		fmt.Fprintln(c.g.env.Stdout, strings.TrimRight(line, " "))
@@ -261,7 +261,7 @@ func outcome(id string, s *clusterv1.JobSummary) error {
 	case clusterv1.JobStatus_JOB_STATUS_FINISHED:
 		return nil
 	case clusterv1.JobStatus_JOB_STATUS_FAILED:
-		failure := s.GetFailure()
+		failure := oneLine(s.GetFailure())
 		if failure == "" {
 			failure = "no reason given"
 		}
