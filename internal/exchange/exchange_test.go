@@ -253,10 +253,19 @@ func TestBackpressureLocal(t *testing.T) {
 	if err := <-got; err != nil {
 		t.Fatalf("RequestBuffer after recycle: %v", err)
 	}
+	// Recycling signals BufferAvailable for producers that select on it.
+	select {
+	case <-p.BufferAvailable(): // drain a stale signal, if any
+	default:
+	}
+	g.Recycle(held[1].Channel, held[1].Frame)
 	select {
 	case <-p.BufferAvailable():
-	default:
-		// the signal may have been consumed by RequestBuffer; that is fine
+	case <-time.After(time.Second):
+		t.Fatal("Recycle did not signal BufferAvailable")
+	}
+	if _, ok := p.TryRequestBuffer(); !ok {
+		t.Fatal("TryRequestBuffer failed after a recycle")
 	}
 }
 

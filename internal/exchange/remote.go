@@ -121,10 +121,10 @@ func (c *remoteChannel) run() {
 	if err == nil {
 		return
 	}
-	if c.g.ctx.Err() != nil && !silent.Load() {
-		return // gate closed or its context ended: nobody is listening
-	}
 	switch {
+	case c.g.ctx.Err() != nil && !silent.Load():
+		// Gate closed (nobody listens) or the context given to OpenInputGate ended.
+		err = fmt.Errorf("input gate context ended: %w", context.Cause(c.g.ctx))
 	case silent.Load() && !received:
 		err = fmt.Errorf("%w: no answer from the producer TaskManager within %s (is it running and reachable? raise RegisterTimeout)", ErrPartitionNotFound, m.opts.RegisterTimeout+m.opts.livenessTimeout)
 	case silent.Load():

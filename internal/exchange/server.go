@@ -82,9 +82,9 @@ func (s *server) Subscribe(st grpc.BidiStreamingServer[exchangev1.ConsumerMessag
 	recvDone := make(chan error, 1)
 	// Reads credit until the stream ends; Recv fails once this handler returns.
 	go func() {
+		msg := new(exchangev1.ConsumerMessage)
 		for {
-			msg, err := st.Recv()
-			if err != nil {
+			if err := st.RecvMsg(msg); err != nil {
 				recvDone <- err
 				return
 			}
