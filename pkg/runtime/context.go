@@ -1,7 +1,7 @@
 package runtime
 
 import (
-		"log/slog"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 
@@ -92,6 +93,7 @@ type job struct {
 type jobOptions struct {
 	assign        func(task string, subtask int) int // manager index; default subtask % managers
 	flushInterval time.Duration
+	metrics       prometheus.Registerer
 }
 
 func startJob(t testing.TB, c *cluster, reg *api.Registry, g *jobgraphv1.JobGraph, o jobOptions) *job {
@@ -110,7 +112,7 @@ func startJob(t testing.TB, c *cluster, reg *api.Registry, g *jobgraphv1.JobGrap
 	for _, d := range ds {
 		env := TaskEnv{
 			Registry: reg, Exchange: c.managers[assign(d.GetId().GetTask(), int(d.GetId().GetSubtask()))],
-			DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), FlushInterval: o.flushInterval,
+			DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), FlushInterval: o.flushInterval, Metrics: o.metrics,
 		}
 		j.wg.Add(1)
 		go func() {

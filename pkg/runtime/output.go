@@ -102,6 +102,7 @@ func (o *output) buffer(sub int, need int) *frameWriter {
 	if !sb.open {
 		buf, ok := o.part.TryRequestBuffer()
 		if !ok {
+			o.t.metrics.publish() // counts stay current while blocked
 			start := time.Now()
 			var err error
 			buf, err = o.part.RequestBuffer(o.t.ctx)
