@@ -303,3 +303,86 @@ func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("metric %s not registered", name)
 	return 0
 }
+
+// greedyServer ignores credit and sends more frames than the consumer allowed.
+type greedyServer struct {
+	exchangev1.UnimplementedExchangeServiceServer
+}
+
+func (greedyServer) Subscribe(st grpc.BidiStreamingServer[exchangev1.ConsumerMessage, exchangev1.ProducerMessage]) error {
+	first, err := st.Recv()
+	if err != nil {
+		return err
+	}
+	n := first.GetOpen().GetInitialCredit() + 1
+	frames := make([][]byte, n)
+	for i := range frames {
+		frames[i] = []byte{byte(i)}
+	}
+	if err := st.Send(&exchangev1.ProducerMessage{Frames: frames}); err != nil {
+		return err
+	}
+	<-st.Context().Done()
+	return nil
+}
+
+func TestCreditViolationIsProtocolError(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	exchangev1.RegisterExchangeServiceServer(s, greedyServer{})
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Serve(lis) }()
+	defer func() { s.Stop(); <-done }()
+
+	cons := newManager(t, Options{SelfAddress: "self", BuffersPerChannel: 2})
+	g, err := cons.OpenInputGate(context.Background(), []ChannelSpec{{Address: lis.Addr().String(), Partition: pid("greedy", 0)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	mustErrIs(t, waitErr(t, g, 5*time.Second), ErrProtocol)
+}
+
+// TestReleaseAfterFinish: releasing a finished partition whose frames were
+// all delivered still gives End; releasing one with undelivered frames is an
+// error for its consumer, never a silent loss.
+func TestReleaseAfterFinish(t *testing.T) {
+	m := newManager(t, Options{BufferSize: 8})
+	p, err := m.CreatePartition(pid("rf", 0), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g0, err := m.OpenInputGate(context.Background(), []ChannelSpec{{Partition: pid("rf", 0), Subpartition: 0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g0.Close()
+	g1, err := m.OpenInputGate(context.Background(), []ChannelSpec{{Partition: pid("rf", 0), Subpartition: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g1.Close()
+	b, _ := p.TryRequestBuffer()
+	if err := p.Emit(1, append(b, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Consumed():
+		t.Fatal("Consumed before any end was delivered")
+	default:
+	}
+	p.Release()
+	// Subpartition 0 had nothing queued: its End survives the release.
+	ev, err := pollOne(t, g0, time.Second)
+	if err != nil || !ev.End {
+		t.Fatalf("want End on subpartition 0, got %+v, %v", ev, err)
+	}
+	// Subpartition 1's frame was dropped: an error, not an End.
+	mustErrIs(t, waitErr(t, g1, time.Second), ErrPartitionReleased)
+}

@@ -33,11 +33,12 @@ func (c *localChannel) bind(p *ResultPartition) {
 		return
 	}
 	sp := p.subs[sub]
-	c.sp.Store(sp)
 	if err := sp.attach(c); err != nil {
-		c.sp.Store(nil)
 		c.fail(err)
+		return
 	}
+	c.sp.Store(sp)
+	c.notify()
 }
 
 func (c *localChannel) fail(err error) {

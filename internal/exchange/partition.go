@@ -206,20 +206,17 @@ func (sp *subpartition) release() {
 	}
 }
 
-// attach makes r the subpartition's only reader.
+// attach makes r the subpartition's only reader. The caller must call
+// r.notify() afterwards (once it is ready to pop): anything queued before
+// the attach is not announced otherwise.
 func (sp *subpartition) attach(r notifier) error {
 	sp.mu.Lock()
+	defer sp.mu.Unlock()
 	if sp.attached {
-		sp.mu.Unlock()
 		return fmt.Errorf("subpartition %d of partition %s: %w", sp.index, sp.p.id, ErrAlreadyConsumed)
 	}
 	sp.attached = true
 	sp.reader = r
-	pending := sp.q.len() > 0 || sp.finished || sp.failed != nil
-	sp.mu.Unlock()
-	if pending {
-		r.notify()
-	}
 	return nil
 }
 

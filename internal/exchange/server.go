@@ -74,6 +74,7 @@ func (s *server) Subscribe(st grpc.BidiStreamingServer[exchangev1.ConsumerMessag
 	if err := sp.attach(wake); err != nil {
 		return status.Errorf(codes.AlreadyExists, "exchange: %v", err)
 	}
+	wake.notify() // whatever was queued before the attach
 	sent := false
 	defer func() { sp.detach(!sent) }()
 
