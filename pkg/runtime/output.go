@@ -32,6 +32,7 @@ type output struct {
 
 	// hash partitioning
 	keyBy      *expression.Program
+	keyField   string // set when keyBy is a plain top-level field: no JSON decoding
 	keyVertex  *vertexInfo // the downstream head (names keyBy errors)
 	env        *expression.Env
 	keyBuf     []byte
@@ -76,6 +77,13 @@ func (o *output) Collect(r api.Record) {
 // keyOf evaluates the key expression, sets r.Key and returns the owning
 // downstream subtask.
 func (o *output) keyOf(r *api.Record) (int, bool) {
+	if o.keyField != "" {
+		if k, ok := expression.AppendFieldKey(o.keyBuf[:0], r.Value, o.keyField); ok {
+			o.keyBuf = k
+			r.Key = k
+			return keygroup.OperatorIndex(keygroup.Assign(k, o.maxPar), o.maxPar, o.downstream), true
+		}
+	}
 	if err := o.env.Reset(r.Value, r.Timestamp, r.Key); err != nil {
 		o.t.recordFailed(o.keyVertex, fmt.Errorf("keyBy %q: %w", o.keyBy.Source(), err), true)
 		return 0, false

@@ -192,6 +192,7 @@ func (t *task) setup() error {
 				return fmt.Errorf("keyBy of %q: %w", od.GetDownstreamTask(), err)
 			}
 			o.keyBy, o.env, o.maxPar = prog, expression.NewEnv(), t.maxPar
+			o.keyField, _ = prog.Field()
 			o.downstream = int(od.GetDownstreamParallelism())
 			if o.downstream < 1 || o.downstream != n {
 				return fmt.Errorf("hash output to %q: downstream parallelism %d does not match %d subpartitions", od.GetDownstreamTask(), o.downstream, n)
