@@ -44,7 +44,8 @@ type Options struct {
 	// reachable). Default 30s.
 	RegisterTimeout time.Duration
 	// DialOptions are used for the one grpc.ClientConn per remote address.
-	// Default: insecure transport credentials.
+	// Default: insecure transport credentials and 1 MiB stream / 16 MiB
+	// connection HTTP/2 windows (credit already bounds memory).
 	DialOptions []grpc.DialOption
 	// Logger receives diagnostics. Default: slog.Default().
 	Logger *slog.Logger
@@ -82,7 +83,13 @@ func (o *Options) ensureDefaults() {
 		o.RegisterTimeout = defaultRegisterTimeout
 	}
 	if o.DialOptions == nil {
-		o.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		o.DialOptions = []grpc.DialOption{
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			// Credit, not HTTP/2 flow control, bounds what a stream buffers;
+			// large windows avoid stalls on WINDOW_UPDATE round trips.
+			grpc.WithInitialWindowSize(1 << 20),
+			grpc.WithInitialConnWindowSize(16 << 20),
+		}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
