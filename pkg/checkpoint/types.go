@@ -159,7 +159,8 @@ func (t EventType) String() string {
 
 // Event is an input of Coordinator.Step; only the fields its Type documents
 // are read. Every event may carry Time; a zero Time keeps the latest time
-// seen.
+// seen. The Coordinator keeps Handle (it reappears in ActionFinalize and
+// ActionAbort): do not modify it after Step.
 type Event struct {
 	Type   EventType
 	Time   time.Time
@@ -268,4 +269,32 @@ func (a Action) String() string {
 		fmt.Fprintf(&b, " failures=%d", a.Failures)
 	}
 	return b.String()
+}
+
+// Summary aggregates the acknowledgements of one checkpoint for metrics and
+// display.
+type Summary struct {
+	StateSize         int64         // sum of StateSize
+	MaxAlignment      time.Duration // slowest alignment
+	MaxSyncDuration   time.Duration // slowest synchronous snapshot part
+	MaxAsyncDuration  time.Duration // slowest upload
+	FinishedTasks     int           // tasks that had finished
+	AcknowledgedTasks int           // tasks that acknowledged with state
+}
+
+// Summarize aggregates acks (typically ActionFinalize's).
+func Summarize(acks []Ack) Summary {
+	var s Summary
+	for _, a := range acks {
+		if a.Finished {
+			s.FinishedTasks++
+			continue
+		}
+		s.AcknowledgedTasks++
+		s.StateSize += a.Stats.StateSize
+		s.MaxAlignment = max(s.MaxAlignment, a.Stats.AlignmentDuration)
+		s.MaxSyncDuration = max(s.MaxSyncDuration, a.Stats.SyncDuration)
+		s.MaxAsyncDuration = max(s.MaxAsyncDuration, a.Stats.AsyncDuration)
+	}
+	return s
 }
