@@ -21,7 +21,8 @@ func (p *Program) Field() (string, bool) {
 
 // AppendFieldKey appends to dst what AppendKey would for the value of the
 // top-level field of the JSON object value, without decoding the document.
-// ok is false when the fast path cannot decide (escaped strings, fractional
+// The first occurrence of the name counts; the rest of the document is not
+// validated. ok is false when the fast path cannot decide (escaped strings, fractional
 // numbers, nested values, malformed JSON): evaluate the expression instead.
 func AppendFieldKey(dst, value []byte, field string) ([]byte, bool) {
 	i := skipWS(value, 0)
@@ -76,6 +77,7 @@ func AppendFieldKey(dst, value []byte, field string) ([]byte, bool) {
 		}
 		if string(value[ks:ke]) == field {
 			found, foundKind = value[vs:end], kind
+			break // first occurrence (duplicate names are not valid JSON objects)
 		}
 		i = skipWS(value, end)
 		if i >= len(value) {

@@ -79,7 +79,9 @@ func (o *output) Collect(r api.Record) {
 func (o *output) keyOf(r *api.Record) (int, bool) {
 	if o.keyField != "" {
 		if k, ok := expression.AppendFieldKey(o.keyBuf[:0], r.Value, o.keyField); ok {
-			o.keyBuf = k
+			if cap(k) != cap(o.keyBuf) {
+				o.keyBuf = k // grew; otherwise same array (skip the pointer write)
+			}
 			r.Key = k
 			return keygroup.OperatorIndex(keygroup.Assign(k, o.maxPar), o.maxPar, o.downstream), true
 		}
