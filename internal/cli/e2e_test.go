@@ -95,11 +95,10 @@ operators:
   - {id: sink, type: blackhole, inputs: [f]}
 `)
 	r = flowctl(t, env, "run", unbounded, "--detach")
-	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	if r.code != 0 || len(lines) != 2 {
+	id := strings.TrimSuffix(r.stdout, "\n")
+	if r.code != 0 || !regexp.MustCompile(`^[0-9a-z-]+$`).MatchString(id) {
 		t.Fatalf("run --detach: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
-	id := lines[1]
 
 	waitFor(t, func() bool {
 		r := flowctl(t, env, "list")

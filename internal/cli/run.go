@@ -84,6 +84,7 @@ an attached run leaves the job running.`,
 				fmt.Fprintln(g.env.Stdout, id)
 				return nil
 			}
+			fmt.Fprintf(g.env.Stdout, "submitted job %q as %s\n", graph.GetName(), id)
 			err = c.follow(cmd.Context(), id)
 			if cmd.Context().Err() != nil {
 				return withCode(ExitError, fmt.Errorf("interrupted: job %s keeps running: follow it with 'flowctl describe %s' or stop it with 'flowctl cancel %s'", id, id, id))
@@ -152,6 +153,7 @@ cancels the job.`,
 			if err != nil {
 				return err
 			}
+			fmt.Fprintf(g.env.Stdout, "submitted job %q as %s\n", graph.GetName(), id)
 			err = c.follow(ctx, id)
 			if ctx.Err() != nil {
 				// Interrupted: cancel the job before the cluster goes away.
@@ -183,7 +185,6 @@ func (c *client) submit(ctx context.Context, graph *jobgraphv1.JobGraph) (string
 	if err != nil {
 		return "", c.rpcError(err, fmt.Sprintf("submit job %q", graph.GetName()), "")
 	}
-	fmt.Fprintf(c.g.env.Stdout, "submitted job %q as %s\n", graph.GetName(), resp.GetJobId())
 	return resp.GetJobId(), nil
 }
 
