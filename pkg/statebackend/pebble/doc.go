@@ -19,8 +19,9 @@
 // Writes go into one indexed pebble.Batch (read-your-writes for reads and
 // iteration) that is committed when it reaches Options.BatchSize, on Flush
 // and on Close; the WAL is off by default because snapshots, not the WAL,
-// are the durable copy of state. List state appends are Pebble merges with
-// the concatenating merger, so adding to a list never reads it.
+// are the durable copy of state. List state appends are Pebble merges (merger
+// "flow.list-append.v1", linear in the number of appends), so adding to a
+// list never reads it.
 //
 // Promises: one goroutine uses a backend; no goroutine is started besides
 // Pebble's own (flushes, compactions), which stop on Close.

@@ -123,7 +123,7 @@ func Open(dir string, opts Options) (*statebackend.Engine, error) {
 	po := &cpebble.Options{
 		MemTableSize: opts.MemTableSize,
 		DisableWAL:   !opts.WAL,
-		Merger:       cpebble.DefaultMerger,
+		Merger:       listMerger,
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -140,7 +140,7 @@ func Open(dir string, opts Options) (*statebackend.Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pebble state backend: open %s: %w", dir, err)
 	}
-	s := &store{db: db, b: db.NewIndexedBatch(), limit: opts.BatchSize}
+	s := &store{db: db, b: db.NewIndexedBatch(), limit: opts.BatchSize, noWAL: !opts.WAL}
 	e, err := statebackend.NewEngine(s, opts.Options)
 	if err != nil {
 		_ = s.Close()
@@ -168,6 +168,7 @@ type store struct {
 	db     *cpebble.DB
 	b      *cpebble.Batch
 	limit  int
+	noWAL  bool
 	iters  int
 	kbuf   []byte
 	vbuf   []byte
@@ -487,6 +488,10 @@ func (s *store) Close() error {
 	}
 	s.closed = true
 	err := s.commit()
+	if err == nil && s.noWAL {
+		// Without a WAL the memtables would be lost: write them to SSTs.
+		err = s.db.Flush()
+	}
 	err = errors.Join(err, s.b.Close(), s.db.Close())
 	if err != nil {
 		return fmt.Errorf("close pebble state backend: %w", err)
