@@ -207,3 +207,17 @@ func TestBackpressure(t *testing.T) {
 	j.cancel()
 	j.wait(t, 5*time.Second)
 }
+
+func TestKeyByErrorNamesEmittingOperator(t *testing.T) {
+	c := newCluster(t, 1, exchange.Options{})
+	sink := vertex("sink", "blackhole", kSink, 2, nil)
+	sink.KeyBy = `seq == 3 ? int(key) : key`
+	g := &jobgraphv1.JobGraph{Name: "keyerr",
+		Vertices: []*jobgraphv1.Vertex{vertex("gen", "datagen", kSource, 1, map[string]any{"count": 10}), sink},
+		Edges:    []*jobgraphv1.Edge{edge("gen", "sink", pHash)}}
+	j := startJob(t, c, testRegistry(), g, jobOptions{})
+	err := j.wait(t, 30*time.Second)["gen/0"]
+	if err == nil || !strings.Contains(err.Error(), `operator "gen" (subtask 1/1): record 4 from the source: keyBy of "sink": expression "seq == 3 ? int(key) : key"`) {
+		t.Fatalf("err = %v", err)
+	}
+}

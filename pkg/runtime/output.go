@@ -33,7 +33,8 @@ type output struct {
 	// hash partitioning
 	keyBy      *expression.Program
 	keyField   string // set when keyBy is a plain top-level field: no JSON decoding
-	keyVertex  *vertexInfo // the downstream head (names keyBy errors)
+	keyVertex  *vertexInfo // the chain's last operator: keyBy errors are its record errors
+	keyTarget  string      // the downstream head whose keyBy this is
 	env        *expression.Env
 	keyBuf     []byte
 	maxPar     int
@@ -87,12 +88,12 @@ func (o *output) keyOf(r *api.Record) (int, bool) {
 		}
 	}
 	if err := o.env.Reset(r.Value, r.Timestamp, r.Key); err != nil {
-		o.t.recordFailed(o.keyVertex, fmt.Errorf("keyBy %q: %w", o.keyBy.Source(), err), true)
+		o.t.recordFailed(o.keyVertex, fmt.Errorf("keyBy %q of %q: %w", o.keyBy.Source(), o.keyTarget, err), true)
 		return 0, false
 	}
 	v, err := o.keyBy.Eval(o.env)
 	if err != nil {
-		o.t.recordFailed(o.keyVertex, fmt.Errorf("keyBy: %w", err), true)
+		o.t.recordFailed(o.keyVertex, fmt.Errorf("keyBy of %q: %w", o.keyTarget, err), true)
 		return 0, false
 	}
 	o.keyBuf = expression.AppendKey(o.keyBuf[:0], v)

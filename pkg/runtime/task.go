@@ -197,7 +197,7 @@ func (t *task) setup() error {
 			if o.downstream < 1 || o.downstream != n {
 				return fmt.Errorf("hash output to %q: downstream parallelism %d does not match %d subpartitions", od.GetDownstreamTask(), o.downstream, n)
 			}
-			o.keyVertex = t.newVertexInfo(dv)
+			o.keyTarget = dv.GetId()
 		}
 		t.outputs = append(t.outputs, o)
 	}
@@ -255,6 +255,10 @@ func (t *task) setup() error {
 	}
 	if t.source == nil && len(d.GetInputs()) == 0 {
 		return fmt.Errorf("operator %q has no inputs and is not a source", ops[0])
+	}
+
+	for _, o := range t.outputs {
+		o.keyVertex = t.vertices[len(t.vertices)-1]
 	}
 
 	// Wire the chain back to front.
