@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"slices"
@@ -214,7 +215,14 @@ func (s *store) commit() error {
 }
 
 func (s *store) get(k []byte) ([]byte, bool, error) {
-	v, closer, err := s.b.Get(k)
+	var v []byte
+	var closer io.Closer
+	var err error
+	if s.b.Empty() {
+		v, closer, err = s.db.Get(k) // cheaper than reading through the batch
+	} else {
+		v, closer, err = s.b.Get(k)
+	}
 	if errors.Is(err, cpebble.ErrNotFound) {
 		return nil, false, nil
 	}
