@@ -144,7 +144,7 @@ operators:
 	want := []string{
 		path + `: --set operators.gen.parallelism=0: operator "gen": parallelism 0 is out of range: use at least 1`,
 		path + `:5:21: operator "gen": config field "count": wrong type: want an integer, got string "many"`,
-		path + `:7:11: operator "out": unknown type "cuont" (known types: blackhole, datagen, file, file_sink, filter, map, print, select)`,
+		path + `:7:11: operator "out": unknown type "cuont" (known types: blackhole, datagen, file, filter, map, print, select)`,
 	}
 	if r.code != ExitUsage || r.stderr != strings.Join(want, "\n")+"\n" || r.stdout != "" {
 		t.Fatalf("validate bad spec: exit %d\nstdout %q\nstderr:\n%s\nwant:\n%s", r.code, r.stdout, r.stderr, strings.Join(want, "\n"))
@@ -190,7 +190,7 @@ func TestOperators(t *testing.T) {
 	}
 	r = flowctl(t, nil, "operators", "-o", "json")
 	var all []typeInfo
-	if err := json.Unmarshal([]byte(r.stdout), &all); err != nil || len(all) != len(api.Default.Names()) {
+	if err := json.Unmarshal([]byte(r.stdout), &all); err != nil || len(all) != len(api.Default.Types()) {
 		t.Fatalf("operators -o json: %v, %d types", err, len(all))
 	}
 	r = flowctl(t, nil, "version")

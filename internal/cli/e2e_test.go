@@ -51,7 +51,7 @@ operators:
     type: datagen
     config: {count: 3000}
   - id: out
-    type: file_sink
+    type: file
     inputs: [gen]
     config: {path: OUT}
 `

@@ -82,14 +82,37 @@ func operatorsCommand(g *globals) *cobra.Command {
 				}
 				return w.Flush()
 			}
-			t, err := reg.Lookup(args[0])
+			variants, err := reg.Variants(args[0])
 			if err != nil {
 				return withCode(ExitUsage, err)
 			}
 			if g.output == "json" {
-				return g.writeJSON(describeType(t))
+				if len(variants) == 1 {
+					return g.writeJSON(describeType(variants[0]))
+				}
+				out := make([]typeInfo, len(variants))
+				for i, t := range variants {
+					out[i] = describeType(t)
+				}
+				return g.writeJSON(out)
 			}
-			out := g.env.Stdout
+			for i, t := range variants {
+				if i > 0 {
+					fmt.Fprintln(g.env.Stdout)
+				}
+				if err := g.describeTypeText(t); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+}
+
+func (g *globals) describeTypeText(t *api.OperatorType) error {
+	out := g.env.Stdout
+	{
+		{
 			fmt.Fprintf(out, "%s (%s", t.Name, t.Kind)
 			if t.Keyed {
 				fmt.Fprint(out, ", keyed: needs keyBy")
@@ -129,7 +152,7 @@ func operatorsCommand(g *globals) *cobra.Command {
 				fmt.Fprintf(out, "\nExample:\n%s\n", indent(strings.TrimRight(t.Example, "\n"), "  "))
 			}
 			return nil
-		},
+		}
 	}
 }
 

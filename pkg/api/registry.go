@@ -86,10 +86,13 @@ func (t *OperatorType) Field(name string) (Field, bool) {
 	return Field{}, false
 }
 
-// Registry maps operator type names to their definitions.
+// Registry maps operator type names to their definitions. A name has one
+// definition, except that a source and a sink may share a name (the `file`
+// connector reads and writes): the operator's place in the graph (with or
+// without inputs) picks one.
 type Registry struct {
 	mu    sync.RWMutex
-	types map[string]*OperatorType
+	types map[string][]*OperatorType
 }
 
 // ErrUnknownType is returned (wrapped) for a type name nobody registered.
@@ -97,11 +100,12 @@ var ErrUnknownType = errors.New("unknown operator type")
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{types: make(map[string]*OperatorType)}
+	return &Registry{types: make(map[string][]*OperatorType)}
 }
 
-// Register adds an operator type; it is an error to register a name twice or
-// to leave the constructor matching Kind unset.
+// Register adds an operator type. It is an error to leave the constructor
+// matching Kind unset, or to register a name twice, unless one registration
+// is a source and the other a sink.
 func (r *Registry) Register(t OperatorType) error {
 	if t.Name == "" {
 		return errors.New("register operator type: empty name")
@@ -120,10 +124,13 @@ func (r *Registry) Register(t OperatorType) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, dup := r.types[t.Name]; dup {
-		return fmt.Errorf("register operator type %q: already registered", t.Name)
+	if prev := r.types[t.Name]; len(prev) > 0 {
+		if len(prev) > 1 || prev[0].Kind == t.Kind || prev[0].Kind == KindOperator || t.Kind == KindOperator {
+			return fmt.Errorf("register operator type %q: already registered", t.Name)
+		}
 	}
-	r.types[t.Name] = &t
+	r.types[t.Name] = append(r.types[t.Name], &t)
+	sort.Slice(r.types[t.Name], func(i, j int) bool { return r.types[t.Name][i].Kind < r.types[t.Name][j].Kind })
 	return nil
 }
 
@@ -134,13 +141,51 @@ func (r *Registry) MustRegister(t OperatorType) {
 	}
 }
 
-// Lookup returns the named type or an error wrapping ErrUnknownType that
-// lists the known names.
+// Lookup returns the named type (for a name shared by a source and a sink,
+// the source) or an error wrapping ErrUnknownType that lists the known names.
 func (r *Registry) Lookup(name string) (*OperatorType, error) {
+	vs, err := r.Variants(name)
+	if err != nil {
+		return nil, err
+	}
+	return vs[0], nil
+}
+
+// Resolve returns the named type as it stands in a graph: an operator
+// without inputs resolves to the source of a shared name, one with inputs to
+// the sink.
+func (r *Registry) Resolve(name string, hasInputs bool) (*OperatorType, error) {
+	vs, err := r.Variants(name)
+	if err != nil {
+		return nil, err
+	}
+	if hasInputs {
+		return vs[len(vs)-1], nil
+	}
+	return vs[0], nil
+}
+
+// LookupKind returns the named type of the given kind.
+func (r *Registry) LookupKind(name string, kind Kind) (*OperatorType, error) {
+	vs, err := r.Variants(name)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range vs {
+		if v.Kind == kind {
+			return v, nil
+		}
+	}
+	return nil, fmt.Errorf("%w %q of kind %v (it is a %v)", ErrUnknownType, name, kind, vs[0].Kind)
+}
+
+// Variants returns every registration of a name (one, or a source and a
+// sink), sources first.
+func (r *Registry) Variants(name string) ([]*OperatorType, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if t, ok := r.types[name]; ok {
-		return t, nil
+	if vs := r.types[name]; len(vs) > 0 {
+		return append([]*OperatorType(nil), vs...), nil
 	}
 	return nil, fmt.Errorf("%w %q (known types: %s)", ErrUnknownType, name, strings.Join(r.namesLocked(), ", "))
 }
@@ -161,13 +206,14 @@ func (r *Registry) namesLocked() []string {
 	return names
 }
 
-// Types returns all registered types sorted by name.
+// Types returns all registered types sorted by name, sources before sinks
+// of a shared name.
 func (r *Registry) Types() []*OperatorType {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	out := make([]*OperatorType, 0, len(r.types))
+	var out []*OperatorType
 	for _, n := range r.namesLocked() {
-		out = append(out, r.types[n])
+		out = append(out, r.types[n]...)
 	}
 	return out
 }

@@ -4,7 +4,7 @@
 //	import _ "github.com/flowrt/flow/pkg/builtin"
 //
 // Sources: datagen, file. Operators: map, filter, select. Sinks: print,
-// blackhole, file_sink.
+// blackhole, file.
 package builtin
 
 import (

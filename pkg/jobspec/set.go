@@ -125,7 +125,7 @@ func (p *parser) walkSet(root *yaml.Node, s, key string, path []string, val *yam
 			cur, ctx = op, ctxOperator
 			opType = nil
 			if t := mappingValue(op, "type"); t != nil && t.Kind == yaml.ScalarNode {
-				opType, _ = p.reg.Lookup(t.Value)
+				opType, _ = p.reg.Resolve(t.Value, mappingValue(op, "inputs") != nil)
 			}
 			i++
 			continue

@@ -433,7 +433,8 @@ func (p *parser) operator(n *yaml.Node, index, jobPar, maxPar int) *operator {
 	if e, ok := m["type"]; ok {
 		op.typeNode = e.val
 		if s, ok := p.str(e, what+": type"); ok {
-			t, err := p.reg.Lookup(s)
+			_, hasInputs := m["inputs"]
+			t, err := p.reg.Resolve(s, hasInputs)
 			if err != nil {
 				names := p.reg.Names()
 				p.errAt(e.val, "%s: unknown type %q%s (known types: %s)", what, s, didYouMean(s, names), strings.Join(names, ", "))

@@ -64,7 +64,7 @@ func TestKeyedExactlyOnceTwoTaskManagers(t *testing.T) {
 	gen := vertex("gen", "datagen", kSource, 2, map[string]any{"count": count, "keys": keys, "seed": 7})
 	m := vertex("m", "map", kOperator, 3, map[string]any{"expression": `{"key": key, "seq": seq}`})
 	m.KeyBy = "key"
-	sink := vertex("out", "file_sink", kSink, 3, map[string]any{"path": outDir})
+	sink := vertex("out", "file", kSink, 3, map[string]any{"path": outDir})
 	g := &jobgraphv1.JobGraph{Name: "keyed", MaxParallelism: 128,
 		Vertices: []*jobgraphv1.Vertex{gen, m, sink},
 		Edges:    []*jobgraphv1.Edge{edge("gen", "m", pHash), edge("m", "out", pForward)}}

@@ -210,7 +210,7 @@ func (t *task) setup() error {
 			return fmt.Errorf("operator %q is not in the job graph", id)
 		}
 		vi := t.newVertexInfo(v)
-		typ, err := env.Registry.Lookup(v.GetType())
+		typ, err := env.Registry.LookupKind(v.GetType(), vertexKind(v.GetKind()))
 		if err != nil {
 			return fmt.Errorf("operator %q: %w", id, err)
 		}
@@ -771,4 +771,15 @@ func (t *task) cleanup() error {
 		t.timer.Stop()
 	}
 	return errors.Join(errs...)
+}
+
+// vertexKind maps a graph vertex's kind to the registry's.
+func vertexKind(k jobgraphv1.VertexKind) api.Kind {
+	switch k {
+	case jobgraphv1.VertexKind_VERTEX_KIND_SOURCE:
+		return api.KindSource
+	case jobgraphv1.VertexKind_VERTEX_KIND_SINK:
+		return api.KindSink
+	}
+	return api.KindOperator
 }

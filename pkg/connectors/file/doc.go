@@ -7,7 +7,7 @@
 // counted, otherwise the task fails naming the file and line. Position is
 // {"file": name, "offset": byte offset of the next line}.
 //
-// The `file_sink` sink writes each record's value as a line into part files
+// The `file` sink writes each record's value as a line into part files
 // of a directory: part-<subtask>-<n>.jsonl. A part file is written under a
 // hidden in-progress name, becomes pending when it is rolled (max_file_size)
 // or at the end of input, and is committed by an atomic rename after its

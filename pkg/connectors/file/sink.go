@@ -13,7 +13,7 @@ import (
 )
 
 // SinkName is the registered type name of the sink.
-const SinkName = "file_sink"
+const SinkName = "file"
 
 // SinkType returns the file sink type (registered in api.Default).
 func SinkType() api.OperatorType {
@@ -29,7 +29,7 @@ func SinkType() api.OperatorType {
 				return nil
 			}, Doc: "Roll to a new part file after this many bytes; 0 never rolls."},
 		},
-		Example: "- id: out\n  type: file_sink\n  inputs: [gen]\n  config:\n    path: /data/out\n",
+		Example: "- id: out\n  type: file\n  inputs: [gen]\n  config:\n    path: /data/out\n",
 		NewSink: func(cfg api.Config) (api.Sink, error) {
 			if cfg.String("path") == "" {
 				return nil, errors.New("file sink: path is empty: set it to an output directory")
