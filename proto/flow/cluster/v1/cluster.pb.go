@@ -12,6 +12,7 @@
 package clusterv1
 
 import (
+	v11 "github.com/flowrt/flow/proto/flow/checkpoint/v1"
 	v1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -26,6 +27,61 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+type CheckpointStatus int32
+
+const (
+	CheckpointStatus_CHECKPOINT_STATUS_UNSPECIFIED CheckpointStatus = 0
+	CheckpointStatus_CHECKPOINT_STATUS_IN_PROGRESS CheckpointStatus = 1
+	CheckpointStatus_CHECKPOINT_STATUS_COMPLETED   CheckpointStatus = 2
+	CheckpointStatus_CHECKPOINT_STATUS_FAILED      CheckpointStatus = 3
+	CheckpointStatus_CHECKPOINT_STATUS_DISCARDED   CheckpointStatus = 4
+)
+
+// Enum value maps for CheckpointStatus.
+var (
+	CheckpointStatus_name = map[int32]string{
+		0: "CHECKPOINT_STATUS_UNSPECIFIED",
+		1: "CHECKPOINT_STATUS_IN_PROGRESS",
+		2: "CHECKPOINT_STATUS_COMPLETED",
+		3: "CHECKPOINT_STATUS_FAILED",
+		4: "CHECKPOINT_STATUS_DISCARDED",
+	}
+	CheckpointStatus_value = map[string]int32{
+		"CHECKPOINT_STATUS_UNSPECIFIED": 0,
+		"CHECKPOINT_STATUS_IN_PROGRESS": 1,
+		"CHECKPOINT_STATUS_COMPLETED":   2,
+		"CHECKPOINT_STATUS_FAILED":      3,
+		"CHECKPOINT_STATUS_DISCARDED":   4,
+	}
+)
+
+func (x CheckpointStatus) Enum() *CheckpointStatus {
+	p := new(CheckpointStatus)
+	*p = x
+	return p
+}
+
+func (x CheckpointStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CheckpointStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_flow_cluster_v1_cluster_proto_enumTypes[0].Descriptor()
+}
+
+func (CheckpointStatus) Type() protoreflect.EnumType {
+	return &file_flow_cluster_v1_cluster_proto_enumTypes[0]
+}
+
+func (x CheckpointStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CheckpointStatus.Descriptor instead.
+func (CheckpointStatus) EnumDescriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{0}
+}
 
 type JobStatus int32
 
@@ -78,11 +134,11 @@ func (x JobStatus) String() string {
 }
 
 func (JobStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_flow_cluster_v1_cluster_proto_enumTypes[0].Descriptor()
+	return file_flow_cluster_v1_cluster_proto_enumTypes[1].Descriptor()
 }
 
 func (JobStatus) Type() protoreflect.EnumType {
-	return &file_flow_cluster_v1_cluster_proto_enumTypes[0]
+	return &file_flow_cluster_v1_cluster_proto_enumTypes[1]
 }
 
 func (x JobStatus) Number() protoreflect.EnumNumber {
@@ -91,7 +147,7 @@ func (x JobStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use JobStatus.Descriptor instead.
 func (JobStatus) EnumDescriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{0}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{1}
 }
 
 type TaskState int32
@@ -142,11 +198,11 @@ func (x TaskState) String() string {
 }
 
 func (TaskState) Descriptor() protoreflect.EnumDescriptor {
-	return file_flow_cluster_v1_cluster_proto_enumTypes[1].Descriptor()
+	return file_flow_cluster_v1_cluster_proto_enumTypes[2].Descriptor()
 }
 
 func (TaskState) Type() protoreflect.EnumType {
-	return &file_flow_cluster_v1_cluster_proto_enumTypes[1]
+	return &file_flow_cluster_v1_cluster_proto_enumTypes[2]
 }
 
 func (x TaskState) Number() protoreflect.EnumNumber {
@@ -155,7 +211,7 @@ func (x TaskState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskState.Descriptor instead.
 func (TaskState) EnumDescriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{1}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{2}
 }
 
 type TaskManagerState int32
@@ -194,11 +250,11 @@ func (x TaskManagerState) String() string {
 }
 
 func (TaskManagerState) Descriptor() protoreflect.EnumDescriptor {
-	return file_flow_cluster_v1_cluster_proto_enumTypes[2].Descriptor()
+	return file_flow_cluster_v1_cluster_proto_enumTypes[3].Descriptor()
 }
 
 func (TaskManagerState) Type() protoreflect.EnumType {
-	return &file_flow_cluster_v1_cluster_proto_enumTypes[2]
+	return &file_flow_cluster_v1_cluster_proto_enumTypes[3]
 }
 
 func (x TaskManagerState) Number() protoreflect.EnumNumber {
@@ -207,7 +263,337 @@ func (x TaskManagerState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskManagerState.Descriptor instead.
 func (TaskManagerState) EnumDescriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{3}
+}
+
+type ListCheckpointsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCheckpointsRequest) Reset() {
+	*x = ListCheckpointsRequest{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCheckpointsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCheckpointsRequest) ProtoMessage() {}
+
+func (x *ListCheckpointsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCheckpointsRequest.ProtoReflect.Descriptor instead.
+func (*ListCheckpointsRequest) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ListCheckpointsRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+type ListCheckpointsResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Checkpoints []*CheckpointInfo      `protobuf:"bytes,1,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	// Latest completed checkpoint's location, if any.
+	LatestCompletedPath string `protobuf:"bytes,2,opt,name=latest_completed_path,json=latestCompletedPath,proto3" json:"latest_completed_path,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *ListCheckpointsResponse) Reset() {
+	*x = ListCheckpointsResponse{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCheckpointsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCheckpointsResponse) ProtoMessage() {}
+
+func (x *ListCheckpointsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCheckpointsResponse.ProtoReflect.Descriptor instead.
+func (*ListCheckpointsResponse) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListCheckpointsResponse) GetCheckpoints() []*CheckpointInfo {
+	if x != nil {
+		return x.Checkpoints
+	}
+	return nil
+}
+
+func (x *ListCheckpointsResponse) GetLatestCompletedPath() string {
+	if x != nil {
+		return x.LatestCompletedPath
+	}
+	return ""
+}
+
+type CheckpointInfo struct {
+	state          protoimpl.MessageState  `protogen:"open.v1"`
+	Id             int64                   `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Status         CheckpointStatus        `protobuf:"varint,2,opt,name=status,proto3,enum=flow.cluster.v1.CheckpointStatus" json:"status,omitempty"`
+	TriggerTimeMs  int64                   `protobuf:"varint,3,opt,name=trigger_time_ms,json=triggerTimeMs,proto3" json:"trigger_time_ms,omitempty"`
+	DurationMs     int64                   `protobuf:"varint,4,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	StateSize      int64                   `protobuf:"varint,5,opt,name=state_size,json=stateSize,proto3" json:"state_size,omitempty"`
+	UploadedSize   int64                   `protobuf:"varint,6,opt,name=uploaded_size,json=uploadedSize,proto3" json:"uploaded_size,omitempty"`
+	MaxAlignmentMs int64                   `protobuf:"varint,7,opt,name=max_alignment_ms,json=maxAlignmentMs,proto3" json:"max_alignment_ms,omitempty"`
+	Path           string                  `protobuf:"bytes,8,opt,name=path,proto3" json:"path,omitempty"`
+	Failure        string                  `protobuf:"bytes,9,opt,name=failure,proto3" json:"failure,omitempty"`
+	Savepoint      bool                    `protobuf:"varint,10,opt,name=savepoint,proto3" json:"savepoint,omitempty"`
+	Attempt        int32                   `protobuf:"varint,11,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Tasks          []*TaskCheckpointTiming `protobuf:"bytes,12,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *CheckpointInfo) Reset() {
+	*x = CheckpointInfo{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointInfo) ProtoMessage() {}
+
+func (x *CheckpointInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointInfo.ProtoReflect.Descriptor instead.
+func (*CheckpointInfo) Descriptor() ([]byte, []int) {
 	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CheckpointInfo) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *CheckpointInfo) GetStatus() CheckpointStatus {
+	if x != nil {
+		return x.Status
+	}
+	return CheckpointStatus_CHECKPOINT_STATUS_UNSPECIFIED
+}
+
+func (x *CheckpointInfo) GetTriggerTimeMs() int64 {
+	if x != nil {
+		return x.TriggerTimeMs
+	}
+	return 0
+}
+
+func (x *CheckpointInfo) GetDurationMs() int64 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
+func (x *CheckpointInfo) GetStateSize() int64 {
+	if x != nil {
+		return x.StateSize
+	}
+	return 0
+}
+
+func (x *CheckpointInfo) GetUploadedSize() int64 {
+	if x != nil {
+		return x.UploadedSize
+	}
+	return 0
+}
+
+func (x *CheckpointInfo) GetMaxAlignmentMs() int64 {
+	if x != nil {
+		return x.MaxAlignmentMs
+	}
+	return 0
+}
+
+func (x *CheckpointInfo) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *CheckpointInfo) GetFailure() string {
+	if x != nil {
+		return x.Failure
+	}
+	return ""
+}
+
+func (x *CheckpointInfo) GetSavepoint() bool {
+	if x != nil {
+		return x.Savepoint
+	}
+	return false
+}
+
+func (x *CheckpointInfo) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *CheckpointInfo) GetTasks() []*TaskCheckpointTiming {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+// Per-subtask phase timings of one checkpoint.
+type TaskCheckpointTiming struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Task          string                 `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	Subtask       int32                  `protobuf:"varint,2,opt,name=subtask,proto3" json:"subtask,omitempty"`
+	AlignmentMs   int64                  `protobuf:"varint,3,opt,name=alignment_ms,json=alignmentMs,proto3" json:"alignment_ms,omitempty"`
+	SyncMs        int64                  `protobuf:"varint,4,opt,name=sync_ms,json=syncMs,proto3" json:"sync_ms,omitempty"`
+	AsyncMs       int64                  `protobuf:"varint,5,opt,name=async_ms,json=asyncMs,proto3" json:"async_ms,omitempty"`
+	StateSize     int64                  `protobuf:"varint,6,opt,name=state_size,json=stateSize,proto3" json:"state_size,omitempty"`
+	UploadedSize  int64                  `protobuf:"varint,7,opt,name=uploaded_size,json=uploadedSize,proto3" json:"uploaded_size,omitempty"`
+	AckTimeMs     int64                  `protobuf:"varint,8,opt,name=ack_time_ms,json=ackTimeMs,proto3" json:"ack_time_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskCheckpointTiming) Reset() {
+	*x = TaskCheckpointTiming{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskCheckpointTiming) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskCheckpointTiming) ProtoMessage() {}
+
+func (x *TaskCheckpointTiming) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskCheckpointTiming.ProtoReflect.Descriptor instead.
+func (*TaskCheckpointTiming) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *TaskCheckpointTiming) GetTask() string {
+	if x != nil {
+		return x.Task
+	}
+	return ""
+}
+
+func (x *TaskCheckpointTiming) GetSubtask() int32 {
+	if x != nil {
+		return x.Subtask
+	}
+	return 0
+}
+
+func (x *TaskCheckpointTiming) GetAlignmentMs() int64 {
+	if x != nil {
+		return x.AlignmentMs
+	}
+	return 0
+}
+
+func (x *TaskCheckpointTiming) GetSyncMs() int64 {
+	if x != nil {
+		return x.SyncMs
+	}
+	return 0
+}
+
+func (x *TaskCheckpointTiming) GetAsyncMs() int64 {
+	if x != nil {
+		return x.AsyncMs
+	}
+	return 0
+}
+
+func (x *TaskCheckpointTiming) GetStateSize() int64 {
+	if x != nil {
+		return x.StateSize
+	}
+	return 0
+}
+
+func (x *TaskCheckpointTiming) GetUploadedSize() int64 {
+	if x != nil {
+		return x.UploadedSize
+	}
+	return 0
+}
+
+func (x *TaskCheckpointTiming) GetAckTimeMs() int64 {
+	if x != nil {
+		return x.AckTimeMs
+	}
+	return 0
 }
 
 type SubmitJobRequest struct {
@@ -219,7 +605,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[0]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -231,7 +617,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[0]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -244,7 +630,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{0}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SubmitJobRequest) GetGraph() *v1.JobGraph {
@@ -263,7 +649,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[1]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -275,7 +661,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[1]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -288,7 +674,7 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{1}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SubmitJobResponse) GetJobId() string {
@@ -306,7 +692,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[2]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -318,7 +704,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[2]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -331,7 +717,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{2}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{6}
 }
 
 type ListJobsResponse struct {
@@ -343,7 +729,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[3]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -355,7 +741,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[3]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -368,7 +754,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{3}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListJobsResponse) GetJobs() []*JobSummary {
@@ -393,7 +779,7 @@ type JobSummary struct {
 
 func (x *JobSummary) Reset() {
 	*x = JobSummary{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[4]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -405,7 +791,7 @@ func (x *JobSummary) String() string {
 func (*JobSummary) ProtoMessage() {}
 
 func (x *JobSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[4]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -418,7 +804,7 @@ func (x *JobSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobSummary.ProtoReflect.Descriptor instead.
 func (*JobSummary) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{4}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *JobSummary) GetJobId() string {
@@ -479,7 +865,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[5]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +877,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[5]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +890,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{5}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -523,7 +909,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[6]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +921,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[6]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +934,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{6}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetJobResponse) GetJob() *JobDetails {
@@ -570,7 +956,7 @@ type JobDetails struct {
 
 func (x *JobDetails) Reset() {
 	*x = JobDetails{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[7]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -582,7 +968,7 @@ func (x *JobDetails) String() string {
 func (*JobDetails) ProtoMessage() {}
 
 func (x *JobDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[7]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -595,7 +981,7 @@ func (x *JobDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobDetails.ProtoReflect.Descriptor instead.
 func (*JobDetails) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{7}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *JobDetails) GetSummary() *JobSummary {
@@ -640,7 +1026,7 @@ type TaskVertexInfo struct {
 
 func (x *TaskVertexInfo) Reset() {
 	*x = TaskVertexInfo{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[8]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -652,7 +1038,7 @@ func (x *TaskVertexInfo) String() string {
 func (*TaskVertexInfo) ProtoMessage() {}
 
 func (x *TaskVertexInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[8]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -665,7 +1051,7 @@ func (x *TaskVertexInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskVertexInfo.ProtoReflect.Descriptor instead.
 func (*TaskVertexInfo) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{8}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TaskVertexInfo) GetId() string {
@@ -709,7 +1095,7 @@ type SubtaskInfo struct {
 
 func (x *SubtaskInfo) Reset() {
 	*x = SubtaskInfo{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[9]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -721,7 +1107,7 @@ func (x *SubtaskInfo) String() string {
 func (*SubtaskInfo) ProtoMessage() {}
 
 func (x *SubtaskInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[9]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -734,7 +1120,7 @@ func (x *SubtaskInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskInfo.ProtoReflect.Descriptor instead.
 func (*SubtaskInfo) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{9}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SubtaskInfo) GetIndex() int32 {
@@ -783,7 +1169,7 @@ type StatusChange struct {
 
 func (x *StatusChange) Reset() {
 	*x = StatusChange{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[10]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -795,7 +1181,7 @@ func (x *StatusChange) String() string {
 func (*StatusChange) ProtoMessage() {}
 
 func (x *StatusChange) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[10]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -808,7 +1194,7 @@ func (x *StatusChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusChange.ProtoReflect.Descriptor instead.
 func (*StatusChange) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{10}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StatusChange) GetStatus() JobStatus {
@@ -841,7 +1227,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[11]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -853,7 +1239,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[11]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -866,7 +1252,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{11}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CancelJobRequest) GetJobId() string {
@@ -884,7 +1270,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[12]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -896,7 +1282,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[12]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -909,7 +1295,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{12}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{16}
 }
 
 type WatchJobRequest struct {
@@ -921,7 +1307,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[13]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -933,7 +1319,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[13]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -946,7 +1332,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{13}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WatchJobRequest) GetJobId() string {
@@ -966,7 +1352,7 @@ type JobStatusEvent struct {
 
 func (x *JobStatusEvent) Reset() {
 	*x = JobStatusEvent{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[14]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1364,7 @@ func (x *JobStatusEvent) String() string {
 func (*JobStatusEvent) ProtoMessage() {}
 
 func (x *JobStatusEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[14]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1377,7 @@ func (x *JobStatusEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStatusEvent.ProtoReflect.Descriptor instead.
 func (*JobStatusEvent) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{14}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JobStatusEvent) GetSummary() *JobSummary {
@@ -1016,7 +1402,7 @@ type ListTaskManagersRequest struct {
 
 func (x *ListTaskManagersRequest) Reset() {
 	*x = ListTaskManagersRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[15]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1414,7 @@ func (x *ListTaskManagersRequest) String() string {
 func (*ListTaskManagersRequest) ProtoMessage() {}
 
 func (x *ListTaskManagersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[15]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1427,7 @@ func (x *ListTaskManagersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTaskManagersRequest.ProtoReflect.Descriptor instead.
 func (*ListTaskManagersRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{15}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{19}
 }
 
 type ListTaskManagersResponse struct {
@@ -1053,7 +1439,7 @@ type ListTaskManagersResponse struct {
 
 func (x *ListTaskManagersResponse) Reset() {
 	*x = ListTaskManagersResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[16]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1065,7 +1451,7 @@ func (x *ListTaskManagersResponse) String() string {
 func (*ListTaskManagersResponse) ProtoMessage() {}
 
 func (x *ListTaskManagersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[16]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1078,7 +1464,7 @@ func (x *ListTaskManagersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTaskManagersResponse.ProtoReflect.Descriptor instead.
 func (*ListTaskManagersResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{16}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListTaskManagersResponse) GetTaskManagers() []*TaskManagerInfo {
@@ -1105,7 +1491,7 @@ type TaskManagerInfo struct {
 
 func (x *TaskManagerInfo) Reset() {
 	*x = TaskManagerInfo{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[17]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1117,7 +1503,7 @@ func (x *TaskManagerInfo) String() string {
 func (*TaskManagerInfo) ProtoMessage() {}
 
 func (x *TaskManagerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[17]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1130,7 +1516,7 @@ func (x *TaskManagerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskManagerInfo.ProtoReflect.Descriptor instead.
 func (*TaskManagerInfo) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{17}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TaskManagerInfo) GetId() string {
@@ -1203,7 +1589,7 @@ type RegisterTaskManagerRequest struct {
 
 func (x *RegisterTaskManagerRequest) Reset() {
 	*x = RegisterTaskManagerRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[18]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1215,7 +1601,7 @@ func (x *RegisterTaskManagerRequest) String() string {
 func (*RegisterTaskManagerRequest) ProtoMessage() {}
 
 func (x *RegisterTaskManagerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[18]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1228,7 +1614,7 @@ func (x *RegisterTaskManagerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTaskManagerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterTaskManagerRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{18}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RegisterTaskManagerRequest) GetTaskManagerId() string {
@@ -1277,7 +1663,7 @@ type RegisterTaskManagerResponse struct {
 
 func (x *RegisterTaskManagerResponse) Reset() {
 	*x = RegisterTaskManagerResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[19]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1675,7 @@ func (x *RegisterTaskManagerResponse) String() string {
 func (*RegisterTaskManagerResponse) ProtoMessage() {}
 
 func (x *RegisterTaskManagerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[19]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1688,7 @@ func (x *RegisterTaskManagerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTaskManagerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterTaskManagerResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{19}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RegisterTaskManagerResponse) GetJobManagerId() string {
@@ -1336,7 +1722,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[20]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1348,7 +1734,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[20]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1361,7 +1747,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{20}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *HeartbeatRequest) GetTaskManagerId() string {
@@ -1391,7 +1777,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[21]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1403,7 +1789,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[21]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1416,7 +1802,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{21}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *HeartbeatResponse) GetReregister() bool {
@@ -1433,6 +1819,225 @@ func (x *HeartbeatResponse) GetCancelTasks() []*TaskID {
 	return nil
 }
 
+// A subtask finished its part of a checkpoint: the snapshot of every
+// operator in its chain is durable in checkpoint storage.
+type AcknowledgeCheckpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskManagerId string                 `protobuf:"bytes,1,opt,name=task_manager_id,json=taskManagerId,proto3" json:"task_manager_id,omitempty"`
+	Task          *TaskID                `protobuf:"bytes,2,opt,name=task,proto3" json:"task,omitempty"`
+	CheckpointId  int64                  `protobuf:"varint,3,opt,name=checkpoint_id,json=checkpointId,proto3" json:"checkpoint_id,omitempty"`
+	// One entry per operator of the chain, keyed by operator uid.
+	Operators     map[string]*v11.SubtaskState `protobuf:"bytes,4,rep,name=operators,proto3" json:"operators,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Timing        *TaskCheckpointTiming        `protobuf:"bytes,5,opt,name=timing,proto3" json:"timing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeCheckpointRequest) Reset() {
+	*x = AcknowledgeCheckpointRequest{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeCheckpointRequest) ProtoMessage() {}
+
+func (x *AcknowledgeCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*AcknowledgeCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *AcknowledgeCheckpointRequest) GetTaskManagerId() string {
+	if x != nil {
+		return x.TaskManagerId
+	}
+	return ""
+}
+
+func (x *AcknowledgeCheckpointRequest) GetTask() *TaskID {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+func (x *AcknowledgeCheckpointRequest) GetCheckpointId() int64 {
+	if x != nil {
+		return x.CheckpointId
+	}
+	return 0
+}
+
+func (x *AcknowledgeCheckpointRequest) GetOperators() map[string]*v11.SubtaskState {
+	if x != nil {
+		return x.Operators
+	}
+	return nil
+}
+
+func (x *AcknowledgeCheckpointRequest) GetTiming() *TaskCheckpointTiming {
+	if x != nil {
+		return x.Timing
+	}
+	return nil
+}
+
+type AcknowledgeCheckpointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeCheckpointResponse) Reset() {
+	*x = AcknowledgeCheckpointResponse{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeCheckpointResponse) ProtoMessage() {}
+
+func (x *AcknowledgeCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*AcknowledgeCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{27}
+}
+
+type DeclineCheckpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskManagerId string                 `protobuf:"bytes,1,opt,name=task_manager_id,json=taskManagerId,proto3" json:"task_manager_id,omitempty"`
+	Task          *TaskID                `protobuf:"bytes,2,opt,name=task,proto3" json:"task,omitempty"`
+	CheckpointId  int64                  `protobuf:"varint,3,opt,name=checkpoint_id,json=checkpointId,proto3" json:"checkpoint_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeclineCheckpointRequest) Reset() {
+	*x = DeclineCheckpointRequest{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeclineCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeclineCheckpointRequest) ProtoMessage() {}
+
+func (x *DeclineCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeclineCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*DeclineCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *DeclineCheckpointRequest) GetTaskManagerId() string {
+	if x != nil {
+		return x.TaskManagerId
+	}
+	return ""
+}
+
+func (x *DeclineCheckpointRequest) GetTask() *TaskID {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+func (x *DeclineCheckpointRequest) GetCheckpointId() int64 {
+	if x != nil {
+		return x.CheckpointId
+	}
+	return 0
+}
+
+func (x *DeclineCheckpointRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type DeclineCheckpointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeclineCheckpointResponse) Reset() {
+	*x = DeclineCheckpointResponse{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeclineCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeclineCheckpointResponse) ProtoMessage() {}
+
+func (x *DeclineCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeclineCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*DeclineCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{29}
+}
+
 type TaskID struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -1445,7 +2050,7 @@ type TaskID struct {
 
 func (x *TaskID) Reset() {
 	*x = TaskID{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[22]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1457,7 +2062,7 @@ func (x *TaskID) String() string {
 func (*TaskID) ProtoMessage() {}
 
 func (x *TaskID) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[22]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1470,7 +2075,7 @@ func (x *TaskID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskID.ProtoReflect.Descriptor instead.
 func (*TaskID) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{22}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TaskID) GetJobId() string {
@@ -1513,7 +2118,7 @@ type UpdateTaskStateRequest struct {
 
 func (x *UpdateTaskStateRequest) Reset() {
 	*x = UpdateTaskStateRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[23]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1525,7 +2130,7 @@ func (x *UpdateTaskStateRequest) String() string {
 func (*UpdateTaskStateRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[23]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1538,7 +2143,7 @@ func (x *UpdateTaskStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStateRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStateRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{23}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UpdateTaskStateRequest) GetTaskManagerId() string {
@@ -1577,7 +2182,7 @@ type UpdateTaskStateResponse struct {
 
 func (x *UpdateTaskStateResponse) Reset() {
 	*x = UpdateTaskStateResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[24]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1589,7 +2194,7 @@ func (x *UpdateTaskStateResponse) String() string {
 func (*UpdateTaskStateResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[24]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1602,7 +2207,7 @@ func (x *UpdateTaskStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStateResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStateResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{24}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{32}
 }
 
 type DeregisterTaskManagerRequest struct {
@@ -1614,7 +2219,7 @@ type DeregisterTaskManagerRequest struct {
 
 func (x *DeregisterTaskManagerRequest) Reset() {
 	*x = DeregisterTaskManagerRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[25]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1626,7 +2231,7 @@ func (x *DeregisterTaskManagerRequest) String() string {
 func (*DeregisterTaskManagerRequest) ProtoMessage() {}
 
 func (x *DeregisterTaskManagerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[25]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1639,7 +2244,7 @@ func (x *DeregisterTaskManagerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterTaskManagerRequest.ProtoReflect.Descriptor instead.
 func (*DeregisterTaskManagerRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{25}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DeregisterTaskManagerRequest) GetTaskManagerId() string {
@@ -1657,7 +2262,7 @@ type DeregisterTaskManagerResponse struct {
 
 func (x *DeregisterTaskManagerResponse) Reset() {
 	*x = DeregisterTaskManagerResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[26]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1669,7 +2274,7 @@ func (x *DeregisterTaskManagerResponse) String() string {
 func (*DeregisterTaskManagerResponse) ProtoMessage() {}
 
 func (x *DeregisterTaskManagerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[26]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1682,7 +2287,311 @@ func (x *DeregisterTaskManagerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterTaskManagerResponse.ProtoReflect.Descriptor instead.
 func (*DeregisterTaskManagerResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{26}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{34}
+}
+
+type CheckpointOptions struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Savepoint bool                   `protobuf:"varint,1,opt,name=savepoint,proto3" json:"savepoint,omitempty"`
+	// Where the snapshot goes: the checkpoint's directory URL.
+	Location string `protobuf:"bytes,2,opt,name=location,proto3" json:"location,omitempty"`
+	// Storage base URL (shared files of incremental checkpoints live under it).
+	StorageBase      string `protobuf:"bytes,3,opt,name=storage_base,json=storageBase,proto3" json:"storage_base,omitempty"`
+	Unaligned        bool   `protobuf:"varint,4,opt,name=unaligned,proto3" json:"unaligned,omitempty"`
+	AlignedTimeoutMs int64  `protobuf:"varint,5,opt,name=aligned_timeout_ms,json=alignedTimeoutMs,proto3" json:"aligned_timeout_ms,omitempty"`
+	Incremental      bool   `protobuf:"varint,6,opt,name=incremental,proto3" json:"incremental,omitempty"`
+	// Savepoint with --drain: sources end and event time advances to the end.
+	Drain         bool `protobuf:"varint,7,opt,name=drain,proto3" json:"drain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointOptions) Reset() {
+	*x = CheckpointOptions{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointOptions) ProtoMessage() {}
+
+func (x *CheckpointOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointOptions.ProtoReflect.Descriptor instead.
+func (*CheckpointOptions) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *CheckpointOptions) GetSavepoint() bool {
+	if x != nil {
+		return x.Savepoint
+	}
+	return false
+}
+
+func (x *CheckpointOptions) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
+func (x *CheckpointOptions) GetStorageBase() string {
+	if x != nil {
+		return x.StorageBase
+	}
+	return ""
+}
+
+func (x *CheckpointOptions) GetUnaligned() bool {
+	if x != nil {
+		return x.Unaligned
+	}
+	return false
+}
+
+func (x *CheckpointOptions) GetAlignedTimeoutMs() int64 {
+	if x != nil {
+		return x.AlignedTimeoutMs
+	}
+	return 0
+}
+
+func (x *CheckpointOptions) GetIncremental() bool {
+	if x != nil {
+		return x.Incremental
+	}
+	return false
+}
+
+func (x *CheckpointOptions) GetDrain() bool {
+	if x != nil {
+		return x.Drain
+	}
+	return false
+}
+
+type TriggerCheckpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Task          *TaskID                `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	CheckpointId  int64                  `protobuf:"varint,2,opt,name=checkpoint_id,json=checkpointId,proto3" json:"checkpoint_id,omitempty"`
+	TimestampMs   int64                  `protobuf:"varint,3,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
+	Options       *CheckpointOptions     `protobuf:"bytes,4,opt,name=options,proto3" json:"options,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TriggerCheckpointRequest) Reset() {
+	*x = TriggerCheckpointRequest{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TriggerCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TriggerCheckpointRequest) ProtoMessage() {}
+
+func (x *TriggerCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TriggerCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*TriggerCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *TriggerCheckpointRequest) GetTask() *TaskID {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+func (x *TriggerCheckpointRequest) GetCheckpointId() int64 {
+	if x != nil {
+		return x.CheckpointId
+	}
+	return 0
+}
+
+func (x *TriggerCheckpointRequest) GetTimestampMs() int64 {
+	if x != nil {
+		return x.TimestampMs
+	}
+	return 0
+}
+
+func (x *TriggerCheckpointRequest) GetOptions() *CheckpointOptions {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+type TriggerCheckpointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TriggerCheckpointResponse) Reset() {
+	*x = TriggerCheckpointResponse{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TriggerCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TriggerCheckpointResponse) ProtoMessage() {}
+
+func (x *TriggerCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TriggerCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*TriggerCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{37}
+}
+
+type NotifyCheckpointRequest struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	JobId        string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt      int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	CheckpointId int64                  `protobuf:"varint,3,opt,name=checkpoint_id,json=checkpointId,proto3" json:"checkpoint_id,omitempty"`
+	// false: the checkpoint was aborted; discard what it produced.
+	Completed     bool `protobuf:"varint,4,opt,name=completed,proto3" json:"completed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotifyCheckpointRequest) Reset() {
+	*x = NotifyCheckpointRequest{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotifyCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotifyCheckpointRequest) ProtoMessage() {}
+
+func (x *NotifyCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotifyCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*NotifyCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *NotifyCheckpointRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *NotifyCheckpointRequest) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *NotifyCheckpointRequest) GetCheckpointId() int64 {
+	if x != nil {
+		return x.CheckpointId
+	}
+	return 0
+}
+
+func (x *NotifyCheckpointRequest) GetCompleted() bool {
+	if x != nil {
+		return x.Completed
+	}
+	return false
+}
+
+type NotifyCheckpointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotifyCheckpointResponse) Reset() {
+	*x = NotifyCheckpointResponse{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotifyCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotifyCheckpointResponse) ProtoMessage() {}
+
+func (x *NotifyCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotifyCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*NotifyCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{39}
 }
 
 type DeployTaskRequest struct {
@@ -1694,7 +2603,7 @@ type DeployTaskRequest struct {
 
 func (x *DeployTaskRequest) Reset() {
 	*x = DeployTaskRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[27]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1706,7 +2615,7 @@ func (x *DeployTaskRequest) String() string {
 func (*DeployTaskRequest) ProtoMessage() {}
 
 func (x *DeployTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[27]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1719,7 +2628,7 @@ func (x *DeployTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployTaskRequest.ProtoReflect.Descriptor instead.
 func (*DeployTaskRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{27}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DeployTaskRequest) GetDeployment() *TaskDeployment {
@@ -1740,14 +2649,16 @@ type TaskDeployment struct {
 	// One input gate per upstream task vertex feeding the head operator.
 	Inputs []*InputGateDeployment `protobuf:"bytes,5,rep,name=inputs,proto3" json:"inputs,omitempty"`
 	// One result partition per downstream task vertex fed by the tail operator.
-	Outputs       []*OutputDeployment `protobuf:"bytes,6,rep,name=outputs,proto3" json:"outputs,omitempty"`
+	Outputs []*OutputDeployment `protobuf:"bytes,6,rep,name=outputs,proto3" json:"outputs,omitempty"`
+	// State to start from (a checkpoint or savepoint); absent for a fresh start.
+	Restore       *TaskRestore `protobuf:"bytes,7,opt,name=restore,proto3" json:"restore,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskDeployment) Reset() {
 	*x = TaskDeployment{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[28]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1759,7 +2670,7 @@ func (x *TaskDeployment) String() string {
 func (*TaskDeployment) ProtoMessage() {}
 
 func (x *TaskDeployment) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[28]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1772,7 +2683,7 @@ func (x *TaskDeployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskDeployment.ProtoReflect.Descriptor instead.
 func (*TaskDeployment) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{28}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TaskDeployment) GetId() *TaskID {
@@ -1817,6 +2728,130 @@ func (x *TaskDeployment) GetOutputs() []*OutputDeployment {
 	return nil
 }
 
+func (x *TaskDeployment) GetRestore() *TaskRestore {
+	if x != nil {
+		return x.Restore
+	}
+	return nil
+}
+
+type TaskRestore struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	CheckpointId int64                  `protobuf:"varint,1,opt,name=checkpoint_id,json=checkpointId,proto3" json:"checkpoint_id,omitempty"`
+	// Location of the checkpoint/savepoint directory (URL).
+	Location string `protobuf:"bytes,2,opt,name=location,proto3" json:"location,omitempty"`
+	// Storage base URL the handles' paths are relative to (checkpoints).
+	StorageBase string `protobuf:"bytes,3,opt,name=storage_base,json=storageBase,proto3" json:"storage_base,omitempty"`
+	// Per operator uid: the subtask states this subtask must restore. After
+	// rescaling a subtask gets the handles of every old subtask whose key
+	// groups overlap its range (and its share of operator state).
+	Operators     map[string]*RestoreOperator `protobuf:"bytes,4,rep,name=operators,proto3" json:"operators,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskRestore) Reset() {
+	*x = TaskRestore{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskRestore) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskRestore) ProtoMessage() {}
+
+func (x *TaskRestore) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskRestore.ProtoReflect.Descriptor instead.
+func (*TaskRestore) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *TaskRestore) GetCheckpointId() int64 {
+	if x != nil {
+		return x.CheckpointId
+	}
+	return 0
+}
+
+func (x *TaskRestore) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
+func (x *TaskRestore) GetStorageBase() string {
+	if x != nil {
+		return x.StorageBase
+	}
+	return ""
+}
+
+func (x *TaskRestore) GetOperators() map[string]*RestoreOperator {
+	if x != nil {
+		return x.Operators
+	}
+	return nil
+}
+
+type RestoreOperator struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	States        []*v11.SubtaskState    `protobuf:"bytes,1,rep,name=states,proto3" json:"states,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreOperator) Reset() {
+	*x = RestoreOperator{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreOperator) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreOperator) ProtoMessage() {}
+
+func (x *RestoreOperator) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreOperator.ProtoReflect.Descriptor instead.
+func (*RestoreOperator) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *RestoreOperator) GetStates() []*v11.SubtaskState {
+	if x != nil {
+		return x.States
+	}
+	return nil
+}
+
 type InputGateDeployment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Upstream task vertex id.
@@ -1831,7 +2866,7 @@ type InputGateDeployment struct {
 
 func (x *InputGateDeployment) Reset() {
 	*x = InputGateDeployment{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[29]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +2878,7 @@ func (x *InputGateDeployment) String() string {
 func (*InputGateDeployment) ProtoMessage() {}
 
 func (x *InputGateDeployment) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[29]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +2891,7 @@ func (x *InputGateDeployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InputGateDeployment.ProtoReflect.Descriptor instead.
 func (*InputGateDeployment) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{29}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *InputGateDeployment) GetUpstreamTask() string {
@@ -1892,7 +2927,7 @@ type ChannelSource struct {
 
 func (x *ChannelSource) Reset() {
 	*x = ChannelSource{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[30]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1904,7 +2939,7 @@ func (x *ChannelSource) String() string {
 func (*ChannelSource) ProtoMessage() {}
 
 func (x *ChannelSource) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[30]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1917,7 +2952,7 @@ func (x *ChannelSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelSource.ProtoReflect.Descriptor instead.
 func (*ChannelSource) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{30}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ChannelSource) GetUpstreamSubtask() int32 {
@@ -1957,7 +2992,7 @@ type OutputDeployment struct {
 
 func (x *OutputDeployment) Reset() {
 	*x = OutputDeployment{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[31]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1969,7 +3004,7 @@ func (x *OutputDeployment) String() string {
 func (*OutputDeployment) ProtoMessage() {}
 
 func (x *OutputDeployment) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[31]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1982,7 +3017,7 @@ func (x *OutputDeployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputDeployment.ProtoReflect.Descriptor instead.
 func (*OutputDeployment) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{31}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *OutputDeployment) GetDownstreamTask() string {
@@ -2028,7 +3063,7 @@ type DeployTaskResponse struct {
 
 func (x *DeployTaskResponse) Reset() {
 	*x = DeployTaskResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[32]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2040,7 +3075,7 @@ func (x *DeployTaskResponse) String() string {
 func (*DeployTaskResponse) ProtoMessage() {}
 
 func (x *DeployTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[32]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2053,7 +3088,7 @@ func (x *DeployTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployTaskResponse.ProtoReflect.Descriptor instead.
 func (*DeployTaskResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{32}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{47}
 }
 
 type CancelTaskRequest struct {
@@ -2065,7 +3100,7 @@ type CancelTaskRequest struct {
 
 func (x *CancelTaskRequest) Reset() {
 	*x = CancelTaskRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[33]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2077,7 +3112,7 @@ func (x *CancelTaskRequest) String() string {
 func (*CancelTaskRequest) ProtoMessage() {}
 
 func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[33]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2090,7 +3125,7 @@ func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskRequest.ProtoReflect.Descriptor instead.
 func (*CancelTaskRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{33}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *CancelTaskRequest) GetTask() *TaskID {
@@ -2108,7 +3143,7 @@ type CancelTaskResponse struct {
 
 func (x *CancelTaskResponse) Reset() {
 	*x = CancelTaskResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[34]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2120,7 +3155,7 @@ func (x *CancelTaskResponse) String() string {
 func (*CancelTaskResponse) ProtoMessage() {}
 
 func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[34]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2133,14 +3168,45 @@ func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskResponse.ProtoReflect.Descriptor instead.
 func (*CancelTaskResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{34}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{49}
 }
 
 var File_flow_cluster_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x1dflow/cluster/v1/cluster.proto\x12\x0fflow.cluster.v1\x1a\x1fflow/jobgraph/v1/jobgraph.proto\"D\n" +
+	"\x1dflow/cluster/v1/cluster.proto\x12\x0fflow.cluster.v1\x1a#flow/checkpoint/v1/checkpoint.proto\x1a\x1fflow/jobgraph/v1/jobgraph.proto\"/\n" +
+	"\x16ListCheckpointsRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\x90\x01\n" +
+	"\x17ListCheckpointsResponse\x12A\n" +
+	"\vcheckpoints\x18\x01 \x03(\v2\x1f.flow.cluster.v1.CheckpointInfoR\vcheckpoints\x122\n" +
+	"\x15latest_completed_path\x18\x02 \x01(\tR\x13latestCompletedPath\"\xb5\x03\n" +
+	"\x0eCheckpointInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x129\n" +
+	"\x06status\x18\x02 \x01(\x0e2!.flow.cluster.v1.CheckpointStatusR\x06status\x12&\n" +
+	"\x0ftrigger_time_ms\x18\x03 \x01(\x03R\rtriggerTimeMs\x12\x1f\n" +
+	"\vduration_ms\x18\x04 \x01(\x03R\n" +
+	"durationMs\x12\x1d\n" +
+	"\n" +
+	"state_size\x18\x05 \x01(\x03R\tstateSize\x12#\n" +
+	"\ruploaded_size\x18\x06 \x01(\x03R\fuploadedSize\x12(\n" +
+	"\x10max_alignment_ms\x18\a \x01(\x03R\x0emaxAlignmentMs\x12\x12\n" +
+	"\x04path\x18\b \x01(\tR\x04path\x12\x18\n" +
+	"\afailure\x18\t \x01(\tR\afailure\x12\x1c\n" +
+	"\tsavepoint\x18\n" +
+	" \x01(\bR\tsavepoint\x12\x18\n" +
+	"\aattempt\x18\v \x01(\x05R\aattempt\x12;\n" +
+	"\x05tasks\x18\f \x03(\v2%.flow.cluster.v1.TaskCheckpointTimingR\x05tasks\"\xff\x01\n" +
+	"\x14TaskCheckpointTiming\x12\x12\n" +
+	"\x04task\x18\x01 \x01(\tR\x04task\x12\x18\n" +
+	"\asubtask\x18\x02 \x01(\x05R\asubtask\x12!\n" +
+	"\falignment_ms\x18\x03 \x01(\x03R\valignmentMs\x12\x17\n" +
+	"\async_ms\x18\x04 \x01(\x03R\x06syncMs\x12\x19\n" +
+	"\basync_ms\x18\x05 \x01(\x03R\aasyncMs\x12\x1d\n" +
+	"\n" +
+	"state_size\x18\x06 \x01(\x03R\tstateSize\x12#\n" +
+	"\ruploaded_size\x18\a \x01(\x03R\fuploadedSize\x12\x1e\n" +
+	"\vack_time_ms\x18\b \x01(\x03R\tackTimeMs\"D\n" +
 	"\x10SubmitJobRequest\x120\n" +
 	"\x05graph\x18\x01 \x01(\v2\x1a.flow.jobgraph.v1.JobGraphR\x05graph\"*\n" +
 	"\x11SubmitJobResponse\x12\x15\n" +
@@ -2220,7 +3286,23 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"reregister\x18\x01 \x01(\bR\n" +
 	"reregister\x12:\n" +
-	"\fcancel_tasks\x18\x02 \x03(\v2\x17.flow.cluster.v1.TaskIDR\vcancelTasks\"g\n" +
+	"\fcancel_tasks\x18\x02 \x03(\v2\x17.flow.cluster.v1.TaskIDR\vcancelTasks\"\x93\x03\n" +
+	"\x1cAcknowledgeCheckpointRequest\x12&\n" +
+	"\x0ftask_manager_id\x18\x01 \x01(\tR\rtaskManagerId\x12+\n" +
+	"\x04task\x18\x02 \x01(\v2\x17.flow.cluster.v1.TaskIDR\x04task\x12#\n" +
+	"\rcheckpoint_id\x18\x03 \x01(\x03R\fcheckpointId\x12Z\n" +
+	"\toperators\x18\x04 \x03(\v2<.flow.cluster.v1.AcknowledgeCheckpointRequest.OperatorsEntryR\toperators\x12=\n" +
+	"\x06timing\x18\x05 \x01(\v2%.flow.cluster.v1.TaskCheckpointTimingR\x06timing\x1a^\n" +
+	"\x0eOperatorsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x126\n" +
+	"\x05value\x18\x02 \x01(\v2 .flow.checkpoint.v1.SubtaskStateR\x05value:\x028\x01\"\x1f\n" +
+	"\x1dAcknowledgeCheckpointResponse\"\xac\x01\n" +
+	"\x18DeclineCheckpointRequest\x12&\n" +
+	"\x0ftask_manager_id\x18\x01 \x01(\tR\rtaskManagerId\x12+\n" +
+	"\x04task\x18\x02 \x01(\v2\x17.flow.cluster.v1.TaskIDR\x04task\x12#\n" +
+	"\rcheckpoint_id\x18\x03 \x01(\x03R\fcheckpointId\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x1b\n" +
+	"\x19DeclineCheckpointResponse\"g\n" +
 	"\x06TaskID\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +
@@ -2234,18 +3316,49 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x17UpdateTaskStateResponse\"F\n" +
 	"\x1cDeregisterTaskManagerRequest\x12&\n" +
 	"\x0ftask_manager_id\x18\x01 \x01(\tR\rtaskManagerId\"\x1f\n" +
-	"\x1dDeregisterTaskManagerResponse\"T\n" +
+	"\x1dDeregisterTaskManagerResponse\"\xf4\x01\n" +
+	"\x11CheckpointOptions\x12\x1c\n" +
+	"\tsavepoint\x18\x01 \x01(\bR\tsavepoint\x12\x1a\n" +
+	"\blocation\x18\x02 \x01(\tR\blocation\x12!\n" +
+	"\fstorage_base\x18\x03 \x01(\tR\vstorageBase\x12\x1c\n" +
+	"\tunaligned\x18\x04 \x01(\bR\tunaligned\x12,\n" +
+	"\x12aligned_timeout_ms\x18\x05 \x01(\x03R\x10alignedTimeoutMs\x12 \n" +
+	"\vincremental\x18\x06 \x01(\bR\vincremental\x12\x14\n" +
+	"\x05drain\x18\a \x01(\bR\x05drain\"\xcd\x01\n" +
+	"\x18TriggerCheckpointRequest\x12+\n" +
+	"\x04task\x18\x01 \x01(\v2\x17.flow.cluster.v1.TaskIDR\x04task\x12#\n" +
+	"\rcheckpoint_id\x18\x02 \x01(\x03R\fcheckpointId\x12!\n" +
+	"\ftimestamp_ms\x18\x03 \x01(\x03R\vtimestampMs\x12<\n" +
+	"\aoptions\x18\x04 \x01(\v2\".flow.cluster.v1.CheckpointOptionsR\aoptions\"\x1b\n" +
+	"\x19TriggerCheckpointResponse\"\x8d\x01\n" +
+	"\x17NotifyCheckpointRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12#\n" +
+	"\rcheckpoint_id\x18\x03 \x01(\x03R\fcheckpointId\x12\x1c\n" +
+	"\tcompleted\x18\x04 \x01(\bR\tcompleted\"\x1a\n" +
+	"\x18NotifyCheckpointResponse\"T\n" +
 	"\x11DeployTaskRequest\x12?\n" +
 	"\n" +
 	"deployment\x18\x01 \x01(\v2\x1f.flow.cluster.v1.TaskDeploymentR\n" +
-	"deployment\"\xa6\x02\n" +
+	"deployment\"\xde\x02\n" +
 	"\x0eTaskDeployment\x12'\n" +
 	"\x02id\x18\x01 \x01(\v2\x17.flow.cluster.v1.TaskIDR\x02id\x120\n" +
 	"\x05graph\x18\x02 \x01(\v2\x1a.flow.jobgraph.v1.JobGraphR\x05graph\x12\x1c\n" +
 	"\toperators\x18\x03 \x03(\tR\toperators\x12 \n" +
 	"\vparallelism\x18\x04 \x01(\x05R\vparallelism\x12<\n" +
 	"\x06inputs\x18\x05 \x03(\v2$.flow.cluster.v1.InputGateDeploymentR\x06inputs\x12;\n" +
-	"\aoutputs\x18\x06 \x03(\v2!.flow.cluster.v1.OutputDeploymentR\aoutputs\"\xba\x01\n" +
+	"\aoutputs\x18\x06 \x03(\v2!.flow.cluster.v1.OutputDeploymentR\aoutputs\x126\n" +
+	"\arestore\x18\a \x01(\v2\x1c.flow.cluster.v1.TaskRestoreR\arestore\"\x9c\x02\n" +
+	"\vTaskRestore\x12#\n" +
+	"\rcheckpoint_id\x18\x01 \x01(\x03R\fcheckpointId\x12\x1a\n" +
+	"\blocation\x18\x02 \x01(\tR\blocation\x12!\n" +
+	"\fstorage_base\x18\x03 \x01(\tR\vstorageBase\x12I\n" +
+	"\toperators\x18\x04 \x03(\v2+.flow.cluster.v1.TaskRestore.OperatorsEntryR\toperators\x1a^\n" +
+	"\x0eOperatorsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x126\n" +
+	"\x05value\x18\x02 \x01(\v2 .flow.cluster.v1.RestoreOperatorR\x05value:\x028\x01\"K\n" +
+	"\x0fRestoreOperator\x128\n" +
+	"\x06states\x18\x01 \x03(\v2 .flow.checkpoint.v1.SubtaskStateR\x06states\"\xba\x01\n" +
 	"\x13InputGateDeployment\x12#\n" +
 	"\rupstream_task\x18\x01 \x01(\tR\fupstreamTask\x12B\n" +
 	"\fpartitioning\x18\x02 \x01(\x0e2\x1e.flow.jobgraph.v1.PartitioningR\fpartitioning\x12:\n" +
@@ -2263,7 +3376,13 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x12DeployTaskResponse\"@\n" +
 	"\x11CancelTaskRequest\x12+\n" +
 	"\x04task\x18\x01 \x01(\v2\x17.flow.cluster.v1.TaskIDR\x04task\"\x14\n" +
-	"\x12CancelTaskResponse*\xed\x01\n" +
+	"\x12CancelTaskResponse*\xb8\x01\n" +
+	"\x10CheckpointStatus\x12!\n" +
+	"\x1dCHECKPOINT_STATUS_UNSPECIFIED\x10\x00\x12!\n" +
+	"\x1dCHECKPOINT_STATUS_IN_PROGRESS\x10\x01\x12\x1f\n" +
+	"\x1bCHECKPOINT_STATUS_COMPLETED\x10\x02\x12\x1c\n" +
+	"\x18CHECKPOINT_STATUS_FAILED\x10\x03\x12\x1f\n" +
+	"\x1bCHECKPOINT_STATUS_DISCARDED\x10\x04*\xed\x01\n" +
 	"\tJobStatus\x12\x1a\n" +
 	"\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12JOB_STATUS_CREATED\x10\x01\x12\x16\n" +
@@ -2287,24 +3406,29 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x1eTASK_MANAGER_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19TASK_MANAGER_STATE_ACTIVE\x10\x01\x12\x1b\n" +
 	"\x17TASK_MANAGER_STATE_LOST\x10\x02\x12#\n" +
-	"\x1fTASK_MANAGER_STATE_DEREGISTERED\x10\x032\x91\x04\n" +
+	"\x1fTASK_MANAGER_STATE_DEREGISTERED\x10\x032\xf7\x04\n" +
 	"\x11JobManagerService\x12R\n" +
 	"\tSubmitJob\x12!.flow.cluster.v1.SubmitJobRequest\x1a\".flow.cluster.v1.SubmitJobResponse\x12O\n" +
 	"\bListJobs\x12 .flow.cluster.v1.ListJobsRequest\x1a!.flow.cluster.v1.ListJobsResponse\x12I\n" +
 	"\x06GetJob\x12\x1e.flow.cluster.v1.GetJobRequest\x1a\x1f.flow.cluster.v1.GetJobResponse\x12R\n" +
 	"\tCancelJob\x12!.flow.cluster.v1.CancelJobRequest\x1a\".flow.cluster.v1.CancelJobResponse\x12O\n" +
 	"\bWatchJob\x12 .flow.cluster.v1.WatchJobRequest\x1a\x1f.flow.cluster.v1.JobStatusEvent0\x01\x12g\n" +
-	"\x10ListTaskManagers\x12(.flow.cluster.v1.ListTaskManagersRequest\x1a).flow.cluster.v1.ListTaskManagersResponse2\xbc\x03\n" +
-	"\x16ResourceManagerService\x12p\n" +
+	"\x10ListTaskManagers\x12(.flow.cluster.v1.ListTaskManagersRequest\x1a).flow.cluster.v1.ListTaskManagersResponse\x12d\n" +
+	"\x0fListCheckpoints\x12'.flow.cluster.v1.ListCheckpointsRequest\x1a(.flow.cluster.v1.ListCheckpointsResponse2\xa0\x05\n" +
+	"\x16ResourceManagerService\x12v\n" +
+	"\x15AcknowledgeCheckpoint\x12-.flow.cluster.v1.AcknowledgeCheckpointRequest\x1a..flow.cluster.v1.AcknowledgeCheckpointResponse\x12j\n" +
+	"\x11DeclineCheckpoint\x12).flow.cluster.v1.DeclineCheckpointRequest\x1a*.flow.cluster.v1.DeclineCheckpointResponse\x12p\n" +
 	"\x13RegisterTaskManager\x12+.flow.cluster.v1.RegisterTaskManagerRequest\x1a,.flow.cluster.v1.RegisterTaskManagerResponse\x12R\n" +
 	"\tHeartbeat\x12!.flow.cluster.v1.HeartbeatRequest\x1a\".flow.cluster.v1.HeartbeatResponse\x12d\n" +
 	"\x0fUpdateTaskState\x12'.flow.cluster.v1.UpdateTaskStateRequest\x1a(.flow.cluster.v1.UpdateTaskStateResponse\x12v\n" +
-	"\x15DeregisterTaskManager\x12-.flow.cluster.v1.DeregisterTaskManagerRequest\x1a..flow.cluster.v1.DeregisterTaskManagerResponse2\xc3\x01\n" +
+	"\x15DeregisterTaskManager\x12-.flow.cluster.v1.DeregisterTaskManagerRequest\x1a..flow.cluster.v1.DeregisterTaskManagerResponse2\x98\x03\n" +
 	"\x13TaskExecutorService\x12U\n" +
 	"\n" +
 	"DeployTask\x12\".flow.cluster.v1.DeployTaskRequest\x1a#.flow.cluster.v1.DeployTaskResponse\x12U\n" +
 	"\n" +
-	"CancelTask\x12\".flow.cluster.v1.CancelTaskRequest\x1a#.flow.cluster.v1.CancelTaskResponseB8Z6github.com/flowrt/flow/proto/flow/cluster/v1;clusterv1b\x06proto3"
+	"CancelTask\x12\".flow.cluster.v1.CancelTaskRequest\x1a#.flow.cluster.v1.CancelTaskResponse\x12j\n" +
+	"\x11TriggerCheckpoint\x12).flow.cluster.v1.TriggerCheckpointRequest\x1a*.flow.cluster.v1.TriggerCheckpointResponse\x12g\n" +
+	"\x10NotifyCheckpoint\x12(.flow.cluster.v1.NotifyCheckpointRequest\x1a).flow.cluster.v1.NotifyCheckpointResponseB8Z6github.com/flowrt/flow/proto/flow/cluster/v1;clusterv1b\x06proto3"
 
 var (
 	file_flow_cluster_v1_cluster_proto_rawDescOnce sync.Once
@@ -2318,108 +3442,151 @@ func file_flow_cluster_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_flow_cluster_v1_cluster_proto_rawDescData
 }
 
-var file_flow_cluster_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_flow_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_flow_cluster_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_flow_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_flow_cluster_v1_cluster_proto_goTypes = []any{
-	(JobStatus)(0),                        // 0: flow.cluster.v1.JobStatus
-	(TaskState)(0),                        // 1: flow.cluster.v1.TaskState
-	(TaskManagerState)(0),                 // 2: flow.cluster.v1.TaskManagerState
-	(*SubmitJobRequest)(nil),              // 3: flow.cluster.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),             // 4: flow.cluster.v1.SubmitJobResponse
-	(*ListJobsRequest)(nil),               // 5: flow.cluster.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),              // 6: flow.cluster.v1.ListJobsResponse
-	(*JobSummary)(nil),                    // 7: flow.cluster.v1.JobSummary
-	(*GetJobRequest)(nil),                 // 8: flow.cluster.v1.GetJobRequest
-	(*GetJobResponse)(nil),                // 9: flow.cluster.v1.GetJobResponse
-	(*JobDetails)(nil),                    // 10: flow.cluster.v1.JobDetails
-	(*TaskVertexInfo)(nil),                // 11: flow.cluster.v1.TaskVertexInfo
-	(*SubtaskInfo)(nil),                   // 12: flow.cluster.v1.SubtaskInfo
-	(*StatusChange)(nil),                  // 13: flow.cluster.v1.StatusChange
-	(*CancelJobRequest)(nil),              // 14: flow.cluster.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),             // 15: flow.cluster.v1.CancelJobResponse
-	(*WatchJobRequest)(nil),               // 16: flow.cluster.v1.WatchJobRequest
-	(*JobStatusEvent)(nil),                // 17: flow.cluster.v1.JobStatusEvent
-	(*ListTaskManagersRequest)(nil),       // 18: flow.cluster.v1.ListTaskManagersRequest
-	(*ListTaskManagersResponse)(nil),      // 19: flow.cluster.v1.ListTaskManagersResponse
-	(*TaskManagerInfo)(nil),               // 20: flow.cluster.v1.TaskManagerInfo
-	(*RegisterTaskManagerRequest)(nil),    // 21: flow.cluster.v1.RegisterTaskManagerRequest
-	(*RegisterTaskManagerResponse)(nil),   // 22: flow.cluster.v1.RegisterTaskManagerResponse
-	(*HeartbeatRequest)(nil),              // 23: flow.cluster.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),             // 24: flow.cluster.v1.HeartbeatResponse
-	(*TaskID)(nil),                        // 25: flow.cluster.v1.TaskID
-	(*UpdateTaskStateRequest)(nil),        // 26: flow.cluster.v1.UpdateTaskStateRequest
-	(*UpdateTaskStateResponse)(nil),       // 27: flow.cluster.v1.UpdateTaskStateResponse
-	(*DeregisterTaskManagerRequest)(nil),  // 28: flow.cluster.v1.DeregisterTaskManagerRequest
-	(*DeregisterTaskManagerResponse)(nil), // 29: flow.cluster.v1.DeregisterTaskManagerResponse
-	(*DeployTaskRequest)(nil),             // 30: flow.cluster.v1.DeployTaskRequest
-	(*TaskDeployment)(nil),                // 31: flow.cluster.v1.TaskDeployment
-	(*InputGateDeployment)(nil),           // 32: flow.cluster.v1.InputGateDeployment
-	(*ChannelSource)(nil),                 // 33: flow.cluster.v1.ChannelSource
-	(*OutputDeployment)(nil),              // 34: flow.cluster.v1.OutputDeployment
-	(*DeployTaskResponse)(nil),            // 35: flow.cluster.v1.DeployTaskResponse
-	(*CancelTaskRequest)(nil),             // 36: flow.cluster.v1.CancelTaskRequest
-	(*CancelTaskResponse)(nil),            // 37: flow.cluster.v1.CancelTaskResponse
-	(*v1.JobGraph)(nil),                   // 38: flow.jobgraph.v1.JobGraph
-	(v1.Partitioning)(0),                  // 39: flow.jobgraph.v1.Partitioning
+	(CheckpointStatus)(0),                 // 0: flow.cluster.v1.CheckpointStatus
+	(JobStatus)(0),                        // 1: flow.cluster.v1.JobStatus
+	(TaskState)(0),                        // 2: flow.cluster.v1.TaskState
+	(TaskManagerState)(0),                 // 3: flow.cluster.v1.TaskManagerState
+	(*ListCheckpointsRequest)(nil),        // 4: flow.cluster.v1.ListCheckpointsRequest
+	(*ListCheckpointsResponse)(nil),       // 5: flow.cluster.v1.ListCheckpointsResponse
+	(*CheckpointInfo)(nil),                // 6: flow.cluster.v1.CheckpointInfo
+	(*TaskCheckpointTiming)(nil),          // 7: flow.cluster.v1.TaskCheckpointTiming
+	(*SubmitJobRequest)(nil),              // 8: flow.cluster.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),             // 9: flow.cluster.v1.SubmitJobResponse
+	(*ListJobsRequest)(nil),               // 10: flow.cluster.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),              // 11: flow.cluster.v1.ListJobsResponse
+	(*JobSummary)(nil),                    // 12: flow.cluster.v1.JobSummary
+	(*GetJobRequest)(nil),                 // 13: flow.cluster.v1.GetJobRequest
+	(*GetJobResponse)(nil),                // 14: flow.cluster.v1.GetJobResponse
+	(*JobDetails)(nil),                    // 15: flow.cluster.v1.JobDetails
+	(*TaskVertexInfo)(nil),                // 16: flow.cluster.v1.TaskVertexInfo
+	(*SubtaskInfo)(nil),                   // 17: flow.cluster.v1.SubtaskInfo
+	(*StatusChange)(nil),                  // 18: flow.cluster.v1.StatusChange
+	(*CancelJobRequest)(nil),              // 19: flow.cluster.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),             // 20: flow.cluster.v1.CancelJobResponse
+	(*WatchJobRequest)(nil),               // 21: flow.cluster.v1.WatchJobRequest
+	(*JobStatusEvent)(nil),                // 22: flow.cluster.v1.JobStatusEvent
+	(*ListTaskManagersRequest)(nil),       // 23: flow.cluster.v1.ListTaskManagersRequest
+	(*ListTaskManagersResponse)(nil),      // 24: flow.cluster.v1.ListTaskManagersResponse
+	(*TaskManagerInfo)(nil),               // 25: flow.cluster.v1.TaskManagerInfo
+	(*RegisterTaskManagerRequest)(nil),    // 26: flow.cluster.v1.RegisterTaskManagerRequest
+	(*RegisterTaskManagerResponse)(nil),   // 27: flow.cluster.v1.RegisterTaskManagerResponse
+	(*HeartbeatRequest)(nil),              // 28: flow.cluster.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),             // 29: flow.cluster.v1.HeartbeatResponse
+	(*AcknowledgeCheckpointRequest)(nil),  // 30: flow.cluster.v1.AcknowledgeCheckpointRequest
+	(*AcknowledgeCheckpointResponse)(nil), // 31: flow.cluster.v1.AcknowledgeCheckpointResponse
+	(*DeclineCheckpointRequest)(nil),      // 32: flow.cluster.v1.DeclineCheckpointRequest
+	(*DeclineCheckpointResponse)(nil),     // 33: flow.cluster.v1.DeclineCheckpointResponse
+	(*TaskID)(nil),                        // 34: flow.cluster.v1.TaskID
+	(*UpdateTaskStateRequest)(nil),        // 35: flow.cluster.v1.UpdateTaskStateRequest
+	(*UpdateTaskStateResponse)(nil),       // 36: flow.cluster.v1.UpdateTaskStateResponse
+	(*DeregisterTaskManagerRequest)(nil),  // 37: flow.cluster.v1.DeregisterTaskManagerRequest
+	(*DeregisterTaskManagerResponse)(nil), // 38: flow.cluster.v1.DeregisterTaskManagerResponse
+	(*CheckpointOptions)(nil),             // 39: flow.cluster.v1.CheckpointOptions
+	(*TriggerCheckpointRequest)(nil),      // 40: flow.cluster.v1.TriggerCheckpointRequest
+	(*TriggerCheckpointResponse)(nil),     // 41: flow.cluster.v1.TriggerCheckpointResponse
+	(*NotifyCheckpointRequest)(nil),       // 42: flow.cluster.v1.NotifyCheckpointRequest
+	(*NotifyCheckpointResponse)(nil),      // 43: flow.cluster.v1.NotifyCheckpointResponse
+	(*DeployTaskRequest)(nil),             // 44: flow.cluster.v1.DeployTaskRequest
+	(*TaskDeployment)(nil),                // 45: flow.cluster.v1.TaskDeployment
+	(*TaskRestore)(nil),                   // 46: flow.cluster.v1.TaskRestore
+	(*RestoreOperator)(nil),               // 47: flow.cluster.v1.RestoreOperator
+	(*InputGateDeployment)(nil),           // 48: flow.cluster.v1.InputGateDeployment
+	(*ChannelSource)(nil),                 // 49: flow.cluster.v1.ChannelSource
+	(*OutputDeployment)(nil),              // 50: flow.cluster.v1.OutputDeployment
+	(*DeployTaskResponse)(nil),            // 51: flow.cluster.v1.DeployTaskResponse
+	(*CancelTaskRequest)(nil),             // 52: flow.cluster.v1.CancelTaskRequest
+	(*CancelTaskResponse)(nil),            // 53: flow.cluster.v1.CancelTaskResponse
+	nil,                                   // 54: flow.cluster.v1.AcknowledgeCheckpointRequest.OperatorsEntry
+	nil,                                   // 55: flow.cluster.v1.TaskRestore.OperatorsEntry
+	(*v1.JobGraph)(nil),                   // 56: flow.jobgraph.v1.JobGraph
+	(*v11.SubtaskState)(nil),              // 57: flow.checkpoint.v1.SubtaskState
+	(v1.Partitioning)(0),                  // 58: flow.jobgraph.v1.Partitioning
 }
 var file_flow_cluster_v1_cluster_proto_depIdxs = []int32{
-	38, // 0: flow.cluster.v1.SubmitJobRequest.graph:type_name -> flow.jobgraph.v1.JobGraph
-	7,  // 1: flow.cluster.v1.ListJobsResponse.jobs:type_name -> flow.cluster.v1.JobSummary
-	0,  // 2: flow.cluster.v1.JobSummary.status:type_name -> flow.cluster.v1.JobStatus
-	10, // 3: flow.cluster.v1.GetJobResponse.job:type_name -> flow.cluster.v1.JobDetails
-	7,  // 4: flow.cluster.v1.JobDetails.summary:type_name -> flow.cluster.v1.JobSummary
-	38, // 5: flow.cluster.v1.JobDetails.graph:type_name -> flow.jobgraph.v1.JobGraph
-	11, // 6: flow.cluster.v1.JobDetails.tasks:type_name -> flow.cluster.v1.TaskVertexInfo
-	13, // 7: flow.cluster.v1.JobDetails.history:type_name -> flow.cluster.v1.StatusChange
-	12, // 8: flow.cluster.v1.TaskVertexInfo.subtasks:type_name -> flow.cluster.v1.SubtaskInfo
-	1,  // 9: flow.cluster.v1.SubtaskInfo.state:type_name -> flow.cluster.v1.TaskState
-	0,  // 10: flow.cluster.v1.StatusChange.status:type_name -> flow.cluster.v1.JobStatus
-	7,  // 11: flow.cluster.v1.JobStatusEvent.summary:type_name -> flow.cluster.v1.JobSummary
-	20, // 12: flow.cluster.v1.ListTaskManagersResponse.task_managers:type_name -> flow.cluster.v1.TaskManagerInfo
-	2,  // 13: flow.cluster.v1.TaskManagerInfo.state:type_name -> flow.cluster.v1.TaskManagerState
-	25, // 14: flow.cluster.v1.RegisterTaskManagerRequest.running_tasks:type_name -> flow.cluster.v1.TaskID
-	25, // 15: flow.cluster.v1.HeartbeatRequest.running_tasks:type_name -> flow.cluster.v1.TaskID
-	25, // 16: flow.cluster.v1.HeartbeatResponse.cancel_tasks:type_name -> flow.cluster.v1.TaskID
-	25, // 17: flow.cluster.v1.UpdateTaskStateRequest.task:type_name -> flow.cluster.v1.TaskID
-	1,  // 18: flow.cluster.v1.UpdateTaskStateRequest.state:type_name -> flow.cluster.v1.TaskState
-	31, // 19: flow.cluster.v1.DeployTaskRequest.deployment:type_name -> flow.cluster.v1.TaskDeployment
-	25, // 20: flow.cluster.v1.TaskDeployment.id:type_name -> flow.cluster.v1.TaskID
-	38, // 21: flow.cluster.v1.TaskDeployment.graph:type_name -> flow.jobgraph.v1.JobGraph
-	32, // 22: flow.cluster.v1.TaskDeployment.inputs:type_name -> flow.cluster.v1.InputGateDeployment
-	34, // 23: flow.cluster.v1.TaskDeployment.outputs:type_name -> flow.cluster.v1.OutputDeployment
-	39, // 24: flow.cluster.v1.InputGateDeployment.partitioning:type_name -> flow.jobgraph.v1.Partitioning
-	33, // 25: flow.cluster.v1.InputGateDeployment.channels:type_name -> flow.cluster.v1.ChannelSource
-	39, // 26: flow.cluster.v1.OutputDeployment.partitioning:type_name -> flow.jobgraph.v1.Partitioning
-	25, // 27: flow.cluster.v1.CancelTaskRequest.task:type_name -> flow.cluster.v1.TaskID
-	3,  // 28: flow.cluster.v1.JobManagerService.SubmitJob:input_type -> flow.cluster.v1.SubmitJobRequest
-	5,  // 29: flow.cluster.v1.JobManagerService.ListJobs:input_type -> flow.cluster.v1.ListJobsRequest
-	8,  // 30: flow.cluster.v1.JobManagerService.GetJob:input_type -> flow.cluster.v1.GetJobRequest
-	14, // 31: flow.cluster.v1.JobManagerService.CancelJob:input_type -> flow.cluster.v1.CancelJobRequest
-	16, // 32: flow.cluster.v1.JobManagerService.WatchJob:input_type -> flow.cluster.v1.WatchJobRequest
-	18, // 33: flow.cluster.v1.JobManagerService.ListTaskManagers:input_type -> flow.cluster.v1.ListTaskManagersRequest
-	21, // 34: flow.cluster.v1.ResourceManagerService.RegisterTaskManager:input_type -> flow.cluster.v1.RegisterTaskManagerRequest
-	23, // 35: flow.cluster.v1.ResourceManagerService.Heartbeat:input_type -> flow.cluster.v1.HeartbeatRequest
-	26, // 36: flow.cluster.v1.ResourceManagerService.UpdateTaskState:input_type -> flow.cluster.v1.UpdateTaskStateRequest
-	28, // 37: flow.cluster.v1.ResourceManagerService.DeregisterTaskManager:input_type -> flow.cluster.v1.DeregisterTaskManagerRequest
-	30, // 38: flow.cluster.v1.TaskExecutorService.DeployTask:input_type -> flow.cluster.v1.DeployTaskRequest
-	36, // 39: flow.cluster.v1.TaskExecutorService.CancelTask:input_type -> flow.cluster.v1.CancelTaskRequest
-	4,  // 40: flow.cluster.v1.JobManagerService.SubmitJob:output_type -> flow.cluster.v1.SubmitJobResponse
-	6,  // 41: flow.cluster.v1.JobManagerService.ListJobs:output_type -> flow.cluster.v1.ListJobsResponse
-	9,  // 42: flow.cluster.v1.JobManagerService.GetJob:output_type -> flow.cluster.v1.GetJobResponse
-	15, // 43: flow.cluster.v1.JobManagerService.CancelJob:output_type -> flow.cluster.v1.CancelJobResponse
-	17, // 44: flow.cluster.v1.JobManagerService.WatchJob:output_type -> flow.cluster.v1.JobStatusEvent
-	19, // 45: flow.cluster.v1.JobManagerService.ListTaskManagers:output_type -> flow.cluster.v1.ListTaskManagersResponse
-	22, // 46: flow.cluster.v1.ResourceManagerService.RegisterTaskManager:output_type -> flow.cluster.v1.RegisterTaskManagerResponse
-	24, // 47: flow.cluster.v1.ResourceManagerService.Heartbeat:output_type -> flow.cluster.v1.HeartbeatResponse
-	27, // 48: flow.cluster.v1.ResourceManagerService.UpdateTaskState:output_type -> flow.cluster.v1.UpdateTaskStateResponse
-	29, // 49: flow.cluster.v1.ResourceManagerService.DeregisterTaskManager:output_type -> flow.cluster.v1.DeregisterTaskManagerResponse
-	35, // 50: flow.cluster.v1.TaskExecutorService.DeployTask:output_type -> flow.cluster.v1.DeployTaskResponse
-	37, // 51: flow.cluster.v1.TaskExecutorService.CancelTask:output_type -> flow.cluster.v1.CancelTaskResponse
-	40, // [40:52] is the sub-list for method output_type
-	28, // [28:40] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	6,  // 0: flow.cluster.v1.ListCheckpointsResponse.checkpoints:type_name -> flow.cluster.v1.CheckpointInfo
+	0,  // 1: flow.cluster.v1.CheckpointInfo.status:type_name -> flow.cluster.v1.CheckpointStatus
+	7,  // 2: flow.cluster.v1.CheckpointInfo.tasks:type_name -> flow.cluster.v1.TaskCheckpointTiming
+	56, // 3: flow.cluster.v1.SubmitJobRequest.graph:type_name -> flow.jobgraph.v1.JobGraph
+	12, // 4: flow.cluster.v1.ListJobsResponse.jobs:type_name -> flow.cluster.v1.JobSummary
+	1,  // 5: flow.cluster.v1.JobSummary.status:type_name -> flow.cluster.v1.JobStatus
+	15, // 6: flow.cluster.v1.GetJobResponse.job:type_name -> flow.cluster.v1.JobDetails
+	12, // 7: flow.cluster.v1.JobDetails.summary:type_name -> flow.cluster.v1.JobSummary
+	56, // 8: flow.cluster.v1.JobDetails.graph:type_name -> flow.jobgraph.v1.JobGraph
+	16, // 9: flow.cluster.v1.JobDetails.tasks:type_name -> flow.cluster.v1.TaskVertexInfo
+	18, // 10: flow.cluster.v1.JobDetails.history:type_name -> flow.cluster.v1.StatusChange
+	17, // 11: flow.cluster.v1.TaskVertexInfo.subtasks:type_name -> flow.cluster.v1.SubtaskInfo
+	2,  // 12: flow.cluster.v1.SubtaskInfo.state:type_name -> flow.cluster.v1.TaskState
+	1,  // 13: flow.cluster.v1.StatusChange.status:type_name -> flow.cluster.v1.JobStatus
+	12, // 14: flow.cluster.v1.JobStatusEvent.summary:type_name -> flow.cluster.v1.JobSummary
+	25, // 15: flow.cluster.v1.ListTaskManagersResponse.task_managers:type_name -> flow.cluster.v1.TaskManagerInfo
+	3,  // 16: flow.cluster.v1.TaskManagerInfo.state:type_name -> flow.cluster.v1.TaskManagerState
+	34, // 17: flow.cluster.v1.RegisterTaskManagerRequest.running_tasks:type_name -> flow.cluster.v1.TaskID
+	34, // 18: flow.cluster.v1.HeartbeatRequest.running_tasks:type_name -> flow.cluster.v1.TaskID
+	34, // 19: flow.cluster.v1.HeartbeatResponse.cancel_tasks:type_name -> flow.cluster.v1.TaskID
+	34, // 20: flow.cluster.v1.AcknowledgeCheckpointRequest.task:type_name -> flow.cluster.v1.TaskID
+	54, // 21: flow.cluster.v1.AcknowledgeCheckpointRequest.operators:type_name -> flow.cluster.v1.AcknowledgeCheckpointRequest.OperatorsEntry
+	7,  // 22: flow.cluster.v1.AcknowledgeCheckpointRequest.timing:type_name -> flow.cluster.v1.TaskCheckpointTiming
+	34, // 23: flow.cluster.v1.DeclineCheckpointRequest.task:type_name -> flow.cluster.v1.TaskID
+	34, // 24: flow.cluster.v1.UpdateTaskStateRequest.task:type_name -> flow.cluster.v1.TaskID
+	2,  // 25: flow.cluster.v1.UpdateTaskStateRequest.state:type_name -> flow.cluster.v1.TaskState
+	34, // 26: flow.cluster.v1.TriggerCheckpointRequest.task:type_name -> flow.cluster.v1.TaskID
+	39, // 27: flow.cluster.v1.TriggerCheckpointRequest.options:type_name -> flow.cluster.v1.CheckpointOptions
+	45, // 28: flow.cluster.v1.DeployTaskRequest.deployment:type_name -> flow.cluster.v1.TaskDeployment
+	34, // 29: flow.cluster.v1.TaskDeployment.id:type_name -> flow.cluster.v1.TaskID
+	56, // 30: flow.cluster.v1.TaskDeployment.graph:type_name -> flow.jobgraph.v1.JobGraph
+	48, // 31: flow.cluster.v1.TaskDeployment.inputs:type_name -> flow.cluster.v1.InputGateDeployment
+	50, // 32: flow.cluster.v1.TaskDeployment.outputs:type_name -> flow.cluster.v1.OutputDeployment
+	46, // 33: flow.cluster.v1.TaskDeployment.restore:type_name -> flow.cluster.v1.TaskRestore
+	55, // 34: flow.cluster.v1.TaskRestore.operators:type_name -> flow.cluster.v1.TaskRestore.OperatorsEntry
+	57, // 35: flow.cluster.v1.RestoreOperator.states:type_name -> flow.checkpoint.v1.SubtaskState
+	58, // 36: flow.cluster.v1.InputGateDeployment.partitioning:type_name -> flow.jobgraph.v1.Partitioning
+	49, // 37: flow.cluster.v1.InputGateDeployment.channels:type_name -> flow.cluster.v1.ChannelSource
+	58, // 38: flow.cluster.v1.OutputDeployment.partitioning:type_name -> flow.jobgraph.v1.Partitioning
+	34, // 39: flow.cluster.v1.CancelTaskRequest.task:type_name -> flow.cluster.v1.TaskID
+	57, // 40: flow.cluster.v1.AcknowledgeCheckpointRequest.OperatorsEntry.value:type_name -> flow.checkpoint.v1.SubtaskState
+	47, // 41: flow.cluster.v1.TaskRestore.OperatorsEntry.value:type_name -> flow.cluster.v1.RestoreOperator
+	8,  // 42: flow.cluster.v1.JobManagerService.SubmitJob:input_type -> flow.cluster.v1.SubmitJobRequest
+	10, // 43: flow.cluster.v1.JobManagerService.ListJobs:input_type -> flow.cluster.v1.ListJobsRequest
+	13, // 44: flow.cluster.v1.JobManagerService.GetJob:input_type -> flow.cluster.v1.GetJobRequest
+	19, // 45: flow.cluster.v1.JobManagerService.CancelJob:input_type -> flow.cluster.v1.CancelJobRequest
+	21, // 46: flow.cluster.v1.JobManagerService.WatchJob:input_type -> flow.cluster.v1.WatchJobRequest
+	23, // 47: flow.cluster.v1.JobManagerService.ListTaskManagers:input_type -> flow.cluster.v1.ListTaskManagersRequest
+	4,  // 48: flow.cluster.v1.JobManagerService.ListCheckpoints:input_type -> flow.cluster.v1.ListCheckpointsRequest
+	30, // 49: flow.cluster.v1.ResourceManagerService.AcknowledgeCheckpoint:input_type -> flow.cluster.v1.AcknowledgeCheckpointRequest
+	32, // 50: flow.cluster.v1.ResourceManagerService.DeclineCheckpoint:input_type -> flow.cluster.v1.DeclineCheckpointRequest
+	26, // 51: flow.cluster.v1.ResourceManagerService.RegisterTaskManager:input_type -> flow.cluster.v1.RegisterTaskManagerRequest
+	28, // 52: flow.cluster.v1.ResourceManagerService.Heartbeat:input_type -> flow.cluster.v1.HeartbeatRequest
+	35, // 53: flow.cluster.v1.ResourceManagerService.UpdateTaskState:input_type -> flow.cluster.v1.UpdateTaskStateRequest
+	37, // 54: flow.cluster.v1.ResourceManagerService.DeregisterTaskManager:input_type -> flow.cluster.v1.DeregisterTaskManagerRequest
+	44, // 55: flow.cluster.v1.TaskExecutorService.DeployTask:input_type -> flow.cluster.v1.DeployTaskRequest
+	52, // 56: flow.cluster.v1.TaskExecutorService.CancelTask:input_type -> flow.cluster.v1.CancelTaskRequest
+	40, // 57: flow.cluster.v1.TaskExecutorService.TriggerCheckpoint:input_type -> flow.cluster.v1.TriggerCheckpointRequest
+	42, // 58: flow.cluster.v1.TaskExecutorService.NotifyCheckpoint:input_type -> flow.cluster.v1.NotifyCheckpointRequest
+	9,  // 59: flow.cluster.v1.JobManagerService.SubmitJob:output_type -> flow.cluster.v1.SubmitJobResponse
+	11, // 60: flow.cluster.v1.JobManagerService.ListJobs:output_type -> flow.cluster.v1.ListJobsResponse
+	14, // 61: flow.cluster.v1.JobManagerService.GetJob:output_type -> flow.cluster.v1.GetJobResponse
+	20, // 62: flow.cluster.v1.JobManagerService.CancelJob:output_type -> flow.cluster.v1.CancelJobResponse
+	22, // 63: flow.cluster.v1.JobManagerService.WatchJob:output_type -> flow.cluster.v1.JobStatusEvent
+	24, // 64: flow.cluster.v1.JobManagerService.ListTaskManagers:output_type -> flow.cluster.v1.ListTaskManagersResponse
+	5,  // 65: flow.cluster.v1.JobManagerService.ListCheckpoints:output_type -> flow.cluster.v1.ListCheckpointsResponse
+	31, // 66: flow.cluster.v1.ResourceManagerService.AcknowledgeCheckpoint:output_type -> flow.cluster.v1.AcknowledgeCheckpointResponse
+	33, // 67: flow.cluster.v1.ResourceManagerService.DeclineCheckpoint:output_type -> flow.cluster.v1.DeclineCheckpointResponse
+	27, // 68: flow.cluster.v1.ResourceManagerService.RegisterTaskManager:output_type -> flow.cluster.v1.RegisterTaskManagerResponse
+	29, // 69: flow.cluster.v1.ResourceManagerService.Heartbeat:output_type -> flow.cluster.v1.HeartbeatResponse
+	36, // 70: flow.cluster.v1.ResourceManagerService.UpdateTaskState:output_type -> flow.cluster.v1.UpdateTaskStateResponse
+	38, // 71: flow.cluster.v1.ResourceManagerService.DeregisterTaskManager:output_type -> flow.cluster.v1.DeregisterTaskManagerResponse
+	51, // 72: flow.cluster.v1.TaskExecutorService.DeployTask:output_type -> flow.cluster.v1.DeployTaskResponse
+	53, // 73: flow.cluster.v1.TaskExecutorService.CancelTask:output_type -> flow.cluster.v1.CancelTaskResponse
+	41, // 74: flow.cluster.v1.TaskExecutorService.TriggerCheckpoint:output_type -> flow.cluster.v1.TriggerCheckpointResponse
+	43, // 75: flow.cluster.v1.TaskExecutorService.NotifyCheckpoint:output_type -> flow.cluster.v1.NotifyCheckpointResponse
+	59, // [59:76] is the sub-list for method output_type
+	42, // [42:59] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_flow_cluster_v1_cluster_proto_init() }
@@ -2432,8 +3599,8 @@ func file_flow_cluster_v1_cluster_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flow_cluster_v1_cluster_proto_rawDesc), len(file_flow_cluster_v1_cluster_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   35,
+			NumEnums:      4,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -30,6 +30,7 @@ const (
 	JobManagerService_CancelJob_FullMethodName        = "/flow.cluster.v1.JobManagerService/CancelJob"
 	JobManagerService_WatchJob_FullMethodName         = "/flow.cluster.v1.JobManagerService/WatchJob"
 	JobManagerService_ListTaskManagers_FullMethodName = "/flow.cluster.v1.JobManagerService/ListTaskManagers"
+	JobManagerService_ListCheckpoints_FullMethodName  = "/flow.cluster.v1.JobManagerService/ListCheckpoints"
 )
 
 // JobManagerServiceClient is the client API for JobManagerService service.
@@ -43,6 +44,8 @@ type JobManagerServiceClient interface {
 	// Streams the job's status now and on every change until it is terminal.
 	WatchJob(ctx context.Context, in *WatchJobRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[JobStatusEvent], error)
 	ListTaskManagers(ctx context.Context, in *ListTaskManagersRequest, opts ...grpc.CallOption) (*ListTaskManagersResponse, error)
+	// Checkpoint history of a job, newest first.
+	ListCheckpoints(ctx context.Context, in *ListCheckpointsRequest, opts ...grpc.CallOption) (*ListCheckpointsResponse, error)
 }
 
 type jobManagerServiceClient struct {
@@ -122,6 +125,16 @@ func (c *jobManagerServiceClient) ListTaskManagers(ctx context.Context, in *List
 	return out, nil
 }
 
+func (c *jobManagerServiceClient) ListCheckpoints(ctx context.Context, in *ListCheckpointsRequest, opts ...grpc.CallOption) (*ListCheckpointsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCheckpointsResponse)
+	err := c.cc.Invoke(ctx, JobManagerService_ListCheckpoints_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // JobManagerServiceServer is the server API for JobManagerService service.
 // All implementations must embed UnimplementedJobManagerServiceServer
 // for forward compatibility.
@@ -133,6 +146,8 @@ type JobManagerServiceServer interface {
 	// Streams the job's status now and on every change until it is terminal.
 	WatchJob(*WatchJobRequest, grpc.ServerStreamingServer[JobStatusEvent]) error
 	ListTaskManagers(context.Context, *ListTaskManagersRequest) (*ListTaskManagersResponse, error)
+	// Checkpoint history of a job, newest first.
+	ListCheckpoints(context.Context, *ListCheckpointsRequest) (*ListCheckpointsResponse, error)
 	mustEmbedUnimplementedJobManagerServiceServer()
 }
 
@@ -160,6 +175,9 @@ func (UnimplementedJobManagerServiceServer) WatchJob(*WatchJobRequest, grpc.Serv
 }
 func (UnimplementedJobManagerServiceServer) ListTaskManagers(context.Context, *ListTaskManagersRequest) (*ListTaskManagersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListTaskManagers not implemented")
+}
+func (UnimplementedJobManagerServiceServer) ListCheckpoints(context.Context, *ListCheckpointsRequest) (*ListCheckpointsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCheckpoints not implemented")
 }
 func (UnimplementedJobManagerServiceServer) mustEmbedUnimplementedJobManagerServiceServer() {}
 func (UnimplementedJobManagerServiceServer) testEmbeddedByValue()                           {}
@@ -283,6 +301,24 @@ func _JobManagerService_ListTaskManagers_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JobManagerService_ListCheckpoints_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCheckpointsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobManagerServiceServer).ListCheckpoints(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobManagerService_ListCheckpoints_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobManagerServiceServer).ListCheckpoints(ctx, req.(*ListCheckpointsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // JobManagerService_ServiceDesc is the grpc.ServiceDesc for JobManagerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -310,6 +346,10 @@ var JobManagerService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "ListTaskManagers",
 			Handler:    _JobManagerService_ListTaskManagers_Handler,
 		},
+		{
+			MethodName: "ListCheckpoints",
+			Handler:    _JobManagerService_ListCheckpoints_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -322,6 +362,8 @@ var JobManagerService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	ResourceManagerService_AcknowledgeCheckpoint_FullMethodName = "/flow.cluster.v1.ResourceManagerService/AcknowledgeCheckpoint"
+	ResourceManagerService_DeclineCheckpoint_FullMethodName     = "/flow.cluster.v1.ResourceManagerService/DeclineCheckpoint"
 	ResourceManagerService_RegisterTaskManager_FullMethodName   = "/flow.cluster.v1.ResourceManagerService/RegisterTaskManager"
 	ResourceManagerService_Heartbeat_FullMethodName             = "/flow.cluster.v1.ResourceManagerService/Heartbeat"
 	ResourceManagerService_UpdateTaskState_FullMethodName       = "/flow.cluster.v1.ResourceManagerService/UpdateTaskState"
@@ -332,6 +374,8 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type ResourceManagerServiceClient interface {
+	AcknowledgeCheckpoint(ctx context.Context, in *AcknowledgeCheckpointRequest, opts ...grpc.CallOption) (*AcknowledgeCheckpointResponse, error)
+	DeclineCheckpoint(ctx context.Context, in *DeclineCheckpointRequest, opts ...grpc.CallOption) (*DeclineCheckpointResponse, error)
 	RegisterTaskManager(ctx context.Context, in *RegisterTaskManagerRequest, opts ...grpc.CallOption) (*RegisterTaskManagerResponse, error)
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
 	UpdateTaskState(ctx context.Context, in *UpdateTaskStateRequest, opts ...grpc.CallOption) (*UpdateTaskStateResponse, error)
@@ -344,6 +388,26 @@ type resourceManagerServiceClient struct {
 
 func NewResourceManagerServiceClient(cc grpc.ClientConnInterface) ResourceManagerServiceClient {
 	return &resourceManagerServiceClient{cc}
+}
+
+func (c *resourceManagerServiceClient) AcknowledgeCheckpoint(ctx context.Context, in *AcknowledgeCheckpointRequest, opts ...grpc.CallOption) (*AcknowledgeCheckpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AcknowledgeCheckpointResponse)
+	err := c.cc.Invoke(ctx, ResourceManagerService_AcknowledgeCheckpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *resourceManagerServiceClient) DeclineCheckpoint(ctx context.Context, in *DeclineCheckpointRequest, opts ...grpc.CallOption) (*DeclineCheckpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeclineCheckpointResponse)
+	err := c.cc.Invoke(ctx, ResourceManagerService_DeclineCheckpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (c *resourceManagerServiceClient) RegisterTaskManager(ctx context.Context, in *RegisterTaskManagerRequest, opts ...grpc.CallOption) (*RegisterTaskManagerResponse, error) {
@@ -390,6 +454,8 @@ func (c *resourceManagerServiceClient) DeregisterTaskManager(ctx context.Context
 // All implementations must embed UnimplementedResourceManagerServiceServer
 // for forward compatibility.
 type ResourceManagerServiceServer interface {
+	AcknowledgeCheckpoint(context.Context, *AcknowledgeCheckpointRequest) (*AcknowledgeCheckpointResponse, error)
+	DeclineCheckpoint(context.Context, *DeclineCheckpointRequest) (*DeclineCheckpointResponse, error)
 	RegisterTaskManager(context.Context, *RegisterTaskManagerRequest) (*RegisterTaskManagerResponse, error)
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
 	UpdateTaskState(context.Context, *UpdateTaskStateRequest) (*UpdateTaskStateResponse, error)
@@ -404,6 +470,12 @@ type ResourceManagerServiceServer interface {
 // pointer dereference when methods are called.
 type UnimplementedResourceManagerServiceServer struct{}
 
+func (UnimplementedResourceManagerServiceServer) AcknowledgeCheckpoint(context.Context, *AcknowledgeCheckpointRequest) (*AcknowledgeCheckpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AcknowledgeCheckpoint not implemented")
+}
+func (UnimplementedResourceManagerServiceServer) DeclineCheckpoint(context.Context, *DeclineCheckpointRequest) (*DeclineCheckpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeclineCheckpoint not implemented")
+}
 func (UnimplementedResourceManagerServiceServer) RegisterTaskManager(context.Context, *RegisterTaskManagerRequest) (*RegisterTaskManagerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RegisterTaskManager not implemented")
 }
@@ -436,6 +508,42 @@ func RegisterResourceManagerServiceServer(s grpc.ServiceRegistrar, srv ResourceM
 		t.testEmbeddedByValue()
 	}
 	s.RegisterService(&ResourceManagerService_ServiceDesc, srv)
+}
+
+func _ResourceManagerService_AcknowledgeCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AcknowledgeCheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ResourceManagerServiceServer).AcknowledgeCheckpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ResourceManagerService_AcknowledgeCheckpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ResourceManagerServiceServer).AcknowledgeCheckpoint(ctx, req.(*AcknowledgeCheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ResourceManagerService_DeclineCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeclineCheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ResourceManagerServiceServer).DeclineCheckpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ResourceManagerService_DeclineCheckpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ResourceManagerServiceServer).DeclineCheckpoint(ctx, req.(*DeclineCheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
 }
 
 func _ResourceManagerService_RegisterTaskManager_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
@@ -518,6 +626,14 @@ var ResourceManagerService_ServiceDesc = grpc.ServiceDesc{
 	HandlerType: (*ResourceManagerServiceServer)(nil),
 	Methods: []grpc.MethodDesc{
 		{
+			MethodName: "AcknowledgeCheckpoint",
+			Handler:    _ResourceManagerService_AcknowledgeCheckpoint_Handler,
+		},
+		{
+			MethodName: "DeclineCheckpoint",
+			Handler:    _ResourceManagerService_DeclineCheckpoint_Handler,
+		},
+		{
 			MethodName: "RegisterTaskManager",
 			Handler:    _ResourceManagerService_RegisterTaskManager_Handler,
 		},
@@ -539,8 +655,10 @@ var ResourceManagerService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	TaskExecutorService_DeployTask_FullMethodName = "/flow.cluster.v1.TaskExecutorService/DeployTask"
-	TaskExecutorService_CancelTask_FullMethodName = "/flow.cluster.v1.TaskExecutorService/CancelTask"
+	TaskExecutorService_DeployTask_FullMethodName        = "/flow.cluster.v1.TaskExecutorService/DeployTask"
+	TaskExecutorService_CancelTask_FullMethodName        = "/flow.cluster.v1.TaskExecutorService/CancelTask"
+	TaskExecutorService_TriggerCheckpoint_FullMethodName = "/flow.cluster.v1.TaskExecutorService/TriggerCheckpoint"
+	TaskExecutorService_NotifyCheckpoint_FullMethodName  = "/flow.cluster.v1.TaskExecutorService/NotifyCheckpoint"
 )
 
 // TaskExecutorServiceClient is the client API for TaskExecutorService service.
@@ -549,6 +667,12 @@ const (
 type TaskExecutorServiceClient interface {
 	DeployTask(ctx context.Context, in *DeployTaskRequest, opts ...grpc.CallOption) (*DeployTaskResponse, error)
 	CancelTask(ctx context.Context, in *CancelTaskRequest, opts ...grpc.CallOption) (*CancelTaskResponse, error)
+	// Asks a source subtask to start checkpoint n: snapshot, then emit the
+	// barrier downstream.
+	TriggerCheckpoint(ctx context.Context, in *TriggerCheckpointRequest, opts ...grpc.CallOption) (*TriggerCheckpointResponse, error)
+	// Tells every subtask of the job attempt on this TaskManager that a
+	// checkpoint completed (commit side effects) or was aborted.
+	NotifyCheckpoint(ctx context.Context, in *NotifyCheckpointRequest, opts ...grpc.CallOption) (*NotifyCheckpointResponse, error)
 }
 
 type taskExecutorServiceClient struct {
@@ -579,12 +703,38 @@ func (c *taskExecutorServiceClient) CancelTask(ctx context.Context, in *CancelTa
 	return out, nil
 }
 
+func (c *taskExecutorServiceClient) TriggerCheckpoint(ctx context.Context, in *TriggerCheckpointRequest, opts ...grpc.CallOption) (*TriggerCheckpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TriggerCheckpointResponse)
+	err := c.cc.Invoke(ctx, TaskExecutorService_TriggerCheckpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *taskExecutorServiceClient) NotifyCheckpoint(ctx context.Context, in *NotifyCheckpointRequest, opts ...grpc.CallOption) (*NotifyCheckpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NotifyCheckpointResponse)
+	err := c.cc.Invoke(ctx, TaskExecutorService_NotifyCheckpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TaskExecutorServiceServer is the server API for TaskExecutorService service.
 // All implementations must embed UnimplementedTaskExecutorServiceServer
 // for forward compatibility.
 type TaskExecutorServiceServer interface {
 	DeployTask(context.Context, *DeployTaskRequest) (*DeployTaskResponse, error)
 	CancelTask(context.Context, *CancelTaskRequest) (*CancelTaskResponse, error)
+	// Asks a source subtask to start checkpoint n: snapshot, then emit the
+	// barrier downstream.
+	TriggerCheckpoint(context.Context, *TriggerCheckpointRequest) (*TriggerCheckpointResponse, error)
+	// Tells every subtask of the job attempt on this TaskManager that a
+	// checkpoint completed (commit side effects) or was aborted.
+	NotifyCheckpoint(context.Context, *NotifyCheckpointRequest) (*NotifyCheckpointResponse, error)
 	mustEmbedUnimplementedTaskExecutorServiceServer()
 }
 
@@ -600,6 +750,12 @@ func (UnimplementedTaskExecutorServiceServer) DeployTask(context.Context, *Deplo
 }
 func (UnimplementedTaskExecutorServiceServer) CancelTask(context.Context, *CancelTaskRequest) (*CancelTaskResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelTask not implemented")
+}
+func (UnimplementedTaskExecutorServiceServer) TriggerCheckpoint(context.Context, *TriggerCheckpointRequest) (*TriggerCheckpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TriggerCheckpoint not implemented")
+}
+func (UnimplementedTaskExecutorServiceServer) NotifyCheckpoint(context.Context, *NotifyCheckpointRequest) (*NotifyCheckpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method NotifyCheckpoint not implemented")
 }
 func (UnimplementedTaskExecutorServiceServer) mustEmbedUnimplementedTaskExecutorServiceServer() {}
 func (UnimplementedTaskExecutorServiceServer) testEmbeddedByValue()                             {}
@@ -658,6 +814,42 @@ func _TaskExecutorService_CancelTask_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TaskExecutorService_TriggerCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TriggerCheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskExecutorServiceServer).TriggerCheckpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskExecutorService_TriggerCheckpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskExecutorServiceServer).TriggerCheckpoint(ctx, req.(*TriggerCheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TaskExecutorService_NotifyCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NotifyCheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskExecutorServiceServer).NotifyCheckpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskExecutorService_NotifyCheckpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskExecutorServiceServer).NotifyCheckpoint(ctx, req.(*NotifyCheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TaskExecutorService_ServiceDesc is the grpc.ServiceDesc for TaskExecutorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -672,6 +864,14 @@ var TaskExecutorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelTask",
 			Handler:    _TaskExecutorService_CancelTask_Handler,
+		},
+		{
+			MethodName: "TriggerCheckpoint",
+			Handler:    _TaskExecutorService_TriggerCheckpoint_Handler,
+		},
+		{
+			MethodName: "NotifyCheckpoint",
+			Handler:    _TaskExecutorService_NotifyCheckpoint_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
