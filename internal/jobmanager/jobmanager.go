@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mathrand "math/rand/v2"
 	"sort"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/jobspec"
 	"github.com/flowrt/flow/pkg/keygroup"
 	"github.com/flowrt/flow/pkg/runtime"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
@@ -115,6 +117,12 @@ type job struct {
 	changed chan struct{}
 	// note is a transient status message (e.g. waiting for slots).
 	note string
+	// restart decides what a failure leads to; restartAt is when a
+	// RESTARTING job is scheduled again; waitingSince is when the job
+	// started waiting for slots (submission or restart).
+	restart      restartStrategy
+	restartAt    time.Time
+	waitingSince time.Time
 }
 
 // New opens the job store under opts.DataDir and returns a JobManager.
@@ -155,7 +163,8 @@ func New(opts Options) (*JobManager, error) {
 		return stored[i].GetSummary().GetSubmitTimeMs() < stored[j].GetSummary().GetSubmitTimeMs()
 	})
 	for _, d := range stored {
-		j := &job{d: d, changed: make(chan struct{})}
+		j := &job{d: d, changed: make(chan struct{}), waitingSince: time.UnixMilli(d.GetSummary().GetSubmitTimeMs())}
+		j.restart = jm.restartStrategyOf(d.GetGraph())
 		if p, err := runtime.BuildPlan(d.GetGraph()); err == nil {
 			j.plan = p
 		}
@@ -280,7 +289,7 @@ func (jm *JobManager) SubmitJob(ctx context.Context, req *clusterv1.SubmitJobReq
 		d.Tasks = append(d.Tasks, ti)
 	}
 	d.History = []*clusterv1.StatusChange{{Status: clusterv1.JobStatus_JOB_STATUS_CREATED, TimeMs: now.UnixMilli(), Message: "submitted"}}
-	j := &job{d: d, plan: plan, changed: make(chan struct{})}
+	j := &job{d: d, plan: plan, changed: make(chan struct{}), waitingSince: now, restart: jm.restartStrategyOf(g)}
 	jm.mu.Lock()
 	if err := jm.store.save(d); err != nil {
 		jm.mu.Unlock()
@@ -668,17 +677,18 @@ func (jm *JobManager) forceTaskState(id *clusterv1.TaskID, tmID string, st clust
 }
 
 func (jm *JobManager) maybeRunningLocked(j *job) {
-	if j.d.GetSummary().GetStatus() != clusterv1.JobStatus_JOB_STATUS_CREATED {
-		return
+	switch j.d.GetSummary().GetStatus() {
+	case clusterv1.JobStatus_JOB_STATUS_CREATED, clusterv1.JobStatus_JOB_STATUS_RESTARTING:
+		jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_RUNNING, fmt.Sprintf("running (attempt %d)", j.d.GetSummary().GetAttempt()))
 	}
-	jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_RUNNING, "all tasks deployed")
 }
 
 // maybeCompleteLocked moves the job to its terminal status once every
 // subtask is terminal, and frees its slots.
 func (jm *JobManager) maybeCompleteLocked(j *job) {
 	st := j.d.GetSummary().GetStatus()
-	if isTerminal(st) || st == clusterv1.JobStatus_JOB_STATUS_CREATED && j.slots == nil {
+	if isTerminal(st) || st == clusterv1.JobStatus_JOB_STATUS_RESTARTING && j.slots == nil ||
+		st == clusterv1.JobStatus_JOB_STATUS_CREATED && j.slots == nil {
 		return
 	}
 	allFinished := true
@@ -696,6 +706,17 @@ func (jm *JobManager) maybeCompleteLocked(j *job) {
 	case st == clusterv1.JobStatus_JOB_STATUS_CANCELING:
 		jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_CANCELED, "all tasks canceled")
 	case st == clusterv1.JobStatus_JOB_STATUS_FAILING || !allFinished:
+		now := time.Now()
+		delay, ok, reason := j.restart.onFailure(now)
+		if ok {
+			jm.releaseSlotsLocked(j)
+			j.restartAt = now.Add(delay)
+			jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_RESTARTING,
+				fmt.Sprintf("restarting in %s as attempt %d after: %s", delay, j.d.GetSummary().GetAttempt()+1, j.d.GetSummary().GetFailure()))
+			jm.wake()
+			return
+		}
+		j.d.Summary.Failure = j.d.GetSummary().GetFailure() + " (not restarted: " + reason + ")"
 		jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_FAILED, j.d.GetSummary().GetFailure())
 	default:
 		jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_FINISHED, "all tasks finished")
@@ -750,7 +771,19 @@ func (jm *JobManager) schedulePending(now time.Time) {
 	}
 	for _, id := range jm.order {
 		j := jm.jobs[id]
-		if j.d.GetSummary().GetStatus() != clusterv1.JobStatus_JOB_STATUS_CREATED || j.slots != nil || j.plan == nil {
+		if j.slots != nil || j.plan == nil {
+			continue
+		}
+		switch j.d.GetSummary().GetStatus() {
+		case clusterv1.JobStatus_JOB_STATUS_CREATED:
+		case clusterv1.JobStatus_JOB_STATUS_RESTARTING:
+			if now.Before(j.restartAt) {
+				continue
+			}
+			if j.waitingSince.Before(j.restartAt) {
+				jm.beginAttemptLocked(j)
+			}
+		default:
 			continue
 		}
 		need := maxParallelism(j.plan)
@@ -762,7 +795,7 @@ func (jm *JobManager) schedulePending(now time.Time) {
 		}
 		slots, err := allocateSlots(need, offers)
 		if err != nil {
-			waited := now.Sub(time.UnixMilli(j.d.GetSummary().GetSubmitTimeMs()))
+			waited := now.Sub(j.waitingSince)
 			if waited >= jm.opts.SlotTimeout {
 				msg := fmt.Sprintf("%v; waited %s: add TaskManagers or slots (--slots), or lower the job's parallelism", err, jm.opts.SlotTimeout)
 				j.d.Summary.Failure = msg
@@ -779,6 +812,32 @@ func (jm *JobManager) schedulePending(now time.Time) {
 		}
 		jm.assignLocked(j, slots)
 	}
+}
+
+// beginAttemptLocked starts the next attempt of a restarting job: a new
+// attempt number (so stale reports of the old one are ignored) and fresh
+// subtask states.
+func (jm *JobManager) beginAttemptLocked(j *job) {
+	sum := j.d.GetSummary()
+	sum.Attempt++
+	sum.Failure = ""
+	j.waitingSince = j.restartAt
+	for _, t := range j.d.GetTasks() {
+		for _, s := range t.GetSubtasks() {
+			s.State, s.Failure, s.TaskManagerId = clusterv1.TaskState_TASK_STATE_UNSPECIFIED, "", ""
+		}
+	}
+	jm.persistLocked(j)
+}
+
+// restartStrategyOf reads a graph's restart section (defaults: none).
+func (jm *JobManager) restartStrategyOf(g *jobgraphv1.JobGraph) restartStrategy {
+	r, err := jobspec.DecodeRestart(g.GetRestart())
+	if err != nil {
+		jm.log.Warn("bad restart section; not restarting", "job", g.GetName(), "err", err)
+		r = jobspec.DefaultRestart(false)
+	}
+	return newRestartStrategy(r, mathrand.Float64)
 }
 
 // assignLocked places subtask i of every task vertex in slot i and deploys.

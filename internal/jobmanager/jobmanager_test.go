@@ -435,3 +435,57 @@ func jobNote(t *testing.T, jm *jobmanager.JobManager, id string) string {
 	h := d.GetJob().GetHistory()
 	return h[len(h)-1].GetMessage()
 }
+
+func withRestart(g *jobgraphv1.JobGraph, r string) *jobgraphv1.JobGraph {
+	g.Restart = []byte(r)
+	return g
+}
+
+func TestRestartStrategyRestartsFailedJob(t *testing.T) {
+	c := newCluster(t, jobmanager.Options{})
+	body := func(ctx context.Context, d *clusterv1.TaskDeployment, _ runtime.TaskEnv) error {
+		if d.GetId().GetAttempt() == 1 && d.GetId().GetTask() == "sink" {
+			return errors.New("transient failure")
+		}
+		return nil
+	}
+	c.addTaskManager("tm-a", 2, body)
+	c.addTaskManager("tm-b", 2, body)
+	id := c.submit(withRestart(graph("restarts", 2), `{"strategy":"fixed_delay","attempts":2,"delay":100000000}`))
+	last, seen := c.await(id)
+	if got := last.GetSummary().GetStatus(); got != clusterv1.JobStatus_JOB_STATUS_FINISHED || last.GetSummary().GetAttempt() != 2 {
+		t.Fatalf("status %v attempt %d, want FINISHED on attempt 2 (seen %v)", got, last.GetSummary().GetAttempt(), seen)
+	}
+	restarting := false
+	for _, s := range seen {
+		if strings.HasPrefix(s, "JOB_STATUS_RESTARTING") && strings.Contains(s, "attempt 2") && strings.Contains(s, "transient failure") {
+			restarting = true
+		}
+	}
+	if !restarting {
+		t.Fatalf("no RESTARTING status naming attempt and cause in %v", seen)
+	}
+}
+
+func TestRestartStrategyGivesUp(t *testing.T) {
+	c := newCluster(t, jobmanager.Options{})
+	attempts := map[int32]bool{}
+	var mu sync.Mutex
+	c.addTaskManager("tm-a", 2, func(ctx context.Context, d *clusterv1.TaskDeployment, _ runtime.TaskEnv) error {
+		mu.Lock()
+		attempts[d.GetId().GetAttempt()] = true
+		mu.Unlock()
+		return errors.New("always broken")
+	})
+	id := c.submit(withRestart(graph("gives-up", 1), `{"strategy":"fixed_delay","attempts":1,"delay":10000000}`))
+	last, _ := c.await(id)
+	f := last.GetSummary().GetFailure()
+	if last.GetSummary().GetStatus() != clusterv1.JobStatus_JOB_STATUS_FAILED || !strings.Contains(f, "always broken") || !strings.Contains(f, "all 1 restart attempts used") {
+		t.Fatalf("status %v failure %q", last.GetSummary().GetStatus(), f)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(attempts) != 2 {
+		t.Fatalf("ran attempts %v, want 1 and 2", attempts)
+	}
+}

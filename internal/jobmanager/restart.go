@@ -1,0 +1,103 @@
+package jobmanager
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/flowrt/flow/pkg/jobspec"
+)
+
+// restartStrategy decides, for each failure of a job, whether to restart it
+// and after what delay. It is pure: time and randomness are inputs.
+type restartStrategy interface {
+	// onFailure records a failure at now. ok=false means the job must fail;
+	// reason then says why (for the job's failure message).
+	onFailure(now time.Time) (delay time.Duration, ok bool, reason string)
+}
+
+// newRestartStrategy builds the strategy of a job's restart section.
+// random returns a number in [0, 1) (jitter).
+func newRestartStrategy(r jobspec.Restart, random func() float64) restartStrategy {
+	switch r.Strategy {
+	case jobspec.RestartFixedDelay:
+		return &fixedDelay{attempts: r.Attempts, delay: r.Delay}
+	case jobspec.RestartFailureRate:
+		return &failureRate{max: r.MaxFailuresPerInterval, interval: r.FailureRateInterval, delay: r.Delay}
+	case jobspec.RestartExponentialDelay:
+		return &exponentialDelay{cfg: r, random: random}
+	}
+	return noRestart{}
+}
+
+type noRestart struct{}
+
+func (noRestart) onFailure(time.Time) (time.Duration, bool, string) {
+	return 0, false, "restart strategy none"
+}
+
+// fixedDelay restarts up to attempts times, waiting delay each time.
+type fixedDelay struct {
+	attempts int
+	delay    time.Duration
+	failures int
+}
+
+func (s *fixedDelay) onFailure(time.Time) (time.Duration, bool, string) {
+	s.failures++
+	if s.failures > s.attempts {
+		return 0, false, fmt.Sprintf("restart strategy fixed_delay: all %d restart attempts used", s.attempts)
+	}
+	return s.delay, true, ""
+}
+
+// failureRate restarts unless more than max failures happened within the
+// last interval.
+type failureRate struct {
+	max      int
+	interval time.Duration
+	delay    time.Duration
+	times    []time.Time
+}
+
+func (s *failureRate) onFailure(now time.Time) (time.Duration, bool, string) {
+	cut := 0
+	for cut < len(s.times) && now.Sub(s.times[cut]) >= s.interval {
+		cut++
+	}
+	s.times = append(s.times[cut:], now)
+	if len(s.times) > s.max {
+		return 0, false, fmt.Sprintf("restart strategy failure_rate: %d failures within %s (at most %d allowed)", len(s.times), s.interval, s.max)
+	}
+	return s.delay, true, ""
+}
+
+// exponentialDelay multiplies the delay after each failure up to a
+// maximum, with random jitter, and starts over once the job ran without
+// failure for the reset threshold.
+type exponentialDelay struct {
+	cfg      jobspec.Restart
+	random   func() float64
+	current  time.Duration
+	last     time.Time
+	attempts int
+}
+
+func (s *exponentialDelay) onFailure(now time.Time) (time.Duration, bool, string) {
+	if s.current == 0 || (!s.last.IsZero() && now.Sub(s.last) >= s.cfg.ResetBackoffThreshold) {
+		s.current = s.cfg.InitialBackoff
+		s.attempts = 0
+	}
+	s.last = now
+	s.attempts++
+	if s.cfg.Attempts > 0 && s.attempts > s.cfg.Attempts {
+		return 0, false, fmt.Sprintf("restart strategy exponential_delay: all %d restart attempts used", s.cfg.Attempts)
+	}
+	d := s.current
+	if j := s.cfg.JitterFactor; j > 0 {
+		d = time.Duration(float64(d) * (1 + j*(2*s.random()-1)))
+	}
+	next := time.Duration(math.Min(float64(s.current)*s.cfg.BackoffMultiplier, float64(s.cfg.MaxBackoff)))
+	s.current = max(next, s.cfg.InitialBackoff)
+	return d, true, ""
+}
