@@ -63,7 +63,6 @@ type store struct {
 	kbuf     []byte
 	timers   [2]theap
 	tindex   map[string]*titem
-	closed   bool
 }
 
 func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
@@ -289,6 +288,5 @@ func (s *store) Flush() error                            { return nil }
 
 func (s *store) Close() error {
 	s.states, s.tindex, s.timers = nil, nil, [2]theap{}
-	s.closed = true
 	return nil
 }
