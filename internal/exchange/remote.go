@@ -32,7 +32,8 @@ type remoteChannel struct {
 
 	mu          sync.Mutex
 	q           frameRing
-	held        int32 // frames received and not yet recycled (queued + polled)
+	held        int32    // frames received and not yet recycled (queued + polled)
+	free        [][]byte // recycled receive buffers; free+held never exceed the window
 	end         bool  // end received
 	endReported bool
 	err         error
@@ -70,10 +71,13 @@ func (c *remoteChannel) poll() ([]byte, bool, bool, bool, error) {
 	return nil, false, false, false, nil
 }
 
-func (c *remoteChannel) recycle([]byte) {
+func (c *remoteChannel) recycle(frame []byte) {
 	c.mu.Lock()
 	if c.held > 0 {
 		c.held--
+		if frame != nil && len(c.free) < int(c.window) {
+			c.free = append(c.free, frame[:0])
+		}
 	}
 	c.mu.Unlock()
 	if c.unsent.Add(1) >= c.threshold {
@@ -161,7 +165,7 @@ func (c *remoteChannel) stream(ctx context.Context, watchdog *time.Timer, receiv
 		return err
 	}
 	st, err := exchangev1.NewExchangeServiceClient(cc).Subscribe(ctx,
-		grpc.WaitForReady(true), grpc.MaxCallRecvMsgSize(math.MaxInt32))
+		grpc.WaitForReady(true), grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.ForceCodecV2(frameCodec{}))
 	if err != nil {
 		return err
 	}
@@ -187,9 +191,12 @@ func (c *remoteChannel) stream(ctx context.Context, watchdog *time.Timer, receiv
 		c.sendCredit(sctx, st)
 	}()
 
-	msg := new(exchangev1.ProducerMessage)
+	batch := &frameBatch{alloc: c}
 	for {
-		if err := st.RecvMsg(msg); err != nil {
+		if err := st.RecvMsg(batch); err != nil {
+			if batch.err != nil {
+				return batch.err
+			}
 			if err == io.EOF {
 				return fmt.Errorf("%w: stream ended without end of partition", ErrProducerLost)
 			}
@@ -197,26 +204,42 @@ func (c *remoteChannel) stream(ctx context.Context, watchdog *time.Timer, receiv
 		}
 		*received = true
 		watchdog.Reset(m.opts.livenessTimeout)
-		if len(msg.Frames) == 0 && !msg.End {
+		if len(batch.frames) == 0 && !batch.end {
 			continue // ack or heartbeat
 		}
 		c.mu.Lock()
-		c.held += int32(len(msg.Frames))
-		if c.held > c.window {
-			c.mu.Unlock()
-			return fmt.Errorf("%w: producer sent %d frames beyond the credit window of %d", ErrProtocol, c.held-c.window, c.window)
-		}
-		for i, f := range msg.Frames {
+		for i, f := range batch.frames {
 			c.q.push(f)
-			msg.Frames[i] = nil
+			batch.frames[i] = nil
 		}
-		c.end = c.end || msg.End
+		c.end = c.end || batch.end
 		c.mu.Unlock()
 		c.g.markReady(c.idx)
-		if msg.End {
+		if batch.end {
 			return nil
 		}
 	}
+}
+
+// frameBuffer implements frameAllocator: it takes a recycled buffer (or
+// makes one) for a frame of n bytes, counting it as held, and fails when
+// the producer sent beyond the credit window.
+func (c *remoteChannel) frameBuffer(n int) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.held >= c.window {
+		return nil, fmt.Errorf("%w: producer sent frames beyond the credit window of %d", ErrProtocol, c.window)
+	}
+	c.held++
+	for k := len(c.free); k > 0; k-- {
+		b := c.free[k-1]
+		c.free[k-1] = nil
+		c.free = c.free[:k-1]
+		if cap(b) >= n {
+			return b[:n], nil
+		}
+	}
+	return make([]byte, n, max(n, c.g.m.opts.BufferSize)), nil
 }
 
 // recvError returns the stream's real status when Send failed with io.EOF.
