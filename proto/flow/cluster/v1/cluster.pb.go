@@ -597,10 +597,16 @@ func (x *TaskCheckpointTiming) GetAckTimeMs() int64 {
 }
 
 type SubmitJobRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Graph         *v1.JobGraph           `protobuf:"bytes,1,opt,name=graph,proto3" json:"graph,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Graph *v1.JobGraph           `protobuf:"bytes,1,opt,name=graph,proto3" json:"graph,omitempty"`
+	// Start from this retained checkpoint or savepoint (a directory URL or its
+	// _metadata URL) instead of empty state.
+	RestorePath string `protobuf:"bytes,2,opt,name=restore_path,json=restorePath,proto3" json:"restore_path,omitempty"`
+	// Allow state in the snapshot that no operator of the job claims (it is
+	// dropped); without it such state is an error naming the uid.
+	AllowNonRestoredState bool `protobuf:"varint,3,opt,name=allow_non_restored_state,json=allowNonRestoredState,proto3" json:"allow_non_restored_state,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *SubmitJobRequest) Reset() {
@@ -638,6 +644,20 @@ func (x *SubmitJobRequest) GetGraph() *v1.JobGraph {
 		return x.Graph
 	}
 	return nil
+}
+
+func (x *SubmitJobRequest) GetRestorePath() string {
+	if x != nil {
+		return x.RestorePath
+	}
+	return ""
+}
+
+func (x *SubmitJobRequest) GetAllowNonRestoredState() bool {
+	if x != nil {
+		return x.AllowNonRestoredState
+	}
+	return false
 }
 
 type SubmitJobResponse struct {
@@ -3206,9 +3226,11 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"state_size\x18\x06 \x01(\x03R\tstateSize\x12#\n" +
 	"\ruploaded_size\x18\a \x01(\x03R\fuploadedSize\x12\x1e\n" +
-	"\vack_time_ms\x18\b \x01(\x03R\tackTimeMs\"D\n" +
+	"\vack_time_ms\x18\b \x01(\x03R\tackTimeMs\"\xa0\x01\n" +
 	"\x10SubmitJobRequest\x120\n" +
-	"\x05graph\x18\x01 \x01(\v2\x1a.flow.jobgraph.v1.JobGraphR\x05graph\"*\n" +
+	"\x05graph\x18\x01 \x01(\v2\x1a.flow.jobgraph.v1.JobGraphR\x05graph\x12!\n" +
+	"\frestore_path\x18\x02 \x01(\tR\vrestorePath\x127\n" +
+	"\x18allow_non_restored_state\x18\x03 \x01(\bR\x15allowNonRestoredState\"*\n" +
 	"\x11SubmitJobResponse\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\x11\n" +
 	"\x0fListJobsRequest\"C\n" +
