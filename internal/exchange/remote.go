@@ -34,7 +34,7 @@ type remoteChannel struct {
 	q           frameRing
 	held        int32    // frames received and not yet recycled (queued + polled)
 	free        [][]byte // recycled receive buffers; free+held never exceed the window
-	end         bool  // end received
+	end         bool     // end received
 	endReported bool
 	err         error
 }

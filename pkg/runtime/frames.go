@@ -54,13 +54,21 @@ func (w *frameWriter) appendRecord(r *api.Record) {
 		w.buf = append(w.buf, frameRecords, 0, 0, 0, 0)
 		w.count = 0
 	}
-	w.buf = binary.AppendUvarint(w.buf, uint64(len(r.Key)))
-	w.buf = append(w.buf, r.Key...)
-	w.buf = binary.AppendUvarint(w.buf, uint64(len(r.Value)))
-	w.buf = append(w.buf, r.Value...)
-	w.buf = binary.AppendVarint(w.buf, r.Timestamp)
+	b := appendLen(w.buf, len(r.Key))
+	b = append(b, r.Key...)
+	b = appendLen(b, len(r.Value))
+	b = append(b, r.Value...)
+	w.buf = binary.AppendVarint(b, r.Timestamp)
 	w.count++
 	binary.LittleEndian.PutUint32(w.buf[w.batchPos+1:], w.count)
+}
+
+// appendLen appends n as a uvarint, inlining the one-byte case.
+func appendLen(b []byte, n int) []byte {
+	if n < 0x80 {
+		return append(b, byte(n))
+	}
+	return binary.AppendUvarint(b, uint64(n))
 }
 
 func (w *frameWriter) closeBatch() { w.batchPos = -1 }
@@ -155,30 +163,39 @@ func (rd *frameReader) next(rec *api.Record) (kind eventKind, ts int64, idle boo
 }
 
 func (rd *frameReader) readRecord(rec *api.Record) error {
-	b := rd.buf
-	kl, n := binary.Uvarint(b[rd.pos:])
-	if n <= 0 || kl > uint64(len(b)-rd.pos-n) {
-		return fmt.Errorf("%w: bad key length at byte %d", ErrCorruptFrame, rd.pos)
+	b, pos := rd.buf, rd.pos
+	kl, n := uvarint(b, pos)
+	if n <= 0 || kl > uint64(len(b)-pos-n) {
+		return fmt.Errorf("%w: bad key length at byte %d", ErrCorruptFrame, pos)
 	}
-	rd.pos += n
+	pos += n
 	if kl == 0 {
 		rec.Key = nil
 	} else {
-		rec.Key = b[rd.pos : rd.pos+int(kl) : rd.pos+int(kl)]
+		rec.Key = b[pos : pos+int(kl) : pos+int(kl)]
 	}
-	rd.pos += int(kl)
-	vl, n := binary.Uvarint(b[rd.pos:])
-	if n <= 0 || vl > uint64(len(b)-rd.pos-n) {
-		return fmt.Errorf("%w: bad value length at byte %d", ErrCorruptFrame, rd.pos)
+	pos += int(kl)
+	vl, n := uvarint(b, pos)
+	if n <= 0 || vl > uint64(len(b)-pos-n) {
+		return fmt.Errorf("%w: bad value length at byte %d", ErrCorruptFrame, pos)
 	}
-	rd.pos += n
-	rec.Value = b[rd.pos : rd.pos+int(vl) : rd.pos+int(vl)]
-	rd.pos += int(vl)
-	ts, n := binary.Varint(b[rd.pos:])
+	pos += n
+	rec.Value = b[pos : pos+int(vl) : pos+int(vl)]
+	pos += int(vl)
+	ts, n := binary.Varint(b[pos:])
 	if n <= 0 {
-		return fmt.Errorf("%w: bad timestamp at byte %d", ErrCorruptFrame, rd.pos)
+		return fmt.Errorf("%w: bad timestamp at byte %d", ErrCorruptFrame, pos)
 	}
-	rd.pos += n
+	rd.pos = pos + n
 	rec.Timestamp = ts
 	return nil
+}
+
+// uvarint decodes the uvarint at b[pos:], inlining the one-byte case (key
+// and value lengths below 128).
+func uvarint(b []byte, pos int) (uint64, int) {
+	if pos < len(b) && b[pos] < 0x80 {
+		return uint64(b[pos]), 1
+	}
+	return binary.Uvarint(b[pos:])
 }

@@ -32,13 +32,39 @@ type output struct {
 
 	// hash partitioning
 	keyBy      *expression.Program
-	keyField   string // set when keyBy is a plain top-level field: no JSON decoding
+	keyField   string      // set when keyBy is a plain top-level field: no JSON decoding
 	keyVertex  *vertexInfo // the chain's last operator: keyBy errors are its record errors
 	keyTarget  string      // the downstream head whose keyBy this is
 	env        *expression.Env
 	keyBuf     []byte
 	maxPar     int
 	downstream int
+	// route maps a key group to its downstream subtask
+	// (keygroup.OperatorIndex), built on first use; kgMask is maxPar-1 when
+	// maxPar is a power of two (the default 128), so the key group is a mask
+	// instead of a division.
+	route  []int32
+	kgMask uint32
+}
+
+// subpartitionOf returns the downstream subtask owning key, exactly as
+// keygroup.OperatorIndex(keygroup.Assign(key, maxPar), maxPar, downstream),
+// without a division per record.
+func (o *output) subpartitionOf(key []byte) int {
+	if o.route == nil {
+		o.route = make([]int32, o.maxPar)
+		for kg := range o.route {
+			o.route[kg] = int32(keygroup.OperatorIndex(kg, o.maxPar, o.downstream))
+		}
+		if o.maxPar&(o.maxPar-1) == 0 {
+			o.kgMask = uint32(o.maxPar - 1)
+		}
+	}
+	h := keygroup.Murmur3(key)
+	if o.kgMask != 0 || o.maxPar == 1 {
+		return int(o.route[h&o.kgMask])
+	}
+	return int(o.route[h%uint32(o.maxPar)])
 }
 
 func newOutput(t *task, part *exchange.ResultPartition, mode jobgraphv1.Partitioning, subpartitions int) *output {
@@ -84,7 +110,7 @@ func (o *output) keyOf(r *api.Record) (int, bool) {
 				o.keyBuf = k // grew; otherwise same array (skip the pointer write)
 			}
 			r.Key = k
-			return keygroup.OperatorIndex(keygroup.Assign(k, o.maxPar), o.maxPar, o.downstream), true
+			return o.subpartitionOf(k), true
 		}
 	}
 	if err := o.env.Reset(r.Value, r.Timestamp, r.Key); err != nil {
@@ -98,8 +124,7 @@ func (o *output) keyOf(r *api.Record) (int, bool) {
 	}
 	o.keyBuf = expression.AppendKey(o.keyBuf[:0], v)
 	r.Key = o.keyBuf
-	kg := keygroup.Assign(o.keyBuf, o.maxPar)
-	return keygroup.OperatorIndex(kg, o.maxPar, o.downstream), true
+	return o.subpartitionOf(o.keyBuf), true
 }
 
 // buffer returns the subpartition's open buffer with room for need bytes,
