@@ -12,5 +12,6 @@ import (
 	_ "github.com/flowrt/flow/pkg/connectors/datagen"
 	_ "github.com/flowrt/flow/pkg/connectors/file"
 	_ "github.com/flowrt/flow/pkg/connectors/print"
+	_ "github.com/flowrt/flow/pkg/operators/count"
 	_ "github.com/flowrt/flow/pkg/operators/transform"
 )

@@ -6,6 +6,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/keygroup"
+	"github.com/flowrt/flow/pkg/statebackend"
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
 
@@ -15,6 +17,16 @@ type vertexInfo struct {
 	id      string
 	skip    bool // on_error: skip
 	skipped prometheus.Counter
+	// state is the operator's state (operator store, keyed backend).
+	state *operatorState
+}
+
+// uid is the operator's uid, or its id when the graph sets none.
+func (vi *vertexInfo) uid() string {
+	if u := vi.v.GetUid(); u != "" {
+		return u
+	}
+	return vi.id
 }
 
 // recordError is implemented by errors a source or sink returns for one bad
@@ -34,12 +46,24 @@ type opLink struct {
 	op   api.Operator
 	wm   api.WatermarkHandler
 	next api.Collector
+
+	// Keyed operators: the backend (also in vi.state), the timer handler
+	// and fire, the callback the backend fires timers through (made once,
+	// so firing allocates nothing). swept: the idle TTL sweep finished a
+	// round since the last input.
+	keyed  statebackend.Backend
+	timers api.TimerHandler
+	fire   func(api.Timer) error
+	swept  bool
 }
 
 // Collect implements api.Collector.
 func (l *opLink) Collect(r api.Record) {
 	if l.t.err != nil {
 		return
+	}
+	if l.keyed != nil {
+		l.keyed.SetCurrentKey(r.Key, keygroup.Assign(r.Key, l.t.maxPar))
 	}
 	defer l.t.recoverUser(l.vi)
 	if err := l.op.ProcessRecord(r, l.next); err != nil {
@@ -108,6 +132,9 @@ func (t *task) opName(vi *vertexInfo) string {
 
 // position describes the record being processed, for error messages.
 func (t *task) position() string {
+	if t.inTimer {
+		return fmt.Sprintf("%v timer at %d for key %q", t.timerAt.Domain, t.timerAt.Timestamp, t.timerAt.Key)
+	}
 	if t.inWM {
 		return fmt.Sprintf("watermark %d", t.lastWM)
 	}

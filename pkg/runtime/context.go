@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/statebackend"
 )
 
 type wallClock struct{}
@@ -23,6 +24,13 @@ type opContext struct {
 	clock   api.Clock
 	done    <-chan struct{}
 	dataDir string
+
+	t     *task
+	state *operatorState
+	// opening: Open is running, the only time a keyed backend is created.
+	// stateErr: creating it failed (reported after Open returns).
+	opening  bool
+	stateErr error
 }
 
 func (c *opContext) Info() api.TaskInfo             { return c.info }
@@ -32,7 +40,51 @@ func (c *opContext) Clock() api.Clock               { return c.clock }
 func (c *opContext) Done() <-chan struct{}          { return c.done }
 func (c *opContext) DataDir() string                { return c.dataDir }
 
-var _ api.Context = (*opContext)(nil)
+// keyedBackend returns the operator's keyed backend, creating it on the
+// first call during Open. It is nil for an operator that is not on a keyed
+// stream, after a failed creation, and when first asked for after Open.
+func (c *opContext) keyedBackend() statebackend.Backend {
+	st := c.state
+	if st == nil || !st.keyable {
+		return nil
+	}
+	if st.keyed == nil && c.opening && c.stateErr == nil {
+		st.keyed, c.stateErr = c.t.openKeyedBackend(st)
+	}
+	return st.keyed
+}
+
+// KeyedStateStore implements api.KeyedStateContext: the operator's keyed
+// backend (nil for an operator that is not on a keyed stream). Call it in
+// Open.
+func (c *opContext) KeyedStateStore() api.KeyedStateStore {
+	if b := c.keyedBackend(); b != nil {
+		return b
+	}
+	return nil
+}
+
+// TimerService implements api.KeyedStateContext: the same backend.
+func (c *opContext) TimerService() api.TimerService {
+	if b := c.keyedBackend(); b != nil {
+		return b
+	}
+	return nil
+}
+
+// OperatorStateStore implements api.OperatorStateContext.
+func (c *opContext) OperatorStateStore() api.OperatorStateStore {
+	if c.state == nil {
+		return nil
+	}
+	return c.state.ops
+}
+
+var (
+	_ api.Context              = (*opContext)(nil)
+	_ api.KeyedStateContext    = (*opContext)(nil)
+	_ api.OperatorStateContext = (*opContext)(nil)
+)
 
 // trackingRegisterer remembers what was registered through it so the task can
 // unregister everything when it ends (a restarted task registers again).

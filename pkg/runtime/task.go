@@ -16,6 +16,8 @@ import (
 	"github.com/flowrt/flow/internal/expression"
 	"github.com/flowrt/flow/pkg/api"
 	"github.com/flowrt/flow/pkg/keygroup"
+	"github.com/flowrt/flow/pkg/statebackend"
+	"github.com/flowrt/flow/pkg/statebackend/pebble"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
@@ -42,6 +44,11 @@ type TaskEnv struct {
 	Clock api.Clock
 	// FlushInterval overrides DefaultFlushInterval when positive.
 	FlushInterval time.Duration
+	// StateCache is the Pebble block cache shared by every Pebble keyed
+	// state backend of the TaskManager (pebble.NewCache; the TaskManager
+	// Unrefs it when it stops). Nil: each backend makes its own cache of the
+	// job's stateBackend.blockCacheSize (default 64 MiB).
+	StateCache *pebble.Cache
 }
 
 // gateState is one input gate and where its channels start in the task's
@@ -92,6 +99,13 @@ type task struct {
 
 	lastWM  int64
 	outIdle bool
+
+	// state
+	sb         stateBackendConfig
+	keyedLinks []*opLink // links with a keyed backend, in chain order
+	inTimer    bool      // an OnTimer call is running (for error positions)
+	timerAt    api.Timer
+	swept      bool // every keyed backend finished a sweep round since the last input
 
 	flushInterval time.Duration
 	flushAt       time.Time
@@ -162,6 +176,9 @@ func (t *task) setup() error {
 		return fmt.Errorf("register task metrics: %w", err)
 	}
 	t.metrics = m
+	if t.sb, err = decodeStateBackend(g.GetStateBackend()); err != nil {
+		return err
+	}
 
 	vertices := map[string]*jobgraphv1.Vertex{}
 	for _, v := range g.GetVertices() {
@@ -214,6 +231,11 @@ func (t *task) setup() error {
 		if err != nil {
 			return fmt.Errorf("operator %q: %w", id, err)
 		}
+		vi.state = &operatorState{vi: vi, ops: statebackend.NewOperatorStore(),
+			keyable: typ.Kind == api.KindOperator && v.GetKeyBy() != ""}
+		if typ.Keyed && v.GetKeyBy() == "" {
+			return fmt.Errorf("operator %q: type %q keeps keyed state: give its input a keyBy", id, typ.Name)
+		}
 		cfg, err := typ.DecodeConfigJSON(v.GetConfig())
 		if err != nil {
 			return fmt.Errorf("operator %q: config: %w", id, err)
@@ -238,6 +260,8 @@ func (t *task) setup() error {
 			}
 			l := &opLink{t: t, vi: vi, op: op}
 			l.wm, _ = op.(api.WatermarkHandler)
+			l.timers, _ = op.(api.TimerHandler)
+			l.fire = l.fireTimer
 			t.links = append(t.links, l)
 		case api.KindSink:
 			if i != len(ops)-1 || len(d.GetOutputs()) > 0 {
@@ -295,6 +319,9 @@ func (t *task) setup() error {
 	for _, l := range t.links {
 		if err := t.openUser(l.vi, l.op.Open); err != nil {
 			return err
+		}
+		if l.keyed = l.vi.state.keyed; l.keyed != nil {
+			t.keyedLinks = append(t.keyedLinks, l)
 		}
 	}
 	if t.sink != nil {
@@ -364,11 +391,19 @@ func (t *task) openUser(vi *vertexInfo, open func(api.Context) error) (err error
 		clock:   t.env.Clock,
 		done:    t.ctx.Done(),
 		dataDir: dir,
+		t:       t,
+		state:   vi.state,
+		opening: true,
 	}
 	if c.info.OperatorUID == "" {
 		c.info.OperatorUID = vi.id
 	}
-	if err := open(c); err != nil {
+	err = open(c)
+	c.opening = false
+	if c.stateErr != nil {
+		return fmt.Errorf("%s: open keyed state: %w", t.opName(vi), c.stateErr)
+	}
+	if err != nil {
 		return fmt.Errorf("%s: open: %w", t.opName(vi), err)
 	}
 	return nil
@@ -404,10 +439,14 @@ func (t *task) flushOutputs() {
 	t.flushAt = time.Time{}
 }
 
-// runTimers fires what is due: buffer flushes and (sources) periodic
-// watermarks and idleness. Later: processing-time timers, checkpoint
-// triggers from the control mailbox.
+// runTimers fires what is due: processing-time timers of keyed operators,
+// buffer flushes and (sources) periodic watermarks and idleness. Later:
+// checkpoint triggers from the control mailbox.
 func (t *task) runTimers(now time.Time) {
+	t.advanceProcessingTime()
+	if t.err != nil {
+		return
+	}
 	if !t.flushAt.IsZero() && !now.Before(t.flushAt) {
 		t.flushOutputs()
 	}
@@ -419,7 +458,7 @@ func (t *task) runTimers(now time.Time) {
 // nextDeadline is the earliest of the armed timers and extra (zero = none).
 func (t *task) nextDeadline(extra time.Time) time.Time {
 	d := extra
-	for _, x := range []time.Time{t.flushAt, t.wmGen.nextTick()} {
+	for _, x := range [...]time.Time{t.flushAt, t.wmGen.nextTick(), t.nextProcessingTimer(time.Now())} {
 		if !x.IsZero() && (d.IsZero() || x.Before(d)) {
 			d = x
 		}
@@ -533,7 +572,16 @@ func (t *task) runInputs() error {
 		}
 		t.metrics.publish()
 		if progressed {
+			t.inputProcessed()
 			continue
+		}
+		// Idle: sweep expired state a step at a time, polling the inputs
+		// between steps, until a round is complete.
+		if t.sweepIdle() {
+			continue
+		}
+		if t.err != nil {
+			return t.err
 		}
 		// Nothing ready: sleep until a gate signals, a timer is due or the
 		// task is canceled.
@@ -654,6 +702,14 @@ func (t *task) processWatermark(ts int64) {
 	t.inWM = true
 	defer func() { t.inWM = false }()
 	for _, l := range t.links {
+		if l.keyed != nil {
+			// Timers first: the operator and downstream see the watermark
+			// after everything it made due.
+			t.advanceEventTime(l, ts)
+			if t.err != nil {
+				return
+			}
+		}
 		if l.wm != nil {
 			t.callWatermark(l, ts)
 			if t.err != nil {
@@ -761,6 +817,7 @@ func (t *task) cleanup() error {
 	if t.sink != nil {
 		closeUser(t.sink.vi, t.sink.sink.Close)
 	}
+	errs = append(errs, t.closeStates()...)
 	if t.metrics != nil {
 		t.metrics.publish()
 	}
