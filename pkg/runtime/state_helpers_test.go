@@ -154,7 +154,7 @@ func num(t *testing.T, m map[string]any, field string) int64 {
 // their own goroutines.
 type fakeClock struct{ ms atomic.Int64 }
 
-func (c *fakeClock) Now() time.Time       { return time.UnixMilli(c.ms.Load()) }
+func (c *fakeClock) Now() time.Time          { return time.UnixMilli(c.ms.Load()) }
 func (c *fakeClock) advance(d time.Duration) { c.ms.Add(d.Milliseconds()) }
 
 // counter is shared between a test and the operators it registers.

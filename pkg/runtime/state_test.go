@@ -277,7 +277,10 @@ type tickSource struct {
 	deadline   time.Time
 }
 
-func (s *tickSource) Open(api.Context) error { s.deadline = time.Now().Add(20 * time.Second); return nil }
+func (s *tickSource) Open(api.Context) error {
+	s.deadline = time.Now().Add(20 * time.Second)
+	return nil
+}
 func (s *tickSource) Next(out api.SourceOutput) (api.SourceStatus, error) {
 	if !s.emitted {
 		for i := 0; i < s.keys; i++ {
@@ -357,8 +360,8 @@ func (o *opStateOp) Open(ctx api.Context) error {
 	return err
 }
 func (o *opStateOp) ProcessRecord(api.Record, api.Collector) error { return nil }
-func (o *opStateOp) Finish(api.Collector) error                   { return nil }
-func (o *opStateOp) Close() error                                 { return nil }
+func (o *opStateOp) Finish(api.Collector) error                    { return nil }
+func (o *opStateOp) Close() error                                  { return nil }
 
 // TestOperatorStatesReachable sets up a keyed subtask and checks that the
 // task reaches every operator's operator store and the keyed operator's

@@ -15,8 +15,8 @@ func init() { api.Default.MustRegister(Type()) }
 func Type() api.OperatorType {
 	return api.OperatorType{
 		Name: Name, Kind: api.KindOperator, Keyed: true,
-		Doc: "Counts records per key: emits {\"key\": k, \"count\": n} for every record, n being the key's running count (keyed state).",
-		Example: "- id: count\n  type: count\n  inputs: [gen]\n  keyBy: key\n",
+		Doc:         "Counts records per key: emits {\"key\": k, \"count\": n} for every record, n being the key's running count (keyed state).",
+		Example:     "- id: count\n  type: count\n  inputs: [gen]\n  keyBy: key\n",
 		NewOperator: func(api.Config) (api.Operator, error) { return &Operator{}, nil },
 	}
 }
