@@ -1,0 +1,93 @@
+package pebble
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	cpebble "github.com/cockroachdb/pebble/v2"
+
+	"github.com/flowrt/flow/pkg/statebackend"
+)
+
+// ErrNotPebble is returned by Checkpoint for an engine that is not a Pebble
+// backend.
+var ErrNotPebble = errors.New("not a pebble state backend")
+
+// IsPebble reports whether e is a Pebble backend (returned by Open or
+// OpenReadOnly).
+func IsPebble(e *statebackend.Engine) bool {
+	_, ok := e.Store().(*store)
+	return ok
+}
+
+// Checkpoint writes a native, consistent copy of e's DB into dir, which must
+// not exist: it commits e's buffered writes, flushes the memtables to SST
+// files (the WAL is off by default, so unflushed data would be missing) and
+// calls Pebble's DB.Checkpoint, which hard-links the immutable SST files and
+// copies the small MANIFEST and OPTIONS files. Every write made before the
+// call is in the checkpoint, none made after.
+//
+// It runs on the task goroutine (it is the synchronous part of a snapshot);
+// its cost is the memtable flush plus one hard link per SST file.
+func Checkpoint(e *statebackend.Engine, dir string) error {
+	s, ok := e.Store().(*store)
+	if !ok {
+		return fmt.Errorf("pebble checkpoint to %s: %w", dir, ErrNotPebble)
+	}
+	if s.closed {
+		return fmt.Errorf("pebble checkpoint to %s: backend is closed", dir)
+	}
+	if err := s.commit(); err != nil {
+		return fmt.Errorf("pebble checkpoint to %s: %w", dir, err)
+	}
+	if err := s.db.Flush(); err != nil {
+		return fmt.Errorf("pebble checkpoint to %s: flush memtables: %w", dir, err)
+	}
+	if err := s.db.Checkpoint(dir, cpebble.WithFlushedWAL()); err != nil {
+		return fmt.Errorf("pebble checkpoint to %s: %w", dir, err)
+	}
+	return nil
+}
+
+// OpenReadOnly opens a DB directory read-only (typically a checkpoint
+// written by Checkpoint, or one downloaded from checkpoint storage) as an
+// Engine whose Iterate streams its contents in the canonical form. opts
+// must carry the key-group range and max parallelism the DB was written
+// with. Nothing is written to dir; Close releases it. Writes fail.
+func OpenReadOnly(dir string, opts Options) (*statebackend.Engine, error) {
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("pebble state backend: open %s read-only: %w", dir, err)
+	}
+	if opts.CacheSize == 0 {
+		opts.CacheSize = 8 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	po := &cpebble.Options{
+		ReadOnly:   true,
+		DisableWAL: true,
+		Merger:     listMerger,
+		Logger:     pebbleLogger{opts.Logger.With("component", "pebble-state", "dir", dir, "read_only", true)},
+	}
+	cache := opts.Cache
+	if cache == nil {
+		cache = cpebble.NewCache(opts.CacheSize)
+		defer cache.Unref()
+	}
+	po.Cache = cache
+	db, err := cpebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("pebble state backend: open %s read-only: %w", dir, err)
+	}
+	// noWAL false: Close must not try to flush memtables of a read-only DB.
+	s := &store{db: db, b: db.NewIndexedBatch(), limit: 1 << 20}
+	e, err := statebackend.NewEngine(s, opts.Options)
+	if err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return e, nil
+}
