@@ -33,7 +33,13 @@
 //     ErrProtocol. Poll errors are sticky.
 //   - Poll is fair: channels with data are served round robin.
 //   - No allocation per frame on the local path in steady state; no
-//     goroutine per frame anywhere. Goroutines: two per open remote channel
+//     goroutine per frame anywhere. Remotely, streams use the
+//     "flow-exchange" gRPC codec (protobuf wire format): a batch of frames
+//     is marshaled with one copy into a pooled gRPC buffer, and received
+//     frames are copied once into buffers the channel recycles (at most
+//     BuffersPerChannel per channel), so frame payloads are not allocated
+//     per frame; gRPC's own per-message bookkeeping remains (a few small
+//     objects per message, none per record). Goroutines: two per open remote channel
 //     (receive, credit) on the consumer side, one per stream (credit reader)
 //     besides the gRPC handler on the producer side; all exit when the gate
 //     closes, the partition is released, the stream ends or the Manager closes.

@@ -240,7 +240,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatal("second Manager on the same registry accepted")
 	}
 	creg := prometheus.NewRegistry()
-	cons := newManager(t, Options{Metrics: creg})
+	cons := newManager(t, Options{BuffersPerChannel: 4, Metrics: creg}) // window < frames produced: the producer must block
 	serve(t, cons)
 	p, err := prod.CreatePartition(pid("m", 0), 1)
 	if err != nil {

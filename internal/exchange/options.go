@@ -34,7 +34,11 @@ type Options struct {
 	// BufferSize is the initial capacity of pooled buffers. Default 32 KiB.
 	BufferSize int
 	// BuffersPerChannel is the number of exclusive buffers per subpartition
-	// and the credit window of every remote input channel. Default 4.
+	// and the credit window of every remote input channel. Default 8: with
+	// 32 KiB buffers a remote channel holds at most 256 KiB on the consumer
+	// side, and a producer partition at most (subpartitions*8 + 8) buffers;
+	// 4 leaves the producer waiting on credit round trips (about 10% less
+	// throughput on loopback), 16 bought nothing measurable.
 	BuffersPerChannel int
 	// FloatingBuffers is the number of extra buffers per partition shared by
 	// all its subpartitions. Default 8.
@@ -62,7 +66,7 @@ type Options struct {
 
 const (
 	defaultBufferSize        = 32 << 10
-	defaultBuffersPerChannel = 4
+	defaultBuffersPerChannel = 8
 	defaultFloatingBuffers   = 8
 	defaultRegisterTimeout   = 30 * time.Second
 	defaultHeartbeatInterval = 2 * time.Second

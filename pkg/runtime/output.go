@@ -43,8 +43,49 @@ type output struct {
 	// (keygroup.OperatorIndex), built on first use; kgMask is maxPar-1 when
 	// maxPar is a power of two (the default 128), so the key group is a mask
 	// instead of a division.
-	route  []int32
-	kgMask uint32
+	route     []int32
+	kgMask    uint32
+	keyPrefix []byte // {"<keyField>":" for leadingStringKey, built on first use
+}
+
+// leadingStringKey is the fastest keyBy path: when the JSON value starts
+// with {"<keyField>":"<string without escapes>", the key is that string's
+// bytes, returned as a slice of value (no copy, no scan of the rest). It
+// gives exactly what expression.AppendFieldKey would (the first occurrence
+// of the field counts); ok is false for any other shape, which then takes
+// the general paths.
+func (o *output) leadingStringKey(value []byte) (key []byte, ok bool) {
+	if o.keyPrefix == nil {
+		o.keyPrefix = []byte(`-`) // never matches a JSON object
+		if plainJSONName(o.keyField) {
+			o.keyPrefix = []byte(`{"` + o.keyField + `":"`)
+		}
+	}
+	p := o.keyPrefix
+	if len(value) <= len(p) || string(value[:len(p)]) != string(p) {
+		return nil, false
+	}
+	rest := value[len(p):]
+	for i, c := range rest {
+		switch c {
+		case '"':
+			return rest[:i:i], true
+		case '\\':
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+// plainJSONName reports whether s appears verbatim between quotes in JSON
+// (no quote, backslash or control character to escape).
+func plainJSONName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' || c < 0x20 {
+			return false
+		}
+	}
+	return true
 }
 
 // subpartitionOf returns the downstream subtask owning key, exactly as
@@ -105,6 +146,10 @@ func (o *output) Collect(r api.Record) {
 // downstream subtask.
 func (o *output) keyOf(r *api.Record) (int, bool) {
 	if o.keyField != "" {
+		if k, ok := o.leadingStringKey(r.Value); ok {
+			r.Key = k
+			return o.subpartitionOf(k), true
+		}
 		if k, ok := expression.AppendFieldKey(o.keyBuf[:0], r.Value, o.keyField); ok {
 			if cap(k) != cap(o.keyBuf) {
 				o.keyBuf = k // grew; otherwise same array (skip the pointer write)

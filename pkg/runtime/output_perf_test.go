@@ -124,3 +124,46 @@ func TestSubpartitionOfMatchesKeyGroups(t *testing.T) {
 		}
 	}
 }
+
+// TestLeadingStringKeyMatchesAppendFieldKey: whenever the leading-field fast
+// path answers, it answers what the general field extraction does.
+func TestLeadingStringKeyMatchesAppendFieldKey(t *testing.T) {
+	values := []string{
+		`{"key":"k1","seq":1}`,
+		`{"key":"","x":1}`,
+		`{"key":"a\"b"}`,
+		`{"key":"a\\b"}`,
+		`{"key":"unterminated`,
+		`{"key":"k1"`,
+		`{"key":"k1"}`,
+		`{"key":12,"x":"y"}`,
+		`{ "key":"spaced"}`,
+		`{"keys":"other","key":"k2"}`,
+		`{"key":"é ü"}`,
+		`{"key":"tab	inside"}`,
+		`{"key"`,
+		`{"key":"`,
+		``,
+		`[]`,
+	}
+	for i := 0; i < 200; i++ {
+		values = append(values, string(datagen.AppendRecord(nil, int64(i), 1000, int64(i), int64(i))))
+	}
+	for _, field := range []string{"key", "ke", "a\"b", ""} {
+		o := &output{keyField: field}
+		for _, v := range values {
+			got, ok := o.leadingStringKey([]byte(v))
+			if !ok {
+				continue
+			}
+			want, wok := expression.AppendFieldKey(nil, []byte(v), field)
+			if !wok || string(got) != string(want) {
+				t.Fatalf("field %q, value %q: fast path %q, AppendFieldKey %q (ok=%v)", field, v, got, want, wok)
+			}
+		}
+	}
+	o := &output{keyField: "key"}
+	if k, ok := o.leadingStringKey([]byte(`{"key":"k7","seq":3}`)); !ok || string(k) != "k7" {
+		t.Fatalf("fast path missed a leading string key: %q %v", k, ok)
+	}
+}
