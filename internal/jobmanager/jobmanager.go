@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	mathrand "math/rand/v2"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/checkpoint"
 	"github.com/flowrt/flow/pkg/jobspec"
 	"github.com/flowrt/flow/pkg/keygroup"
 	"github.com/flowrt/flow/pkg/runtime"
@@ -42,6 +44,9 @@ type Options struct {
 	SlotTimeout time.Duration
 	// RPCTimeout bounds each call to a TaskManager. Default 10s.
 	RPCTimeout time.Duration
+	// CheckpointStorage is the storage URL for jobs whose checkpoints section
+	// names none. Default file://<DataDir>/checkpoints.
+	CheckpointStorage string
 	// Registry, when set, is used to reject jobs naming unknown operator types
 	// at submission.
 	Registry *api.Registry
@@ -67,6 +72,11 @@ func (o *Options) ensureDefaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.CheckpointStorage == "" && o.DataDir != "" {
+		if abs, err := filepath.Abs(filepath.Join(o.DataDir, "checkpoints")); err == nil {
+			o.CheckpointStorage = "file://" + abs
+		}
 	}
 	if o.DialOptions == nil {
 		o.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
@@ -123,6 +133,8 @@ type job struct {
 	restart      restartStrategy
 	restartAt    time.Time
 	waitingSince time.Time
+	// ck drives the job's checkpoints.
+	ck *jobCheckpoints
 }
 
 // New opens the job store under opts.DataDir and returns a JobManager.
@@ -165,6 +177,7 @@ func New(opts Options) (*JobManager, error) {
 	for _, d := range stored {
 		j := &job{d: d, changed: make(chan struct{}), waitingSince: time.UnixMilli(d.GetSummary().GetSubmitTimeMs())}
 		j.restart = jm.restartStrategyOf(d.GetGraph())
+		j.ck = &jobCheckpoints{byID: map[uint64]*clusterv1.CheckpointInfo{}}
 		if p, err := runtime.BuildPlan(d.GetGraph()); err == nil {
 			j.plan = p
 		}
@@ -213,6 +226,8 @@ func (jm *JobManager) Register(s *grpc.Server) {
 func (jm *JobManager) Run(ctx context.Context) {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
+	ckTick := time.NewTicker(20 * time.Millisecond)
+	defer ckTick.Stop()
 	for {
 		jm.schedulePending(time.Now())
 		select {
@@ -222,6 +237,8 @@ func (jm *JobManager) Run(ctx context.Context) {
 			return
 		case <-jm.kick:
 		case <-tick.C:
+		case now := <-ckTick.C:
+			jm.tickCheckpoints(now)
 		}
 	}
 }
@@ -245,6 +262,9 @@ func (jm *JobManager) Close() error {
 	jm.wg.Wait()
 	jm.mu.Lock()
 	defer jm.mu.Unlock()
+	for _, j := range jm.jobs {
+		j.ck.close()
+	}
 	for _, tm := range jm.tms {
 		if tm.conn != nil {
 			tm.conn.Close()
@@ -272,8 +292,24 @@ func (jm *JobManager) SubmitJob(ctx context.Context, req *clusterv1.SubmitJobReq
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	now := time.Now()
+	ckCfg, err := jobspec.DecodeCheckpoints(g.GetCheckpoints())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
 	id := randomID(16)
+	ck, err := jm.openCheckpoints(ctx, id, ckCfg)
+	if err != nil {
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	if p := req.GetRestorePath(); p != "" {
+		r, err := openRestore(ctx, p, g, req.GetAllowNonRestoredState())
+		if err != nil {
+			ck.close()
+			return nil, status.Error(codes.FailedPrecondition, err.Error())
+		}
+		ck.restore = r
+	}
+	now := time.Now()
 	d := &clusterv1.JobDetails{
 		Summary: &clusterv1.JobSummary{
 			JobId: id, Name: g.GetName(), Status: clusterv1.JobStatus_JOB_STATUS_CREATED,
@@ -289,7 +325,7 @@ func (jm *JobManager) SubmitJob(ctx context.Context, req *clusterv1.SubmitJobReq
 		d.Tasks = append(d.Tasks, ti)
 	}
 	d.History = []*clusterv1.StatusChange{{Status: clusterv1.JobStatus_JOB_STATUS_CREATED, TimeMs: now.UnixMilli(), Message: "submitted"}}
-	j := &job{d: d, plan: plan, changed: make(chan struct{}), waitingSince: now, restart: jm.restartStrategyOf(g)}
+	j := &job{d: d, plan: plan, changed: make(chan struct{}), waitingSince: now, restart: jm.restartStrategyOf(g), ck: ck}
 	jm.mu.Lock()
 	if err := jm.store.save(d); err != nil {
 		jm.mu.Unlock()
@@ -381,6 +417,7 @@ func (jm *JobManager) CancelJob(ctx context.Context, req *clusterv1.CancelJobReq
 		jm.persistLocked(j)
 	case st == clusterv1.JobStatus_JOB_STATUS_CANCELING:
 	default:
+		jm.stopCoordinatorLocked(j, "job canceled")
 		jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_CANCELING, "cancel requested")
 		jm.cancelSubtasksLocked(j, "job canceled")
 		jm.maybeCompleteLocked(j)
@@ -617,6 +654,14 @@ func (jm *JobManager) UpdateTaskState(ctx context.Context, req *clusterv1.Update
 		}
 	case clusterv1.TaskState_TASK_STATE_RUNNING:
 		jm.maybeRunningLocked(j)
+	case clusterv1.TaskState_TASK_STATE_FINISHED:
+		if c := j.ck; c != nil && c.coord != nil {
+			tid := checkpoint.TaskID{Vertex: t.GetTask(), Subtask: int(t.GetSubtask())}
+			if c.sources[tid] {
+				c.sourceEnded = true
+			}
+			jm.stepLocked(j, checkpoint.Event{Type: checkpoint.EventTaskFinished, Time: time.Now(), Task: tid})
+		}
 	}
 	jm.maybeCompleteLocked(j)
 	jm.persistLocked(j)
@@ -636,6 +681,7 @@ func (jm *JobManager) taskFailedLocked(j *job, reason string) {
 		return // already going down; the failure is recorded on the subtask
 	}
 	j.d.Summary.Failure = reason
+	jm.stopCoordinatorLocked(j, "job failing: "+reason)
 	jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_FAILING, reason)
 	jm.cancelSubtasksLocked(j, "another task failed")
 }
@@ -680,6 +726,7 @@ func (jm *JobManager) maybeRunningLocked(j *job) {
 	switch j.d.GetSummary().GetStatus() {
 	case clusterv1.JobStatus_JOB_STATUS_CREATED, clusterv1.JobStatus_JOB_STATUS_RESTARTING:
 		jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_RUNNING, fmt.Sprintf("running (attempt %d)", j.d.GetSummary().GetAttempt()))
+		jm.startCoordinatorLocked(j, time.Now())
 	}
 }
 
@@ -721,6 +768,7 @@ func (jm *JobManager) maybeCompleteLocked(j *job) {
 	default:
 		jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_FINISHED, "all tasks finished")
 	}
+	jm.stopCoordinatorLocked(j, "job "+shortStatus(j.d.GetSummary().GetStatus()))
 	jm.releaseSlotsLocked(j)
 	jm.wake()
 }
@@ -862,6 +910,11 @@ func (jm *JobManager) assignLocked(j *job, slots []string) {
 	}
 	sum := j.d.GetSummary()
 	deps := runtime.BuildDeployments(sum.GetJobId(), sum.GetAttempt(), j.d.GetGraph(), j.plan, addrOf)
+	if j.ck != nil {
+		for _, dep := range deps {
+			dep.Restore = restoreFor(j.ck.restore, dep)
+		}
+	}
 	type call struct {
 		client clusterv1.TaskExecutorServiceClient
 		tmID   string

@@ -1,0 +1,577 @@
+package jobmanager
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/flowrt/flow/pkg/checkpoint"
+	"github.com/flowrt/flow/pkg/checkpoint/storage"
+	"github.com/flowrt/flow/pkg/jobspec"
+	"github.com/flowrt/flow/pkg/keygroup"
+	"github.com/flowrt/flow/pkg/runtime"
+	checkpointv1 "github.com/flowrt/flow/proto/flow/checkpoint/v1"
+	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
+	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
+)
+
+// maxHistory bounds the checkpoint history kept per job.
+const maxHistory = 100
+
+// jobCheckpoints drives a job's checkpoints: the pure coordinator
+// (pkg/checkpoint) decides, this driver executes its actions (trigger RPCs
+// to source subtasks, `_metadata` writes, notifications, deletions) and
+// feeds results back as events. All fields are guarded by jm.mu; I/O runs
+// in goroutines tracked by jm.wg.
+type jobCheckpoints struct {
+	cfg      jobspec.Checkpoints
+	storeURL string
+	store    *storage.JobStore
+	// coord is the current attempt's coordinator (nil when the attempt is
+	// not running or checkpoints are disabled).
+	coord   *checkpoint.Coordinator
+	sources map[checkpoint.TaskID]bool
+	// sourceEnded stops triggering once a source subtask finished: no
+	// barrier can enter the graph through it any more.
+	sourceEnded bool
+	lastID      uint64
+	retained    []uint64
+	history     []*clusterv1.CheckpointInfo
+	byID        map[uint64]*clusterv1.CheckpointInfo
+	// restore is what the next attempt starts from: the latest completed
+	// checkpoint, or the snapshot the job was submitted with.
+	restore *restorePoint
+}
+
+type restorePoint struct {
+	id          int64
+	storageBase string // URL the handles' paths are relative to
+	location    string // the snapshot's directory, relative to storageBase
+	dirURL      string // the snapshot's directory as a URL
+	md          *checkpointv1.CheckpointMetadata
+}
+
+func (c *jobCheckpoints) enabled() bool { return c != nil && c.cfg.Interval > 0 && c.store != nil }
+
+// openCheckpoints prepares a job's checkpointing: it opens the storage
+// (I/O: call without jm.mu) and, for a job resubmitted under the same id,
+// resumes from what is stored.
+func (jm *JobManager) openCheckpoints(ctx context.Context, jobID string, cfg jobspec.Checkpoints) (*jobCheckpoints, error) {
+	c := &jobCheckpoints{cfg: cfg, byID: map[uint64]*clusterv1.CheckpointInfo{}}
+	if cfg.Interval <= 0 {
+		return c, nil
+	}
+	c.storeURL = cfg.Storage
+	if c.storeURL == "" {
+		c.storeURL = jm.opts.CheckpointStorage
+	}
+	s, err := storage.Open(ctx, c.storeURL, storage.WithLogger(jm.log))
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint storage: %w", err)
+	}
+	store, completed, err := storage.OpenJob(ctx, s, jobID)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("checkpoint storage %s: %w", c.storeURL, err)
+	}
+	c.store = store
+	for _, cp := range completed {
+		c.retained = append(c.retained, uint64(cp.ID))
+		c.lastID = max(c.lastID, uint64(cp.ID))
+	}
+	return c, nil
+}
+
+func (c *jobCheckpoints) close() {
+	if c != nil && c.store != nil {
+		c.store.Storage().Close()
+	}
+}
+
+// startCoordinatorLocked starts checkpointing for the job's current attempt
+// once it runs.
+func (jm *JobManager) startCoordinatorLocked(j *job, now time.Time) {
+	c := j.ck
+	if !c.enabled() || c.coord != nil {
+		return
+	}
+	var tasks []checkpoint.TaskID
+	c.sources = map[checkpoint.TaskID]bool{}
+	for _, t := range j.plan.Tasks {
+		for i := 0; i < t.Parallelism; i++ {
+			id := checkpoint.TaskID{Vertex: t.ID, Subtask: i}
+			tasks = append(tasks, id)
+			if len(t.Inputs) == 0 {
+				c.sources[id] = true
+			}
+		}
+	}
+	cfg := checkpoint.Config{
+		Interval: c.cfg.Interval, MinPause: c.cfg.MinPause, Timeout: c.cfg.Timeout,
+		MaxConcurrent: c.cfg.MaxConcurrent, TolerableFailures: c.cfg.TolerableFailures, Retain: c.cfg.Retain,
+	}
+	coord, err := checkpoint.New(cfg, tasks, now, checkpoint.Resume{LastID: c.lastID, Retained: c.retained})
+	if err != nil {
+		jm.log.Error("checkpoint coordinator", "job", j.d.GetSummary().GetJobId(), "err", err)
+		return
+	}
+	c.coord = coord
+	c.sourceEnded = false
+}
+
+// stopCoordinatorLocked ends the attempt's checkpointing; pending
+// checkpoints are marked failed with reason.
+func (jm *JobManager) stopCoordinatorLocked(j *job, reason string) {
+	c := j.ck
+	if c == nil || c.coord == nil {
+		return
+	}
+	for _, id := range c.coord.Pending() {
+		if info := c.byID[id]; info != nil && info.Status == clusterv1.CheckpointStatus_CHECKPOINT_STATUS_IN_PROGRESS {
+			info.Status = clusterv1.CheckpointStatus_CHECKPOINT_STATUS_FAILED
+			info.Failure = reason
+			jm.abortFilesLocked(j, id, nil)
+		}
+	}
+	c.retained = c.coord.Retained()
+	c.coord = nil
+}
+
+// tickCheckpoints steps every running coordinator with the time.
+func (jm *JobManager) tickCheckpoints(now time.Time) {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	if jm.closed {
+		return
+	}
+	for _, id := range jm.order {
+		j := jm.jobs[id]
+		c := j.ck
+		if c == nil || c.coord == nil || c.sourceEnded || j.d.GetSummary().GetStatus() != clusterv1.JobStatus_JOB_STATUS_RUNNING {
+			continue
+		}
+		jm.stepLocked(j, checkpoint.Event{Type: checkpoint.EventTick, Time: now})
+	}
+}
+
+// stepLocked feeds one event to the job's coordinator and executes the
+// resulting actions.
+func (jm *JobManager) stepLocked(j *job, ev checkpoint.Event) {
+	c := j.ck
+	if c == nil || c.coord == nil {
+		return
+	}
+	actions, err := c.coord.Step(ev)
+	if err != nil {
+		jm.log.Debug("checkpoint event rejected", "job", j.d.GetSummary().GetJobId(), "event", ev.Type, "id", ev.ID, "err", err)
+		return
+	}
+	// Step's slice is reused by the next Step, and executing an action may
+	// step again: copy first.
+	for _, a := range append([]checkpoint.Action(nil), actions...) {
+		jm.execLocked(j, a)
+	}
+}
+
+func (jm *JobManager) execLocked(j *job, a checkpoint.Action) {
+	c := j.ck
+	sum := j.d.GetSummary()
+	switch a.Type {
+	case checkpoint.ActionTrigger:
+		c.lastID = max(c.lastID, a.ID)
+		info := &clusterv1.CheckpointInfo{
+			Id: int64(a.ID), Status: clusterv1.CheckpointStatus_CHECKPOINT_STATUS_IN_PROGRESS,
+			TriggerTimeMs: a.Time.UnixMilli(), Savepoint: a.Savepoint, Attempt: sum.GetAttempt(),
+			Path: c.store.Storage().URLOf(c.store.Dir(int64(a.ID))),
+		}
+		c.history = append(c.history, info)
+		c.byID[a.ID] = info
+		if len(c.history) > maxHistory {
+			delete(c.byID, uint64(c.history[0].GetId()))
+			c.history = c.history[1:]
+		}
+		jm.triggerSourcesLocked(j, a)
+	case checkpoint.ActionFinalize:
+		md, err := jm.metadataLocked(j, a)
+		if err != nil {
+			jm.log.Warn("checkpoint metadata", "job", sum.GetJobId(), "id", a.ID, "err", err)
+			jm.stepLocked(j, checkpoint.Event{Type: checkpoint.EventFinalized, ID: a.ID, Err: err})
+			return
+		}
+		store, jobID, id := c.store, sum.GetJobId(), a.ID
+		jm.wg.Add(1)
+		go func() {
+			defer jm.wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			err := store.Complete(ctx, md)
+			cancel()
+			jm.mu.Lock()
+			defer jm.mu.Unlock()
+			if j := jm.jobs[jobID]; j != nil && j.ck == c {
+				if err == nil {
+					c.restore = &restorePoint{id: int64(id), storageBase: store.Storage().URL(), location: store.Dir(int64(id)), dirURL: store.Storage().URLOf(store.Dir(int64(id))), md: md}
+				}
+				jm.stepLocked(j, checkpoint.Event{Type: checkpoint.EventFinalized, ID: id, Err: err})
+			}
+		}()
+	case checkpoint.ActionComplete:
+		if info := c.byID[a.ID]; info != nil {
+			info.Status = clusterv1.CheckpointStatus_CHECKPOINT_STATUS_COMPLETED
+			info.DurationMs = a.Time.Sub(a.TriggerTime).Milliseconds()
+		}
+		c.retained = c.coord.Retained()
+		jm.log.Info("checkpoint completed", "job", sum.GetJobId(), "id", a.ID, "duration", a.Time.Sub(a.TriggerTime))
+		jm.notifyTaskManagersLocked(j, int64(a.ID), true)
+	case checkpoint.ActionAbort:
+		if info := c.byID[a.ID]; info != nil {
+			info.Status = clusterv1.CheckpointStatus_CHECKPOINT_STATUS_FAILED
+			info.Failure = a.Reason.String()
+			info.DurationMs = time.Since(time.UnixMilli(info.GetTriggerTimeMs())).Milliseconds()
+		}
+		jm.log.Info("checkpoint aborted", "job", sum.GetJobId(), "id", a.ID, "reason", a.Reason, "consecutive_failures", a.Failures)
+		jm.notifyTaskManagersLocked(j, int64(a.ID), false)
+		jm.abortFilesLocked(j, a.ID, a.Acks)
+	case checkpoint.ActionDiscard:
+		if info := c.byID[a.ID]; info != nil {
+			info.Status = clusterv1.CheckpointStatus_CHECKPOINT_STATUS_DISCARDED
+		}
+		store, id := c.store, int64(a.ID)
+		jm.wg.Add(1)
+		go func() {
+			defer jm.wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := store.Discard(ctx, id); err != nil {
+				jm.log.Warn("discard checkpoint", "id", id, "err", err)
+			}
+		}()
+	case checkpoint.ActionDiscardLate:
+		jm.abortFilesLocked(j, a.ID, []checkpoint.Ack{{Task: a.Task, Handle: a.Handle}})
+	case checkpoint.ActionFailJob:
+		reason := fmt.Sprintf("%d consecutive checkpoints failed (tolerableFailures is %d)", a.Failures, c.cfg.TolerableFailures)
+		jm.taskFailedLocked(j, reason)
+		jm.maybeCompleteLocked(j)
+	}
+}
+
+// triggerSourcesLocked asks every source subtask to start the checkpoint.
+func (jm *JobManager) triggerSourcesLocked(j *job, a checkpoint.Action) {
+	c := j.ck
+	sum := j.d.GetSummary()
+	opts := &clusterv1.CheckpointOptions{
+		Savepoint: a.Savepoint, Location: c.store.Dir(int64(a.ID)), StorageBase: c.store.Storage().URL(),
+		Unaligned: c.cfg.Unaligned, AlignedTimeoutMs: c.cfg.AlignedTimeout.Milliseconds(), Incremental: c.cfg.Incremental,
+	}
+	for src := range c.sources {
+		s := subtaskOf(j, src.Vertex, int32(src.Subtask))
+		tm := jm.tms[s.GetTaskManagerId()]
+		if tm == nil || tm.client == nil || s.GetState() != clusterv1.TaskState_TASK_STATE_RUNNING {
+			jm.stepLocked(j, checkpoint.Event{Type: checkpoint.EventDecline, ID: a.ID, Task: src, Reason: checkpoint.ReasonTaskNotReady})
+			continue
+		}
+		req := &clusterv1.TriggerCheckpointRequest{
+			Task:         &clusterv1.TaskID{JobId: sum.GetJobId(), Attempt: sum.GetAttempt(), Task: src.Vertex, Subtask: int32(src.Subtask)},
+			CheckpointId: int64(a.ID), TimestampMs: a.Time.UnixMilli(), Options: opts,
+		}
+		client, jobID, src := tm.client, sum.GetJobId(), src
+		jm.wg.Add(1)
+		go func() {
+			defer jm.wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), jm.opts.RPCTimeout)
+			_, err := client.TriggerCheckpoint(ctx, req)
+			cancel()
+			if err == nil {
+				return
+			}
+			jm.mu.Lock()
+			defer jm.mu.Unlock()
+			if j := jm.jobs[jobID]; j != nil && j.ck == c && j.d.GetSummary().GetAttempt() == req.GetTask().GetAttempt() {
+				reason := checkpoint.ReasonDeclined
+				if status.Code(err) == codes.NotFound {
+					reason = checkpoint.ReasonTaskNotReady
+				}
+				jm.stepLocked(j, checkpoint.Event{Type: checkpoint.EventDecline, ID: a.ID, Task: src, Reason: reason})
+			}
+		}()
+	}
+}
+
+// notifyTaskManagersLocked tells every TaskManager running the job's
+// current attempt that a checkpoint completed or was aborted.
+func (jm *JobManager) notifyTaskManagersLocked(j *job, id int64, completed bool) {
+	sum := j.d.GetSummary()
+	req := &clusterv1.NotifyCheckpointRequest{JobId: sum.GetJobId(), Attempt: sum.GetAttempt(), CheckpointId: id, Completed: completed}
+	seen := map[string]bool{}
+	for _, t := range j.d.GetTasks() {
+		for _, s := range t.GetSubtasks() {
+			tmID := s.GetTaskManagerId()
+			tm := jm.tms[tmID]
+			if seen[tmID] || tm == nil || tm.client == nil {
+				continue
+			}
+			seen[tmID] = true
+			client := tm.client
+			jm.wg.Add(1)
+			go func() {
+				defer jm.wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), jm.opts.RPCTimeout)
+				defer cancel()
+				if _, err := client.NotifyCheckpoint(ctx, req); err != nil {
+					jm.log.Debug("notify checkpoint", "taskmanager", tmID, "id", id, "err", err)
+				}
+			}()
+		}
+	}
+}
+
+// abortFilesLocked deletes what an unfinished checkpoint wrote.
+func (jm *JobManager) abortFilesLocked(j *job, id uint64, acks []checkpoint.Ack) {
+	c := j.ck
+	var states []*checkpointv1.SubtaskState
+	for _, a := range acks {
+		req := &clusterv1.AcknowledgeCheckpointRequest{}
+		if proto.Unmarshal(a.Handle, req) == nil {
+			for _, st := range req.GetOperators() {
+				states = append(states, st)
+			}
+		}
+	}
+	store := c.store
+	jm.wg.Add(1)
+	go func() {
+		defer jm.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := store.Abort(ctx, int64(id), states...); err != nil {
+			jm.log.Debug("delete aborted checkpoint", "id", id, "err", err)
+		}
+	}()
+}
+
+// metadataLocked assembles a checkpoint's metadata from its acks: per
+// operator uid, the state of every subtask.
+func (jm *JobManager) metadataLocked(j *job, a checkpoint.Action) (*checkpointv1.CheckpointMetadata, error) {
+	sum := j.d.GetSummary()
+	g := j.d.GetGraph()
+	maxP := int32(g.GetMaxParallelism())
+	if maxP == 0 {
+		maxP = keygroup.DefaultMaxParallelism
+	}
+	md := &checkpointv1.CheckpointMetadata{
+		FormatVersion: storage.FormatVersion, JobId: sum.GetJobId(), JobName: g.GetName(),
+		CheckpointId: int64(a.ID), TriggerTimeMs: a.TriggerTime.UnixMilli(), CompletionTimeMs: time.Now().UnixMilli(),
+		Savepoint: a.Savepoint, Graph: g, Stats: &checkpointv1.CheckpointStats{},
+	}
+	byUID := map[string]*checkpointv1.OperatorState{}
+	for _, v := range g.GetVertices() {
+		uid := v.GetUid()
+		if uid == "" {
+			uid = v.GetId()
+		}
+		op := &checkpointv1.OperatorState{Uid: uid, OperatorId: v.GetId(), Type: v.GetType(),
+			Parallelism: int32(runtime.VertexParallelism(g, v)), MaxParallelism: maxP}
+		byUID[uid] = op
+		md.Operators = append(md.Operators, op)
+	}
+	info := j.ck.byID[a.ID]
+	for _, ack := range a.Acks {
+		if ack.Finished || len(ack.Handle) == 0 {
+			continue
+		}
+		req := &clusterv1.AcknowledgeCheckpointRequest{}
+		if err := proto.Unmarshal(ack.Handle, req); err != nil {
+			return nil, fmt.Errorf("acknowledgement of %s: %w", ack.Task, err)
+		}
+		for uid, st := range req.GetOperators() {
+			op := byUID[uid]
+			if op == nil {
+				return nil, fmt.Errorf("acknowledgement of %s carries state of unknown operator uid %q", ack.Task, uid)
+			}
+			op.Subtasks = append(op.Subtasks, st)
+			md.Stats.StateSize += st.GetStateSize()
+			md.Stats.UploadedSize += st.GetUploadedSize()
+		}
+		if t := req.GetTiming(); t != nil {
+			md.Stats.MaxAlignmentMs = max(md.Stats.MaxAlignmentMs, t.GetAlignmentMs())
+			md.Stats.MaxSyncMs = max(md.Stats.MaxSyncMs, t.GetSyncMs())
+			md.Stats.MaxAsyncMs = max(md.Stats.MaxAsyncMs, t.GetAsyncMs())
+		}
+	}
+	for _, op := range md.Operators {
+		sort.Slice(op.Subtasks, func(x, y int) bool { return op.Subtasks[x].GetSubtask() < op.Subtasks[y].GetSubtask() })
+	}
+	md.Stats.DurationMs = time.Since(a.TriggerTime).Milliseconds()
+	if info != nil {
+		info.StateSize, info.UploadedSize, info.MaxAlignmentMs = md.Stats.StateSize, md.Stats.UploadedSize, md.Stats.MaxAlignmentMs
+	}
+	return md, nil
+}
+
+// ---------------------------------------------------------------- RPCs
+
+func (jm *JobManager) AcknowledgeCheckpoint(ctx context.Context, req *clusterv1.AcknowledgeCheckpointRequest) (*clusterv1.AcknowledgeCheckpointResponse, error) {
+	handle, err := proto.Marshal(req)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "acknowledgement: %v", err)
+	}
+	t := req.GetTask()
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	j := jm.jobs[t.GetJobId()]
+	if j == nil || j.ck == nil || j.d.GetSummary().GetAttempt() != t.GetAttempt() {
+		return &clusterv1.AcknowledgeCheckpointResponse{}, nil
+	}
+	id := uint64(req.GetCheckpointId())
+	if info := j.ck.byID[id]; info != nil && req.GetTiming() != nil {
+		tm := proto.Clone(req.GetTiming()).(*clusterv1.TaskCheckpointTiming)
+		tm.Task, tm.Subtask, tm.AckTimeMs = t.GetTask(), t.GetSubtask(), time.Now().UnixMilli()
+		info.Tasks = append(info.Tasks, tm)
+	}
+	timing := req.GetTiming()
+	jm.stepLocked(j, checkpoint.Event{
+		Type: checkpoint.EventAck, Time: time.Now(), ID: id,
+		Task: checkpoint.TaskID{Vertex: t.GetTask(), Subtask: int(t.GetSubtask())}, Handle: handle,
+		Stats: checkpoint.AckStats{
+			SyncDuration: time.Duration(timing.GetSyncMs()) * time.Millisecond, AsyncDuration: time.Duration(timing.GetAsyncMs()) * time.Millisecond,
+			AlignmentDuration: time.Duration(timing.GetAlignmentMs()) * time.Millisecond, StateSize: timing.GetStateSize(),
+		},
+	})
+	return &clusterv1.AcknowledgeCheckpointResponse{}, nil
+}
+
+func (jm *JobManager) DeclineCheckpoint(ctx context.Context, req *clusterv1.DeclineCheckpointRequest) (*clusterv1.DeclineCheckpointResponse, error) {
+	t := req.GetTask()
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	j := jm.jobs[t.GetJobId()]
+	if j == nil || j.ck == nil || j.d.GetSummary().GetAttempt() != t.GetAttempt() {
+		return &clusterv1.DeclineCheckpointResponse{}, nil
+	}
+	reason := checkpoint.ReasonDeclined
+	if name, _, _ := strings.Cut(req.GetReason(), ":"); name != "" {
+		if r, err := checkpoint.ParseReason(name); err == nil {
+			reason = r
+		}
+	}
+	id := uint64(req.GetCheckpointId())
+	if info := j.ck.byID[id]; info != nil && info.Failure == "" {
+		info.Failure = fmt.Sprintf("declined by %s/%d: %s", t.GetTask(), t.GetSubtask(), req.GetReason())
+	}
+	jm.stepLocked(j, checkpoint.Event{Type: checkpoint.EventDecline, Time: time.Now(), ID: id,
+		Task: checkpoint.TaskID{Vertex: t.GetTask(), Subtask: int(t.GetSubtask())}, Reason: reason})
+	return &clusterv1.DeclineCheckpointResponse{}, nil
+}
+
+func (jm *JobManager) ListCheckpoints(ctx context.Context, req *clusterv1.ListCheckpointsRequest) (*clusterv1.ListCheckpointsResponse, error) {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	j, err := jm.lookup(req.GetJobId())
+	if err != nil {
+		return nil, err
+	}
+	resp := &clusterv1.ListCheckpointsResponse{}
+	if j.ck == nil {
+		return resp, nil
+	}
+	for i := len(j.ck.history) - 1; i >= 0; i-- {
+		resp.Checkpoints = append(resp.Checkpoints, proto.Clone(j.ck.history[i]).(*clusterv1.CheckpointInfo))
+	}
+	if r := j.ck.restore; r != nil {
+		resp.LatestCompletedPath = r.dirURL
+	}
+	return resp, nil
+}
+
+// ------------------------------------------------------------- restore
+
+// restoreFor builds the restore section of one subtask's deployment: for
+// every operator of its chain, the old subtask states it needs. With
+// unchanged parallelism that is the state of the same subtask index; after
+// rescaling it is every old subtask's state (the runtime keeps the key
+// groups of its own range and its share of operator state).
+func restoreFor(r *restorePoint, dep *clusterv1.TaskDeployment) *clusterv1.TaskRestore {
+	if r == nil {
+		return nil
+	}
+	out := &clusterv1.TaskRestore{CheckpointId: r.id, Location: r.location, StorageBase: r.storageBase, Operators: map[string]*clusterv1.RestoreOperator{}}
+	byUID := map[string]*checkpointv1.OperatorState{}
+	for _, op := range r.md.GetOperators() {
+		byUID[op.GetUid()] = op
+	}
+	vertices := map[string]string{} // id -> uid
+	for _, v := range dep.GetGraph().GetVertices() {
+		uid := v.GetUid()
+		if uid == "" {
+			uid = v.GetId()
+		}
+		vertices[v.GetId()] = uid
+	}
+	sub := dep.GetId().GetSubtask()
+	for _, opID := range dep.GetOperators() {
+		uid := vertices[opID]
+		old := byUID[uid]
+		if old == nil || len(old.GetSubtasks()) == 0 {
+			continue
+		}
+		ro := &clusterv1.RestoreOperator{}
+		if old.GetParallelism() == dep.GetParallelism() {
+			for _, st := range old.GetSubtasks() {
+				if st.GetSubtask() == sub {
+					ro.States = append(ro.States, st)
+				}
+			}
+		} else {
+			ro.States = append(ro.States, old.GetSubtasks()...)
+		}
+		out.Operators[uid] = ro
+	}
+	return out
+}
+
+// openRestore reads the checkpoint or savepoint a job is submitted with and
+// checks that the job claims all of its state (I/O: call without jm.mu).
+func openRestore(ctx context.Context, rawURL string, g *jobgraphv1.JobGraph, allowNonRestored bool) (*restorePoint, error) {
+	sn, err := storage.OpenSnapshot(ctx, rawURL)
+	if err != nil {
+		return nil, err
+	}
+	defer sn.Close()
+	uids := map[string]bool{}
+	for _, v := range g.GetVertices() {
+		uid := v.GetUid()
+		if uid == "" {
+			uid = v.GetId()
+		}
+		uids[uid] = true
+	}
+	var unclaimed []string
+	for _, op := range sn.Metadata.GetOperators() {
+		if !uids[op.GetUid()] && len(op.GetSubtasks()) > 0 && hasState(op) {
+			unclaimed = append(unclaimed, op.GetUid())
+		}
+	}
+	if len(unclaimed) > 0 && !allowNonRestored {
+		return nil, fmt.Errorf("snapshot %s holds state of operator uid(s) %s that the job does not have: give the operators those uids, or pass --allow-non-restored-state to drop that state",
+			sn.Dir, strings.Join(unclaimed, ", "))
+	}
+	r := &restorePoint{id: sn.Metadata.GetCheckpointId(), storageBase: sn.Files.URL(), dirURL: sn.Dir, md: sn.Metadata}
+	if !sn.Metadata.GetSavepoint() {
+		r.location = storage.CheckpointDir(sn.Metadata.GetJobId(), sn.Metadata.GetCheckpointId())
+	}
+	return r, nil
+}
+
+func hasState(op *checkpointv1.OperatorState) bool {
+	for _, st := range op.GetSubtasks() {
+		if len(st.GetKeyed()) > 0 || len(st.GetOperatorState()) > 0 || len(st.GetSourcePosition()) > 0 || len(st.GetInFlight()) > 0 {
+			return true
+		}
+	}
+	return false
+}
