@@ -120,6 +120,9 @@ type task struct {
 	id     *clusterv1.TaskID
 	cancel context.CancelFunc
 	done   chan struct{}
+	// control is the task's mailbox for checkpoint triggers and
+	// notifications (runtime.TriggerCheckpoint, runtime.NotifyCheckpoint).
+	control chan any
 }
 
 // New builds a TaskManager. Call Register on a gRPC server, SetAddress with
@@ -326,7 +329,7 @@ func (tm *TaskManager) DeployTask(ctx context.Context, req *clusterv1.DeployTask
 		return nil, status.Errorf(codes.AlreadyExists, "deploy: task %s/%d of job %s attempt %d is already running", id.GetTask(), id.GetSubtask(), id.GetJobId(), id.GetAttempt())
 	}
 	tctx, cancel := context.WithCancel(tm.base)
-	t := &task{id: id, cancel: cancel, done: make(chan struct{})}
+	t := &task{id: id, cancel: cancel, done: make(chan struct{}), control: make(chan any, controlBuffer)}
 	tm.tasks[k] = t
 	tm.wg.Add(1)
 	tm.mu.Unlock()
