@@ -3,8 +3,8 @@
 //
 //	import _ "github.com/flowrt/flow/pkg/builtin"
 //
-// Sources: datagen, file. Operators: map, filter, select. Sinks: print,
-// blackhole, file.
+// Sources: datagen, file. Operators: map, filter, select; keyed (stateful):
+// count, reduce, dedupe, window, session. Sinks: print, blackhole, file.
 package builtin
 
 import (
@@ -13,5 +13,9 @@ import (
 	_ "github.com/flowrt/flow/pkg/connectors/file"
 	_ "github.com/flowrt/flow/pkg/connectors/print"
 	_ "github.com/flowrt/flow/pkg/operators/count"
+	_ "github.com/flowrt/flow/pkg/operators/dedupe"
+	_ "github.com/flowrt/flow/pkg/operators/reduce"
+	_ "github.com/flowrt/flow/pkg/operators/session"
 	_ "github.com/flowrt/flow/pkg/operators/transform"
+	_ "github.com/flowrt/flow/pkg/operators/window"
 )
