@@ -268,7 +268,7 @@ func TestSessionOperatorMergesSessions(t *testing.T) {
 		{rec: rec("c", 1), ts: 0}, {rec: rec("c", 2), ts: 1800},
 		{rec: rec("c", 4), ts: 900}, // bridges c's two sessions
 		{rec: rec("b", 7), ts: 3000, wm: 2900},
-		{waitOut: 2}, // a [0,2400) and c [0,2800) fired on the watermark
+		{waitOut: 2},                // a [0,2400) and c [0,2800) fired on the watermark
 		{rec: rec("a", 8), ts: 100}, // late: dropped
 		{rec: rec("a", 5), ts: 5000},
 	}
