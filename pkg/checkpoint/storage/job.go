@@ -154,6 +154,9 @@ func (j *JobStore) Complete(ctx context.Context, md *checkpointv1.CheckpointMeta
 		return fmt.Errorf("complete checkpoint %d: metadata of job %q (savepoint %t) given to the checkpoints of job %q",
 			md.GetCheckpointId(), md.GetJobId(), md.GetSavepoint(), j.jobID)
 	}
+	if slices.Contains(j.reg.Checkpoints(), md.GetCheckpointId()) {
+		return fmt.Errorf("complete checkpoint %d of job %s: it is already complete", md.GetCheckpointId(), j.jobID)
+	}
 	if err := j.s.WriteMetadata(ctx, j.Dir(md.GetCheckpointId()), md); err != nil {
 		return err
 	}

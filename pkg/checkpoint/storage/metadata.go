@@ -155,18 +155,27 @@ func DecodeMetadata(b []byte) (*checkpointv1.CheckpointMetadata, error) {
 // WriteMetadata writes md as dir/_metadata. Call it after every other file
 // of the checkpoint is written: the object appears atomically and its
 // presence is what makes the checkpoint complete.
+//
+// dir is relative to s; "" is s itself (a savepoint's own storage).
 func (s *Storage) WriteMetadata(ctx context.Context, dir string, md *checkpointv1.CheckpointMetadata) error {
 	b, err := EncodeMetadata(md)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", s.URLOf(dir), err)
 	}
-	return s.WriteFile(ctx, path.Join(dir, MetadataFile), b)
+	return s.WriteFile(ctx, metadataPath(dir), b)
 }
 
-// ReadMetadata reads and decodes dir/_metadata. A missing `_metadata`
+func metadataPath(dir string) string {
+	if dir == "" {
+		return MetadataFile
+	}
+	return dir + "/" + MetadataFile
+}
+
+// ReadMetadata reads and decodes dir/_metadata ("" is s itself). A missing `_metadata`
 // gives a *MetadataError wrapping ErrIncomplete.
 func (s *Storage) ReadMetadata(ctx context.Context, dir string) (*checkpointv1.CheckpointMetadata, error) {
-	b, err := s.ReadFile(ctx, path.Join(dir, MetadataFile))
+	b, err := s.ReadFile(ctx, metadataPath(dir))
 	if errors.Is(err, ErrNotFound) {
 		return nil, &MetadataError{Path: s.URLOf(dir), Kind: ErrIncomplete, Reason: "no " + MetadataFile}
 	}
@@ -175,7 +184,7 @@ func (s *Storage) ReadMetadata(ctx context.Context, dir string) (*checkpointv1.C
 	}
 	md, err := DecodeMetadata(b)
 	if err != nil {
-		return nil, withPath(err, s.URLOf(path.Join(dir, MetadataFile)))
+		return nil, withPath(err, s.URLOf(metadataPath(dir)))
 	}
 	return md, nil
 }

@@ -135,7 +135,7 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Storage, error) 
 		}
 		b, err := fileblob.OpenBucket(filepath.FromSlash(dir), &fileblob.Options{
 			Metadata:  fileblob.MetadataDontWrite, // no .attrs sidecars: directories stay plain copies
-			NoTempDir: true,                      // temp files beside the target: no cross-device rename
+			NoTempDir: true,                       // temp files beside the target: no cross-device rename
 		})
 		if err != nil {
 			return nil, fmt.Errorf("open checkpoint storage %q: %w", rawURL, err)
