@@ -137,14 +137,14 @@ operators:
     type: datagen
     config: {count: many}
   - id: out
-    type: cuont
+    type: cuonter
     inputs: [gen]
 `)
 	r = flowctl(t, nil, "validate", path, "--set", "operators.gen.parallelism=0")
 	want := []string{
 		path + `: --set operators.gen.parallelism=0: operator "gen": parallelism 0 is out of range: use at least 1`,
 		path + `:5:21: operator "gen": config field "count": wrong type: want an integer, got string "many"`,
-		path + `:7:11: operator "out": unknown type "cuont" (known types: blackhole, datagen, file, filter, map, print, select)`,
+		path + `:7:11: operator "out": unknown type "cuonter" (known types: ` + strings.Join(api.Default.Names(), ", ") + `)`,
 	}
 	if r.code != ExitUsage || r.stderr != strings.Join(want, "\n")+"\n" || r.stdout != "" {
 		t.Fatalf("validate bad spec: exit %d\nstdout %q\nstderr:\n%s\nwant:\n%s", r.code, r.stdout, r.stderr, strings.Join(want, "\n"))

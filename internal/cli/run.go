@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -57,7 +58,8 @@ prints a summary and exits 0.`,
 
 func runCommand(g *globals) *cobra.Command {
 	var sets []string
-	var detach bool
+	var detach, allowNonRestored bool
+	var fromCheckpoint string
 	cmd := &cobra.Command{
 		Use:   "run JOB.yaml",
 		Short: "Submit a job spec to the cluster and follow it",
@@ -76,7 +78,9 @@ an attached run leaves the job running.`,
 				return err
 			}
 			defer c.Close()
-			id, err := c.submit(cmd.Context(), graph)
+			id, err := c.submit(cmd.Context(), &clusterv1.SubmitJobRequest{
+				Graph: graph, RestorePath: fromCheckpoint, AllowNonRestoredState: allowNonRestored,
+			})
 			if err != nil {
 				return err
 			}
@@ -94,6 +98,8 @@ an attached run leaves the job running.`,
 	}
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a spec value: PATH=VALUE (repeatable)")
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "print the job id and return instead of following the job")
+	cmd.Flags().StringVar(&fromCheckpoint, "from-checkpoint", "", "start from this retained checkpoint or savepoint (directory URL or path, or its _metadata)")
+	cmd.Flags().BoolVar(&allowNonRestored, "allow-non-restored-state", false, "with --from-checkpoint: drop snapshot state that no operator of the job claims instead of failing")
 	return cmd
 }
 
@@ -149,7 +155,7 @@ cancels the job.`,
 				return err
 			}
 			defer c.Close()
-			id, err := c.submit(ctx, graph)
+			id, err := c.submit(ctx, &clusterv1.SubmitJobRequest{Graph: graph})
 			if err != nil {
 				return err
 			}
@@ -175,15 +181,20 @@ cancels the job.`,
 	return cmd
 }
 
-// submit sends the graph and returns the job id.
-func (c *client) submit(ctx context.Context, graph *jobgraphv1.JobGraph) (string, error) {
+// submit sends the request and returns the job id.
+func (c *client) submit(ctx context.Context, req *clusterv1.SubmitJobRequest) (string, error) {
+	if p := req.GetRestorePath(); p != "" && !strings.Contains(p, "://") {
+		if abs, err := filepath.Abs(p); err == nil {
+			req.RestorePath = "file://" + abs
+		}
+	}
 	var resp *clusterv1.SubmitJobResponse
 	err := c.call(ctx, func(ctx context.Context) (err error) {
-		resp, err = c.jm.SubmitJob(ctx, &clusterv1.SubmitJobRequest{Graph: graph})
+		resp, err = c.jm.SubmitJob(ctx, req)
 		return err
 	})
 	if err != nil {
-		return "", c.rpcError(err, fmt.Sprintf("submit job %q", graph.GetName()), "")
+		return "", c.rpcError(err, fmt.Sprintf("submit job %q", req.GetGraph().GetName()), "")
 	}
 	return resp.GetJobId(), nil
 }
