@@ -46,6 +46,29 @@ func BenchmarkPipelineTwoTaskManagers(b *testing.B) {
 	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/record")
 }
 
+// BenchmarkPipelineTwoTaskManagersP2 is the same keyed pipeline at
+// parallelism 2, one source and one sink subtask on each TaskManager (as
+// the scheduler spreads it): the hash exchange sends about half the records
+// to the other TaskManager over gRPC and half to the local sink.
+func BenchmarkPipelineTwoTaskManagersP2(b *testing.B) {
+	c := newCluster(b, 2, exchange.Options{})
+	sink := vertex("sink", "blackhole", kSink, 2, nil)
+	sink.KeyBy = "key"
+	g := &jobgraphv1.JobGraph{Name: "bench-p2", MaxParallelism: 128,
+		Vertices: []*jobgraphv1.Vertex{vertex("gen", "datagen", kSource, 2, map[string]any{"count": b.N, "keys": 1000}), sink},
+		Edges:    []*jobgraphv1.Edge{edge("gen", "sink", pHash)}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := processCPU()
+	start := time.Now()
+	j := startJob(b, c, testRegistry(), g, jobOptions{assign: func(_ string, subtask int) int { return subtask }})
+	if err := firstError(j.wait(b, 10*time.Minute)); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "records/s")
+	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/record")
+}
+
 // processCPU is the user+system CPU time of this process.
 func processCPU() time.Duration {
 	var ru syscall.Rusage
