@@ -20,6 +20,7 @@ import (
 	"github.com/flowrt/flow/internal/jobmanager"
 	"github.com/flowrt/flow/internal/taskmanager"
 	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/jobspec"
 )
 
 // common holds the flags both daemons have.
@@ -85,7 +86,7 @@ func JobManagerCommand(registry *api.Registry) *cobra.Command {
 // TaskManagerCommand is the taskmanager binary.
 func TaskManagerCommand(registry *api.Registry) *cobra.Command {
 	var c common
-	var jmAddr, id, advertise string
+	var jmAddr, id, advertise, stateMemory string
 	var slots int
 	cmd := &cobra.Command{
 		Use:   "taskmanager",
@@ -102,9 +103,13 @@ func TaskManagerCommand(registry *api.Registry) *cobra.Command {
 			if slots < 1 {
 				return fmt.Errorf("--slots %d: offer at least 1 slot", slots)
 			}
+			stateBytes, err := jobspec.ParseSize(stateMemory)
+			if err != nil {
+				return fmt.Errorf("--state-memory: %w", err)
+			}
 			reg := NewRegistry()
 			tm, err := taskmanager.New(taskmanager.Options{
-				ID: id, JobManager: jmAddr, Slots: slots, DataDir: c.dataDir,
+				ID: id, JobManager: jmAddr, Slots: slots, DataDir: c.dataDir, StateMemory: stateBytes,
 				Registry: registry, Logger: log, Metrics: reg,
 			})
 			if err != nil {
@@ -127,6 +132,7 @@ func TaskManagerCommand(registry *api.Registry) *cobra.Command {
 	f.StringVar(&jmAddr, "jobmanager", "localhost:6123", "the JobManager's RPC address")
 	f.IntVar(&slots, "slots", 4, "number of task slots to offer")
 	f.StringVar(&id, "id", "", "TaskManager id (default: tm-<hostname>-<random>)")
+	f.StringVar(&stateMemory, "state-memory", "512MiB", "memory budget of the Pebble state backends (one shared block cache), e.g. 512MiB or 2GiB")
 	f.StringVar(&advertise, "advertise-host", "", "host other processes reach this TaskManager at (default: the --rpc-address host)")
 	return cmd
 }

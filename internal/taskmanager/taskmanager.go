@@ -21,6 +21,7 @@ import (
 	"github.com/flowrt/flow/internal/exchange"
 	"github.com/flowrt/flow/pkg/api"
 	"github.com/flowrt/flow/pkg/runtime"
+	statepebble "github.com/flowrt/flow/pkg/statebackend/pebble"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 )
 
@@ -39,6 +40,10 @@ type Options struct {
 	DataDir string
 	// HTTPAddress is reported to the JobManager for display.
 	HTTPAddress string
+	// StateMemory is the memory budget of the TaskManager's Pebble state
+	// backends: one block cache shared by all of them is sized from it.
+	// Default 512 MiB.
+	StateMemory int64
 	// ShutdownTimeout bounds how long Run waits for canceled tasks at exit.
 	// Default 10s.
 	ShutdownTimeout time.Duration
@@ -60,6 +65,9 @@ func (o *Options) ensureDefaults() {
 	}
 	if o.Slots <= 0 {
 		o.Slots = 4
+	}
+	if o.StateMemory <= 0 {
+		o.StateMemory = 512 << 20
 	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 10 * time.Second
@@ -92,6 +100,9 @@ type TaskManager struct {
 	// base is canceled when the TaskManager shuts down; tasks derive from it.
 	base       context.Context
 	cancelBase context.CancelFunc
+
+	// stateCache is the block cache shared by every Pebble state backend.
+	stateCache *statepebble.Cache
 
 	mu       sync.Mutex
 	address  string
@@ -155,7 +166,9 @@ func New(opts Options) (*TaskManager, error) {
 		return nil, fmt.Errorf("taskmanager: bad JobManager address %q: %w", opts.JobManager, err)
 	}
 	base, cancel := context.WithCancel(context.Background())
+	cacheBytes, _ := statepebble.SplitBudget(opts.StateMemory, opts.Slots)
 	tm := &TaskManager{
+		stateCache: statepebble.NewCache(cacheBytes),
 		opts: opts, log: opts.Logger.With("taskmanager", opts.ID), exchange: xm,
 		conn: conn, rm: clusterv1.NewResourceManagerServiceClient(conn),
 		base: base, cancelBase: cancel,
@@ -338,7 +351,8 @@ func (tm *TaskManager) DeployTask(ctx context.Context, req *clusterv1.DeployTask
 	env := runtime.TaskEnv{
 		Registry: tm.opts.Registry, Exchange: tm.exchange, DataDir: dir,
 		Logger:  tm.log.With("job", id.GetJobId(), "task", id.GetTask(), "subtask", id.GetSubtask()),
-		Metrics: tm.opts.Metrics,
+		Metrics: tm.opts.Metrics, StateCache: tm.stateCache,
+		Control: t.control, Checkpoints: &responder{tm: tm, id: id},
 	}
 	go tm.runTask(tctx, t, d, env, dir)
 	return &clusterv1.DeployTaskResponse{}, nil
@@ -460,6 +474,10 @@ func (tm *TaskManager) shutdown() {
 
 func (tm *TaskManager) closeConns() {
 	tm.cancelBase()
+	if tm.stateCache != nil {
+		tm.stateCache.Unref()
+		tm.stateCache = nil
+	}
 	tm.exchange.Close()
 	tm.conn.Close()
 }

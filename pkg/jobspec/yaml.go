@@ -253,6 +253,20 @@ var sizeUnits = map[string]int64{
 	"k": 1 << 10, "m": 1 << 20, "g": 1 << 30,
 }
 
+// ParseSize reads a byte size: an integer of bytes or a number with a unit
+// such as 64MiB, 512KiB, 1GB (B, KB, MB, GB, KiB, MiB, GiB, K, M, G).
+func ParseSize(s string) (int64, error) {
+	m := sizeRE.FindStringSubmatch(s)
+	if m != nil {
+		mult, ok := sizeUnits[strings.ToLower(m[2])]
+		v, err := strconv.ParseInt(m[1], 10, 64)
+		if ok && err == nil && v <= math.MaxInt64/mult {
+			return v * mult, nil
+		}
+	}
+	return 0, fmt.Errorf("%q is not a size: write bytes or a size such as 64MiB, 512KiB or 1GB", s)
+}
+
 // size reads a byte size: an integer of bytes or a string such as "64MiB".
 func (p *parser) size(e entry, what string) (int64, bool) {
 	n := e.val
@@ -261,13 +275,8 @@ func (p *parser) size(e entry, what string) (int64, bool) {
 		case "!!int":
 			return p.intIn(e, what, 0, math.MaxInt64)
 		case "!!str":
-			m := sizeRE.FindStringSubmatch(n.Value)
-			if m != nil {
-				mult, ok := sizeUnits[strings.ToLower(m[2])]
-				v, err := strconv.ParseInt(m[1], 10, 64)
-				if ok && err == nil && v <= math.MaxInt64/mult {
-					return v * mult, true
-				}
+			if v, err := ParseSize(n.Value); err == nil {
+				return v, true
 			}
 			p.errAt(n, "%s: %q is not a size: write bytes or a size such as 64MiB, 512KiB or 1GB", what, n.Value)
 			return 0, false

@@ -49,6 +49,12 @@ type TaskEnv struct {
 	// Unrefs it when it stops). Nil: each backend makes its own cache of the
 	// job's stateBackend.blockCacheSize (default 64 MiB).
 	StateCache *pebble.Cache
+	// Control delivers TriggerCheckpoint and NotifyCheckpoint messages from
+	// the TaskManager; nil means the subtask gets none.
+	Control <-chan any
+	// Checkpoints reports the subtask's checkpoint acknowledgements and
+	// declines to the JobManager; nil means checkpoints are unsupported.
+	Checkpoints CheckpointResponder
 }
 
 // gateState is one input gate and where its channels start in the task's
