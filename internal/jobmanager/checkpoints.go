@@ -231,7 +231,11 @@ func (jm *JobManager) execLocked(j *job, a checkpoint.Action) {
 	case checkpoint.ActionAbort:
 		if info := c.byID[a.ID]; info != nil {
 			info.Status = clusterv1.CheckpointStatus_CHECKPOINT_STATUS_FAILED
-			info.Failure = a.Reason.String()
+			if info.Failure == "" {
+				info.Failure = a.Reason.String()
+			} else {
+				info.Failure = a.Reason.String() + ": " + info.Failure
+			}
 			info.DurationMs = time.Since(time.UnixMilli(info.GetTriggerTimeMs())).Milliseconds()
 		}
 		jm.log.Info("checkpoint aborted", "job", sum.GetJobId(), "id", a.ID, "reason", a.Reason, "consecutive_failures", a.Failures)
@@ -539,7 +543,7 @@ func restoreFor(r *restorePoint, dep *clusterv1.TaskDeployment) *clusterv1.TaskR
 func openRestore(ctx context.Context, rawURL string, g *jobgraphv1.JobGraph, allowNonRestored bool) (*restorePoint, error) {
 	sn, err := storage.OpenSnapshot(ctx, rawURL)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("restore from %s: %w", rawURL, err)
 	}
 	defer sn.Close()
 	uids := map[string]bool{}

@@ -1,0 +1,202 @@
+package jobmanager_test
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flowrt/flow/internal/jobmanager"
+	"github.com/flowrt/flow/pkg/checkpoint/storage"
+	"github.com/flowrt/flow/pkg/runtime"
+	checkpointv1 "github.com/flowrt/flow/proto/flow/checkpoint/v1"
+	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
+	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
+)
+
+// chainGraph is one task vertex: a source chained to a sink.
+func chainGraph(name string, p int32, checkpoints string) *jobgraphv1.JobGraph {
+	g := &jobgraphv1.JobGraph{
+		Name: name, Parallelism: p, MaxParallelism: 128,
+		Vertices: []*jobgraphv1.Vertex{
+			{Id: "src", Uid: "src-v1", Type: "datagen", Kind: jobgraphv1.VertexKind_VERTEX_KIND_SOURCE},
+			{Id: "sink", Type: "blackhole", Kind: jobgraphv1.VertexKind_VERTEX_KIND_SINK},
+		},
+		Edges:       []*jobgraphv1.Edge{{Source: "src", Target: "sink", Partitioning: jobgraphv1.Partitioning_PARTITIONING_FORWARD}},
+		Checkpoints: []byte(checkpoints),
+	}
+	return g
+}
+
+// ackingSource is a task body that acknowledges every checkpoint it is
+// asked to take with its "position" (how many triggers it saw, after what
+// it restored), and records what it was restored from.
+type ackingSource struct {
+	mu       sync.Mutex
+	restored map[int32]*clusterv1.TaskRestore // by attempt
+	failAt   int64                            // fail attempt 1 after acking this checkpoint id
+	notified map[int64]bool
+}
+
+func (a *ackingSource) run(ctx context.Context, d *clusterv1.TaskDeployment, env runtime.TaskEnv) error {
+	a.mu.Lock()
+	if d.GetRestore() != nil {
+		a.restored[d.GetId().GetAttempt()] = d.GetRestore()
+	}
+	a.mu.Unlock()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case m := <-env.Control:
+			switch m := m.(type) {
+			case runtime.TriggerCheckpoint:
+				st := &checkpointv1.SubtaskState{Subtask: d.GetId().GetSubtask(), SourcePosition: []byte(fmt.Sprint(m.ID)), StateSize: 10, UploadedSize: 10}
+				err := env.Checkpoints.Acknowledge(ctx, m.ID, map[string]*checkpointv1.SubtaskState{"src-v1": st},
+					&clusterv1.TaskCheckpointTiming{SyncMs: 1, AsyncMs: 2, StateSize: 10})
+				if err != nil {
+					return err
+				}
+				if a.failAt > 0 && m.ID >= a.failAt && d.GetId().GetAttempt() == 1 {
+					time.Sleep(100 * time.Millisecond) // let the checkpoint complete
+					return fmt.Errorf("injected failure after checkpoint %d", m.ID)
+				}
+			case runtime.NotifyCheckpoint:
+				a.mu.Lock()
+				a.notified[m.ID] = m.Completed
+				a.mu.Unlock()
+			}
+		}
+	}
+}
+
+func TestCheckpointsCompleteAndRestoreAfterFailure(t *testing.T) {
+	dir := t.TempDir()
+	c := newCluster(t, jobmanager.Options{CheckpointStorage: "file://" + dir})
+	src := &ackingSource{restored: map[int32]*clusterv1.TaskRestore{}, failAt: 3, notified: map[int64]bool{}}
+	c.addTaskManager("tm-a", 2, src.run)
+	c.addTaskManager("tm-b", 2, src.run)
+	g := withRestart(chainGraph("ck", 2, `{"interval":50000000,"retain":2}`), `{"strategy":"fixed_delay","attempts":3,"delay":50000000}`)
+	id := c.submit(g)
+
+	// Attempt 1 fails after checkpoint 3; attempt 2 must restore from the
+	// latest completed one.
+	deadline := time.Now().Add(15 * time.Second)
+	var restore *clusterv1.TaskRestore
+	for restore == nil && time.Now().Before(deadline) {
+		src.mu.Lock()
+		restore = src.restored[2]
+		src.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+	}
+	if restore == nil {
+		t.Fatal("attempt 2 was not deployed with a restore section")
+	}
+	if restore.GetCheckpointId() < 3 {
+		t.Fatalf("restored from checkpoint %d, want >= 3", restore.GetCheckpointId())
+	}
+	states := restore.GetOperators()["src-v1"].GetStates()
+	if len(states) != 1 || string(states[0].GetSourcePosition()) == "" {
+		t.Fatalf("restore of src-v1: %v", states)
+	}
+	// The checkpoint directory is complete on disk with its _metadata.
+	md, err := storage.ReadMetadata(context.Background(), "file://"+dir+"/"+id+fmt.Sprintf("/chk-%d", restore.GetCheckpointId()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md.GetJobId() != id || len(md.GetOperators()) != 2 || md.GetOperators()[0].GetUid() != "src-v1" || len(md.GetOperators()[0].GetSubtasks()) != 2 {
+		t.Fatalf("metadata: %v", md)
+	}
+
+	// History via the API: completed checkpoints with sizes and timings.
+	resp, err := c.client.ListCheckpoints(context.Background(), &clusterv1.ListCheckpointsRequest{JobId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	completed := 0
+	for _, cp := range resp.GetCheckpoints() {
+		if cp.GetStatus() == clusterv1.CheckpointStatus_CHECKPOINT_STATUS_COMPLETED {
+			completed++
+			if cp.GetStateSize() != 20 || len(cp.GetTasks()) != 2 {
+				t.Fatalf("checkpoint %d: size %d, %d task timings", cp.GetId(), cp.GetStateSize(), len(cp.GetTasks()))
+			}
+		}
+	}
+	if completed == 0 || !strings.HasPrefix(resp.GetLatestCompletedPath(), "file://") {
+		t.Fatalf("history %v", resp)
+	}
+	src.mu.Lock()
+	notified := len(src.notified)
+	src.mu.Unlock()
+	if notified == 0 {
+		t.Fatal("no checkpoint completion was notified to the tasks")
+	}
+	// Retention keeps 2 completed checkpoints on disk.
+	waitFor(t, func() bool {
+		all, err := storage.ListCompleted(context.Background(), openStorage(t, "file://"+dir), id)
+		return err == nil && len(all) <= 2 && len(all) > 0
+	})
+	if _, err := c.client.CancelJob(context.Background(), &clusterv1.CancelJobRequest{JobId: id}); err != nil {
+		t.Fatal(err)
+	}
+	c.await(id)
+}
+
+func TestCheckpointFailuresFailTheJob(t *testing.T) {
+	c := newCluster(t, jobmanager.Options{CheckpointStorage: "file://" + t.TempDir()})
+	// Sources that decline every checkpoint.
+	c.addTaskManager("tm-a", 2, func(ctx context.Context, d *clusterv1.TaskDeployment, env runtime.TaskEnv) error {
+		for {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case m := <-env.Control:
+				if tr, ok := m.(runtime.TriggerCheckpoint); ok {
+					_ = env.Checkpoints.Decline(ctx, tr.ID, "disk full")
+				}
+			}
+		}
+	})
+	id := c.submit(chainGraph("declines", 1, `{"interval":20000000,"tolerableFailures":2}`))
+	last, _ := c.await(id)
+	f := last.GetSummary().GetFailure()
+	if last.GetSummary().GetStatus() != clusterv1.JobStatus_JOB_STATUS_FAILED || !strings.Contains(f, "3 consecutive checkpoints failed (tolerableFailures is 2)") {
+		t.Fatalf("status %v failure %q", last.GetSummary().GetStatus(), f)
+	}
+	resp, _ := c.client.ListCheckpoints(context.Background(), &clusterv1.ListCheckpointsRequest{JobId: id})
+	if len(resp.GetCheckpoints()) < 3 || !strings.Contains(resp.GetCheckpoints()[0].GetFailure(), "disk full") {
+		t.Fatalf("history should show the declines with their reason: %v", resp.GetCheckpoints())
+	}
+}
+
+func TestSubmitFromMissingCheckpoint(t *testing.T) {
+	c := newCluster(t, jobmanager.Options{})
+	u := url.URL{Scheme: "file", Path: t.TempDir() + "/nope/chk-1"}
+	_, err := c.client.SubmitJob(context.Background(), &clusterv1.SubmitJobRequest{Graph: chainGraph("x", 1, ""), RestorePath: u.String()})
+	if err == nil || !strings.Contains(err.Error(), "chk-1") {
+		t.Fatalf("submit from a missing checkpoint: %v", err)
+	}
+}
+
+func openStorage(t *testing.T, u string) *storage.Storage {
+	s, err := storage.Open(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
