@@ -266,6 +266,165 @@ func (TaskManagerState) EnumDescriptor() ([]byte, []int) {
 	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{3}
 }
 
+type TriggerSavepointRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// Directory URL (file://, s3://, ...) the savepoint directory is created
+	// in; empty uses the JobManager's --savepoint-dir.
+	TargetDir string `protobuf:"bytes,2,opt,name=target_dir,json=targetDir,proto3" json:"target_dir,omitempty"`
+	// Stop the job once the savepoint is complete.
+	Stop bool `protobuf:"varint,3,opt,name=stop,proto3" json:"stop,omitempty"`
+	// With stop: sources end and event time advances to the end (all
+	// event-time timers and windows fire) before the savepoint.
+	Drain         bool `protobuf:"varint,4,opt,name=drain,proto3" json:"drain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TriggerSavepointRequest) Reset() {
+	*x = TriggerSavepointRequest{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TriggerSavepointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TriggerSavepointRequest) ProtoMessage() {}
+
+func (x *TriggerSavepointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TriggerSavepointRequest.ProtoReflect.Descriptor instead.
+func (*TriggerSavepointRequest) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *TriggerSavepointRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *TriggerSavepointRequest) GetTargetDir() string {
+	if x != nil {
+		return x.TargetDir
+	}
+	return ""
+}
+
+func (x *TriggerSavepointRequest) GetStop() bool {
+	if x != nil {
+		return x.Stop
+	}
+	return false
+}
+
+func (x *TriggerSavepointRequest) GetDrain() bool {
+	if x != nil {
+		return x.Drain
+	}
+	return false
+}
+
+type SavepointProgress struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	CheckpointId int64                  `protobuf:"varint,1,opt,name=checkpoint_id,json=checkpointId,proto3" json:"checkpoint_id,omitempty"`
+	Message      string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// Subtasks that acknowledged, out of total.
+	Acknowledged int32 `protobuf:"varint,3,opt,name=acknowledged,proto3" json:"acknowledged,omitempty"`
+	Total        int32 `protobuf:"varint,4,opt,name=total,proto3" json:"total,omitempty"`
+	Done         bool  `protobuf:"varint,5,opt,name=done,proto3" json:"done,omitempty"`
+	// The savepoint's directory URL, once done.
+	Path          string `protobuf:"bytes,6,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SavepointProgress) Reset() {
+	*x = SavepointProgress{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SavepointProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SavepointProgress) ProtoMessage() {}
+
+func (x *SavepointProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SavepointProgress.ProtoReflect.Descriptor instead.
+func (*SavepointProgress) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SavepointProgress) GetCheckpointId() int64 {
+	if x != nil {
+		return x.CheckpointId
+	}
+	return 0
+}
+
+func (x *SavepointProgress) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *SavepointProgress) GetAcknowledged() int32 {
+	if x != nil {
+		return x.Acknowledged
+	}
+	return 0
+}
+
+func (x *SavepointProgress) GetTotal() int32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *SavepointProgress) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *SavepointProgress) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
 type ListCheckpointsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -275,7 +434,7 @@ type ListCheckpointsRequest struct {
 
 func (x *ListCheckpointsRequest) Reset() {
 	*x = ListCheckpointsRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[0]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -287,7 +446,7 @@ func (x *ListCheckpointsRequest) String() string {
 func (*ListCheckpointsRequest) ProtoMessage() {}
 
 func (x *ListCheckpointsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[0]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -300,7 +459,7 @@ func (x *ListCheckpointsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCheckpointsRequest.ProtoReflect.Descriptor instead.
 func (*ListCheckpointsRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{0}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ListCheckpointsRequest) GetJobId() string {
@@ -321,7 +480,7 @@ type ListCheckpointsResponse struct {
 
 func (x *ListCheckpointsResponse) Reset() {
 	*x = ListCheckpointsResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[1]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -333,7 +492,7 @@ func (x *ListCheckpointsResponse) String() string {
 func (*ListCheckpointsResponse) ProtoMessage() {}
 
 func (x *ListCheckpointsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[1]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -346,7 +505,7 @@ func (x *ListCheckpointsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCheckpointsResponse.ProtoReflect.Descriptor instead.
 func (*ListCheckpointsResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{1}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListCheckpointsResponse) GetCheckpoints() []*CheckpointInfo {
@@ -383,7 +542,7 @@ type CheckpointInfo struct {
 
 func (x *CheckpointInfo) Reset() {
 	*x = CheckpointInfo{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[2]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -395,7 +554,7 @@ func (x *CheckpointInfo) String() string {
 func (*CheckpointInfo) ProtoMessage() {}
 
 func (x *CheckpointInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[2]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -408,7 +567,7 @@ func (x *CheckpointInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointInfo.ProtoReflect.Descriptor instead.
 func (*CheckpointInfo) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{2}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CheckpointInfo) GetId() int64 {
@@ -512,7 +671,7 @@ type TaskCheckpointTiming struct {
 
 func (x *TaskCheckpointTiming) Reset() {
 	*x = TaskCheckpointTiming{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[3]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -524,7 +683,7 @@ func (x *TaskCheckpointTiming) String() string {
 func (*TaskCheckpointTiming) ProtoMessage() {}
 
 func (x *TaskCheckpointTiming) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[3]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -537,7 +696,7 @@ func (x *TaskCheckpointTiming) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCheckpointTiming.ProtoReflect.Descriptor instead.
 func (*TaskCheckpointTiming) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{3}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TaskCheckpointTiming) GetTask() string {
@@ -611,7 +770,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[4]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -623,7 +782,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[4]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -636,7 +795,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{4}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SubmitJobRequest) GetGraph() *v1.JobGraph {
@@ -669,7 +828,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[5]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +840,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[5]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +853,7 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{5}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SubmitJobResponse) GetJobId() string {
@@ -712,7 +871,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[6]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +883,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[6]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +896,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{6}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 type ListJobsResponse struct {
@@ -749,7 +908,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[7]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -761,7 +920,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[7]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -774,7 +933,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{7}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListJobsResponse) GetJobs() []*JobSummary {
@@ -799,7 +958,7 @@ type JobSummary struct {
 
 func (x *JobSummary) Reset() {
 	*x = JobSummary{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[8]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -811,7 +970,7 @@ func (x *JobSummary) String() string {
 func (*JobSummary) ProtoMessage() {}
 
 func (x *JobSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[8]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -824,7 +983,7 @@ func (x *JobSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobSummary.ProtoReflect.Descriptor instead.
 func (*JobSummary) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{8}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *JobSummary) GetJobId() string {
@@ -885,7 +1044,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[9]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -897,7 +1056,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[9]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -910,7 +1069,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{9}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -929,7 +1088,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[10]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1100,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[10]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1113,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{10}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetJobResponse) GetJob() *JobDetails {
@@ -976,7 +1135,7 @@ type JobDetails struct {
 
 func (x *JobDetails) Reset() {
 	*x = JobDetails{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[11]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -988,7 +1147,7 @@ func (x *JobDetails) String() string {
 func (*JobDetails) ProtoMessage() {}
 
 func (x *JobDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[11]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1001,7 +1160,7 @@ func (x *JobDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobDetails.ProtoReflect.Descriptor instead.
 func (*JobDetails) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{11}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *JobDetails) GetSummary() *JobSummary {
@@ -1046,7 +1205,7 @@ type TaskVertexInfo struct {
 
 func (x *TaskVertexInfo) Reset() {
 	*x = TaskVertexInfo{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[12]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1058,7 +1217,7 @@ func (x *TaskVertexInfo) String() string {
 func (*TaskVertexInfo) ProtoMessage() {}
 
 func (x *TaskVertexInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[12]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1071,7 +1230,7 @@ func (x *TaskVertexInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskVertexInfo.ProtoReflect.Descriptor instead.
 func (*TaskVertexInfo) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{12}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TaskVertexInfo) GetId() string {
@@ -1115,7 +1274,7 @@ type SubtaskInfo struct {
 
 func (x *SubtaskInfo) Reset() {
 	*x = SubtaskInfo{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[13]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1286,7 @@ func (x *SubtaskInfo) String() string {
 func (*SubtaskInfo) ProtoMessage() {}
 
 func (x *SubtaskInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[13]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1299,7 @@ func (x *SubtaskInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskInfo.ProtoReflect.Descriptor instead.
 func (*SubtaskInfo) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{13}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SubtaskInfo) GetIndex() int32 {
@@ -1189,7 +1348,7 @@ type StatusChange struct {
 
 func (x *StatusChange) Reset() {
 	*x = StatusChange{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[14]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1201,7 +1360,7 @@ func (x *StatusChange) String() string {
 func (*StatusChange) ProtoMessage() {}
 
 func (x *StatusChange) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[14]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1214,7 +1373,7 @@ func (x *StatusChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusChange.ProtoReflect.Descriptor instead.
 func (*StatusChange) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{14}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StatusChange) GetStatus() JobStatus {
@@ -1247,7 +1406,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[15]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +1418,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[15]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +1431,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{15}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CancelJobRequest) GetJobId() string {
@@ -1290,7 +1449,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[16]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1302,7 +1461,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[16]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1315,7 +1474,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{16}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{18}
 }
 
 type WatchJobRequest struct {
@@ -1327,7 +1486,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[17]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1339,7 +1498,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[17]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1352,7 +1511,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{17}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchJobRequest) GetJobId() string {
@@ -1372,7 +1531,7 @@ type JobStatusEvent struct {
 
 func (x *JobStatusEvent) Reset() {
 	*x = JobStatusEvent{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[18]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1384,7 +1543,7 @@ func (x *JobStatusEvent) String() string {
 func (*JobStatusEvent) ProtoMessage() {}
 
 func (x *JobStatusEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[18]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1397,7 +1556,7 @@ func (x *JobStatusEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStatusEvent.ProtoReflect.Descriptor instead.
 func (*JobStatusEvent) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{18}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *JobStatusEvent) GetSummary() *JobSummary {
@@ -1422,7 +1581,7 @@ type ListTaskManagersRequest struct {
 
 func (x *ListTaskManagersRequest) Reset() {
 	*x = ListTaskManagersRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[19]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1434,7 +1593,7 @@ func (x *ListTaskManagersRequest) String() string {
 func (*ListTaskManagersRequest) ProtoMessage() {}
 
 func (x *ListTaskManagersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[19]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1447,7 +1606,7 @@ func (x *ListTaskManagersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTaskManagersRequest.ProtoReflect.Descriptor instead.
 func (*ListTaskManagersRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{19}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{21}
 }
 
 type ListTaskManagersResponse struct {
@@ -1459,7 +1618,7 @@ type ListTaskManagersResponse struct {
 
 func (x *ListTaskManagersResponse) Reset() {
 	*x = ListTaskManagersResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[20]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1471,7 +1630,7 @@ func (x *ListTaskManagersResponse) String() string {
 func (*ListTaskManagersResponse) ProtoMessage() {}
 
 func (x *ListTaskManagersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[20]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1484,7 +1643,7 @@ func (x *ListTaskManagersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTaskManagersResponse.ProtoReflect.Descriptor instead.
 func (*ListTaskManagersResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{20}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListTaskManagersResponse) GetTaskManagers() []*TaskManagerInfo {
@@ -1511,7 +1670,7 @@ type TaskManagerInfo struct {
 
 func (x *TaskManagerInfo) Reset() {
 	*x = TaskManagerInfo{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[21]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1523,7 +1682,7 @@ func (x *TaskManagerInfo) String() string {
 func (*TaskManagerInfo) ProtoMessage() {}
 
 func (x *TaskManagerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[21]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1536,7 +1695,7 @@ func (x *TaskManagerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskManagerInfo.ProtoReflect.Descriptor instead.
 func (*TaskManagerInfo) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{21}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TaskManagerInfo) GetId() string {
@@ -1609,7 +1768,7 @@ type RegisterTaskManagerRequest struct {
 
 func (x *RegisterTaskManagerRequest) Reset() {
 	*x = RegisterTaskManagerRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[22]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +1780,7 @@ func (x *RegisterTaskManagerRequest) String() string {
 func (*RegisterTaskManagerRequest) ProtoMessage() {}
 
 func (x *RegisterTaskManagerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[22]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +1793,7 @@ func (x *RegisterTaskManagerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTaskManagerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterTaskManagerRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{22}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RegisterTaskManagerRequest) GetTaskManagerId() string {
@@ -1683,7 +1842,7 @@ type RegisterTaskManagerResponse struct {
 
 func (x *RegisterTaskManagerResponse) Reset() {
 	*x = RegisterTaskManagerResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[23]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1854,7 @@ func (x *RegisterTaskManagerResponse) String() string {
 func (*RegisterTaskManagerResponse) ProtoMessage() {}
 
 func (x *RegisterTaskManagerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[23]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1867,7 @@ func (x *RegisterTaskManagerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTaskManagerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterTaskManagerResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{23}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RegisterTaskManagerResponse) GetJobManagerId() string {
@@ -1742,7 +1901,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[24]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1754,7 +1913,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[24]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1767,7 +1926,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{24}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *HeartbeatRequest) GetTaskManagerId() string {
@@ -1797,7 +1956,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[25]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1809,7 +1968,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[25]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1822,7 +1981,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{25}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *HeartbeatResponse) GetReregister() bool {
@@ -1855,7 +2014,7 @@ type AcknowledgeCheckpointRequest struct {
 
 func (x *AcknowledgeCheckpointRequest) Reset() {
 	*x = AcknowledgeCheckpointRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[26]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1867,7 +2026,7 @@ func (x *AcknowledgeCheckpointRequest) String() string {
 func (*AcknowledgeCheckpointRequest) ProtoMessage() {}
 
 func (x *AcknowledgeCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[26]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1880,7 +2039,7 @@ func (x *AcknowledgeCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{26}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AcknowledgeCheckpointRequest) GetTaskManagerId() string {
@@ -1926,7 +2085,7 @@ type AcknowledgeCheckpointResponse struct {
 
 func (x *AcknowledgeCheckpointResponse) Reset() {
 	*x = AcknowledgeCheckpointResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[27]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1938,7 +2097,7 @@ func (x *AcknowledgeCheckpointResponse) String() string {
 func (*AcknowledgeCheckpointResponse) ProtoMessage() {}
 
 func (x *AcknowledgeCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[27]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1951,7 +2110,7 @@ func (x *AcknowledgeCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*AcknowledgeCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{27}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{29}
 }
 
 type DeclineCheckpointRequest struct {
@@ -1966,7 +2125,7 @@ type DeclineCheckpointRequest struct {
 
 func (x *DeclineCheckpointRequest) Reset() {
 	*x = DeclineCheckpointRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[28]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1978,7 +2137,7 @@ func (x *DeclineCheckpointRequest) String() string {
 func (*DeclineCheckpointRequest) ProtoMessage() {}
 
 func (x *DeclineCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[28]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1991,7 +2150,7 @@ func (x *DeclineCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*DeclineCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{28}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DeclineCheckpointRequest) GetTaskManagerId() string {
@@ -2030,7 +2189,7 @@ type DeclineCheckpointResponse struct {
 
 func (x *DeclineCheckpointResponse) Reset() {
 	*x = DeclineCheckpointResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[29]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2042,7 +2201,7 @@ func (x *DeclineCheckpointResponse) String() string {
 func (*DeclineCheckpointResponse) ProtoMessage() {}
 
 func (x *DeclineCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[29]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2055,7 +2214,7 @@ func (x *DeclineCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*DeclineCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{29}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{31}
 }
 
 type TaskID struct {
@@ -2070,7 +2229,7 @@ type TaskID struct {
 
 func (x *TaskID) Reset() {
 	*x = TaskID{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[30]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2082,7 +2241,7 @@ func (x *TaskID) String() string {
 func (*TaskID) ProtoMessage() {}
 
 func (x *TaskID) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[30]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2095,7 +2254,7 @@ func (x *TaskID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskID.ProtoReflect.Descriptor instead.
 func (*TaskID) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{30}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TaskID) GetJobId() string {
@@ -2138,7 +2297,7 @@ type UpdateTaskStateRequest struct {
 
 func (x *UpdateTaskStateRequest) Reset() {
 	*x = UpdateTaskStateRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[31]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2150,7 +2309,7 @@ func (x *UpdateTaskStateRequest) String() string {
 func (*UpdateTaskStateRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[31]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2163,7 +2322,7 @@ func (x *UpdateTaskStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStateRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStateRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{31}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *UpdateTaskStateRequest) GetTaskManagerId() string {
@@ -2202,7 +2361,7 @@ type UpdateTaskStateResponse struct {
 
 func (x *UpdateTaskStateResponse) Reset() {
 	*x = UpdateTaskStateResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[32]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2214,7 +2373,7 @@ func (x *UpdateTaskStateResponse) String() string {
 func (*UpdateTaskStateResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[32]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2227,7 +2386,7 @@ func (x *UpdateTaskStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStateResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStateResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{32}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{34}
 }
 
 type DeregisterTaskManagerRequest struct {
@@ -2239,7 +2398,7 @@ type DeregisterTaskManagerRequest struct {
 
 func (x *DeregisterTaskManagerRequest) Reset() {
 	*x = DeregisterTaskManagerRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[33]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2251,7 +2410,7 @@ func (x *DeregisterTaskManagerRequest) String() string {
 func (*DeregisterTaskManagerRequest) ProtoMessage() {}
 
 func (x *DeregisterTaskManagerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[33]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2264,7 +2423,7 @@ func (x *DeregisterTaskManagerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterTaskManagerRequest.ProtoReflect.Descriptor instead.
 func (*DeregisterTaskManagerRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{33}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DeregisterTaskManagerRequest) GetTaskManagerId() string {
@@ -2282,7 +2441,7 @@ type DeregisterTaskManagerResponse struct {
 
 func (x *DeregisterTaskManagerResponse) Reset() {
 	*x = DeregisterTaskManagerResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[34]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2294,7 +2453,7 @@ func (x *DeregisterTaskManagerResponse) String() string {
 func (*DeregisterTaskManagerResponse) ProtoMessage() {}
 
 func (x *DeregisterTaskManagerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[34]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2307,7 +2466,7 @@ func (x *DeregisterTaskManagerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterTaskManagerResponse.ProtoReflect.Descriptor instead.
 func (*DeregisterTaskManagerResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{34}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{36}
 }
 
 type CheckpointOptions struct {
@@ -2328,7 +2487,7 @@ type CheckpointOptions struct {
 
 func (x *CheckpointOptions) Reset() {
 	*x = CheckpointOptions{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[35]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2340,7 +2499,7 @@ func (x *CheckpointOptions) String() string {
 func (*CheckpointOptions) ProtoMessage() {}
 
 func (x *CheckpointOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[35]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2353,7 +2512,7 @@ func (x *CheckpointOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointOptions.ProtoReflect.Descriptor instead.
 func (*CheckpointOptions) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{35}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CheckpointOptions) GetSavepoint() bool {
@@ -2417,7 +2576,7 @@ type TriggerCheckpointRequest struct {
 
 func (x *TriggerCheckpointRequest) Reset() {
 	*x = TriggerCheckpointRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[36]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2429,7 +2588,7 @@ func (x *TriggerCheckpointRequest) String() string {
 func (*TriggerCheckpointRequest) ProtoMessage() {}
 
 func (x *TriggerCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[36]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2442,7 +2601,7 @@ func (x *TriggerCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*TriggerCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{36}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *TriggerCheckpointRequest) GetTask() *TaskID {
@@ -2481,7 +2640,7 @@ type TriggerCheckpointResponse struct {
 
 func (x *TriggerCheckpointResponse) Reset() {
 	*x = TriggerCheckpointResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[37]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2493,7 +2652,7 @@ func (x *TriggerCheckpointResponse) String() string {
 func (*TriggerCheckpointResponse) ProtoMessage() {}
 
 func (x *TriggerCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[37]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2506,7 +2665,7 @@ func (x *TriggerCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*TriggerCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{37}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{39}
 }
 
 type NotifyCheckpointRequest struct {
@@ -2522,7 +2681,7 @@ type NotifyCheckpointRequest struct {
 
 func (x *NotifyCheckpointRequest) Reset() {
 	*x = NotifyCheckpointRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[38]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2534,7 +2693,7 @@ func (x *NotifyCheckpointRequest) String() string {
 func (*NotifyCheckpointRequest) ProtoMessage() {}
 
 func (x *NotifyCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[38]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2547,7 +2706,7 @@ func (x *NotifyCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*NotifyCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{38}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *NotifyCheckpointRequest) GetJobId() string {
@@ -2586,7 +2745,7 @@ type NotifyCheckpointResponse struct {
 
 func (x *NotifyCheckpointResponse) Reset() {
 	*x = NotifyCheckpointResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[39]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2598,7 +2757,7 @@ func (x *NotifyCheckpointResponse) String() string {
 func (*NotifyCheckpointResponse) ProtoMessage() {}
 
 func (x *NotifyCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[39]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2611,7 +2770,7 @@ func (x *NotifyCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*NotifyCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{39}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{41}
 }
 
 type DeployTaskRequest struct {
@@ -2623,7 +2782,7 @@ type DeployTaskRequest struct {
 
 func (x *DeployTaskRequest) Reset() {
 	*x = DeployTaskRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[40]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2635,7 +2794,7 @@ func (x *DeployTaskRequest) String() string {
 func (*DeployTaskRequest) ProtoMessage() {}
 
 func (x *DeployTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[40]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2648,7 +2807,7 @@ func (x *DeployTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployTaskRequest.ProtoReflect.Descriptor instead.
 func (*DeployTaskRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{40}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DeployTaskRequest) GetDeployment() *TaskDeployment {
@@ -2678,7 +2837,7 @@ type TaskDeployment struct {
 
 func (x *TaskDeployment) Reset() {
 	*x = TaskDeployment{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[41]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2690,7 +2849,7 @@ func (x *TaskDeployment) String() string {
 func (*TaskDeployment) ProtoMessage() {}
 
 func (x *TaskDeployment) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[41]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2703,7 +2862,7 @@ func (x *TaskDeployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskDeployment.ProtoReflect.Descriptor instead.
 func (*TaskDeployment) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{41}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *TaskDeployment) GetId() *TaskID {
@@ -2772,7 +2931,7 @@ type TaskRestore struct {
 
 func (x *TaskRestore) Reset() {
 	*x = TaskRestore{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[42]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2784,7 +2943,7 @@ func (x *TaskRestore) String() string {
 func (*TaskRestore) ProtoMessage() {}
 
 func (x *TaskRestore) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[42]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2797,7 +2956,7 @@ func (x *TaskRestore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRestore.ProtoReflect.Descriptor instead.
 func (*TaskRestore) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{42}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *TaskRestore) GetCheckpointId() int64 {
@@ -2837,7 +2996,7 @@ type RestoreOperator struct {
 
 func (x *RestoreOperator) Reset() {
 	*x = RestoreOperator{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[43]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2849,7 +3008,7 @@ func (x *RestoreOperator) String() string {
 func (*RestoreOperator) ProtoMessage() {}
 
 func (x *RestoreOperator) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[43]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2862,7 +3021,7 @@ func (x *RestoreOperator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreOperator.ProtoReflect.Descriptor instead.
 func (*RestoreOperator) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{43}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RestoreOperator) GetStates() []*v11.SubtaskState {
@@ -2886,7 +3045,7 @@ type InputGateDeployment struct {
 
 func (x *InputGateDeployment) Reset() {
 	*x = InputGateDeployment{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[44]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2898,7 +3057,7 @@ func (x *InputGateDeployment) String() string {
 func (*InputGateDeployment) ProtoMessage() {}
 
 func (x *InputGateDeployment) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[44]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2911,7 +3070,7 @@ func (x *InputGateDeployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InputGateDeployment.ProtoReflect.Descriptor instead.
 func (*InputGateDeployment) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{44}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *InputGateDeployment) GetUpstreamTask() string {
@@ -2947,7 +3106,7 @@ type ChannelSource struct {
 
 func (x *ChannelSource) Reset() {
 	*x = ChannelSource{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[45]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2959,7 +3118,7 @@ func (x *ChannelSource) String() string {
 func (*ChannelSource) ProtoMessage() {}
 
 func (x *ChannelSource) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[45]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2972,7 +3131,7 @@ func (x *ChannelSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelSource.ProtoReflect.Descriptor instead.
 func (*ChannelSource) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{45}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ChannelSource) GetUpstreamSubtask() int32 {
@@ -3012,7 +3171,7 @@ type OutputDeployment struct {
 
 func (x *OutputDeployment) Reset() {
 	*x = OutputDeployment{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[46]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3024,7 +3183,7 @@ func (x *OutputDeployment) String() string {
 func (*OutputDeployment) ProtoMessage() {}
 
 func (x *OutputDeployment) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[46]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3037,7 +3196,7 @@ func (x *OutputDeployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputDeployment.ProtoReflect.Descriptor instead.
 func (*OutputDeployment) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{46}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *OutputDeployment) GetDownstreamTask() string {
@@ -3083,7 +3242,7 @@ type DeployTaskResponse struct {
 
 func (x *DeployTaskResponse) Reset() {
 	*x = DeployTaskResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[47]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3095,7 +3254,7 @@ func (x *DeployTaskResponse) String() string {
 func (*DeployTaskResponse) ProtoMessage() {}
 
 func (x *DeployTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[47]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3108,7 +3267,7 @@ func (x *DeployTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployTaskResponse.ProtoReflect.Descriptor instead.
 func (*DeployTaskResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{47}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{49}
 }
 
 type CancelTaskRequest struct {
@@ -3120,7 +3279,7 @@ type CancelTaskRequest struct {
 
 func (x *CancelTaskRequest) Reset() {
 	*x = CancelTaskRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[48]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3132,7 +3291,7 @@ func (x *CancelTaskRequest) String() string {
 func (*CancelTaskRequest) ProtoMessage() {}
 
 func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[48]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3145,7 +3304,7 @@ func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskRequest.ProtoReflect.Descriptor instead.
 func (*CancelTaskRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{48}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *CancelTaskRequest) GetTask() *TaskID {
@@ -3163,7 +3322,7 @@ type CancelTaskResponse struct {
 
 func (x *CancelTaskResponse) Reset() {
 	*x = CancelTaskResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[49]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3175,7 +3334,7 @@ func (x *CancelTaskResponse) String() string {
 func (*CancelTaskResponse) ProtoMessage() {}
 
 func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[49]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3188,14 +3347,27 @@ func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskResponse.ProtoReflect.Descriptor instead.
 func (*CancelTaskResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{49}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{51}
 }
 
 var File_flow_cluster_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x1dflow/cluster/v1/cluster.proto\x12\x0fflow.cluster.v1\x1a#flow/checkpoint/v1/checkpoint.proto\x1a\x1fflow/jobgraph/v1/jobgraph.proto\"/\n" +
+	"\x1dflow/cluster/v1/cluster.proto\x12\x0fflow.cluster.v1\x1a#flow/checkpoint/v1/checkpoint.proto\x1a\x1fflow/jobgraph/v1/jobgraph.proto\"y\n" +
+	"\x17TriggerSavepointRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1d\n" +
+	"\n" +
+	"target_dir\x18\x02 \x01(\tR\ttargetDir\x12\x12\n" +
+	"\x04stop\x18\x03 \x01(\bR\x04stop\x12\x14\n" +
+	"\x05drain\x18\x04 \x01(\bR\x05drain\"\xb4\x01\n" +
+	"\x11SavepointProgress\x12#\n" +
+	"\rcheckpoint_id\x18\x01 \x01(\x03R\fcheckpointId\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\"\n" +
+	"\facknowledged\x18\x03 \x01(\x05R\facknowledged\x12\x14\n" +
+	"\x05total\x18\x04 \x01(\x05R\x05total\x12\x12\n" +
+	"\x04done\x18\x05 \x01(\bR\x04done\x12\x12\n" +
+	"\x04path\x18\x06 \x01(\tR\x04path\"/\n" +
 	"\x16ListCheckpointsRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\x90\x01\n" +
 	"\x17ListCheckpointsResponse\x12A\n" +
@@ -3428,7 +3600,7 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x1eTASK_MANAGER_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19TASK_MANAGER_STATE_ACTIVE\x10\x01\x12\x1b\n" +
 	"\x17TASK_MANAGER_STATE_LOST\x10\x02\x12#\n" +
-	"\x1fTASK_MANAGER_STATE_DEREGISTERED\x10\x032\xf7\x04\n" +
+	"\x1fTASK_MANAGER_STATE_DEREGISTERED\x10\x032\xdb\x05\n" +
 	"\x11JobManagerService\x12R\n" +
 	"\tSubmitJob\x12!.flow.cluster.v1.SubmitJobRequest\x1a\".flow.cluster.v1.SubmitJobResponse\x12O\n" +
 	"\bListJobs\x12 .flow.cluster.v1.ListJobsRequest\x1a!.flow.cluster.v1.ListJobsResponse\x12I\n" +
@@ -3436,7 +3608,8 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\tCancelJob\x12!.flow.cluster.v1.CancelJobRequest\x1a\".flow.cluster.v1.CancelJobResponse\x12O\n" +
 	"\bWatchJob\x12 .flow.cluster.v1.WatchJobRequest\x1a\x1f.flow.cluster.v1.JobStatusEvent0\x01\x12g\n" +
 	"\x10ListTaskManagers\x12(.flow.cluster.v1.ListTaskManagersRequest\x1a).flow.cluster.v1.ListTaskManagersResponse\x12d\n" +
-	"\x0fListCheckpoints\x12'.flow.cluster.v1.ListCheckpointsRequest\x1a(.flow.cluster.v1.ListCheckpointsResponse2\xa0\x05\n" +
+	"\x0fListCheckpoints\x12'.flow.cluster.v1.ListCheckpointsRequest\x1a(.flow.cluster.v1.ListCheckpointsResponse\x12b\n" +
+	"\x10TriggerSavepoint\x12(.flow.cluster.v1.TriggerSavepointRequest\x1a\".flow.cluster.v1.SavepointProgress0\x012\xa0\x05\n" +
 	"\x16ResourceManagerService\x12v\n" +
 	"\x15AcknowledgeCheckpoint\x12-.flow.cluster.v1.AcknowledgeCheckpointRequest\x1a..flow.cluster.v1.AcknowledgeCheckpointResponse\x12j\n" +
 	"\x11DeclineCheckpoint\x12).flow.cluster.v1.DeclineCheckpointRequest\x1a*.flow.cluster.v1.DeclineCheckpointResponse\x12p\n" +
@@ -3465,147 +3638,151 @@ func file_flow_cluster_v1_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_flow_cluster_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_flow_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_flow_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_flow_cluster_v1_cluster_proto_goTypes = []any{
 	(CheckpointStatus)(0),                 // 0: flow.cluster.v1.CheckpointStatus
 	(JobStatus)(0),                        // 1: flow.cluster.v1.JobStatus
 	(TaskState)(0),                        // 2: flow.cluster.v1.TaskState
 	(TaskManagerState)(0),                 // 3: flow.cluster.v1.TaskManagerState
-	(*ListCheckpointsRequest)(nil),        // 4: flow.cluster.v1.ListCheckpointsRequest
-	(*ListCheckpointsResponse)(nil),       // 5: flow.cluster.v1.ListCheckpointsResponse
-	(*CheckpointInfo)(nil),                // 6: flow.cluster.v1.CheckpointInfo
-	(*TaskCheckpointTiming)(nil),          // 7: flow.cluster.v1.TaskCheckpointTiming
-	(*SubmitJobRequest)(nil),              // 8: flow.cluster.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),             // 9: flow.cluster.v1.SubmitJobResponse
-	(*ListJobsRequest)(nil),               // 10: flow.cluster.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),              // 11: flow.cluster.v1.ListJobsResponse
-	(*JobSummary)(nil),                    // 12: flow.cluster.v1.JobSummary
-	(*GetJobRequest)(nil),                 // 13: flow.cluster.v1.GetJobRequest
-	(*GetJobResponse)(nil),                // 14: flow.cluster.v1.GetJobResponse
-	(*JobDetails)(nil),                    // 15: flow.cluster.v1.JobDetails
-	(*TaskVertexInfo)(nil),                // 16: flow.cluster.v1.TaskVertexInfo
-	(*SubtaskInfo)(nil),                   // 17: flow.cluster.v1.SubtaskInfo
-	(*StatusChange)(nil),                  // 18: flow.cluster.v1.StatusChange
-	(*CancelJobRequest)(nil),              // 19: flow.cluster.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),             // 20: flow.cluster.v1.CancelJobResponse
-	(*WatchJobRequest)(nil),               // 21: flow.cluster.v1.WatchJobRequest
-	(*JobStatusEvent)(nil),                // 22: flow.cluster.v1.JobStatusEvent
-	(*ListTaskManagersRequest)(nil),       // 23: flow.cluster.v1.ListTaskManagersRequest
-	(*ListTaskManagersResponse)(nil),      // 24: flow.cluster.v1.ListTaskManagersResponse
-	(*TaskManagerInfo)(nil),               // 25: flow.cluster.v1.TaskManagerInfo
-	(*RegisterTaskManagerRequest)(nil),    // 26: flow.cluster.v1.RegisterTaskManagerRequest
-	(*RegisterTaskManagerResponse)(nil),   // 27: flow.cluster.v1.RegisterTaskManagerResponse
-	(*HeartbeatRequest)(nil),              // 28: flow.cluster.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),             // 29: flow.cluster.v1.HeartbeatResponse
-	(*AcknowledgeCheckpointRequest)(nil),  // 30: flow.cluster.v1.AcknowledgeCheckpointRequest
-	(*AcknowledgeCheckpointResponse)(nil), // 31: flow.cluster.v1.AcknowledgeCheckpointResponse
-	(*DeclineCheckpointRequest)(nil),      // 32: flow.cluster.v1.DeclineCheckpointRequest
-	(*DeclineCheckpointResponse)(nil),     // 33: flow.cluster.v1.DeclineCheckpointResponse
-	(*TaskID)(nil),                        // 34: flow.cluster.v1.TaskID
-	(*UpdateTaskStateRequest)(nil),        // 35: flow.cluster.v1.UpdateTaskStateRequest
-	(*UpdateTaskStateResponse)(nil),       // 36: flow.cluster.v1.UpdateTaskStateResponse
-	(*DeregisterTaskManagerRequest)(nil),  // 37: flow.cluster.v1.DeregisterTaskManagerRequest
-	(*DeregisterTaskManagerResponse)(nil), // 38: flow.cluster.v1.DeregisterTaskManagerResponse
-	(*CheckpointOptions)(nil),             // 39: flow.cluster.v1.CheckpointOptions
-	(*TriggerCheckpointRequest)(nil),      // 40: flow.cluster.v1.TriggerCheckpointRequest
-	(*TriggerCheckpointResponse)(nil),     // 41: flow.cluster.v1.TriggerCheckpointResponse
-	(*NotifyCheckpointRequest)(nil),       // 42: flow.cluster.v1.NotifyCheckpointRequest
-	(*NotifyCheckpointResponse)(nil),      // 43: flow.cluster.v1.NotifyCheckpointResponse
-	(*DeployTaskRequest)(nil),             // 44: flow.cluster.v1.DeployTaskRequest
-	(*TaskDeployment)(nil),                // 45: flow.cluster.v1.TaskDeployment
-	(*TaskRestore)(nil),                   // 46: flow.cluster.v1.TaskRestore
-	(*RestoreOperator)(nil),               // 47: flow.cluster.v1.RestoreOperator
-	(*InputGateDeployment)(nil),           // 48: flow.cluster.v1.InputGateDeployment
-	(*ChannelSource)(nil),                 // 49: flow.cluster.v1.ChannelSource
-	(*OutputDeployment)(nil),              // 50: flow.cluster.v1.OutputDeployment
-	(*DeployTaskResponse)(nil),            // 51: flow.cluster.v1.DeployTaskResponse
-	(*CancelTaskRequest)(nil),             // 52: flow.cluster.v1.CancelTaskRequest
-	(*CancelTaskResponse)(nil),            // 53: flow.cluster.v1.CancelTaskResponse
-	nil,                                   // 54: flow.cluster.v1.AcknowledgeCheckpointRequest.OperatorsEntry
-	nil,                                   // 55: flow.cluster.v1.TaskRestore.OperatorsEntry
-	(*v1.JobGraph)(nil),                   // 56: flow.jobgraph.v1.JobGraph
-	(*v11.SubtaskState)(nil),              // 57: flow.checkpoint.v1.SubtaskState
-	(v1.Partitioning)(0),                  // 58: flow.jobgraph.v1.Partitioning
+	(*TriggerSavepointRequest)(nil),       // 4: flow.cluster.v1.TriggerSavepointRequest
+	(*SavepointProgress)(nil),             // 5: flow.cluster.v1.SavepointProgress
+	(*ListCheckpointsRequest)(nil),        // 6: flow.cluster.v1.ListCheckpointsRequest
+	(*ListCheckpointsResponse)(nil),       // 7: flow.cluster.v1.ListCheckpointsResponse
+	(*CheckpointInfo)(nil),                // 8: flow.cluster.v1.CheckpointInfo
+	(*TaskCheckpointTiming)(nil),          // 9: flow.cluster.v1.TaskCheckpointTiming
+	(*SubmitJobRequest)(nil),              // 10: flow.cluster.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),             // 11: flow.cluster.v1.SubmitJobResponse
+	(*ListJobsRequest)(nil),               // 12: flow.cluster.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),              // 13: flow.cluster.v1.ListJobsResponse
+	(*JobSummary)(nil),                    // 14: flow.cluster.v1.JobSummary
+	(*GetJobRequest)(nil),                 // 15: flow.cluster.v1.GetJobRequest
+	(*GetJobResponse)(nil),                // 16: flow.cluster.v1.GetJobResponse
+	(*JobDetails)(nil),                    // 17: flow.cluster.v1.JobDetails
+	(*TaskVertexInfo)(nil),                // 18: flow.cluster.v1.TaskVertexInfo
+	(*SubtaskInfo)(nil),                   // 19: flow.cluster.v1.SubtaskInfo
+	(*StatusChange)(nil),                  // 20: flow.cluster.v1.StatusChange
+	(*CancelJobRequest)(nil),              // 21: flow.cluster.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),             // 22: flow.cluster.v1.CancelJobResponse
+	(*WatchJobRequest)(nil),               // 23: flow.cluster.v1.WatchJobRequest
+	(*JobStatusEvent)(nil),                // 24: flow.cluster.v1.JobStatusEvent
+	(*ListTaskManagersRequest)(nil),       // 25: flow.cluster.v1.ListTaskManagersRequest
+	(*ListTaskManagersResponse)(nil),      // 26: flow.cluster.v1.ListTaskManagersResponse
+	(*TaskManagerInfo)(nil),               // 27: flow.cluster.v1.TaskManagerInfo
+	(*RegisterTaskManagerRequest)(nil),    // 28: flow.cluster.v1.RegisterTaskManagerRequest
+	(*RegisterTaskManagerResponse)(nil),   // 29: flow.cluster.v1.RegisterTaskManagerResponse
+	(*HeartbeatRequest)(nil),              // 30: flow.cluster.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),             // 31: flow.cluster.v1.HeartbeatResponse
+	(*AcknowledgeCheckpointRequest)(nil),  // 32: flow.cluster.v1.AcknowledgeCheckpointRequest
+	(*AcknowledgeCheckpointResponse)(nil), // 33: flow.cluster.v1.AcknowledgeCheckpointResponse
+	(*DeclineCheckpointRequest)(nil),      // 34: flow.cluster.v1.DeclineCheckpointRequest
+	(*DeclineCheckpointResponse)(nil),     // 35: flow.cluster.v1.DeclineCheckpointResponse
+	(*TaskID)(nil),                        // 36: flow.cluster.v1.TaskID
+	(*UpdateTaskStateRequest)(nil),        // 37: flow.cluster.v1.UpdateTaskStateRequest
+	(*UpdateTaskStateResponse)(nil),       // 38: flow.cluster.v1.UpdateTaskStateResponse
+	(*DeregisterTaskManagerRequest)(nil),  // 39: flow.cluster.v1.DeregisterTaskManagerRequest
+	(*DeregisterTaskManagerResponse)(nil), // 40: flow.cluster.v1.DeregisterTaskManagerResponse
+	(*CheckpointOptions)(nil),             // 41: flow.cluster.v1.CheckpointOptions
+	(*TriggerCheckpointRequest)(nil),      // 42: flow.cluster.v1.TriggerCheckpointRequest
+	(*TriggerCheckpointResponse)(nil),     // 43: flow.cluster.v1.TriggerCheckpointResponse
+	(*NotifyCheckpointRequest)(nil),       // 44: flow.cluster.v1.NotifyCheckpointRequest
+	(*NotifyCheckpointResponse)(nil),      // 45: flow.cluster.v1.NotifyCheckpointResponse
+	(*DeployTaskRequest)(nil),             // 46: flow.cluster.v1.DeployTaskRequest
+	(*TaskDeployment)(nil),                // 47: flow.cluster.v1.TaskDeployment
+	(*TaskRestore)(nil),                   // 48: flow.cluster.v1.TaskRestore
+	(*RestoreOperator)(nil),               // 49: flow.cluster.v1.RestoreOperator
+	(*InputGateDeployment)(nil),           // 50: flow.cluster.v1.InputGateDeployment
+	(*ChannelSource)(nil),                 // 51: flow.cluster.v1.ChannelSource
+	(*OutputDeployment)(nil),              // 52: flow.cluster.v1.OutputDeployment
+	(*DeployTaskResponse)(nil),            // 53: flow.cluster.v1.DeployTaskResponse
+	(*CancelTaskRequest)(nil),             // 54: flow.cluster.v1.CancelTaskRequest
+	(*CancelTaskResponse)(nil),            // 55: flow.cluster.v1.CancelTaskResponse
+	nil,                                   // 56: flow.cluster.v1.AcknowledgeCheckpointRequest.OperatorsEntry
+	nil,                                   // 57: flow.cluster.v1.TaskRestore.OperatorsEntry
+	(*v1.JobGraph)(nil),                   // 58: flow.jobgraph.v1.JobGraph
+	(*v11.SubtaskState)(nil),              // 59: flow.checkpoint.v1.SubtaskState
+	(v1.Partitioning)(0),                  // 60: flow.jobgraph.v1.Partitioning
 }
 var file_flow_cluster_v1_cluster_proto_depIdxs = []int32{
-	6,  // 0: flow.cluster.v1.ListCheckpointsResponse.checkpoints:type_name -> flow.cluster.v1.CheckpointInfo
+	8,  // 0: flow.cluster.v1.ListCheckpointsResponse.checkpoints:type_name -> flow.cluster.v1.CheckpointInfo
 	0,  // 1: flow.cluster.v1.CheckpointInfo.status:type_name -> flow.cluster.v1.CheckpointStatus
-	7,  // 2: flow.cluster.v1.CheckpointInfo.tasks:type_name -> flow.cluster.v1.TaskCheckpointTiming
-	56, // 3: flow.cluster.v1.SubmitJobRequest.graph:type_name -> flow.jobgraph.v1.JobGraph
-	12, // 4: flow.cluster.v1.ListJobsResponse.jobs:type_name -> flow.cluster.v1.JobSummary
+	9,  // 2: flow.cluster.v1.CheckpointInfo.tasks:type_name -> flow.cluster.v1.TaskCheckpointTiming
+	58, // 3: flow.cluster.v1.SubmitJobRequest.graph:type_name -> flow.jobgraph.v1.JobGraph
+	14, // 4: flow.cluster.v1.ListJobsResponse.jobs:type_name -> flow.cluster.v1.JobSummary
 	1,  // 5: flow.cluster.v1.JobSummary.status:type_name -> flow.cluster.v1.JobStatus
-	15, // 6: flow.cluster.v1.GetJobResponse.job:type_name -> flow.cluster.v1.JobDetails
-	12, // 7: flow.cluster.v1.JobDetails.summary:type_name -> flow.cluster.v1.JobSummary
-	56, // 8: flow.cluster.v1.JobDetails.graph:type_name -> flow.jobgraph.v1.JobGraph
-	16, // 9: flow.cluster.v1.JobDetails.tasks:type_name -> flow.cluster.v1.TaskVertexInfo
-	18, // 10: flow.cluster.v1.JobDetails.history:type_name -> flow.cluster.v1.StatusChange
-	17, // 11: flow.cluster.v1.TaskVertexInfo.subtasks:type_name -> flow.cluster.v1.SubtaskInfo
+	17, // 6: flow.cluster.v1.GetJobResponse.job:type_name -> flow.cluster.v1.JobDetails
+	14, // 7: flow.cluster.v1.JobDetails.summary:type_name -> flow.cluster.v1.JobSummary
+	58, // 8: flow.cluster.v1.JobDetails.graph:type_name -> flow.jobgraph.v1.JobGraph
+	18, // 9: flow.cluster.v1.JobDetails.tasks:type_name -> flow.cluster.v1.TaskVertexInfo
+	20, // 10: flow.cluster.v1.JobDetails.history:type_name -> flow.cluster.v1.StatusChange
+	19, // 11: flow.cluster.v1.TaskVertexInfo.subtasks:type_name -> flow.cluster.v1.SubtaskInfo
 	2,  // 12: flow.cluster.v1.SubtaskInfo.state:type_name -> flow.cluster.v1.TaskState
 	1,  // 13: flow.cluster.v1.StatusChange.status:type_name -> flow.cluster.v1.JobStatus
-	12, // 14: flow.cluster.v1.JobStatusEvent.summary:type_name -> flow.cluster.v1.JobSummary
-	25, // 15: flow.cluster.v1.ListTaskManagersResponse.task_managers:type_name -> flow.cluster.v1.TaskManagerInfo
+	14, // 14: flow.cluster.v1.JobStatusEvent.summary:type_name -> flow.cluster.v1.JobSummary
+	27, // 15: flow.cluster.v1.ListTaskManagersResponse.task_managers:type_name -> flow.cluster.v1.TaskManagerInfo
 	3,  // 16: flow.cluster.v1.TaskManagerInfo.state:type_name -> flow.cluster.v1.TaskManagerState
-	34, // 17: flow.cluster.v1.RegisterTaskManagerRequest.running_tasks:type_name -> flow.cluster.v1.TaskID
-	34, // 18: flow.cluster.v1.HeartbeatRequest.running_tasks:type_name -> flow.cluster.v1.TaskID
-	34, // 19: flow.cluster.v1.HeartbeatResponse.cancel_tasks:type_name -> flow.cluster.v1.TaskID
-	34, // 20: flow.cluster.v1.AcknowledgeCheckpointRequest.task:type_name -> flow.cluster.v1.TaskID
-	54, // 21: flow.cluster.v1.AcknowledgeCheckpointRequest.operators:type_name -> flow.cluster.v1.AcknowledgeCheckpointRequest.OperatorsEntry
-	7,  // 22: flow.cluster.v1.AcknowledgeCheckpointRequest.timing:type_name -> flow.cluster.v1.TaskCheckpointTiming
-	34, // 23: flow.cluster.v1.DeclineCheckpointRequest.task:type_name -> flow.cluster.v1.TaskID
-	34, // 24: flow.cluster.v1.UpdateTaskStateRequest.task:type_name -> flow.cluster.v1.TaskID
+	36, // 17: flow.cluster.v1.RegisterTaskManagerRequest.running_tasks:type_name -> flow.cluster.v1.TaskID
+	36, // 18: flow.cluster.v1.HeartbeatRequest.running_tasks:type_name -> flow.cluster.v1.TaskID
+	36, // 19: flow.cluster.v1.HeartbeatResponse.cancel_tasks:type_name -> flow.cluster.v1.TaskID
+	36, // 20: flow.cluster.v1.AcknowledgeCheckpointRequest.task:type_name -> flow.cluster.v1.TaskID
+	56, // 21: flow.cluster.v1.AcknowledgeCheckpointRequest.operators:type_name -> flow.cluster.v1.AcknowledgeCheckpointRequest.OperatorsEntry
+	9,  // 22: flow.cluster.v1.AcknowledgeCheckpointRequest.timing:type_name -> flow.cluster.v1.TaskCheckpointTiming
+	36, // 23: flow.cluster.v1.DeclineCheckpointRequest.task:type_name -> flow.cluster.v1.TaskID
+	36, // 24: flow.cluster.v1.UpdateTaskStateRequest.task:type_name -> flow.cluster.v1.TaskID
 	2,  // 25: flow.cluster.v1.UpdateTaskStateRequest.state:type_name -> flow.cluster.v1.TaskState
-	34, // 26: flow.cluster.v1.TriggerCheckpointRequest.task:type_name -> flow.cluster.v1.TaskID
-	39, // 27: flow.cluster.v1.TriggerCheckpointRequest.options:type_name -> flow.cluster.v1.CheckpointOptions
-	45, // 28: flow.cluster.v1.DeployTaskRequest.deployment:type_name -> flow.cluster.v1.TaskDeployment
-	34, // 29: flow.cluster.v1.TaskDeployment.id:type_name -> flow.cluster.v1.TaskID
-	56, // 30: flow.cluster.v1.TaskDeployment.graph:type_name -> flow.jobgraph.v1.JobGraph
-	48, // 31: flow.cluster.v1.TaskDeployment.inputs:type_name -> flow.cluster.v1.InputGateDeployment
-	50, // 32: flow.cluster.v1.TaskDeployment.outputs:type_name -> flow.cluster.v1.OutputDeployment
-	46, // 33: flow.cluster.v1.TaskDeployment.restore:type_name -> flow.cluster.v1.TaskRestore
-	55, // 34: flow.cluster.v1.TaskRestore.operators:type_name -> flow.cluster.v1.TaskRestore.OperatorsEntry
-	57, // 35: flow.cluster.v1.RestoreOperator.states:type_name -> flow.checkpoint.v1.SubtaskState
-	58, // 36: flow.cluster.v1.InputGateDeployment.partitioning:type_name -> flow.jobgraph.v1.Partitioning
-	49, // 37: flow.cluster.v1.InputGateDeployment.channels:type_name -> flow.cluster.v1.ChannelSource
-	58, // 38: flow.cluster.v1.OutputDeployment.partitioning:type_name -> flow.jobgraph.v1.Partitioning
-	34, // 39: flow.cluster.v1.CancelTaskRequest.task:type_name -> flow.cluster.v1.TaskID
-	57, // 40: flow.cluster.v1.AcknowledgeCheckpointRequest.OperatorsEntry.value:type_name -> flow.checkpoint.v1.SubtaskState
-	47, // 41: flow.cluster.v1.TaskRestore.OperatorsEntry.value:type_name -> flow.cluster.v1.RestoreOperator
-	8,  // 42: flow.cluster.v1.JobManagerService.SubmitJob:input_type -> flow.cluster.v1.SubmitJobRequest
-	10, // 43: flow.cluster.v1.JobManagerService.ListJobs:input_type -> flow.cluster.v1.ListJobsRequest
-	13, // 44: flow.cluster.v1.JobManagerService.GetJob:input_type -> flow.cluster.v1.GetJobRequest
-	19, // 45: flow.cluster.v1.JobManagerService.CancelJob:input_type -> flow.cluster.v1.CancelJobRequest
-	21, // 46: flow.cluster.v1.JobManagerService.WatchJob:input_type -> flow.cluster.v1.WatchJobRequest
-	23, // 47: flow.cluster.v1.JobManagerService.ListTaskManagers:input_type -> flow.cluster.v1.ListTaskManagersRequest
-	4,  // 48: flow.cluster.v1.JobManagerService.ListCheckpoints:input_type -> flow.cluster.v1.ListCheckpointsRequest
-	30, // 49: flow.cluster.v1.ResourceManagerService.AcknowledgeCheckpoint:input_type -> flow.cluster.v1.AcknowledgeCheckpointRequest
-	32, // 50: flow.cluster.v1.ResourceManagerService.DeclineCheckpoint:input_type -> flow.cluster.v1.DeclineCheckpointRequest
-	26, // 51: flow.cluster.v1.ResourceManagerService.RegisterTaskManager:input_type -> flow.cluster.v1.RegisterTaskManagerRequest
-	28, // 52: flow.cluster.v1.ResourceManagerService.Heartbeat:input_type -> flow.cluster.v1.HeartbeatRequest
-	35, // 53: flow.cluster.v1.ResourceManagerService.UpdateTaskState:input_type -> flow.cluster.v1.UpdateTaskStateRequest
-	37, // 54: flow.cluster.v1.ResourceManagerService.DeregisterTaskManager:input_type -> flow.cluster.v1.DeregisterTaskManagerRequest
-	44, // 55: flow.cluster.v1.TaskExecutorService.DeployTask:input_type -> flow.cluster.v1.DeployTaskRequest
-	52, // 56: flow.cluster.v1.TaskExecutorService.CancelTask:input_type -> flow.cluster.v1.CancelTaskRequest
-	40, // 57: flow.cluster.v1.TaskExecutorService.TriggerCheckpoint:input_type -> flow.cluster.v1.TriggerCheckpointRequest
-	42, // 58: flow.cluster.v1.TaskExecutorService.NotifyCheckpoint:input_type -> flow.cluster.v1.NotifyCheckpointRequest
-	9,  // 59: flow.cluster.v1.JobManagerService.SubmitJob:output_type -> flow.cluster.v1.SubmitJobResponse
-	11, // 60: flow.cluster.v1.JobManagerService.ListJobs:output_type -> flow.cluster.v1.ListJobsResponse
-	14, // 61: flow.cluster.v1.JobManagerService.GetJob:output_type -> flow.cluster.v1.GetJobResponse
-	20, // 62: flow.cluster.v1.JobManagerService.CancelJob:output_type -> flow.cluster.v1.CancelJobResponse
-	22, // 63: flow.cluster.v1.JobManagerService.WatchJob:output_type -> flow.cluster.v1.JobStatusEvent
-	24, // 64: flow.cluster.v1.JobManagerService.ListTaskManagers:output_type -> flow.cluster.v1.ListTaskManagersResponse
-	5,  // 65: flow.cluster.v1.JobManagerService.ListCheckpoints:output_type -> flow.cluster.v1.ListCheckpointsResponse
-	31, // 66: flow.cluster.v1.ResourceManagerService.AcknowledgeCheckpoint:output_type -> flow.cluster.v1.AcknowledgeCheckpointResponse
-	33, // 67: flow.cluster.v1.ResourceManagerService.DeclineCheckpoint:output_type -> flow.cluster.v1.DeclineCheckpointResponse
-	27, // 68: flow.cluster.v1.ResourceManagerService.RegisterTaskManager:output_type -> flow.cluster.v1.RegisterTaskManagerResponse
-	29, // 69: flow.cluster.v1.ResourceManagerService.Heartbeat:output_type -> flow.cluster.v1.HeartbeatResponse
-	36, // 70: flow.cluster.v1.ResourceManagerService.UpdateTaskState:output_type -> flow.cluster.v1.UpdateTaskStateResponse
-	38, // 71: flow.cluster.v1.ResourceManagerService.DeregisterTaskManager:output_type -> flow.cluster.v1.DeregisterTaskManagerResponse
-	51, // 72: flow.cluster.v1.TaskExecutorService.DeployTask:output_type -> flow.cluster.v1.DeployTaskResponse
-	53, // 73: flow.cluster.v1.TaskExecutorService.CancelTask:output_type -> flow.cluster.v1.CancelTaskResponse
-	41, // 74: flow.cluster.v1.TaskExecutorService.TriggerCheckpoint:output_type -> flow.cluster.v1.TriggerCheckpointResponse
-	43, // 75: flow.cluster.v1.TaskExecutorService.NotifyCheckpoint:output_type -> flow.cluster.v1.NotifyCheckpointResponse
-	59, // [59:76] is the sub-list for method output_type
-	42, // [42:59] is the sub-list for method input_type
+	36, // 26: flow.cluster.v1.TriggerCheckpointRequest.task:type_name -> flow.cluster.v1.TaskID
+	41, // 27: flow.cluster.v1.TriggerCheckpointRequest.options:type_name -> flow.cluster.v1.CheckpointOptions
+	47, // 28: flow.cluster.v1.DeployTaskRequest.deployment:type_name -> flow.cluster.v1.TaskDeployment
+	36, // 29: flow.cluster.v1.TaskDeployment.id:type_name -> flow.cluster.v1.TaskID
+	58, // 30: flow.cluster.v1.TaskDeployment.graph:type_name -> flow.jobgraph.v1.JobGraph
+	50, // 31: flow.cluster.v1.TaskDeployment.inputs:type_name -> flow.cluster.v1.InputGateDeployment
+	52, // 32: flow.cluster.v1.TaskDeployment.outputs:type_name -> flow.cluster.v1.OutputDeployment
+	48, // 33: flow.cluster.v1.TaskDeployment.restore:type_name -> flow.cluster.v1.TaskRestore
+	57, // 34: flow.cluster.v1.TaskRestore.operators:type_name -> flow.cluster.v1.TaskRestore.OperatorsEntry
+	59, // 35: flow.cluster.v1.RestoreOperator.states:type_name -> flow.checkpoint.v1.SubtaskState
+	60, // 36: flow.cluster.v1.InputGateDeployment.partitioning:type_name -> flow.jobgraph.v1.Partitioning
+	51, // 37: flow.cluster.v1.InputGateDeployment.channels:type_name -> flow.cluster.v1.ChannelSource
+	60, // 38: flow.cluster.v1.OutputDeployment.partitioning:type_name -> flow.jobgraph.v1.Partitioning
+	36, // 39: flow.cluster.v1.CancelTaskRequest.task:type_name -> flow.cluster.v1.TaskID
+	59, // 40: flow.cluster.v1.AcknowledgeCheckpointRequest.OperatorsEntry.value:type_name -> flow.checkpoint.v1.SubtaskState
+	49, // 41: flow.cluster.v1.TaskRestore.OperatorsEntry.value:type_name -> flow.cluster.v1.RestoreOperator
+	10, // 42: flow.cluster.v1.JobManagerService.SubmitJob:input_type -> flow.cluster.v1.SubmitJobRequest
+	12, // 43: flow.cluster.v1.JobManagerService.ListJobs:input_type -> flow.cluster.v1.ListJobsRequest
+	15, // 44: flow.cluster.v1.JobManagerService.GetJob:input_type -> flow.cluster.v1.GetJobRequest
+	21, // 45: flow.cluster.v1.JobManagerService.CancelJob:input_type -> flow.cluster.v1.CancelJobRequest
+	23, // 46: flow.cluster.v1.JobManagerService.WatchJob:input_type -> flow.cluster.v1.WatchJobRequest
+	25, // 47: flow.cluster.v1.JobManagerService.ListTaskManagers:input_type -> flow.cluster.v1.ListTaskManagersRequest
+	6,  // 48: flow.cluster.v1.JobManagerService.ListCheckpoints:input_type -> flow.cluster.v1.ListCheckpointsRequest
+	4,  // 49: flow.cluster.v1.JobManagerService.TriggerSavepoint:input_type -> flow.cluster.v1.TriggerSavepointRequest
+	32, // 50: flow.cluster.v1.ResourceManagerService.AcknowledgeCheckpoint:input_type -> flow.cluster.v1.AcknowledgeCheckpointRequest
+	34, // 51: flow.cluster.v1.ResourceManagerService.DeclineCheckpoint:input_type -> flow.cluster.v1.DeclineCheckpointRequest
+	28, // 52: flow.cluster.v1.ResourceManagerService.RegisterTaskManager:input_type -> flow.cluster.v1.RegisterTaskManagerRequest
+	30, // 53: flow.cluster.v1.ResourceManagerService.Heartbeat:input_type -> flow.cluster.v1.HeartbeatRequest
+	37, // 54: flow.cluster.v1.ResourceManagerService.UpdateTaskState:input_type -> flow.cluster.v1.UpdateTaskStateRequest
+	39, // 55: flow.cluster.v1.ResourceManagerService.DeregisterTaskManager:input_type -> flow.cluster.v1.DeregisterTaskManagerRequest
+	46, // 56: flow.cluster.v1.TaskExecutorService.DeployTask:input_type -> flow.cluster.v1.DeployTaskRequest
+	54, // 57: flow.cluster.v1.TaskExecutorService.CancelTask:input_type -> flow.cluster.v1.CancelTaskRequest
+	42, // 58: flow.cluster.v1.TaskExecutorService.TriggerCheckpoint:input_type -> flow.cluster.v1.TriggerCheckpointRequest
+	44, // 59: flow.cluster.v1.TaskExecutorService.NotifyCheckpoint:input_type -> flow.cluster.v1.NotifyCheckpointRequest
+	11, // 60: flow.cluster.v1.JobManagerService.SubmitJob:output_type -> flow.cluster.v1.SubmitJobResponse
+	13, // 61: flow.cluster.v1.JobManagerService.ListJobs:output_type -> flow.cluster.v1.ListJobsResponse
+	16, // 62: flow.cluster.v1.JobManagerService.GetJob:output_type -> flow.cluster.v1.GetJobResponse
+	22, // 63: flow.cluster.v1.JobManagerService.CancelJob:output_type -> flow.cluster.v1.CancelJobResponse
+	24, // 64: flow.cluster.v1.JobManagerService.WatchJob:output_type -> flow.cluster.v1.JobStatusEvent
+	26, // 65: flow.cluster.v1.JobManagerService.ListTaskManagers:output_type -> flow.cluster.v1.ListTaskManagersResponse
+	7,  // 66: flow.cluster.v1.JobManagerService.ListCheckpoints:output_type -> flow.cluster.v1.ListCheckpointsResponse
+	5,  // 67: flow.cluster.v1.JobManagerService.TriggerSavepoint:output_type -> flow.cluster.v1.SavepointProgress
+	33, // 68: flow.cluster.v1.ResourceManagerService.AcknowledgeCheckpoint:output_type -> flow.cluster.v1.AcknowledgeCheckpointResponse
+	35, // 69: flow.cluster.v1.ResourceManagerService.DeclineCheckpoint:output_type -> flow.cluster.v1.DeclineCheckpointResponse
+	29, // 70: flow.cluster.v1.ResourceManagerService.RegisterTaskManager:output_type -> flow.cluster.v1.RegisterTaskManagerResponse
+	31, // 71: flow.cluster.v1.ResourceManagerService.Heartbeat:output_type -> flow.cluster.v1.HeartbeatResponse
+	38, // 72: flow.cluster.v1.ResourceManagerService.UpdateTaskState:output_type -> flow.cluster.v1.UpdateTaskStateResponse
+	40, // 73: flow.cluster.v1.ResourceManagerService.DeregisterTaskManager:output_type -> flow.cluster.v1.DeregisterTaskManagerResponse
+	53, // 74: flow.cluster.v1.TaskExecutorService.DeployTask:output_type -> flow.cluster.v1.DeployTaskResponse
+	55, // 75: flow.cluster.v1.TaskExecutorService.CancelTask:output_type -> flow.cluster.v1.CancelTaskResponse
+	43, // 76: flow.cluster.v1.TaskExecutorService.TriggerCheckpoint:output_type -> flow.cluster.v1.TriggerCheckpointResponse
+	45, // 77: flow.cluster.v1.TaskExecutorService.NotifyCheckpoint:output_type -> flow.cluster.v1.NotifyCheckpointResponse
+	60, // [60:78] is the sub-list for method output_type
+	42, // [42:60] is the sub-list for method input_type
 	42, // [42:42] is the sub-list for extension type_name
 	42, // [42:42] is the sub-list for extension extendee
 	0,  // [0:42] is the sub-list for field type_name
@@ -3622,7 +3799,7 @@ func file_flow_cluster_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flow_cluster_v1_cluster_proto_rawDesc), len(file_flow_cluster_v1_cluster_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   52,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -31,6 +31,7 @@ const (
 	JobManagerService_WatchJob_FullMethodName         = "/flow.cluster.v1.JobManagerService/WatchJob"
 	JobManagerService_ListTaskManagers_FullMethodName = "/flow.cluster.v1.JobManagerService/ListTaskManagers"
 	JobManagerService_ListCheckpoints_FullMethodName  = "/flow.cluster.v1.JobManagerService/ListCheckpoints"
+	JobManagerService_TriggerSavepoint_FullMethodName = "/flow.cluster.v1.JobManagerService/TriggerSavepoint"
 )
 
 // JobManagerServiceClient is the client API for JobManagerService service.
@@ -46,6 +47,11 @@ type JobManagerServiceClient interface {
 	ListTaskManagers(ctx context.Context, in *ListTaskManagersRequest, opts ...grpc.CallOption) (*ListTaskManagersResponse, error)
 	// Checkpoint history of a job, newest first.
 	ListCheckpoints(ctx context.Context, in *ListCheckpointsRequest, opts ...grpc.CallOption) (*ListCheckpointsResponse, error)
+	// Takes a savepoint of a running job, streaming progress until it is
+	// written (the last message has done=true and the path) or fails (the
+	// stream ends with an error status). With stop, the job then stops and
+	// ends FINISHED.
+	TriggerSavepoint(ctx context.Context, in *TriggerSavepointRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SavepointProgress], error)
 }
 
 type jobManagerServiceClient struct {
@@ -135,6 +141,25 @@ func (c *jobManagerServiceClient) ListCheckpoints(ctx context.Context, in *ListC
 	return out, nil
 }
 
+func (c *jobManagerServiceClient) TriggerSavepoint(ctx context.Context, in *TriggerSavepointRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SavepointProgress], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &JobManagerService_ServiceDesc.Streams[1], JobManagerService_TriggerSavepoint_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[TriggerSavepointRequest, SavepointProgress]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type JobManagerService_TriggerSavepointClient = grpc.ServerStreamingClient[SavepointProgress]
+
 // JobManagerServiceServer is the server API for JobManagerService service.
 // All implementations must embed UnimplementedJobManagerServiceServer
 // for forward compatibility.
@@ -148,6 +173,11 @@ type JobManagerServiceServer interface {
 	ListTaskManagers(context.Context, *ListTaskManagersRequest) (*ListTaskManagersResponse, error)
 	// Checkpoint history of a job, newest first.
 	ListCheckpoints(context.Context, *ListCheckpointsRequest) (*ListCheckpointsResponse, error)
+	// Takes a savepoint of a running job, streaming progress until it is
+	// written (the last message has done=true and the path) or fails (the
+	// stream ends with an error status). With stop, the job then stops and
+	// ends FINISHED.
+	TriggerSavepoint(*TriggerSavepointRequest, grpc.ServerStreamingServer[SavepointProgress]) error
 	mustEmbedUnimplementedJobManagerServiceServer()
 }
 
@@ -178,6 +208,9 @@ func (UnimplementedJobManagerServiceServer) ListTaskManagers(context.Context, *L
 }
 func (UnimplementedJobManagerServiceServer) ListCheckpoints(context.Context, *ListCheckpointsRequest) (*ListCheckpointsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListCheckpoints not implemented")
+}
+func (UnimplementedJobManagerServiceServer) TriggerSavepoint(*TriggerSavepointRequest, grpc.ServerStreamingServer[SavepointProgress]) error {
+	return status.Error(codes.Unimplemented, "method TriggerSavepoint not implemented")
 }
 func (UnimplementedJobManagerServiceServer) mustEmbedUnimplementedJobManagerServiceServer() {}
 func (UnimplementedJobManagerServiceServer) testEmbeddedByValue()                           {}
@@ -319,6 +352,17 @@ func _JobManagerService_ListCheckpoints_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JobManagerService_TriggerSavepoint_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(TriggerSavepointRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(JobManagerServiceServer).TriggerSavepoint(m, &grpc.GenericServerStream[TriggerSavepointRequest, SavepointProgress]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type JobManagerService_TriggerSavepointServer = grpc.ServerStreamingServer[SavepointProgress]
+
 // JobManagerService_ServiceDesc is the grpc.ServiceDesc for JobManagerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -355,6 +399,11 @@ var JobManagerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "WatchJob",
 			Handler:       _JobManagerService_WatchJob_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "TriggerSavepoint",
+			Handler:       _JobManagerService_TriggerSavepoint_Handler,
 			ServerStreams: true,
 		},
 	},
