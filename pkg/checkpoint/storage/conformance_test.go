@@ -240,6 +240,26 @@ func runConformance(t *testing.T, b backend) {
 		if ok, err := s.Exists(ctx, "job/chk-2/partial"); err != nil || ok {
 			t.Fatalf("abandoned object exists: %v %v", ok, err)
 		}
+		// The same after enough bytes for a multipart upload to be under way.
+		wctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		w, err = s.Create(wctx, "job/chk-2/big-partial")
+		if err != nil {
+			t.Fatal(err)
+		}
+		chunk := make([]byte, 1<<20)
+		for range b.bigSize >> 20 {
+			if _, err := w.Write(chunk); err != nil {
+				break // the upload may notice the cancellation early
+			}
+		}
+		cancel()
+		if err := w.Close(); err == nil {
+			t.Fatal("a big write whose context was canceled closed without error")
+		}
+		if ok, err := s.Exists(ctx, "job/chk-2/big-partial"); err != nil || ok {
+			t.Fatalf("abandoned big object exists: %v %v", ok, err)
+		}
 	})
 
 	t.Run("metadata and snapshots", func(t *testing.T) {
@@ -532,6 +552,26 @@ func testRetention(t *testing.T, base string) {
 	}
 	if got := names(t, s, "job1/chk-4"); len(got) != 0 {
 		t.Fatalf("chk-4 left: %v", got)
+	}
+	// A late acknowledgement of completed checkpoint 3 repeating one of its
+	// files and bringing a new one: only the new one goes.
+	late := &checkpointv1.SubtaskState{Keyed: []*checkpointv1.KeyedStateHandle{{Files: []*checkpointv1.FileHandle{
+		{Path: CheckpointDir(job, 3) + "/MANIFEST"}, {Path: CheckpointDir(job, 3) + "/late"},
+		{Path: SharedPath(job, "c"), Shared: true}, {Path: SharedPath(job, "late"), Shared: true},
+	}}}}
+	for _, p := range []string{CheckpointDir(job, 3) + "/late", SharedPath(job, "late")} {
+		if err := s.WriteFile(ctx, p, []byte("late")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := js2.DiscardLate(ctx, 3, late); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(t, s, "job1/chk-3"); !slices.Equal(got, []string{"job1/chk-3/MANIFEST", "job1/chk-3/_metadata"}) {
+		t.Fatalf("chk-3 after a late ack: %v", got)
+	}
+	if got := names(t, s, "job1/shared"); !slices.Equal(got, want[1:]) {
+		t.Fatalf("shared after a late ack: %v", got)
 	}
 	// Discard 3, the last: every shared file goes. Only the corrupt chk-5 stays.
 	if err := js2.Discard(ctx, 3); err != nil {

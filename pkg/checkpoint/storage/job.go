@@ -215,6 +215,38 @@ func (j *JobStore) Abort(ctx context.Context, id int64, subtasks ...*checkpointv
 	return nil
 }
 
+// DiscardLate deletes the state of an acknowledgement of checkpoint id that
+// came after the checkpoint ended (ActionDiscardLate): the files of the
+// given subtask states that neither checkpoint id (if it completed) nor,
+// for shared files, any registered checkpoint references.
+func (j *JobStore) DiscardLate(ctx context.Context, id int64, subtasks ...*checkpointv1.SubtaskState) error {
+	keep := map[string]bool{}
+	if slices.Contains(j.reg.Checkpoints(), id) {
+		md, err := j.s.ReadMetadata(ctx, j.Dir(id))
+		if err != nil {
+			return fmt.Errorf("discard a late acknowledgement of checkpoint %d: %w", id, err)
+		}
+		for _, f := range Files(md) {
+			keep[f.GetPath()] = true
+		}
+	}
+	var errs []error
+	for _, st := range subtasks {
+		for _, f := range SubtaskFiles(st) {
+			if keep[f.GetPath()] || (f.GetShared() && j.reg.Refs(f.GetPath()) > 0) {
+				continue
+			}
+			if err := j.s.Delete(ctx, f.GetPath()); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("discard a late acknowledgement of checkpoint %d: %w", id, err)
+	}
+	return nil
+}
+
 // LatestCompleted is LatestCompleted for this job.
 func (j *JobStore) LatestCompleted(ctx context.Context) (int64, string, error) {
 	return LatestCompleted(ctx, j.s, j.jobID)
