@@ -49,6 +49,7 @@ func (c *common) prepare(cmd *cobra.Command) error {
 func JobManagerCommand(registry *api.Registry) *cobra.Command {
 	var c common
 	var heartbeatTimeout, slotTimeout time.Duration
+	var checkpointStorage, savepointDir string
 	cmd := &cobra.Command{
 		Use:   "jobmanager",
 		Short: "Run a Flow JobManager: the cluster's coordinator",
@@ -64,6 +65,7 @@ func JobManagerCommand(registry *api.Registry) *cobra.Command {
 			reg := NewRegistry()
 			jm, err := jobmanager.New(jobmanager.Options{
 				DataDir: c.dataDir, HeartbeatTimeout: heartbeatTimeout, SlotTimeout: slotTimeout,
+				CheckpointStorage: checkpointStorage, SavepointDir: savepointDir,
 				Registry: registry, Logger: log, Metrics: reg,
 			})
 			if err != nil {
@@ -80,6 +82,8 @@ func JobManagerCommand(registry *api.Registry) *cobra.Command {
 	c.register(cmd, "127.0.0.1:6123", "127.0.0.1:8081", filepath.Join("flow-data", "jobmanager"))
 	cmd.Flags().DurationVar(&heartbeatTimeout, "heartbeat-timeout", 10*time.Second, "mark a TaskManager lost after this long without a heartbeat")
 	cmd.Flags().DurationVar(&slotTimeout, "slot-timeout", 60*time.Second, "fail a job that cannot get enough slots for this long")
+	cmd.Flags().StringVar(&checkpointStorage, "checkpoint-storage", "", "checkpoint storage URL for jobs that name none (file://, s3://, gs://, azblob://); default file://<data-dir>/checkpoints")
+	cmd.Flags().StringVar(&savepointDir, "savepoint-dir", "", "directory URL for savepoints when a request names none; default file://<data-dir>/savepoints")
 	return cmd
 }
 

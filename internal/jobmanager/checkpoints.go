@@ -47,6 +47,29 @@ type jobCheckpoints struct {
 	// restore is what the next attempt starts from: the latest completed
 	// checkpoint, or the snapshot the job was submitted with.
 	restore *restorePoint
+	// savepoints in progress or done, by checkpoint id; nextSavepoint is the
+	// request being triggered (consumed by ActionTrigger).
+	savepoints    map[uint64]*savepointOp
+	nextSavepoint *savepointOp
+}
+
+// savepointOp is one savepoint request and its progress.
+type savepointOp struct {
+	id          uint64
+	storage     *storage.Storage // the target directory
+	name        string           // the savepoint's directory inside it
+	dirURL      string
+	stop, drain bool
+	total       int
+	acked       int
+	done        bool
+	err         error
+	changed     chan struct{}
+}
+
+func (sp *savepointOp) notify() {
+	close(sp.changed)
+	sp.changed = make(chan struct{})
 }
 
 type restorePoint struct {
@@ -63,7 +86,7 @@ func (c *jobCheckpoints) enabled() bool { return c != nil && c.cfg.Interval > 0 
 // (I/O: call without jm.mu) and, for a job resubmitted under the same id,
 // resumes from what is stored.
 func (jm *JobManager) openCheckpoints(ctx context.Context, jobID string, cfg jobspec.Checkpoints) (*jobCheckpoints, error) {
-	c := &jobCheckpoints{cfg: cfg, byID: map[uint64]*clusterv1.CheckpointInfo{}}
+	c := &jobCheckpoints{cfg: cfg, byID: map[uint64]*clusterv1.CheckpointInfo{}, savepoints: map[uint64]*savepointOp{}}
 	if cfg.Interval <= 0 {
 		return c, nil
 	}
@@ -98,7 +121,7 @@ func (c *jobCheckpoints) close() {
 // once it runs.
 func (jm *JobManager) startCoordinatorLocked(j *job, now time.Time) {
 	c := j.ck
-	if !c.enabled() || c.coord != nil {
+	if c == nil || c.coord != nil || j.plan == nil {
 		return
 	}
 	var tasks []checkpoint.TaskID
@@ -111,6 +134,9 @@ func (jm *JobManager) startCoordinatorLocked(j *job, now time.Time) {
 				c.sources[id] = true
 			}
 		}
+	}
+	if c.store == nil {
+		c.cfg.Interval = 0 // no storage: savepoints only
 	}
 	cfg := checkpoint.Config{
 		Interval: c.cfg.Interval, MinPause: c.cfg.MinPause, Timeout: c.cfg.Timeout,
@@ -137,6 +163,19 @@ func (jm *JobManager) stopCoordinatorLocked(j *job, reason string) {
 			info.Status = clusterv1.CheckpointStatus_CHECKPOINT_STATUS_FAILED
 			info.Failure = reason
 			jm.abortFilesLocked(j, id, nil)
+		}
+		if sp := c.savepoints[id]; sp != nil && !sp.done && sp.err == nil {
+			sp.err = fmt.Errorf("savepoint %d failed: %s", id, reason)
+			sp.notify()
+			stor, name := sp.storage, sp.name
+			jm.wg.Add(1)
+			go func() {
+				defer jm.wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				_, _ = stor.DeleteDir(ctx, name)
+				stor.Close()
+			}()
 		}
 	}
 	c.retained = c.coord.Retained()
@@ -188,7 +227,24 @@ func (jm *JobManager) execLocked(j *job, a checkpoint.Action) {
 		info := &clusterv1.CheckpointInfo{
 			Id: int64(a.ID), Status: clusterv1.CheckpointStatus_CHECKPOINT_STATUS_IN_PROGRESS,
 			TriggerTimeMs: a.Time.UnixMilli(), Savepoint: a.Savepoint, Attempt: sum.GetAttempt(),
-			Path: c.store.Storage().URLOf(c.store.Dir(int64(a.ID))),
+		}
+		opts := &clusterv1.CheckpointOptions{
+			Savepoint: a.Savepoint, Unaligned: c.cfg.Unaligned && !a.Savepoint,
+			AlignedTimeoutMs: c.cfg.AlignedTimeout.Milliseconds(), Incremental: c.cfg.Incremental && !a.Savepoint,
+		}
+		if a.Savepoint {
+			sp := c.nextSavepoint
+			if sp == nil {
+				jm.log.Error("savepoint triggered without a request", "job", sum.GetJobId(), "id", a.ID)
+				return
+			}
+			sp.id, sp.total = a.ID, j.plan.TotalSubtasks()
+			c.savepoints[a.ID] = sp
+			info.Path = sp.dirURL
+			opts.StorageBase, opts.Drain = sp.dirURL, sp.drain
+		} else {
+			info.Path = c.store.Storage().URLOf(c.store.Dir(int64(a.ID)))
+			opts.StorageBase, opts.Location = c.store.Storage().URL(), c.store.Dir(int64(a.ID))
 		}
 		c.history = append(c.history, info)
 		c.byID[a.ID] = info
@@ -196,12 +252,28 @@ func (jm *JobManager) execLocked(j *job, a checkpoint.Action) {
 			delete(c.byID, uint64(c.history[0].GetId()))
 			c.history = c.history[1:]
 		}
-		jm.triggerSourcesLocked(j, a)
+		jm.triggerSourcesLocked(j, a, opts)
 	case checkpoint.ActionFinalize:
 		md, err := jm.metadataLocked(j, a)
 		if err != nil {
 			jm.log.Warn("checkpoint metadata", "job", sum.GetJobId(), "id", a.ID, "err", err)
 			jm.stepLocked(j, checkpoint.Event{Type: checkpoint.EventFinalized, ID: a.ID, Err: err})
+			return
+		}
+		if sp := c.savepoints[a.ID]; a.Savepoint && sp != nil {
+			jobID, id := sum.GetJobId(), a.ID
+			jm.wg.Add(1)
+			go func() {
+				defer jm.wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				err := sp.storage.WriteMetadata(ctx, sp.name, md)
+				cancel()
+				jm.mu.Lock()
+				defer jm.mu.Unlock()
+				if j := jm.jobs[jobID]; j != nil && j.ck == c {
+					jm.stepLocked(j, checkpoint.Event{Type: checkpoint.EventFinalized, ID: id, Err: err})
+				}
+			}()
 			return
 		}
 		store, jobID, id := c.store, sum.GetJobId(), a.ID
@@ -225,9 +297,19 @@ func (jm *JobManager) execLocked(j *job, a checkpoint.Action) {
 			info.Status = clusterv1.CheckpointStatus_CHECKPOINT_STATUS_COMPLETED
 			info.DurationMs = a.Time.Sub(a.TriggerTime).Milliseconds()
 		}
-		c.retained = c.coord.Retained()
-		jm.log.Info("checkpoint completed", "job", sum.GetJobId(), "id", a.ID, "duration", a.Time.Sub(a.TriggerTime))
+		if c.coord != nil {
+			c.retained = c.coord.Retained()
+		}
+		jm.log.Info("checkpoint completed", "job", sum.GetJobId(), "id", a.ID, "savepoint", a.Savepoint, "duration", a.Time.Sub(a.TriggerTime))
 		jm.notifyTaskManagersLocked(j, int64(a.ID), true)
+		if sp := c.savepoints[a.ID]; a.Savepoint && sp != nil {
+			sp.done = true
+			sp.notify()
+			sp.storage.Close()
+			if sp.stop {
+				jm.stopWithSavepointLocked(j, sp.dirURL)
+			}
+		}
 	case checkpoint.ActionAbort:
 		if info := c.byID[a.ID]; info != nil {
 			info.Status = clusterv1.CheckpointStatus_CHECKPOINT_STATUS_FAILED
@@ -238,8 +320,26 @@ func (jm *JobManager) execLocked(j *job, a checkpoint.Action) {
 			}
 			info.DurationMs = time.Since(time.UnixMilli(info.GetTriggerTimeMs())).Milliseconds()
 		}
-		jm.log.Info("checkpoint aborted", "job", sum.GetJobId(), "id", a.ID, "reason", a.Reason, "consecutive_failures", a.Failures)
+		jm.log.Info("checkpoint aborted", "job", sum.GetJobId(), "id", a.ID, "savepoint", a.Savepoint, "reason", a.Reason, "consecutive_failures", a.Failures)
 		jm.notifyTaskManagersLocked(j, int64(a.ID), false)
+		if sp := c.savepoints[a.ID]; a.Savepoint && sp != nil {
+			detail := a.Reason.String()
+			if info := c.byID[a.ID]; info != nil {
+				detail = info.GetFailure()
+			}
+			sp.err = fmt.Errorf("savepoint %d failed: %s", a.ID, detail)
+			sp.notify()
+			stor, name := sp.storage, sp.name
+			jm.wg.Add(1)
+			go func() {
+				defer jm.wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				_, _ = stor.DeleteDir(ctx, name)
+				stor.Close()
+			}()
+			return
+		}
 		jm.abortFilesLocked(j, a.ID, a.Acks)
 	case checkpoint.ActionDiscard:
 		if info := c.byID[a.ID]; info != nil {
@@ -265,13 +365,9 @@ func (jm *JobManager) execLocked(j *job, a checkpoint.Action) {
 }
 
 // triggerSourcesLocked asks every source subtask to start the checkpoint.
-func (jm *JobManager) triggerSourcesLocked(j *job, a checkpoint.Action) {
+func (jm *JobManager) triggerSourcesLocked(j *job, a checkpoint.Action, opts *clusterv1.CheckpointOptions) {
 	c := j.ck
 	sum := j.d.GetSummary()
-	opts := &clusterv1.CheckpointOptions{
-		Savepoint: a.Savepoint, Location: c.store.Dir(int64(a.ID)), StorageBase: c.store.Storage().URL(),
-		Unaligned: c.cfg.Unaligned, AlignedTimeoutMs: c.cfg.AlignedTimeout.Milliseconds(), Incremental: c.cfg.Incremental,
-	}
 	for src := range c.sources {
 		s := subtaskOf(j, src.Vertex, int32(src.Subtask))
 		tm := jm.tms[s.GetTaskManagerId()]
@@ -437,6 +533,10 @@ func (jm *JobManager) AcknowledgeCheckpoint(ctx context.Context, req *clusterv1.
 		tm.Task, tm.Subtask, tm.AckTimeMs = t.GetTask(), t.GetSubtask(), time.Now().UnixMilli()
 		info.Tasks = append(info.Tasks, tm)
 	}
+	if sp := j.ck.savepoints[id]; sp != nil && !sp.done && sp.err == nil {
+		sp.acked++
+		sp.notify()
+	}
 	timing := req.GetTiming()
 	jm.stepLocked(j, checkpoint.Event{
 		Type: checkpoint.EventAck, Time: time.Now(), ID: id,
@@ -578,4 +678,101 @@ func hasState(op *checkpointv1.OperatorState) bool {
 		}
 	}
 	return false
+}
+
+// TriggerSavepoint takes a savepoint of a running job and streams its
+// progress.
+func (jm *JobManager) TriggerSavepoint(req *clusterv1.TriggerSavepointRequest, stream clusterv1.JobManagerService_TriggerSavepointServer) error {
+	ctx := stream.Context()
+	jobID := req.GetJobId()
+	if err := jm.savepointPossible(jobID); err != nil {
+		return err
+	}
+	target := req.GetTargetDir()
+	if target == "" {
+		target = jm.opts.SavepointDir
+	}
+	if target == "" {
+		return status.Error(codes.InvalidArgument, "savepoint: no target directory: pass --dir URL, or start the JobManager with --savepoint-dir")
+	}
+	stor, err := storage.Open(ctx, target, storage.WithLogger(jm.log))
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "savepoint target %s: %v", target, err)
+	}
+	name := storage.NewSavepointDirName(jobID)
+	sp := &savepointOp{storage: stor, name: name, dirURL: stor.URLOf(name), stop: req.GetStop(), drain: req.GetDrain(), changed: make(chan struct{})}
+
+	jm.mu.Lock()
+	j, err := jm.lookup(jobID)
+	if err == nil {
+		err = jm.savepointPossibleLocked(j)
+	}
+	if err != nil {
+		jm.mu.Unlock()
+		stor.Close()
+		return err
+	}
+	j.ck.nextSavepoint = sp
+	jm.stepLocked(j, checkpoint.Event{Type: checkpoint.EventSavepoint, Time: time.Now()})
+	j.ck.nextSavepoint = nil
+	jm.mu.Unlock()
+	if sp.id == 0 {
+		stor.Close()
+		return status.Error(codes.FailedPrecondition, "savepoint: the checkpoint coordinator did not start it (is the job finishing?)")
+	}
+	var last *clusterv1.SavepointProgress
+	for {
+		jm.mu.Lock()
+		p := &clusterv1.SavepointProgress{CheckpointId: int64(sp.id), Acknowledged: int32(sp.acked), Total: int32(sp.total), Done: sp.done}
+		err, changed := sp.err, sp.changed
+		jm.mu.Unlock()
+		if err != nil {
+			return status.Error(codes.Aborted, err.Error())
+		}
+		switch {
+		case p.Done:
+			p.Path, p.Message = sp.dirURL, "savepoint complete"
+			if sp.stop {
+				p.Message = "savepoint complete; stopping the job"
+			}
+		case last == nil:
+			p.Message = "savepoint triggered"
+		default:
+			p.Message = "waiting for acknowledgements"
+		}
+		if last == nil || p.Acknowledged != last.Acknowledged || p.Done {
+			if err := stream.Send(p); err != nil {
+				return err
+			}
+			last = p
+		}
+		if p.Done {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-jm.done:
+			return status.Error(codes.Unavailable, "the JobManager is shutting down")
+		}
+	}
+}
+
+func (jm *JobManager) savepointPossible(jobID string) error {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	j, err := jm.lookup(jobID)
+	if err != nil {
+		return err
+	}
+	return jm.savepointPossibleLocked(j)
+}
+
+func (jm *JobManager) savepointPossibleLocked(j *job) error {
+	st := j.d.GetSummary().GetStatus()
+	if st != clusterv1.JobStatus_JOB_STATUS_RUNNING || j.ck == nil || j.ck.coord == nil {
+		return status.Errorf(codes.FailedPrecondition, "savepoint: job %s is %s; savepoints need a RUNNING job", j.d.GetSummary().GetJobId(), shortStatus(st))
+	}
+	return nil
 }

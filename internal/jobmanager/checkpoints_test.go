@@ -200,3 +200,76 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestSavepointTriggerAndStop(t *testing.T) {
+	c := newCluster(t, jobmanager.Options{})
+	src := &ackingSource{restored: map[int32]*clusterv1.TaskRestore{}, notified: map[int64]bool{}}
+	c.addTaskManager("tm-a", 2, src.run)
+	// No periodic checkpoints: savepoints work anyway.
+	id := c.submit(chainGraph("sp", 2, ""))
+	waitStatus(t, c, id, clusterv1.JobStatus_JOB_STATUS_RUNNING)
+	target := t.TempDir()
+
+	take := func(stop bool) (string, []*clusterv1.SavepointProgress) {
+		stream, err := c.client.TriggerSavepoint(context.Background(), &clusterv1.TriggerSavepointRequest{JobId: id, TargetDir: "file://" + target, Stop: stop})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all []*clusterv1.SavepointProgress
+		for {
+			p, err := stream.Recv()
+			if err != nil {
+				t.Fatalf("savepoint stream: %v (progress %v)", err, all)
+			}
+			all = append(all, p)
+			if p.GetDone() {
+				return p.GetPath(), all
+			}
+		}
+	}
+	path, progress := take(false)
+	if len(progress) < 2 || progress[len(progress)-1].GetTotal() != 2 {
+		t.Fatalf("progress %v", progress)
+	}
+	md, err := storage.ReadMetadata(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !md.GetSavepoint() || md.GetJobId() != id || len(md.GetOperators()[0].GetSubtasks()) != 2 {
+		t.Fatalf("savepoint metadata %v", md)
+	}
+	if !strings.HasPrefix(path, "file://"+target+"/savepoint-") {
+		t.Fatalf("savepoint path %s not under the target dir", path)
+	}
+	// The job keeps running; stop with a savepoint ends it FINISHED.
+	path2, _ := take(true)
+	last, _ := c.await(id)
+	if last.GetSummary().GetStatus() != clusterv1.JobStatus_JOB_STATUS_FINISHED || !strings.Contains(last.GetMessage(), path2) {
+		t.Fatalf("after stop: %v %q", last.GetSummary().GetStatus(), last.GetMessage())
+	}
+	// A stopped job takes no savepoint.
+	stream, err := c.client.TriggerSavepoint(context.Background(), &clusterv1.TriggerSavepointRequest{JobId: id, TargetDir: "file://" + target})
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if err == nil || !strings.Contains(err.Error(), "savepoints need a RUNNING job") {
+		t.Fatalf("savepoint of a finished job: %v", err)
+	}
+	// Resubmitting from the savepoint hands the state to the new job.
+	resp, err := c.client.SubmitJob(context.Background(), &clusterv1.SubmitJobRequest{Graph: chainGraph("sp-restored", 2, ""), RestorePath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var r *clusterv1.TaskRestore
+	for time.Now().Before(deadline) {
+		src.mu.Lock()
+		r = src.restored[1]
+		src.mu.Unlock()
+		if r != nil && strings.TrimSuffix(r.GetStorageBase(), "/") == path && len(r.GetOperators()["src-v1"].GetStates()) == 1 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("job %s was not deployed with the savepoint's state: restore %v, want storage base %s", resp.GetJobId(), r, path)
+}

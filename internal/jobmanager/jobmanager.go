@@ -47,6 +47,9 @@ type Options struct {
 	// CheckpointStorage is the storage URL for jobs whose checkpoints section
 	// names none. Default file://<DataDir>/checkpoints.
 	CheckpointStorage string
+	// SavepointDir is where savepoints go when the request names no
+	// directory. Default file://<DataDir>/savepoints.
+	SavepointDir string
 	// Registry, when set, is used to reject jobs naming unknown operator types
 	// at submission.
 	Registry *api.Registry
@@ -76,6 +79,11 @@ func (o *Options) ensureDefaults() {
 	if o.CheckpointStorage == "" && o.DataDir != "" {
 		if abs, err := filepath.Abs(filepath.Join(o.DataDir, "checkpoints")); err == nil {
 			o.CheckpointStorage = "file://" + abs
+		}
+	}
+	if o.SavepointDir == "" && o.DataDir != "" {
+		if abs, err := filepath.Abs(filepath.Join(o.DataDir, "savepoints")); err == nil {
+			o.SavepointDir = "file://" + abs
 		}
 	}
 	if o.DialOptions == nil {
@@ -135,6 +143,9 @@ type job struct {
 	waitingSince time.Time
 	// ck drives the job's checkpoints.
 	ck *jobCheckpoints
+	// stoppedWith is the savepoint a stop-with-savepoint took; the job ends
+	// FINISHED once its tasks are down.
+	stoppedWith string
 }
 
 // New opens the job store under opts.DataDir and returns a JobManager.
@@ -177,7 +188,7 @@ func New(opts Options) (*JobManager, error) {
 	for _, d := range stored {
 		j := &job{d: d, changed: make(chan struct{}), waitingSince: time.UnixMilli(d.GetSummary().GetSubmitTimeMs())}
 		j.restart = jm.restartStrategyOf(d.GetGraph())
-		j.ck = &jobCheckpoints{byID: map[uint64]*clusterv1.CheckpointInfo{}}
+		j.ck = &jobCheckpoints{byID: map[uint64]*clusterv1.CheckpointInfo{}, savepoints: map[uint64]*savepointOp{}}
 		if p, err := runtime.BuildPlan(d.GetGraph()); err == nil {
 			j.plan = p
 		}
@@ -670,6 +681,19 @@ func (jm *JobManager) UpdateTaskState(ctx context.Context, req *clusterv1.Update
 
 // ------------------------------------------------------- job lifecycle
 
+// stopWithSavepointLocked stops a job after its savepoint completed.
+func (jm *JobManager) stopWithSavepointLocked(j *job, path string) {
+	if isTerminal(j.d.GetSummary().GetStatus()) {
+		return
+	}
+	j.stoppedWith = path
+	jm.stopCoordinatorLocked(j, "job stopped with a savepoint")
+	jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_CANCELING, "stopping after savepoint "+path)
+	jm.cancelSubtasksLocked(j, "job stopped with a savepoint")
+	jm.maybeCompleteLocked(j)
+	jm.persistLocked(j)
+}
+
 // taskFailedLocked moves a running job to FAILING and cancels its other
 // subtasks. (Restart strategies arrive with checkpointing.)
 func (jm *JobManager) taskFailedLocked(j *job, reason string) {
@@ -750,6 +774,8 @@ func (jm *JobManager) maybeCompleteLocked(j *job) {
 		}
 	}
 	switch {
+	case st == clusterv1.JobStatus_JOB_STATUS_CANCELING && j.stoppedWith != "":
+		jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_FINISHED, "stopped with savepoint "+j.stoppedWith)
 	case st == clusterv1.JobStatus_JOB_STATUS_CANCELING:
 		jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_CANCELED, "all tasks canceled")
 	case st == clusterv1.JobStatus_JOB_STATUS_FAILING || !allFinished:
