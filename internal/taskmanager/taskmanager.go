@@ -168,9 +168,9 @@ func New(opts Options) (*TaskManager, error) {
 	base, cancel := context.WithCancel(context.Background())
 	cacheBytes, _ := statepebble.SplitBudget(opts.StateMemory, opts.Slots)
 	tm := &TaskManager{
-		stateCache: statepebble.NewCache(cacheBytes),
 		opts: opts, log: opts.Logger.With("taskmanager", opts.ID), exchange: xm,
-		conn: conn, rm: clusterv1.NewResourceManagerServiceClient(conn),
+		stateCache: statepebble.NewCache(cacheBytes),
+		conn:       conn, rm: clusterv1.NewResourceManagerServiceClient(conn),
 		base: base, cancelBase: cancel,
 		tasks: map[taskKey]*task{},
 		registered: prometheus.NewGauge(prometheus.GaugeOpts{
