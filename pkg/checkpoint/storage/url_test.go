@@ -13,11 +13,11 @@ import (
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m,
-		// The AWS SDK's HTTP client keeps idle keep-alive connections to
-		// the test server; they end when the server is stopped.
+		// The AWS SDK's shared HTTP transport keeps idle keep-alive
+		// connections; they end when the test server is stopped, possibly
+		// after goleak looks.
 		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
 		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
 	)
 }
 
