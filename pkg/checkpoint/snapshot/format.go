@@ -288,10 +288,17 @@ func (s *section) add(state uint64, e *statebackend.Entry) {
 // capture returns an Iterate callback that appends each entry to its key
 // group's section (secs[kg-r.Start]).
 func capture(idx map[string]uint64, r keygroup.Range, secs []section) func(statebackend.Entry) error {
+	var lastName string
+	var lastIdx uint64
 	return func(e statebackend.Entry) error {
-		st, ok := idx[e.State]
-		if !ok {
-			return fmt.Errorf("entry of state %q, which States() does not list", e.State)
+		// Iterate yields long runs of one state: skip the map lookup.
+		st := lastIdx
+		if e.State != lastName || lastName == "" {
+			var ok bool
+			if st, ok = idx[e.State]; !ok {
+				return fmt.Errorf("entry of state %q, which States() does not list", e.State)
+			}
+			lastName, lastIdx = e.State, st
 		}
 		if !r.Contains(e.KeyGroup) {
 			return fmt.Errorf("entry of state %q in key group %d outside the snapshot's range %v", e.State, e.KeyGroup, r)
