@@ -356,7 +356,7 @@ func (jm *JobManager) execLocked(j *job, a checkpoint.Action) {
 			}
 		}()
 	case checkpoint.ActionDiscardLate:
-		jm.abortFilesLocked(j, a.ID, []checkpoint.Ack{{Task: a.Task, Handle: a.Handle}})
+		jm.discardFilesLocked(j, a.ID, []checkpoint.Ack{{Task: a.Task, Handle: a.Handle}}, true)
 	case checkpoint.ActionFailJob:
 		reason := fmt.Sprintf("%d consecutive checkpoints failed (tolerableFailures is %d)", a.Failures, c.cfg.TolerableFailures)
 		jm.taskFailedLocked(j, reason)
@@ -432,7 +432,17 @@ func (jm *JobManager) notifyTaskManagersLocked(j *job, id int64, completed bool)
 
 // abortFilesLocked deletes what an unfinished checkpoint wrote.
 func (jm *JobManager) abortFilesLocked(j *job, id uint64, acks []checkpoint.Ack) {
+	jm.discardFilesLocked(j, id, acks, false)
+}
+
+// discardFilesLocked deletes the files of acks (and, unless late, the
+// checkpoint's directory); late acks of a completed checkpoint keep what the
+// checkpoint references.
+func (jm *JobManager) discardFilesLocked(j *job, id uint64, acks []checkpoint.Ack, late bool) {
 	c := j.ck
+	if c.store == nil {
+		return
+	}
 	var states []*checkpointv1.SubtaskState
 	for _, a := range acks {
 		req := &clusterv1.AcknowledgeCheckpointRequest{}
@@ -448,8 +458,14 @@ func (jm *JobManager) abortFilesLocked(j *job, id uint64, acks []checkpoint.Ack)
 		defer jm.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := store.Abort(ctx, int64(id), states...); err != nil {
-			jm.log.Debug("delete aborted checkpoint", "id", id, "err", err)
+		var err error
+		if late {
+			err = store.DiscardLate(ctx, int64(id), states...)
+		} else {
+			err = store.Abort(ctx, int64(id), states...)
+		}
+		if err != nil {
+			jm.log.Debug("delete checkpoint files", "id", id, "late", late, "err", err)
 		}
 	}()
 }
