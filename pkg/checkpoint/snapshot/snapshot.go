@@ -124,9 +124,12 @@ type Keyed struct {
 	eng  *statebackend.Engine // non-nil for Pebble backends
 	opts KeyedOptions
 	id   string // random: shared file names never collide across backend instances
+	// lastSizes are the (bytes, records) per key group of the last capture
+	// (task goroutine only).
+	lastSizes [][2]int
 
 	mu        sync.Mutex
-	confirmed map[string]*checkpointv1.FileHandle            // local SST name -> shared handle, confirmed by a completed checkpoint
+	confirmed map[string]*checkpointv1.FileHandle           // local SST name -> shared handle, confirmed by a completed checkpoint
 	pending   map[int64]map[string]*checkpointv1.FileHandle // per checkpoint id, uploaded by its Async
 }
 
@@ -204,8 +207,22 @@ func (k *Keyed) Sync(id int64, mode Mode) (*KeyedPending, error) {
 		return nil, fmt.Errorf("snapshot %d: %w", id, err)
 	}
 	p.hdr, p.secs = hdr, make([]section, r.Len())
+	if len(k.lastSizes) == len(p.secs) {
+		// Size the buffers like the previous snapshot's (plus slack): no
+		// regrowth copies during the pause when the state is steady.
+		for i, sz := range k.lastSizes {
+			if sz[0] > 0 {
+				p.secs[i].data = make([]byte, 0, sz[0]+sz[0]/8)
+				p.secs[i].starts = make([]int, 0, sz[1]+sz[1]/8)
+			}
+		}
+	}
 	if err := k.b.Iterate(r, capture(idx, r, p.secs)); err != nil {
 		return nil, fmt.Errorf("snapshot %d: %w", id, err)
+	}
+	k.lastSizes = k.lastSizes[:0]
+	for i := range p.secs {
+		k.lastSizes = append(k.lastSizes, [2]int{len(p.secs[i].data), len(p.secs[i].starts)})
 	}
 	return p, nil
 }
@@ -223,10 +240,10 @@ func (p *KeyedPending) Discard() error {
 // off the task goroutine; the local checkpoint directory (Pebble) is
 // removed when it returns.
 func (p *KeyedPending) Async(ctx context.Context, t Target) (*KeyedResult, error) {
+	defer func() { _ = p.Discard() }()
 	if err := t.validate(); err != nil {
 		return nil, err
 	}
-	defer func() { _ = p.Discard() }()
 	if p.dir != "" && p.mode == Checkpoint {
 		return p.uploadNative(ctx, t)
 	}
