@@ -17,7 +17,10 @@ import (
 //
 // It reads b through Iterate, one key group at a time, so its memory is
 // bounded by the largest key group; it must run on the goroutine that owns
-// b. r must lie within b.KeyGroups().
+// b. r must lie within b.KeyGroups(). On the heap backend each key group's
+// Iterate scans all timers of the backend (its timers are not indexed by
+// key group), so snapshots of heap state use Keyed.Sync's one-pass capture
+// instead.
 func WriteKeyed(ctx context.Context, w io.Writer, b statebackend.Backend, r keygroup.Range) (offsets []int64, size int64, err error) {
 	own := b.KeyGroups()
 	if r.Len() == 0 || r.Start < own.Start || r.End > own.End {

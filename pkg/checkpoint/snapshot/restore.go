@@ -136,3 +136,19 @@ func RestorePebble(ctx context.Context, src Source, handles []*checkpointv1.Keye
 	}
 	return e, nil
 }
+
+// KeyedHandlesFor returns the keyed-state handles of the old subtasks that
+// overlap r: what a new subtask owning r passes to Restore, RestoreKeyed or
+// RestorePebble after rescaling (or the one handle of its own old subtask
+// when the parallelism is unchanged).
+func KeyedHandlesFor(old []*checkpointv1.SubtaskState, r keygroup.Range) []*checkpointv1.KeyedStateHandle {
+	var out []*checkpointv1.KeyedStateHandle
+	for _, st := range old {
+		for _, h := range st.GetKeyed() {
+			if overlap(handleRange(h), r).Len() > 0 {
+				out = append(out, h)
+			}
+		}
+	}
+	return out
+}

@@ -179,8 +179,16 @@ func rescale(t *testing.T, oldN, newN int, dst kind, seek bool) {
 		handles = append(handles, res.Handle)
 	}
 	got := map[string]string{}
+	var old []*checkpointv1.SubtaskState
+	for _, h := range handles {
+		old = append(old, &checkpointv1.SubtaskState{Keyed: []*checkpointv1.KeyedStateHandle{h}})
+	}
 	for j := 0; j < newN; j++ {
 		r := keygroup.RangeFor(maxPar, newN, j)
+		handles := snapshot.KeyedHandlesFor(old, r)
+		if want := keygroup.OperatorIndex(r.End, maxPar, oldN) - keygroup.OperatorIndex(r.Start, maxPar, oldN) + 1; len(handles) != want {
+			t.Fatalf("new subtask %d %v overlaps %d old handles, want %d", j, r, len(handles), want)
+		}
 		var e *statebackend.Engine
 		if dst == heapKind && !seek {
 			// Canonical handles through a reader without Seek.
