@@ -446,7 +446,7 @@ func ttlText(t *api.TTLConfig) string {
 	if t == nil {
 		return "none"
 	}
-	return t.String()
+	return ttlString(t)
 }
 
 func orNone(s string) string {

@@ -48,12 +48,12 @@ type profileV2 struct {
 type variant int
 
 const (
-	v1          variant = iota // profile: value json:profile; seen: map string->int64; timers; operator list "batches"
-	v2AddField                 // profile's struct gains a field (same codec id)
-	vRenamed                   // "profile" renamed to "user-profile"
-	vKindChange                // "profile" becomes a list state
-	vCodecChange               // "profile" stored with another JSON codec name
-	vNoKeyed                   // declares no keyed state at all (state dropped)
+	v1           variant = iota // profile: value json:profile; seen: map string->int64; recent: list json:visit v1 with TTL; timers; operator list "batches"
+	v2AddField                  // profile's struct gains a field (same codec id)
+	vRenamed                    // "profile" renamed to "user-profile"
+	vKindChange                 // "profile" becomes a list state
+	vCodecChange                // "profile" stored with another JSON codec name
+	vNoKeyed                    // declares no keyed state at all (state dropped)
 )
 
 // profileOp is a keyed operator with several kinds of state, used to fill
@@ -63,6 +63,7 @@ type profileOp struct {
 	p1      *api.ValueState[profileV1]
 	p2      *api.ValueState[profileV2]
 	seen    *api.MapState[string, int64]
+	recent  *api.ListState[profileV1]
 	timers  api.TimerService
 	batches *api.OperatorListState[int64]
 	n       int64
@@ -101,7 +102,11 @@ func (o *profileOp) Open(ctx api.Context) error {
 	if err != nil {
 		return err
 	}
-	o.seen, err = api.GetMapState(store, api.MapStateDescriptor[string, int64]{Name: "seen", KeyCodec: api.StringCodec(), ValueCodec: api.Int64Codec()})
+	if o.seen, err = api.GetMapState(store, api.MapStateDescriptor[string, int64]{Name: "seen", KeyCodec: api.StringCodec(), ValueCodec: api.Int64Codec()}); err != nil {
+		return err
+	}
+	o.recent, err = api.GetListState(store, api.ListStateDescriptor[profileV1]{Name: "recent", Codec: &api.JSONCodec[profileV1]{Name: "visit", Version: 1},
+		TTL: &api.TTLConfig{TTL: time.Hour}})
 	return err
 }
 
@@ -121,6 +126,9 @@ func (o *profileOp) ProcessRecord(r api.Record, out api.Collector) error {
 		return err
 	}
 	if err := o.seen.Put(string(r.Value), c+1); err != nil {
+		return err
+	}
+	if err := o.recent.Add(p); err != nil {
 		return err
 	}
 	o.n++

@@ -396,11 +396,17 @@ func splitCodec(kind, codec string) (key, value string) {
 	return "", codec
 }
 
+// ttlString renders a TTL configuration in a stable form (part of the
+// report's JSON): "1h0m0s update=create-and-write
+// visibility=never-return-expired time=processing-time".
 func ttlString(t *api.TTLConfig) string {
 	if t == nil {
 		return ""
 	}
-	return t.String()
+	update := map[api.TTLUpdate]string{api.OnCreateAndWrite: "create-and-write", api.OnReadAndWrite: "read-and-write"}[t.Update]
+	vis := map[api.TTLVisibility]string{api.NeverReturnExpired: "never-return-expired", api.ReturnExpiredIfNotCleanedUp: "return-expired-if-not-cleaned-up"}[t.Visibility]
+	tm := map[api.TTLTime]string{api.TTLProcessingTime: "processing-time", api.TTLEventTime: "event-time"}[t.Time]
+	return fmt.Sprintf("%v update=%s visibility=%s time=%s", t.TTL, update, vis, tm)
 }
 
 func inspectKeyed(ctx context.Context, acc *operatorAcc, h *checkpointv1.KeyedStateHandle, open snapshot.OpenFunc, counts bool) error {

@@ -91,6 +91,13 @@ func TestInspectCountsEveryState(t *testing.T) {
 			if tm.Kind != savepoint.KindTimers || tm.Entries != 200 || tm.Keys != 10 {
 				t.Errorf("timers: %+v", tm)
 			}
+			// One list per user, one element per click, JSON version 1,
+			// with TTL.
+			rc := state(t, p, "recent")
+			if rc.Kind != "list" || rc.Entries != 10 || rc.Keys != 10 || rc.Elements != 200 || rc.TTL == "" ||
+				rc.MaxValueVersion == nil || *rc.MaxValueVersion != 1 {
+				t.Errorf("recent state: %+v", rc)
+			}
 			b := state(t, p, "batches")
 			if b.Kind != savepoint.KindOperatorList || b.Keyed || b.ValueCodec != "int64" || b.Entries != 2 {
 				t.Errorf("batches: %+v", b)
@@ -100,7 +107,7 @@ func TestInspectCountsEveryState(t *testing.T) {
 			for _, s := range p.States {
 				names = append(names, s.Name)
 			}
-			if got := strings.Join(names, ","); got != "profile,seen,timers/event-time,batches" {
+			if got := strings.Join(names, ","); got != "profile,recent,seen,timers/event-time,batches" {
 				t.Errorf("state order %s", got)
 			}
 			c := state(t, op(t, r, "count"), "count")
@@ -114,7 +121,7 @@ func TestInspectCountsEveryState(t *testing.T) {
 			if out := op(t, r, "out"); out.HasState() {
 				t.Errorf("sink has state: %+v", out)
 			}
-			if r.Totals.Operators != 4 || r.Totals.States != 5 || r.Totals.Entries != 10+30+200+2+10 || !r.Totals.CountsAvailable || r.Totals.Files == 0 || r.Totals.FileBytes == 0 {
+			if r.Totals.Operators != 4 || r.Totals.States != 6 || r.Totals.Entries != 10+10+30+200+2+10 || !r.Totals.CountsAvailable || r.Totals.Files == 0 || r.Totals.FileBytes == 0 {
 				t.Errorf("totals: %+v", r.Totals)
 			}
 		})
