@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // Event is one thing read from an InputGate.
@@ -11,14 +12,19 @@ type Event struct {
 	Channel int
 	Frame   []byte // nil when End
 	End     bool   // the channel's producer finished; each channel reports End exactly once
+	// Overtaken is set for a priority frame (see InputGate.SetPriority)
+	// that overtook frames already received on its channel: that many of
+	// the channel's next frames were sent before it.
+	Overtaken int
 }
 
 // inputChannel is one channel of a gate: local (reads a subpartition of
 // this Manager directly) or remote (a gRPC stream).
 type inputChannel interface {
 	// poll returns the next frame or the end without blocking; more reports
-	// that something else is already available after it.
-	poll() (frame []byte, end, more, ok bool, err error)
+	// that something else is already available after it. overtaken is the
+	// number of queued frames a priority frame overtook.
+	poll() (frame []byte, overtaken int, end, more, ok bool, err error)
 	// recycle gives a polled frame back (to the producer pool or as credit).
 	recycle(frame []byte)
 	// close stops the channel; it must not block on the producer.
@@ -38,6 +44,10 @@ type InputGate struct {
 	m     *Manager
 	chans []inputChannel
 	avail chan struct{}
+
+	// priority, when set, tells remote channels which received frames
+	// overtake the frames queued before them (SetPriority).
+	priority atomic.Pointer[func([]byte) bool]
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -105,7 +115,7 @@ func (g *InputGate) Poll() (ev Event, ok bool, err error) {
 			g.parked[i] = true
 			continue
 		}
-		frame, end, more, got, err := g.chans[i].poll()
+		frame, overtaken, end, more, got, err := g.chans[i].poll()
 		if err != nil {
 			g.err = fmt.Errorf("exchange: input channel %d (%s): %w", i, g.chans[i], err)
 			return Event{}, false, g.err
@@ -120,7 +130,7 @@ func (g *InputGate) Poll() (ev Event, ok bool, err error) {
 			g.ended[i] = true
 			return Event{Channel: i, End: true}, true, nil
 		}
-		return Event{Channel: i, Frame: frame}, true, nil
+		return Event{Channel: i, Frame: frame, Overtaken: overtaken}, true, nil
 	}
 }
 
@@ -141,6 +151,21 @@ func (g *InputGate) Recycle(channel int, frame []byte) {
 		return
 	}
 	g.chans[channel].recycle(frame)
+}
+
+// SetPriority installs the test for priority frames (unaligned checkpoint
+// barriers). A priority frame received by a remote channel is delivered
+// before the frames of that channel received earlier and not yet polled;
+// Poll reports their number in Event.Overtaken (they follow it). Locally,
+// the producer queues priority frames first (ResultPartition.EmitEvent), so
+// nothing is overtaken at the gate. Set it before the first Poll; frames
+// received before it is set are delivered in order. Safe for concurrent use.
+func (g *InputGate) SetPriority(isPriority func(frame []byte) bool) {
+	if isPriority == nil {
+		g.priority.Store(nil)
+		return
+	}
+	g.priority.Store(&isPriority)
 }
 
 // Block stops Poll from returning events of a channel (barrier alignment).

@@ -46,15 +46,16 @@ func (c *localChannel) fail(err error) {
 	c.notify()
 }
 
-func (c *localChannel) poll() ([]byte, bool, bool, bool, error) {
+func (c *localChannel) poll() ([]byte, int, bool, bool, bool, error) {
 	if e := c.err.Load(); e != nil {
-		return nil, false, false, false, *e
+		return nil, 0, false, false, false, *e
 	}
 	sp := c.sp.Load()
 	if sp == nil {
-		return nil, false, false, false, nil
+		return nil, 0, false, false, false, nil
 	}
-	return sp.pop()
+	frame, end, more, ok, err := sp.pop()
+	return frame, 0, end, more, ok, err
 }
 
 func (c *localChannel) recycle(frame []byte) {

@@ -126,6 +126,51 @@ func (p *ResultPartition) Emit(subpartition int, frame []byte) error {
 	return nil
 }
 
+// EmitEvent queues a copy of a small in-band event frame (a checkpoint
+// barrier or cancellation marker) on a subpartition. The copy does not come
+// from the pool, so EmitEvent never blocks on backpressure. With priority,
+// the frame goes before every frame queued on the subpartition and not yet
+// taken by its consumer (after earlier priority frames), and overtaken is
+// called, in queue order, with each frame it overtook: they are delivered
+// after it. overtaken runs under the subpartition's lock: copy the frame,
+// do not keep it or call back into the partition.
+func (p *ResultPartition) EmitEvent(subpartition int, frame []byte, priority bool, overtaken func(frame []byte)) error {
+	if subpartition < 0 || subpartition >= len(p.subs) {
+		return fmt.Errorf("exchange: emit event on partition %s: subpartition %d out of range [0,%d)", p.id, subpartition, len(p.subs))
+	}
+	if p.finished {
+		return fmt.Errorf("exchange: emit event on partition %s: %w", p.id, ErrPartitionFinished)
+	}
+	// Pool-sized, so that the buffer, once recycled into the pool in place
+	// of a pooled one, is as useful as the one it replaces.
+	buf := append(make([]byte, 0, max(p.pool.size, len(frame))), frame...)
+	sp := p.subs[subpartition]
+	sp.mu.Lock()
+	if sp.failed != nil {
+		sp.mu.Unlock()
+		return fmt.Errorf("exchange: emit event on partition %s: %w", p.id, sp.failed)
+	}
+	if priority {
+		if overtaken != nil {
+			sp.q.each(sp.prio, overtaken)
+		}
+		sp.q.insert(sp.prio, buf)
+		sp.prio++
+	} else {
+		sp.q.push(buf)
+	}
+	var r notifier
+	if sp.q.len() == 1 || priority {
+		r = sp.reader
+	}
+	sp.mu.Unlock()
+	if r != nil {
+		r.notify()
+	}
+	p.m.metrics.sent(len(buf))
+	return nil
+}
+
 // Finish marks end-of-partition on every subpartition after the frames
 // already queued. Each consumer sees End for its channel once it has
 // received them. The partition stays registered (and its frames
@@ -186,6 +231,7 @@ type subpartition struct {
 
 	mu           sync.Mutex
 	q            frameRing
+	prio         int // priority frames at the head of q (EmitEvent)
 	finished     bool
 	endDelivered bool
 	failed       error // set on release when the end can no longer be delivered
@@ -199,6 +245,7 @@ func (sp *subpartition) release() {
 		sp.failed = ErrPartitionReleased
 	}
 	sp.q.clear(nil)
+	sp.prio = 0
 	r := sp.reader
 	sp.mu.Unlock()
 	if r != nil {
@@ -243,6 +290,9 @@ func (sp *subpartition) pop() (frame []byte, end, more, ok bool, err error) {
 		return nil, false, false, false, sp.failed
 	}
 	if b, has := sp.q.pop(); has {
+		if sp.prio > 0 {
+			sp.prio--
+		}
 		return b, false, sp.q.len() > 0 || sp.finished, true, nil
 	}
 	if sp.finished {
@@ -269,6 +319,9 @@ func (sp *subpartition) popBatch(dst [][]byte, max, maxBytes int) (out [][]byte,
 		b, has := sp.q.pop()
 		if !has {
 			break
+		}
+		if sp.prio > 0 {
+			sp.prio--
 		}
 		dst = append(dst, b)
 		bytes += len(b)

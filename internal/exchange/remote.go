@@ -30,8 +30,11 @@ type remoteChannel struct {
 	unsent    atomic.Int32  // recycled frames not yet granted back as credit
 	creditSig chan struct{} // cap 1: unsent reached threshold
 
-	mu          sync.Mutex
-	q           frameRing
+	mu sync.Mutex
+	q  frameRing
+	// prio: the first len(prio) frames of q are priority frames; prio[i]
+	// is how many frames the i-th of them overtook.
+	prio        []int
 	held        int32    // frames received and not yet recycled (queued + polled)
 	free        [][]byte // recycled receive buffers; free+held never exceed the window
 	end         bool     // end received
@@ -55,20 +58,38 @@ func (c *remoteChannel) String() string {
 	return fmt.Sprintf("partition %s subpartition %d at %s", c.spec.Partition, c.spec.Subpartition, c.spec.Address)
 }
 
-func (c *remoteChannel) poll() ([]byte, bool, bool, bool, error) {
+func (c *remoteChannel) poll() ([]byte, int, bool, bool, bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
-		return nil, false, false, false, c.err
+		return nil, 0, false, false, false, c.err
 	}
 	if b, ok := c.q.pop(); ok {
-		return b, false, c.q.len() > 0 || c.end, true, nil
+		overtaken := 0
+		if len(c.prio) > 0 {
+			overtaken = c.prio[0]
+			c.prio = c.prio[1:]
+		}
+		return b, overtaken, false, c.q.len() > 0 || c.end, true, nil
 	}
 	if c.end && !c.endReported {
 		c.endReported = true
-		return nil, true, false, true, nil
+		return nil, 0, true, false, true, nil
 	}
-	return nil, false, false, false, nil
+	return nil, 0, false, false, false, nil
+}
+
+// enqueue appends a received frame, or, for a priority frame, puts it
+// after the priority frames already queued and before every other frame;
+// c.mu is held.
+func (c *remoteChannel) enqueue(f []byte, isPriority func([]byte) bool) {
+	if isPriority == nil || !isPriority(f) {
+		c.q.push(f)
+		return
+	}
+	n := len(c.prio)
+	c.q.insert(n, f)
+	c.prio = append(c.prio, c.q.len()-n-1)
 }
 
 func (c *remoteChannel) recycle(frame []byte) {
@@ -207,9 +228,13 @@ func (c *remoteChannel) stream(ctx context.Context, watchdog *time.Timer, receiv
 		if len(batch.frames) == 0 && !batch.end {
 			continue // ack or heartbeat
 		}
+		var isPriority func([]byte) bool
+		if p := c.g.priority.Load(); p != nil {
+			isPriority = *p
+		}
 		c.mu.Lock()
 		for i, f := range batch.frames {
-			c.q.push(f)
+			c.enqueue(f, isPriority)
 			batch.frames[i] = nil
 		}
 		c.end = c.end || batch.end

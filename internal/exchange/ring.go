@@ -26,6 +26,23 @@ func (r *frameRing) push(b []byte) {
 	r.n++
 }
 
+// insert puts b at position i (0 = head) of the queue, shifting the
+// frames from i on back by one. Used for priority frames (rare).
+func (r *frameRing) insert(i int, b []byte) {
+	r.push(nil)
+	for j := r.n - 1; j > i; j-- {
+		r.buf[(r.head+j)%len(r.buf)] = r.buf[(r.head+j-1)%len(r.buf)]
+	}
+	r.buf[(r.head+i)%len(r.buf)] = b
+}
+
+// each calls fn for the queued frames from position from on, in order.
+func (r *frameRing) each(from int, fn func([]byte)) {
+	for j := from; j < r.n; j++ {
+		fn(r.buf[(r.head+j)%len(r.buf)])
+	}
+}
+
 func (r *frameRing) pop() ([]byte, bool) {
 	if r.n == 0 {
 		return nil, false

@@ -14,7 +14,15 @@ const (
 	frameRecords      byte = 1 // fixed32 count, then count records
 	frameWatermark    byte = 2 // varint timestamp
 	frameStreamStatus byte = 3 // one byte: statusIdle or statusActive
-	frameBarrier      byte = 4 // reserved for checkpoint barriers: uvarint id, varint timestamp, uvarint options length, options
+	frameBarrier      byte = 4 // checkpoint barrier: uvarint id, varint timestamp, flags byte, uvarint options length, options
+	frameCancel       byte = 5 // checkpoint cancellation marker: uvarint id
+)
+
+// Barrier flags (the byte after the timestamp).
+const (
+	barrierSavepoint   byte = 1 << 0 // a savepoint: always aligned
+	barrierUnaligned   byte = 1 << 1 // unaligned: overtakes queued buffers (priority)
+	barrierAtLeastOnce byte = 1 << 2 // the job checkpoints at least once
 )
 
 const (
@@ -97,6 +105,7 @@ const (
 	evWatermark
 	evStatus
 	evBarrier
+	evCancel
 )
 
 // frameReader decodes a buffer in place: records point into the buffer.
@@ -155,6 +164,11 @@ func (rd *frameReader) next(rec *api.Record) (kind eventKind, ts int64, idle boo
 			s := rd.buf[rd.pos]
 			rd.pos++
 			return evStatus, 0, s == statusIdle, nil
+		case frameBarrier, frameCancel:
+			// Control frames travel alone in their buffer (see
+			// docs/formats/frames.md) and are decoded by decodeControl
+			// before the buffer reaches the record path.
+			return evNone, 0, false, fmt.Errorf("%w: checkpoint frame type %d inside a data buffer at byte %d", ErrCorruptFrame, t, rd.pos-1)
 		default:
 			return evNone, 0, false, fmt.Errorf("%w: unknown frame type %d at byte %d", ErrCorruptFrame, t, rd.pos-1)
 		}

@@ -94,6 +94,16 @@ type jobOptions struct {
 	assign        func(task string, subtask int) int // manager index; default subtask % managers
 	flushInterval time.Duration
 	metrics       prometheus.Registerer
+	// jobID and attempt name the deployments (default "job-1", 0).
+	jobID   string
+	attempt int32
+	// env, when set, completes each subtask's deployment and TaskEnv
+	// (control mailbox, checkpoint responder, restore).
+	env func(d *clusterv1.TaskDeployment, env *TaskEnv)
+	// done, when set, is called with each subtask's result.
+	done func(d *clusterv1.TaskDeployment, err error)
+	// noFailFast keeps the other subtasks running when one fails.
+	noFailFast bool
 }
 
 func startJob(t testing.TB, c *cluster, reg *api.Registry, g *jobgraphv1.JobGraph, o jobOptions) *job {
@@ -106,13 +116,20 @@ func startJob(t testing.TB, c *cluster, reg *api.Registry, g *jobgraphv1.JobGrap
 	if assign == nil {
 		assign = func(_ string, s int) int { return s % len(c.managers) }
 	}
-	ds := BuildDeployments("job-1", 0, g, plan, func(task string, s int) string { return c.addrs[assign(task, s)] })
+	jobID := o.jobID
+	if jobID == "" {
+		jobID = "job-1"
+	}
+	ds := BuildDeployments(jobID, o.attempt, g, plan, func(task string, s int) string { return c.addrs[assign(task, s)] })
 	ctx, cancel := context.WithCancel(context.Background())
 	j := &job{deployments: ds, errs: map[string]error{}, cancel: cancel}
 	for _, d := range ds {
 		env := TaskEnv{
 			Registry: reg, Exchange: c.managers[assign(d.GetId().GetTask(), int(d.GetId().GetSubtask()))],
 			DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), FlushInterval: o.flushInterval, Metrics: o.metrics,
+		}
+		if o.env != nil {
+			o.env(d, &env)
 		}
 		j.wg.Add(1)
 		go func() {
@@ -121,7 +138,10 @@ func startJob(t testing.TB, c *cluster, reg *api.Registry, g *jobgraphv1.JobGrap
 			j.mu.Lock()
 			j.errs[fmt.Sprintf("%s/%d", d.GetId().GetTask(), d.GetId().GetSubtask())] = err
 			j.mu.Unlock()
-			if err != nil {
+			if o.done != nil {
+				o.done(d, err)
+			}
+			if err != nil && !o.noFailFast {
 				cancel() // like a JobManager failing the job
 			}
 		}()

@@ -104,6 +104,9 @@ func (t *task) openKeyedBackend(st *operatorState) (statebackend.Backend, error)
 		MaxParallelism: t.maxPar,
 		Clock:          t.env.Clock,
 	}
+	if be, err := t.restoreKeyedBackend(st, opts); be != nil || err != nil {
+		return be, err
+	}
 	switch t.sb.Type {
 	case StateBackendPebble:
 		if t.env.DataDir == "" {

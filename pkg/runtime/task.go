@@ -116,6 +116,10 @@ type task struct {
 	flushInterval time.Duration
 	flushAt       time.Time
 	timer         *time.Timer
+
+	// checkpoints and restore
+	ck      *checkpointer
+	restore *restoreState
 }
 
 // RunTask runs one subtask until its input ends (nil: FINISHED), ctx is
@@ -125,10 +129,15 @@ type task struct {
 func RunTask(ctx context.Context, d *clusterv1.TaskDeployment, env TaskEnv) (err error) {
 	t := &task{ctx: ctx, d: d, env: env, lastWM: api.NoTimestamp, curChannel: -1}
 	defer func() {
+		// Decided before cleanup: releasing the partitions makes consumers
+		// fail, which may cancel ctx (the job fails) after this task's own
+		// failure.
+		canceled := ctx.Err() != nil
+		t.stopCheckpoints(err != nil)
 		if cerr := t.cleanup(); err == nil {
 			err = cerr
 		}
-		if err != nil && ctx.Err() != nil {
+		if err != nil && canceled {
 			err = fmt.Errorf("task %s (subtask %d/%d) canceled: %w", d.GetId().GetTask(), t.subtask+1, t.parallelism, ctx.Err())
 		}
 	}()
@@ -291,6 +300,14 @@ func (t *task) setup() error {
 		o.keyVertex = t.vertices[len(t.vertices)-1]
 	}
 
+	// Checkpoints, and the restored operator state (before Open declares it).
+	if err := t.setupCheckpoints(); err != nil {
+		return err
+	}
+	if err := t.prepareRestore(); err != nil {
+		return err
+	}
+
 	// Wire the chain back to front.
 	var tail api.Collector
 	switch {
@@ -358,7 +375,10 @@ func (t *task) setup() error {
 	t.idle, t.ended, t.recs = make([]bool, n), make([]bool, n), make([]int64, n)
 	t.timer = time.NewTimer(time.Hour)
 	t.timer.Stop()
-	return nil
+	if err := t.setupBarriers(); err != nil {
+		return err
+	}
+	return t.finishRestore()
 }
 
 func (t *task) newVertexInfo(v *jobgraphv1.Vertex) *vertexInfo {
@@ -459,12 +479,14 @@ func (t *task) runTimers(now time.Time) {
 	if g := t.wmGen; g != nil && !now.Before(g.next) {
 		g.tick(t, now)
 	}
+	t.tickBarriers(now)
 }
 
 // nextDeadline is the earliest of the armed timers and extra (zero = none).
 func (t *task) nextDeadline(extra time.Time) time.Time {
 	d := extra
-	for _, x := range [...]time.Time{t.flushAt, t.wmGen.nextTick(), t.nextProcessingTimer(time.Now())} {
+	now := time.Now()
+	for _, x := range [...]time.Time{t.flushAt, t.wmGen.nextTick(), t.nextProcessingTimer(now), t.barrierDeadline(now)} {
 		if !x.IsZero() && (d.IsZero() || x.Before(d)) {
 			d = x
 		}
@@ -499,6 +521,7 @@ func (t *task) runSource() error {
 		}
 		now := time.Now()
 		t.runTimers(now)
+		t.drainControl()
 		if t.err != nil {
 			return t.err
 		}
@@ -529,6 +552,8 @@ func (t *task) runSource() error {
 		select {
 		case <-t.ctx.Done():
 		case <-c:
+		case m := <-t.env.Control:
+			t.handleControl(m)
 		}
 		t.stopTimer()
 	}
@@ -542,12 +567,17 @@ func (t *task) callNext(out *sourceOutput) (st api.SourceStatus, err error) {
 // runInputs is the mailbox loop of a task fed by input gates.
 func (t *task) runInputs() error {
 	var cases []reflect.SelectCase
+	t.replayInFlight()
+	if t.err != nil {
+		return t.err
+	}
 	for {
 		if t.canceled() {
 			return t.ctx.Err()
 		}
 		now := time.Now()
 		t.runTimers(now)
+		t.drainControl()
 		if t.err != nil {
 			return t.err
 		}
@@ -562,9 +592,15 @@ func (t *task) runInputs() error {
 			}
 			progressed = true
 			ch := gs.offset + ev.Channel
-			if ev.End {
+			switch {
+			case ev.End:
 				t.channelEnded(ch)
-			} else {
+				t.channelEndBarrier(ch)
+			case isControlFrame(ev.Frame):
+				t.controlFrame(ch, ev.Frame, ev.Overtaken)
+				gs.gate.Recycle(ev.Channel, ev.Frame)
+			default:
+				t.dataBuffer(ch, ev.Frame)
 				t.processFrame(ch, ev.Frame)
 				gs.gate.Recycle(ev.Channel, ev.Frame)
 			}
@@ -598,6 +634,8 @@ func (t *task) runInputs() error {
 			case <-t.ctx.Done():
 			case <-tc:
 			case <-t.gates[0].gate.Available():
+			case m := <-t.env.Control:
+				t.handleControl(m)
 			}
 		case 2:
 			select {
@@ -605,17 +643,24 @@ func (t *task) runInputs() error {
 			case <-tc:
 			case <-t.gates[0].gate.Available():
 			case <-t.gates[1].gate.Available():
+			case m := <-t.env.Control:
+				t.handleControl(m)
 			}
 		default:
 			cases = cases[:0]
 			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(t.ctx.Done())})
+			if t.env.Control != nil {
+				cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(t.env.Control)})
+			}
 			if tc != nil {
 				cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(tc)})
 			}
 			for _, gs := range t.gates {
 				cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(gs.gate.Available())})
 			}
-			reflect.Select(cases)
+			if i, v, ok := reflect.Select(cases); i == 1 && ok && t.env.Control != nil {
+				t.handleControl(v.Interface())
+			}
 		}
 		t.stopTimer()
 	}
@@ -739,6 +784,7 @@ func (t *task) callWatermark(l *opLink, ts int64) {
 // finish ends a task whose input ended: final watermark, Finish in chain
 // order, flush, finish the partitions and wait until consumers got the end.
 func (t *task) finish() error {
+	t.declineRemaining()
 	if t.outIdle {
 		t.setOutIdle(false)
 	}

@@ -2,6 +2,7 @@ package file
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -39,28 +40,82 @@ func SinkType() api.OperatorType {
 	}
 }
 
-// Sink is one file sink subtask.
+// Sink is one file sink subtask. With checkpoints it is an exactly-once
+// two-phase-commit sink (api.CheckpointedFunction, api.CheckpointListener):
+// SnapshotState closes the in-progress part and records it, with every
+// part still pending, in operator state; NotifyCheckpointComplete(n)
+// commits the parts pending for checkpoints <= n; InitializeState after a
+// restore commits the restored pending parts again (idempotently) and
+// deletes what was written after the checkpoint.
 type Sink struct {
 	dir     string
 	maxSize int64
 	subtask int
+	par     int
 
 	next    int // number of the next part file
 	f       *os.File
 	w       *bufio.Writer
 	size    int64
-	cur     int   // number of the in-progress part
-	pending []int // closed, fsynced, not yet committed
+	cur     int           // number of the in-progress part
+	pending []pendingPart // closed, fsynced, not yet committed
+
+	state *api.OperatorListState[[]byte] // nil without operator state
 }
+
+// pendingPart is a closed part waiting for its commit. Checkpoint is the
+// checkpoint whose snapshot covers it (0: none yet).
+type pendingPart struct {
+	Part       int   `json:"part"`
+	Checkpoint int64 `json:"checkpoint"`
+}
+
+// sinkState is one subtask's element of the sink's union list state.
+type sinkState struct {
+	Subtask int           `json:"subtask"`
+	Next    int           `json:"next"` // parts numbered >= Next were started after the checkpoint
+	Pending []pendingPart `json:"pending"`
+}
+
+// stateName is the sink's operator state (a union list: after rescaling
+// every subtask sees every old subtask's parts and handles those of old
+// subtask j when j mod parallelism is its index).
+const stateName = "file-sink-parts-v1"
 
 // PartName is the committed name of part n of a subtask.
 func PartName(subtask, n int) string { return fmt.Sprintf("part-%d-%d.jsonl", subtask, n) }
 
 func inProgressName(subtask, n int) string { return "." + PartName(subtask, n) + ".inprogress" }
 
+// parsePart parses a committed or in-progress part file name.
+func parsePart(name string) (subtask, n int, inProgress, ok bool) {
+	base := name
+	if strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".inprogress") {
+		base, inProgress = strings.TrimSuffix(strings.TrimPrefix(name, "."), ".inprogress"), true
+	}
+	rest, found := strings.CutPrefix(base, "part-")
+	if !found {
+		return 0, 0, false, false
+	}
+	rest, found = strings.CutSuffix(rest, ".jsonl")
+	if !found {
+		return 0, 0, false, false
+	}
+	a, b, found := strings.Cut(rest, "-")
+	if !found {
+		return 0, 0, false, false
+	}
+	sub, err1 := strconv.Atoi(a)
+	num, err2 := strconv.Atoi(b)
+	if err1 != nil || err2 != nil || sub < 0 || num < 0 {
+		return 0, 0, false, false
+	}
+	return sub, num, inProgress, true
+}
+
 // Open implements api.Sink.
 func (s *Sink) Open(ctx api.Context) error {
-	s.subtask = ctx.Info().SubtaskIndex
+	s.subtask, s.par = ctx.Info().SubtaskIndex, max(ctx.Info().Parallelism, 1)
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return fmt.Errorf("file sink: create output directory: %w", err)
 	}
@@ -69,14 +124,14 @@ func (s *Sink) Open(ctx api.Context) error {
 		return fmt.Errorf("file sink: %w", err)
 	}
 	// Continue numbering after parts of earlier runs so nothing is overwritten.
-	prefix := fmt.Sprintf("part-%d-", s.subtask)
 	for _, e := range ents {
-		name := strings.TrimSuffix(strings.TrimPrefix(e.Name(), "."), ".inprogress")
-		if !strings.HasPrefix(name, prefix) || !strings.HasSuffix(name, ".jsonl") {
-			continue
-		}
-		if n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(name, prefix), ".jsonl")); err == nil && n >= s.next {
+		if sub, n, _, ok := parsePart(e.Name()); ok && sub == s.subtask && n >= s.next {
 			s.next = n + 1
+		}
+	}
+	if store, err := api.OperatorStateStoreOf(ctx); err == nil {
+		if s.state, err = api.GetOperatorListState(store, api.OperatorListStateDescriptor[[]byte]{Name: stateName, Codec: api.BytesCodec(), Union: true}); err != nil {
+			return fmt.Errorf("file sink: %w", err)
 		}
 	}
 	return nil
@@ -136,18 +191,50 @@ func (s *Sink) closePart() error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("file sink: close %s: %w", f.Name(), err)
 	}
-	s.pending = append(s.pending, s.cur)
+	s.pending = append(s.pending, pendingPart{Part: s.cur})
 	return nil
 }
 
-// commit renames pending parts to their final names and syncs the directory.
-func (s *Sink) commit() error {
-	for _, n := range s.pending {
-		if err := os.Rename(filepath.Join(s.dir, inProgressName(s.subtask, n)), filepath.Join(s.dir, PartName(s.subtask, n))); err != nil {
-			return fmt.Errorf("file sink: commit part %d: %w", n, err)
-		}
+// commitPart renames a pending part of a subtask to its final name. It is
+// idempotent: a part already committed is fine.
+func (s *Sink) commitPart(subtask, n int) error {
+	from, to := filepath.Join(s.dir, inProgressName(subtask, n)), filepath.Join(s.dir, PartName(subtask, n))
+	err := os.Rename(from, to)
+	if err == nil {
+		return nil
 	}
-	s.pending = s.pending[:0]
+	if errors.Is(err, os.ErrNotExist) {
+		if _, serr := os.Stat(to); serr == nil {
+			return nil // committed before
+		}
+		return fmt.Errorf("file sink: commit part %s: neither the pending file %s nor the committed file exists (the output directory lost data: was it modified outside the job?)", to, from)
+	}
+	return fmt.Errorf("file sink: commit part %d of subtask %d: %w", n, subtask, err)
+}
+
+// commit commits the pending parts for which keep returns true and syncs
+// the directory.
+func (s *Sink) commit(keep func(pendingPart) bool) error {
+	rest := s.pending[:0]
+	committed := false
+	for _, p := range s.pending {
+		if !keep(p) {
+			rest = append(rest, p)
+			continue
+		}
+		if err := s.commitPart(s.subtask, p.Part); err != nil {
+			return err
+		}
+		committed = true
+	}
+	s.pending = rest
+	if !committed {
+		return nil
+	}
+	return s.syncDir()
+}
+
+func (s *Sink) syncDir() error {
 	d, err := os.Open(s.dir)
 	if err != nil {
 		return fmt.Errorf("file sink: %w", err)
@@ -159,12 +246,106 @@ func (s *Sink) commit() error {
 	return nil
 }
 
-// Finish implements api.Sink: flush, fsync and commit every part.
+// SnapshotState implements api.CheckpointedFunction: the in-progress part
+// is closed (pre-committed) and every pending part is recorded for
+// checkpoint id.
+func (s *Sink) SnapshotState(id int64) error {
+	if err := s.closePart(); err != nil {
+		return err
+	}
+	for i := range s.pending {
+		if s.pending[i].Checkpoint == 0 {
+			s.pending[i].Checkpoint = id
+		}
+	}
+	if s.state == nil {
+		return nil
+	}
+	b, err := json.Marshal(sinkState{Subtask: s.subtask, Next: s.next, Pending: s.pending})
+	if err != nil {
+		return fmt.Errorf("file sink: encode state: %w", err)
+	}
+	return s.state.Update([][]byte{b})
+}
+
+// NotifyCheckpointComplete implements api.CheckpointListener: commit the
+// parts pending for checkpoints up to id.
+func (s *Sink) NotifyCheckpointComplete(id int64) error {
+	return s.commit(func(p pendingPart) bool { return p.Checkpoint != 0 && p.Checkpoint <= id })
+}
+
+// NotifyCheckpointAborted implements api.CheckpointListener. The parts of
+// an aborted checkpoint stay pending: the next completed checkpoint, which
+// records them too, commits them.
+func (s *Sink) NotifyCheckpointAborted(int64) error { return nil }
+
+// InitializeState implements api.CheckpointedFunction. After a restore it
+// commits the parts the checkpoint recorded as pending and deletes the
+// parts written after the checkpoint (in progress, pending, or committed at
+// the end of input of the failed attempt): their records are replayed.
+func (s *Sink) InitializeState(restored bool) error {
+	if !restored || s.state == nil {
+		return nil
+	}
+	elems, err := s.state.Get()
+	if err != nil {
+		return fmt.Errorf("file sink: %w", err)
+	}
+	old := map[int]sinkState{}
+	for _, b := range elems {
+		var st sinkState
+		if err := json.Unmarshal(b, &st); err != nil {
+			return fmt.Errorf("file sink: decode restored state: %w", err)
+		}
+		old[st.Subtask] = st
+	}
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("file sink: %w", err)
+	}
+	changed := false
+	for sub, st := range old {
+		if sub%s.par != s.subtask {
+			continue
+		}
+		keep := map[int]bool{}
+		for _, p := range st.Pending {
+			keep[p.Part] = true
+			if err := s.commitPart(sub, p.Part); err != nil {
+				return err
+			}
+			changed = true
+		}
+		for _, e := range ents {
+			esub, n, inProgress, ok := parsePart(e.Name())
+			if !ok || esub != sub || keep[n] || (!inProgress && n < st.Next) {
+				continue
+			}
+			if err := os.Remove(filepath.Join(s.dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("file sink: remove %s written after the restored checkpoint: %w", e.Name(), err)
+			}
+			changed = true
+		}
+		if sub == s.subtask {
+			s.next = max(s.next, st.Next)
+		}
+	}
+	if err := s.state.Update(nil); err != nil {
+		return fmt.Errorf("file sink: %w", err)
+	}
+	if changed {
+		return s.syncDir()
+	}
+	return nil
+}
+
+// Finish implements api.Sink: flush, fsync and commit every part (the end
+// of a bounded input is committed without waiting for a checkpoint).
 func (s *Sink) Finish() error {
 	if err := s.closePart(); err != nil {
 		return err
 	}
-	return s.commit()
+	return s.commit(func(pendingPart) bool { return true })
 }
 
 // Close implements api.Sink. Uncommitted parts keep their hidden names.

@@ -1,0 +1,161 @@
+package runtime
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowrt/flow/internal/exchange"
+	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/connectors/datagen"
+	"github.com/flowrt/flow/pkg/operators/count"
+	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
+	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
+)
+
+// keyedCountGraph is datagen -> count (keyBy key) -> file sink, with the
+// given state backend and checkpoints sections.
+func keyedCountGraph(out string, records, keys, rate int64, backend, checkpoints string) *jobgraphv1.JobGraph {
+	src := vertex("src", "datagen", kSource, 2, map[string]any{"count": records, "keys": keys, "rate": rate})
+	src.Uid = "src-v1"
+	cnt := vertex("count", "count", kOperator, 2, nil)
+	cnt.Uid, cnt.KeyBy = "count-v1", "key"
+	sink := vertex("sink", "file", kSink, 2, map[string]any{"path": out})
+	sink.Uid = "sink-v1"
+	return &jobgraphv1.JobGraph{Name: "keyed-count", MaxParallelism: 128,
+		Vertices:     []*jobgraphv1.Vertex{src, cnt, sink},
+		Edges:        []*jobgraphv1.Edge{edge("src", "count", pHash), edge("count", "sink", pForward)},
+		StateBackend: []byte(backend), Checkpoints: []byte(checkpoints)}
+}
+
+func checkpointRegistry() *api.Registry { return testRegistry(count.Type()) }
+
+// countLine is one output line of the count operator.
+type countLine struct {
+	Key   string `json:"key"`
+	Count int64  `json:"count"`
+}
+
+// checkExactlyOnceCounts checks that for every key k the committed output
+// holds the counts 1..N(k) each exactly once (atLeastOnce: at least once),
+// N(k) being the number of datagen records of k, and that no uncommitted
+// file is left.
+func checkExactlyOnceCounts(t *testing.T, dir string, records, keys int64, atLeastOnce bool) {
+	t.Helper()
+	want := map[string]int64{}
+	for n := int64(0); n < records; n++ {
+		want[fmt.Sprintf("k%d", datagen.KeyIndex(0, keys, n))]++
+	}
+	got := map[string]map[int64]int{}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("uncommitted file left behind: %s", e.Name())
+			continue
+		}
+		f, err := os.Open(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			var l countLine
+			if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+				t.Fatalf("%s: %q: %v", e.Name(), sc.Text(), err)
+			}
+			if got[l.Key] == nil {
+				got[l.Key] = map[int64]int{}
+			}
+			got[l.Key][l.Count]++
+		}
+		f.Close()
+	}
+	bad := 0
+	for k, n := range want {
+		for c := int64(1); c <= n; c++ {
+			seen := got[k][c]
+			if seen == 0 || (!atLeastOnce && seen != 1) {
+				if bad < 10 {
+					t.Errorf("key %s count %d appears %d times", k, c, seen)
+				}
+				bad++
+			}
+		}
+		if len(got[k]) != int(n) {
+			if bad < 10 {
+				t.Errorf("key %s: %d distinct counts, want %d", k, len(got[k]), n)
+			}
+			bad++
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d keys in the output, want %d", len(got), len(want))
+	}
+}
+
+// TestCheckpointRestoreExactlyOnce runs the keyed-count job with
+// checkpoints driven by a real coordinator and file:// storage, cancels
+// every subtask after some checkpoints completed (a failure), redeploys the
+// job restored from the latest completed checkpoint, and checks that the
+// output is exactly once: for every key, counts 1..N once each.
+func TestCheckpointRestoreExactlyOnce(t *testing.T) {
+	cases := []struct {
+		name, backend, checkpoints string
+		opts                       *clusterv1.CheckpointOptions
+		atLeastOnce                bool
+	}{
+		{"heap-aligned", `{"type":"heap"}`, `{"mode":"exactly_once"}`, nil, false},
+		{"pebble-aligned-incremental", `{"type":"pebble"}`, `{"mode":"exactly_once","incremental":true}`, &clusterv1.CheckpointOptions{Incremental: true}, false},
+		{"heap-unaligned", `{"type":"heap"}`, `{"mode":"exactly_once","unaligned":true}`, &clusterv1.CheckpointOptions{Unaligned: true}, false},
+		{"pebble-unaligned", `{"type":"pebble"}`, `{"mode":"exactly_once","unaligned":true}`, &clusterv1.CheckpointOptions{Unaligned: true}, false},
+		{"heap-at-least-once", `{"type":"heap"}`, `{"mode":"at_least_once"}`, nil, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			const records, keys, rate = 12000, 40, 8000
+			out := filepath.Join(t.TempDir(), "out")
+			g := keyedCountGraph(out, records, keys, rate, tc.backend, tc.checkpoints)
+			c := newCluster(t, 2, exchange.Options{})
+			coord := newTestCoordinator(t, g, "file://"+filepath.ToSlash(t.TempDir()), tc.opts)
+
+			o := coord.start(jobOptions{attempt: 0, flushInterval: 5 * time.Millisecond}, 40*time.Millisecond)
+			j := startJob(t, c, checkpointRegistry(), g, o)
+			deadline := time.Now().Add(20 * time.Second)
+			for coord.completedCount() < 3 {
+				if time.Now().After(deadline) {
+					t.Fatalf("no 3 completed checkpoints within 20s: %s", coord)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			j.cancel() // the failure: every subtask is canceled mid-run
+			errs := j.wait(t, 20*time.Second)
+			coord.halt()
+			finished := 0
+			for _, err := range errs {
+				if err == nil {
+					finished++
+				}
+			}
+			if finished == len(errs) {
+				t.Fatalf("the job finished before the failure: make it run longer")
+			}
+
+			o = coord.start(jobOptions{attempt: 1, flushInterval: 5 * time.Millisecond}, 40*time.Millisecond)
+			j = startJob(t, c, checkpointRegistry(), g, o)
+			if err := firstError(j.wait(t, 60*time.Second)); err != nil {
+				t.Fatalf("restored attempt: %v", err)
+			}
+			coord.halt()
+			t.Logf("%s", coord)
+			checkExactlyOnceCounts(t, out, records, keys, tc.atLeastOnce)
+		})
+	}
+}

@@ -1,0 +1,313 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+
+	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/checkpoint/snapshot"
+	"github.com/flowrt/flow/pkg/checkpoint/storage"
+	"github.com/flowrt/flow/pkg/statebackend"
+	"github.com/flowrt/flow/pkg/statebackend/heap"
+	"github.com/flowrt/flow/pkg/statebackend/pebble"
+	checkpointv1 "github.com/flowrt/flow/proto/flow/checkpoint/v1"
+)
+
+// restoreState is what a task restores from TaskDeployment.restore, read
+// before its operators open.
+type restoreState struct {
+	id    int64
+	where string // the checkpoint's location for messages
+	store *storage.Storage
+	// keyed handles and source position by operator
+	keyed    map[*vertexInfo][]*checkpointv1.KeyedStateHandle
+	position []byte
+	hasPos   bool
+	// in-flight data: input buffers by channel, output buffers in order
+	inFlight  map[int][][]byte
+	outFlight []inFlightEntry
+}
+
+// restoreErr formats a restore failure: one line naming the checkpoint.
+func (r *restoreState) errorf(format string, args ...any) error {
+	return fmt.Errorf("restore from checkpoint %d (%s): %w", r.id, r.where, fmt.Errorf(format, args...))
+}
+
+// prepareRestore reads what the deployment restores: operator state goes
+// into the operators' stores (before Open declares it); keyed handles,
+// source position and in-flight data are kept for later steps.
+func (t *task) prepareRestore() error {
+	tr := t.d.GetRestore()
+	if tr == nil {
+		return nil
+	}
+	r := &restoreState{id: tr.GetCheckpointId(), where: tr.GetStorageBase(), keyed: map[*vertexInfo][]*checkpointv1.KeyedStateHandle{}}
+	if loc := tr.GetLocation(); loc != "" {
+		r.where += " " + loc
+	}
+	t.restore = r
+	if len(tr.GetOperators()) == 0 {
+		return nil
+	}
+	store, err := t.storage(tr.GetStorageBase())
+	if err != nil {
+		return r.errorf("%w", err)
+	}
+	r.store = store
+	ctx := t.ctx
+	for i, vi := range t.vertices {
+		ro := tr.GetOperators()[vi.uid()]
+		if ro == nil || len(ro.GetStates()) == 0 {
+			continue
+		}
+		states := ro.GetStates()
+		rescaled, err := t.rescaled(ctx, r, tr.GetLocation(), vi, states)
+		if err != nil {
+			return err
+		}
+		var mine *checkpointv1.SubtaskState
+		for _, st := range states {
+			if int(st.GetSubtask()) == t.subtask {
+				mine = st
+			}
+			r.keyed[vi] = append(r.keyed[vi], st.GetKeyed()...)
+		}
+		// Operator state: the same subtask's, or this subtask's share of
+		// every old subtask's after rescaling.
+		var opStates []statebackend.OperatorState
+		if !rescaled {
+			if mine == nil {
+				return r.errorf("operator uid %q: no state for subtask %d", vi.uid(), t.subtask)
+			}
+			if opStates, err = snapshot.ReadOperatorState(ctx, store.Open, mine.GetOperatorState()); err != nil {
+				return r.errorf("operator uid %q: %w", vi.uid(), err)
+			}
+		} else {
+			old := make([][]*checkpointv1.OperatorStateHandle, len(states))
+			for j, st := range states {
+				old[j] = st.GetOperatorState()
+			}
+			shares, err := snapshot.RedistributeOperatorState(ctx, store.Open, old, t.parallelism)
+			if err != nil {
+				return r.errorf("operator uid %q: %w", vi.uid(), err)
+			}
+			opStates = shares[t.subtask]
+		}
+		if len(opStates) > 0 {
+			if err := vi.state.ops.Restore(opStates); err != nil {
+				return r.errorf("operator uid %q: operator state: %w", vi.uid(), err)
+			}
+		}
+		if vi == t.srcVI && mine != nil && len(mine.GetSourcePosition()) > 0 {
+			r.position, r.hasPos = mine.GetSourcePosition(), true
+		}
+		for _, st := range states {
+			if len(st.GetInFlight()) == 0 {
+				continue
+			}
+			if rescaled {
+				return r.errorf("operator uid %q: the checkpoint is unaligned (it holds in-flight data) and the parallelism changed: restore it with the same parallelism, or rescale from an aligned checkpoint or a savepoint", vi.uid())
+			}
+			if err := t.readInFlight(ctx, r, vi, st.GetInFlight(), i == 0, i == len(t.vertices)-1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// rescaled reports whether the operator's parallelism differs from the
+// checkpoint's. restoreFor gives the state of the same subtask index when it
+// did not change, else every old subtask's; one state is ambiguous only
+// when the old parallelism may have been 1, which the metadata answers.
+func (t *task) rescaled(ctx context.Context, r *restoreState, location string, vi *vertexInfo, states []*checkpointv1.SubtaskState) (bool, error) {
+	if len(states) != 1 || int(states[0].GetSubtask()) != t.subtask {
+		return true, nil
+	}
+	if t.parallelism == 1 || t.subtask != 0 {
+		return false, nil
+	}
+	md, err := r.store.ReadMetadata(ctx, location)
+	if err != nil {
+		return false, r.errorf("read metadata: %w", err)
+	}
+	for _, op := range md.GetOperators() {
+		if op.GetUid() == vi.uid() {
+			return int(op.GetParallelism()) != t.parallelism, nil
+		}
+	}
+	return false, nil
+}
+
+func (t *task) readInFlight(ctx context.Context, r *restoreState, vi *vertexInfo, hs []*checkpointv1.InFlightHandle, head, tail bool) error {
+	for _, h := range hs {
+		p := h.GetFile().GetPath()
+		data, err := r.store.ReadFile(ctx, p)
+		if err != nil {
+			return r.errorf("operator uid %q: in-flight data: %w", vi.uid(), err)
+		}
+		ents, err := decodeInFlightFile(data)
+		if err != nil {
+			return r.errorf("operator uid %q: in-flight data file %s: %w", vi.uid(), p, err)
+		}
+		ch := int(h.GetChannel())
+		switch {
+		case ch == outputInFlightChannel && tail:
+			for _, e := range ents {
+				if e.output >= len(t.outputs) || e.sub >= len(t.outputs[e.output].subs) {
+					return r.errorf("operator uid %q: in-flight data file %s: output %d subpartition %d does not exist in this job", vi.uid(), p, e.output, e.sub)
+				}
+			}
+			r.outFlight = append(r.outFlight, ents...)
+		case ch >= 0 && head:
+			if r.inFlight == nil {
+				r.inFlight = map[int][][]byte{}
+			}
+			for _, e := range ents {
+				r.inFlight[ch] = append(r.inFlight[ch], e.buf)
+			}
+		default:
+			return r.errorf("operator uid %q: in-flight data file %s for channel %d does not fit the chain (the operator is no longer first or last in its task)", vi.uid(), p, ch)
+		}
+	}
+	return nil
+}
+
+// restoreKeyedBackend opens an operator's keyed backend filled from the
+// restored handles of its key groups (nil, nil when there are none).
+func (t *task) restoreKeyedBackend(st *operatorState, opts statebackend.Options) (statebackend.Backend, error) {
+	r := t.restore
+	if r == nil || r.store == nil || len(r.keyed[st.vi]) == 0 {
+		return nil, nil
+	}
+	handles := r.keyed[st.vi]
+	workDir := filepath.Join(t.env.DataDir, "restore", url.PathEscape(st.UID()))
+	switch t.sb.Type {
+	case StateBackendPebble:
+		if t.env.DataDir == "" {
+			return nil, errors.New("the pebble state backend needs a data directory: set TaskEnv.DataDir (the TaskManager's --data-dir)")
+		}
+		dir := filepath.Join(t.env.DataDir, "state", url.PathEscape(st.UID()))
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, fmt.Errorf("clear state directory %s: %w", dir, err)
+		}
+		e, err := snapshot.RestorePebble(t.ctx, r.store, handles, dir, t.pebbleOptions(opts), workDir)
+		if err != nil {
+			return nil, r.errorf("operator uid %q: keyed state: %w", st.UID(), err)
+		}
+		if len(handles) == 1 && handles[0].GetFormat() == snapshot.FormatPebble &&
+			int(handles[0].GetKeyGroupStart()) == opts.KeyGroups.Start && int(handles[0].GetKeyGroupEnd()) == opts.KeyGroups.End {
+			t.ck.restoredKeyed[st] = handles
+		}
+		st.backendType, st.dir = StateBackendPebble, dir
+		return e, nil
+	default:
+		be, err := heap.New(opts)
+		if err != nil {
+			return nil, err
+		}
+		if err := snapshot.Restore(t.ctx, be, handles, r.store, opts.KeyGroups, workDir); err != nil {
+			_ = be.Close()
+			return nil, r.errorf("operator uid %q: keyed state: %w", st.UID(), err)
+		}
+		st.backendType = StateBackendHeap
+		return be, nil
+	}
+}
+
+func (t *task) pebbleOptions(opts statebackend.Options) pebble.Options {
+	return pebble.Options{
+		Options:      opts,
+		Cache:        t.env.StateCache,
+		CacheSize:    t.sb.BlockCacheSize,
+		MemTableSize: uint64(t.sb.MemtableSize),
+		Compression:  t.sb.Compression,
+		Logger:       t.log,
+	}
+}
+
+// finishRestore runs after the operators opened: the source rewinds, the
+// output in-flight data is emitted first, and CheckpointedFunctions learn
+// whether they were restored.
+func (t *task) finishRestore() error {
+	r := t.restore
+	if r != nil && r.hasPos {
+		if err := t.restoreSource(r.position); err != nil {
+			return r.errorf("%w", err)
+		}
+	}
+	if r != nil {
+		for _, e := range r.outFlight {
+			o := t.outputs[e.output]
+			if err := o.part.EmitEvent(e.sub, e.buf, false, nil); err != nil {
+				return r.errorf("replay output in-flight data to %q subpartition %d: %w", o.part.ID().DownstreamTask, e.sub, err)
+			}
+		}
+		r.outFlight = nil
+	}
+	for _, vi := range t.vertices {
+		f, ok := t.userFunction(vi).(api.CheckpointedFunction)
+		if !ok {
+			continue
+		}
+		if err := t.initializeState(vi, f, r != nil); err != nil {
+			if r != nil {
+				return r.errorf("%w", err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *task) restoreSource(pos []byte) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%s: restore position: panic: %v", t.opName(t.srcVI), p)
+		}
+	}()
+	if err := t.source.Restore(pos); err != nil {
+		return fmt.Errorf("%s: restore position: %w", t.opName(t.srcVI), err)
+	}
+	return nil
+}
+
+func (t *task) initializeState(vi *vertexInfo, f api.CheckpointedFunction, restored bool) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%s: initialize state: panic: %v", t.opName(vi), p)
+		}
+	}()
+	if err := f.InitializeState(restored); err != nil {
+		return fmt.Errorf("%s: initialize state: %w", t.opName(vi), err)
+	}
+	return nil
+}
+
+// replayInFlight processes the restored input in-flight data before the
+// task reads its inputs.
+func (t *task) replayInFlight() {
+	r := t.restore
+	if r == nil || len(r.inFlight) == 0 {
+		return
+	}
+	for ch := range r.inFlight {
+		if ch >= len(t.wm) {
+			t.fail(r.errorf("in-flight data of input channel %d: the task has %d input channels", ch, len(t.wm)))
+			return
+		}
+	}
+	for ch := 0; ch < len(t.wm) && t.err == nil; ch++ {
+		for _, buf := range r.inFlight[ch] {
+			t.processFrame(ch, buf)
+			if t.err != nil {
+				return
+			}
+		}
+	}
+	r.inFlight = nil
+}
