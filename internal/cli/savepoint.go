@@ -184,7 +184,11 @@ func (g *globals) printInspect(r *savepoint.Report) error {
 			if !s.Keyed {
 				keys, kgs = "", ""
 			}
-			row(w, o.UID, s.Name, s.Kind, codec, s.TTL, countOrNA(s.Entries, s.Counted), keys, countOrNA(s.Bytes, s.Counted), kgs)
+			ttl := s.TTL // "1h0m0s update=... visibility=... time=...": the duration here, all in -o json
+			if f := strings.Fields(ttl); len(f) > 0 {
+				ttl = f[0]
+			}
+			row(w, o.UID, s.Name, s.Kind, codec, ttl, countOrNA(s.Entries, s.Counted), keys, countOrNA(s.Bytes, s.Counted), kgs)
 		}
 	}
 	return w.Flush()

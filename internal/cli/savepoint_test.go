@@ -58,7 +58,7 @@ func TestSavepointInspect(t *testing.T) {
 	for _, re := range []string{
 		`(?m)^profile-uid\s+profile\s+2\s+8\s+0,2-3,5\s+0\s+`,
 		`(?m)^gen\s+datagen\s+1\s+8\s+-\s+1\s+`,
-		`(?m)^profile-uid\s+recent\s+list\s+json:visit \(values v1\)\s+1h0m0s update=create-and-write visibility=never-return-expired time=processing-time\s+8\s+8\s+\d+\s+4$`,
+		`(?m)^profile-uid\s+recent\s+list\s+json:visit \(values v1\)\s+1h0m0s\s+8\s+8\s+\d+\s+4$`,
 		`(?m)^profile-uid\s+seen\s+map\s+string->int64\s+-\s+24\s+8\s+\d+\s+4$`,
 		`(?m)^profile-uid\s+timers/event-time\s+timers\s+-\s+-\s+24\s+8\s+\d+\s+4$`,
 		`(?m)^profile-uid\s+batches\s+operator_list\s+int64\s+-\s+2\s+-\s+\d+\s+-$`,
