@@ -3,10 +3,12 @@ package savepoint_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/flowrt/flow/pkg/checkpoint/savepoint"
+	"github.com/flowrt/flow/pkg/checkpoint/storage"
 )
 
 // check runs Check of the job (variant v, the given spec) against dir.
@@ -227,4 +229,43 @@ func TestCheckUnknownSnapshot(t *testing.T) {
 	if r != nil || err == nil || errors.Is(err, savepoint.ErrIncompatible) {
 		t.Fatalf("got %v, %v", r, err)
 	}
+}
+
+// A native Pebble checkpoint whose metadata lists no states: the keyed
+// states cannot be compared, which is a warning, not "new state".
+func TestCheckNativeCheckpointWithoutDescriptors(t *testing.T) {
+	reg := registry(t, v1)
+	g := parseJob(t, reg, jobSpec(2, 0, true))
+	dir := buildSavepoint(t, reg, g, t.TempDir(), buildOptions{Pebble: true, Checkpoint: true, Records: clicks(50, 10, 3)})
+	// Strip the descriptors, as a runtime that does not record them would.
+	sn, err := storage.OpenSnapshot(context.Background(), savepoint.URL(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := sn.Metadata
+	_ = sn.Close()
+	for _, op := range md.GetOperators() {
+		op.States = nil
+	}
+	root, err := storage.Open(context.Background(), savepoint.URL(filepath.Dir(filepath.Dir(dir))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if err := root.Delete(context.Background(), testJobID+"/chk-7/_metadata"); err != nil {
+		t.Fatal(err)
+	}
+	if err := root.WriteMetadata(context.Background(), testJobID+"/chk-7", md); err != nil {
+		t.Fatal(err)
+	}
+	r, err := check(t, dir, v1, jobSpec(2, 0, true), savepoint.CheckOptions{})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, findings(r))
+	}
+	wantFinding(t, r, savepoint.SeverityWarning, savepoint.CodeNotVerified, "profile-uid", "")
+	if r.Has(savepoint.CodeStateNew, "profile-uid", "profile") || r.Has(savepoint.CodeStateNew, "count", "count") {
+		t.Fatalf("keyed states of a native checkpoint reported new:\n%s", findings(r))
+	}
+	// Operator state is read in any format.
+	wantFinding(t, r, savepoint.SeverityInfo, savepoint.CodeStateMatched, "profile-uid", "batches")
 }
