@@ -17,10 +17,9 @@ import (
 //
 // It reads b through Iterate, one key group at a time, so its memory is
 // bounded by the largest key group; it must run on the goroutine that owns
-// b. r must lie within b.KeyGroups(). On the heap backend each key group's
-// Iterate scans all timers of the backend (its timers are not indexed by
-// key group), so snapshots of heap state use Keyed.Sync's one-pass capture
-// instead.
+// b. r must lie within b.KeyGroups(). Checkpoints of heap state use
+// Keyed.Sync instead, which writes the same bytes from a copy-on-write
+// view off the task goroutine.
 func WriteKeyed(ctx context.Context, w io.Writer, b statebackend.Backend, r keygroup.Range) (offsets []int64, size int64, err error) {
 	own := b.KeyGroups()
 	if r.Len() == 0 || r.Start < own.Start || r.End > own.End {
@@ -30,6 +29,14 @@ func WriteKeyed(ctx context.Context, w io.Writer, b statebackend.Backend, r keyg
 	if err != nil {
 		return nil, 0, err
 	}
+	return writeSections(ctx, w, hdr, idx, b.Iterate)
+}
+
+// writeSections writes hdr and one section per key group of hdr.KeyGroups,
+// each captured with iterate (Backend.Iterate or View.Iterate) just before
+// it is written, so memory is bounded by the largest key group.
+func writeSections(ctx context.Context, w io.Writer, hdr *KeyedHeader, idx map[string]uint64, iterate func(keygroup.Range, func(statebackend.Entry) error) error) (offsets []int64, size int64, err error) {
+	r := hdr.KeyGroups
 	sw := &sectionWriter{w: w}
 	if err := sw.write(encodeHeader(hdr)); err != nil {
 		return nil, sw.n, fmt.Errorf("write keyed snapshot header: %w", err)
@@ -42,7 +49,7 @@ func WriteKeyed(ctx context.Context, w io.Writer, b statebackend.Backend, r keyg
 		}
 		one := keygroup.Range{Start: kg, End: kg}
 		secs[0].reset()
-		if err := b.Iterate(one, capture(idx, one, secs)); err != nil {
+		if err := iterate(one, capture(idx, one, secs)); err != nil {
 			return nil, sw.n, fmt.Errorf("write keyed snapshot, key group %d: %w", kg, err)
 		}
 		offsets = append(offsets, sw.n)

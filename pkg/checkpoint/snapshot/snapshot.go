@@ -122,6 +122,8 @@ type KeyedOptions struct {
 type Keyed struct {
 	b    statebackend.Backend
 	eng  *statebackend.Engine // non-nil for Pebble backends
+	// cow is the backend when it takes copy-on-write views (heap).
+	cow *statebackend.Engine
 	opts KeyedOptions
 	id   string // random: shared file names never collide across backend instances
 	// lastSizes are the (bytes, records) per key group of the last capture
@@ -143,6 +145,10 @@ func NewKeyed(b statebackend.Backend, opts KeyedOptions) (*Keyed, error) {
 		k.eng = e
 		if opts.WorkDir == "" {
 			return nil, errors.New("keyed snapshots of a pebble backend: empty WorkDir: pass a directory on the backend's file system (e.g. the subtask's data dir)")
+		}
+	} else if ok {
+		if _, views := e.Store().(statebackend.ViewStore); views {
+			k.cow = e
 		}
 	}
 	for _, h := range opts.Restored {
@@ -166,8 +172,11 @@ type KeyedPending struct {
 	id   int64
 	mode Mode
 	r    keygroup.Range
-	// captured (heap and other in-memory backends)
-	hdr  *KeyedHeader
+	hdr *KeyedHeader
+	// view: a copy-on-write view (heap), encoded by Async
+	view *statebackend.View
+	idx  map[string]uint64
+	// captured: a copy of every entry (backends without views)
 	secs []section
 	// pebble: a native checkpoint directory
 	dir string
@@ -183,9 +192,11 @@ type KeyedResult struct {
 
 // Sync takes the synchronous part of snapshot id on the task goroutine.
 // Pebble: commit, flush the memtables and hard-link a native checkpoint
-// into WorkDir. Other backends: copy every entry into an immutable buffer
-// (one pass over the state; the sort and the encoding of the file happen in
-// Async).
+// into WorkDir. Heap: take a copy-on-write view (statebackend.Engine.View),
+// in time independent of the number of keys; Async reads it while the task
+// keeps writing. Other backends: copy every entry into an immutable buffer
+// (one pass over the state). The sort and the encoding of the canonical
+// file happen in Async. Any number of pendings may be outstanding.
 func (k *Keyed) Sync(id int64, mode Mode) (*KeyedPending, error) {
 	r := k.b.KeyGroups()
 	p := &KeyedPending{k: k, id: id, mode: mode, r: r}
@@ -206,7 +217,16 @@ func (k *Keyed) Sync(id int64, mode Mode) (*KeyedPending, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %d: %w", id, err)
 	}
-	p.hdr, p.secs = hdr, make([]section, r.Len())
+	p.hdr = hdr
+	if k.cow != nil {
+		v, err := k.cow.View()
+		if err != nil {
+			return nil, fmt.Errorf("snapshot %d: %w", id, err)
+		}
+		p.view, p.idx = v, idx
+		return p, nil
+	}
+	p.secs = make([]section, r.Len())
 	if len(k.lastSizes) == len(p.secs) {
 		// Size the buffers like the previous snapshot's (plus slack): no
 		// regrowth copies during the pause when the state is steady.
@@ -227,9 +247,15 @@ func (k *Keyed) Sync(id int64, mode Mode) (*KeyedPending, error) {
 	return p, nil
 }
 
-// Discard releases a pending snapshot that will not be written.
+// Discard releases a pending snapshot that will not be written (a heap
+// view stops holding the state as of Sync). It is idempotent and may run
+// on any goroutine, but not concurrently with Async of the same pending.
 func (p *KeyedPending) Discard() error {
 	p.secs = nil
+	if p.view != nil {
+		p.view.Release()
+		p.view = nil
+	}
 	if p.dir != "" {
 		return os.RemoveAll(p.dir)
 	}
@@ -238,7 +264,7 @@ func (p *KeyedPending) Discard() error {
 
 // Async writes the pending snapshot to t and returns its handle. It runs
 // off the task goroutine; the local checkpoint directory (Pebble) is
-// removed when it returns.
+// removed and the heap view released when it returns.
 func (p *KeyedPending) Async(ctx context.Context, t Target) (*KeyedResult, error) {
 	defer func() { _ = p.Discard() }()
 	if err := t.validate(); err != nil {
@@ -258,6 +284,14 @@ func (p *KeyedPending) Async(ctx context.Context, t Target) (*KeyedResult, error
 		return writeCanonical(ctx, t, p.id, p.r, func(w io.Writer) ([]int64, int64, error) {
 			return WriteKeyed(ctx, w, e, p.r)
 		})
+	}
+	if p.view != nil {
+		return writeCanonical(ctx, t, p.id, p.r, func(w io.Writer) ([]int64, int64, error) {
+			return writeSections(ctx, w, p.hdr, p.idx, p.view.Iterate)
+		})
+	}
+	if p.secs == nil {
+		return nil, fmt.Errorf("snapshot %d: Async of a discarded or already written snapshot: take a new one with Sync", p.id)
 	}
 	return writeCanonical(ctx, t, p.id, p.r, func(w io.Writer) ([]int64, int64, error) {
 		return writeCaptured(ctx, w, p.hdr, p.secs)

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"unsafe"
 
 	"github.com/flowrt/flow/pkg/api"
@@ -12,7 +13,7 @@ import (
 
 // New returns an empty heap backend.
 func New(opts statebackend.Options) (*statebackend.Engine, error) {
-	s := &store{}
+	s := &store{vers: &versions{}}
 	e, err := statebackend.NewEngine(s, opts)
 	if err != nil {
 		return nil, err
@@ -22,18 +23,41 @@ func New(opts statebackend.Options) (*statebackend.Engine, error) {
 	return e, nil
 }
 
-type entry struct{ v []byte }
+// Copy-on-write. The store has an epoch, bumped by every View. Each
+// table (one state in one key group), cell (one key and namespace), map
+// entry and timer set (one key group) records the epoch in which it was
+// created or last claimed (ver). A View freezes the current maps: it keeps
+// references to them and the store never mutates an object whose ver is
+// below the highest epoch of an unreleased view (versions.max); it writes
+// to a copy instead and installs the copy in its parent. An object whose
+// ver is the current epoch is private to the store and written in place,
+// so the write path pays one comparison per level until the next View.
+
+type entry struct {
+	v   []byte
+	ver uint64
+}
 
 type cell struct {
 	val     []byte
 	entries map[string]*entry
+	ver     uint64
 }
 
-type table map[string]*cell
+type table struct {
+	m   map[string]*cell
+	ver uint64
+}
 
 type titem struct {
 	k   string
 	idx int
+}
+
+// tset is the timer index of one key group.
+type tset struct {
+	m   map[string]*titem
+	ver uint64
 }
 
 type theap []*titem
@@ -59,56 +83,103 @@ func (h *theap) Pop() any {
 
 type store struct {
 	start, n int
-	states   [][]table // [state id][key group - start]
+	states   [][]*table // [state id][key group - start]
 	kbuf     []byte
-	timers   [2]theap
-	tindex   map[string]*titem
+	timers   [2]theap // per domain, for FirstTimer; never part of a view
+	tsets    []*tset  // [key group - start]: the timer index
+	epoch    uint64
+	vers     *versions
 }
 
 func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
-func (s *store) table(c *statebackend.Cell, create bool) table {
-	id := int(c.State)
+// shared reports whether an object created or claimed in epoch ver may be
+// referenced by an unreleased view.
+func (s *store) shared(ver uint64) bool { return s.vers.max.Load() > ver }
+
+func (s *store) kgTables(state uint16, create bool) []*table {
+	id := int(state)
 	if id >= len(s.states) {
 		if !create {
 			return nil
 		}
-		s.states = append(s.states, make([][]table, id+1-len(s.states))...)
+		s.states = append(s.states, make([][]*table, id+1-len(s.states))...)
 	}
 	kgs := s.states[id]
-	if kgs == nil {
-		if !create {
-			return nil
-		}
-		kgs = make([]table, s.n)
+	if kgs == nil && create {
+		kgs = make([]*table, s.n)
 		s.states[id] = kgs
 	}
-	t := kgs[c.KeyGroup-s.start]
-	if t == nil && create {
-		t = table{}
-		kgs[c.KeyGroup-s.start] = t
+	return kgs
+}
+
+// table returns the table of c for reading (nil when absent).
+func (s *store) table(c *statebackend.Cell) *table {
+	kgs := s.kgTables(c.State, false)
+	if kgs == nil {
+		return nil
+	}
+	return kgs[c.KeyGroup-s.start]
+}
+
+// wtable returns the table of c for writing: created if absent, copied
+// first if a view holds it.
+func (s *store) wtable(c *statebackend.Cell) *table {
+	kgs := s.kgTables(c.State, true)
+	i := c.KeyGroup - s.start
+	t := kgs[i]
+	if t == nil {
+		t = &table{m: map[string]*cell{}, ver: s.epoch}
+		kgs[i] = t
+		return t
+	}
+	if t.ver != s.epoch {
+		if s.shared(t.ver) {
+			t = &table{m: maps.Clone(t.m), ver: s.epoch}
+			kgs[i] = t
+		} else {
+			t.ver = s.epoch
+		}
 	}
 	return t
 }
 
+// wcell returns the cell at s.kbuf of the writable table t for writing:
+// created if absent, copied first if a view holds it (the copy keeps the
+// value when keep is set, and always the map entries, which are versioned
+// themselves).
+func (s *store) wcell(t *table, keep bool) *cell {
+	cl := t.m[string(s.kbuf)]
+	if cl == nil {
+		cl = &cell{ver: s.epoch}
+		t.m[string(s.kbuf)] = cl
+		return cl
+	}
+	if cl.ver != s.epoch {
+		if !s.shared(cl.ver) {
+			cl.ver = s.epoch
+			return cl
+		}
+		n := &cell{ver: s.epoch}
+		if keep {
+			n.val = append([]byte(nil), cl.val...)
+		}
+		if cl.entries != nil {
+			n.entries = maps.Clone(cl.entries)
+		}
+		t.m[string(s.kbuf)] = n
+		return n
+	}
+	return cl
+}
+
 func (s *store) lookup(c *statebackend.Cell) *cell {
-	t := s.table(c, false)
+	t := s.table(c)
 	if t == nil {
 		return nil
 	}
 	s.kbuf = statebackend.AppendCellKey(s.kbuf[:0], c.Key, c.Namespace)
-	return t[string(s.kbuf)]
-}
-
-func (s *store) lookupOrCreate(c *statebackend.Cell) *cell {
-	t := s.table(c, true)
-	s.kbuf = statebackend.AppendCellKey(s.kbuf[:0], c.Key, c.Namespace)
-	cl := t[string(s.kbuf)]
-	if cl == nil {
-		cl = &cell{}
-		t[string(s.kbuf)] = cl
-	}
-	return cl
+	return t.m[string(s.kbuf)]
 }
 
 func (s *store) Get(c *statebackend.Cell) ([]byte, bool, error) {
@@ -120,24 +191,26 @@ func (s *store) Get(c *statebackend.Cell) ([]byte, bool, error) {
 }
 
 func (s *store) Set(c *statebackend.Cell, v []byte) error {
-	cl := s.lookupOrCreate(c)
+	t := s.wtable(c)
+	s.kbuf = statebackend.AppendCellKey(s.kbuf[:0], c.Key, c.Namespace)
+	cl := s.wcell(t, false)
 	cl.val = append(cl.val[:0], v...)
 	return nil
 }
 
 func (s *store) Append(c *statebackend.Cell, v []byte) error {
-	cl := s.lookupOrCreate(c)
+	t := s.wtable(c)
+	s.kbuf = statebackend.AppendCellKey(s.kbuf[:0], c.Key, c.Namespace)
+	cl := s.wcell(t, true)
 	cl.val = append(cl.val, v...)
 	return nil
 }
 
 func (s *store) Delete(c *statebackend.Cell) error {
-	t := s.table(c, false)
-	if t == nil {
+	if s.lookup(c) == nil {
 		return nil
 	}
-	s.kbuf = statebackend.AppendCellKey(s.kbuf[:0], c.Key, c.Namespace)
-	delete(t, string(s.kbuf))
+	delete(s.wtable(c).m, string(s.kbuf))
 	return nil
 }
 
@@ -154,31 +227,37 @@ func (s *store) GetEntry(c *statebackend.Cell, uk []byte) ([]byte, bool, error) 
 }
 
 func (s *store) SetEntry(c *statebackend.Cell, uk, v []byte) error {
-	cl := s.lookupOrCreate(c)
+	t := s.wtable(c)
+	s.kbuf = statebackend.AppendCellKey(s.kbuf[:0], c.Key, c.Namespace)
+	cl := s.wcell(t, false)
 	if cl.entries == nil {
 		cl.entries = map[string]*entry{}
 	}
-	if e := cl.entries[string(uk)]; e != nil {
+	if e := cl.entries[string(uk)]; e != nil && (e.ver == s.epoch || !s.shared(e.ver)) {
+		e.ver = s.epoch
 		e.v = append(e.v[:0], v...)
 		return nil
 	}
-	cl.entries[string(uk)] = &entry{v: append([]byte(nil), v...)}
+	cl.entries[string(uk)] = &entry{v: append([]byte(nil), v...), ver: s.epoch}
 	return nil
 }
 
 func (s *store) DeleteEntry(c *statebackend.Cell, uk []byte) error {
-	t := s.table(c, false)
-	if t == nil {
-		return nil
-	}
-	s.kbuf = statebackend.AppendCellKey(s.kbuf[:0], c.Key, c.Namespace)
-	cl := t[string(s.kbuf)]
+	cl := s.lookup(c)
 	if cl == nil {
 		return nil
 	}
+	if _, ok := cl.entries[string(uk)]; !ok {
+		if len(cl.entries) == 0 {
+			delete(s.wtable(c).m, string(s.kbuf))
+		}
+		return nil
+	}
+	t := s.wtable(c)
+	cl = s.wcell(t, false)
 	delete(cl.entries, string(uk))
 	if len(cl.entries) == 0 {
-		delete(t, string(s.kbuf))
+		delete(t.m, string(s.kbuf))
 	}
 	return nil
 }
@@ -198,9 +277,12 @@ func (s *store) RangeEntries(c *statebackend.Cell, fn func(uk, v []byte) bool) e
 
 func (s *store) DeleteEntries(c *statebackend.Cell) error { return s.Delete(c) }
 
-func (s *store) Scan(state uint16, kg int, fn func(key, ns, uk, v []byte) error) error {
-	t := s.table(&statebackend.Cell{State: state, KeyGroup: kg}, false)
-	for ck, cl := range t {
+// scanTable visits the items of one table map. The map is never mutated
+// while it is visited from a view; from Scan, fn may mutate the item it
+// visits (a write to a frozen table goes to a copy, so the iteration of
+// the original is unaffected).
+func scanTable(m map[string]*cell, fn func(key, ns, uk, v []byte) error) error {
+	for ck, cl := range m {
 		key, ns, _, err := statebackend.SplitCellKey(bytesOf(ck))
 		if err != nil {
 			return err
@@ -220,41 +302,78 @@ func (s *store) Scan(state uint16, kg int, fn func(key, ns, uk, v []byte) error)
 	return nil
 }
 
-func domainOf(t []byte) (int, error) {
-	if len(t) == 0 || t[0] > byte(api.ProcessingTime) {
-		return 0, fmt.Errorf("timer %x: %w", t, statebackend.ErrCorrupt)
+func (s *store) Scan(state uint16, kg int, fn func(key, ns, uk, v []byte) error) error {
+	t := s.table(&statebackend.Cell{State: state, KeyGroup: kg})
+	if t == nil {
+		return nil
 	}
-	return int(t[0]), nil
+	return scanTable(t.m, fn)
+}
+
+// timerKeyGroup returns the domain of an encoded timer and the index of its
+// key group in s.tsets.
+func (s *store) timerSlot(t []byte) (int, int, error) {
+	if len(t) < 12 || t[0] > byte(api.ProcessingTime) {
+		return 0, 0, fmt.Errorf("timer %x: %w", t, statebackend.ErrCorrupt)
+	}
+	i := int(binary.BigEndian.Uint16(t[9:])) - s.start
+	if i < 0 || i >= s.n {
+		return 0, 0, fmt.Errorf("timer %x of key group %d outside [%d, %d]: %w", t, i+s.start, s.start, s.start+s.n-1, statebackend.ErrKeyGroupOutOfRange)
+	}
+	if s.tsets == nil {
+		s.tsets = make([]*tset, s.n)
+	}
+	return int(t[0]), i, nil
+}
+
+// wtset returns the timer index of key-group slot i for writing.
+func (s *store) wtset(i int) *tset {
+	ts := s.tsets[i]
+	if ts == nil {
+		ts = &tset{m: map[string]*titem{}, ver: s.epoch}
+		s.tsets[i] = ts
+		return ts
+	}
+	if ts.ver != s.epoch {
+		if s.shared(ts.ver) {
+			ts = &tset{m: maps.Clone(ts.m), ver: s.epoch}
+			s.tsets[i] = ts
+		} else {
+			ts.ver = s.epoch
+		}
+	}
+	return ts
 }
 
 func (s *store) AddTimer(t []byte) error {
-	d, err := domainOf(t)
+	d, i, err := s.timerSlot(t)
 	if err != nil {
 		return err
 	}
-	if s.tindex == nil {
-		s.tindex = map[string]*titem{}
-	}
-	if s.tindex[string(t)] != nil {
+	if ts := s.tsets[i]; ts != nil && ts.m[string(t)] != nil {
 		return nil
 	}
 	it := &titem{k: string(t)}
-	s.tindex[it.k] = it
+	s.wtset(i).m[it.k] = it
 	heap.Push(&s.timers[d], it)
 	return nil
 }
 
 func (s *store) DeleteTimer(t []byte) error {
-	d, err := domainOf(t)
+	d, i, err := s.timerSlot(t)
 	if err != nil {
 		return err
 	}
-	it := s.tindex[string(t)]
+	ts := s.tsets[i]
+	if ts == nil {
+		return nil
+	}
+	it := ts.m[string(t)]
 	if it == nil {
 		return nil
 	}
 	heap.Remove(&s.timers[d], it.idx)
-	delete(s.tindex, it.k)
+	delete(s.wtset(i).m, it.k)
 	return nil
 }
 
@@ -269,14 +388,25 @@ func (s *store) FirstTimer(d api.TimeDomain) ([]byte, bool, error) {
 	return bytesOf(h[0].k), true, nil
 }
 
-func (s *store) ScanTimers(start, end int, fn func(t []byte) error) error {
-	for k := range s.tindex {
-		kg := int(binary.BigEndian.Uint16(bytesOf(k)[9:]))
-		if kg < start || kg > end {
-			continue
+func scanTimers(sets []map[string]*titem, off, start, end int, fn func(t []byte) error) error {
+	for kg := max(start, off); kg <= end && kg-off < len(sets); kg++ {
+		for k := range sets[kg-off] {
+			if err := fn(bytesOf(k)); err != nil {
+				return err
+			}
 		}
-		if err := fn(bytesOf(k)); err != nil {
-			return err
+	}
+	return nil
+}
+
+func (s *store) ScanTimers(start, end int, fn func(t []byte) error) error {
+	for kg := max(start, s.start); kg <= end && kg-s.start < len(s.tsets); kg++ {
+		if ts := s.tsets[kg-s.start]; ts != nil {
+			for k := range ts.m {
+				if err := fn(bytesOf(k)); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	return nil
@@ -286,7 +416,9 @@ func (s *store) SaveState(uint16, []byte) error          { return nil }
 func (s *store) SavedStates() (map[uint16][]byte, error) { return nil, nil }
 func (s *store) Flush() error                            { return nil }
 
+// Close drops the live state; unreleased views keep what they froze until
+// they are released.
 func (s *store) Close() error {
-	s.states, s.tindex, s.timers = nil, nil, [2]theap{}
+	s.states, s.tsets, s.timers = nil, nil, [2]theap{}
 	return nil
 }
