@@ -1,6 +1,8 @@
 package runtime
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -158,10 +160,32 @@ func newTaskMetrics(reg prometheus.Registerer, job, task string, subtask int) (*
 		backpressured: prometheus.NewCounter(prometheus.CounterOpts{Name: "flow_task_backpressured_seconds_total",
 			Help: "Time a subtask waited for output buffers (backpressure).", ConstLabels: labels}),
 	}
-	for _, c := range []prometheus.Collector{m.recordsIn, m.recordsOut, m.watermark, m.backpressured} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
+	// A subtask of the previous attempt that is still being canceled on
+	// this TaskManager holds the same series: continue its collectors.
+	reuse := func(c prometheus.Collector) (prometheus.Collector, error) {
+		err := reg.Register(c)
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			return are.ExistingCollector, nil
 		}
+		return c, err
+	}
+	var errs []error
+	in, err1 := reuse(m.recordsIn)
+	out, err2 := reuse(m.recordsOut)
+	wm, err3 := reuse(m.watermark)
+	bp, err4 := reuse(m.backpressured)
+	errs = append(errs, err1, err2, err3, err4)
+	var ok1, ok2, ok3, ok4 bool
+	m.recordsIn, ok1 = in.(prometheus.Counter)
+	m.recordsOut, ok2 = out.(prometheus.Counter)
+	m.watermark, ok3 = wm.(prometheus.Gauge)
+	m.backpressured, ok4 = bp.(prometheus.Counter)
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("task metrics: %w", err)
+	}
+	if !ok1 || !ok2 || !ok3 || !ok4 {
+		return nil, errors.New("task metrics: a collector of another type is registered under a task metric name")
 	}
 	return m, nil
 }
