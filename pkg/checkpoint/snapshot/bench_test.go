@@ -7,6 +7,7 @@ import (
 
 	"github.com/flowrt/flow/pkg/api"
 	"github.com/flowrt/flow/pkg/checkpoint/snapshot"
+	"github.com/flowrt/flow/pkg/keygroup"
 	"github.com/flowrt/flow/pkg/statebackend"
 	"github.com/flowrt/flow/pkg/statebackend/pebble"
 )
@@ -95,5 +96,85 @@ func BenchmarkHeapAsync1M(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ReportMetric(float64(res.StateSize), "bytes")
+	}
+}
+
+// The write path after a heap Sync, 1M keys over 128 key groups: the
+// first write to each key group copies that key group's table (and the
+// written cell); later writes do not copy. "first-write-per-kg" times one
+// update in each key group right after a Sync (ns/op covers all 128);
+// "10k-updates" times 10k updates of existing keys with a snapshot
+// pending ("pending") and without ("none").
+func BenchmarkWriteAfterSync1M(b *testing.B) {
+	const n = 1_000_000
+	e := newHeap(b, all)
+	v := fillValues(b, e, n)
+	k, err := snapshot.NewKeyed(e, snapshot.KeyedOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// One key per key group.
+	perKG := make([]string, maxPar)
+	for i, found := 0, 0; found < maxPar; i++ {
+		key := fmt.Sprint("key-", i)
+		kg := keygroup.Assign([]byte(key), maxPar)
+		if perKG[kg] == "" {
+			perKG[kg] = key
+			found++
+		}
+	}
+	keys := make([]string, 10_000)
+	for i := range keys {
+		keys[i] = fmt.Sprint("key-", (i*97)%n)
+	}
+	update := func(key string, x int64) {
+		setKey(e, key)
+		if err := v.Update(x); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("first-write-per-kg", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			p, err := k.Sync(int64(i), snapshot.Checkpoint)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			for _, key := range perKG {
+				update(key, int64(i))
+			}
+			b.StopTimer()
+			if err := p.Discard(); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*maxPar), "ns/first-write")
+	})
+	for _, pending := range []bool{false, true} {
+		name := map[bool]string{false: "10k-updates/none", true: "10k-updates/pending"}[pending]
+		b.Run(name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				var p *snapshot.KeyedPending
+				if pending {
+					if p, err = k.Sync(int64(i), snapshot.Checkpoint); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StartTimer()
+				for _, key := range keys {
+					update(key, int64(i))
+				}
+				b.StopTimer()
+				if p != nil {
+					if err := p.Discard(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StartTimer()
+			}
+		})
 	}
 }

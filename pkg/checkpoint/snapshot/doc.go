@@ -5,8 +5,10 @@
 //
 //  1. Sync (Keyed.Sync, or Sync for a whole operator) runs on the task
 //     goroutine and is short. Pebble backends commit, flush their memtables
-//     and hard-link a native checkpoint (pebble.Checkpoint); other backends
-//     (heap) copy every entry into an immutable buffer in one pass.
+//     and hard-link a native checkpoint (pebble.Checkpoint); heap backends
+//     take a copy-on-write view (statebackend.Engine.View) in time
+//     independent of the number of keys; backends without views copy
+//     every entry into an immutable buffer in one pass.
 //  2. Async (KeyedPending.Async, Pending.Async) runs on any goroutine while
 //     the task keeps processing: it sorts and encodes the canonical format,
 //     or uploads the native Pebble files, and returns the handles for the
@@ -35,9 +37,12 @@
 // parallelism.
 //
 // Promises: Sync and WriteKeyed touch a backend only on the caller's
-// goroutine; Async never touches the live backend (it reads the captured
-// copy or the checkpoint directory), so it may run concurrently with
-// processing; no goroutine is started. Corrupt or truncated files yield
+// goroutine; Async never touches the live backend (it reads the heap view,
+// the captured copy or the checkpoint directory), so it may run
+// concurrently with processing and with other Asyncs; no goroutine is
+// started. A heap pending holds its view until Async returns or Discard
+// is called: call exactly one of them, or the heap keeps copying on write
+// for a snapshot nobody reads. Corrupt or truncated files yield
 // errors wrapping ErrCorrupt that name the file and the key group, never a
 // panic. The caller must not Close a Pebble backend while a Sync is
 // running; a pending Async needs only its checkpoint directory.

@@ -120,10 +120,10 @@ type KeyedOptions struct {
 // Async of the pendings it returns run on any goroutine, concurrently with
 // the task and with each other.
 type Keyed struct {
-	b    statebackend.Backend
-	eng  *statebackend.Engine // non-nil for Pebble backends
+	b   statebackend.Backend
+	eng *statebackend.Engine // non-nil for Pebble backends
 	// cow is the backend when it takes copy-on-write views (heap).
-	cow *statebackend.Engine
+	cow  *statebackend.Engine
 	opts KeyedOptions
 	id   string // random: shared file names never collide across backend instances
 	// lastSizes are the (bytes, records) per key group of the last capture
@@ -172,7 +172,7 @@ type KeyedPending struct {
 	id   int64
 	mode Mode
 	r    keygroup.Range
-	hdr *KeyedHeader
+	hdr  *KeyedHeader
 	// view: a copy-on-write view (heap), encoded by Async
 	view *statebackend.View
 	idx  map[string]uint64
