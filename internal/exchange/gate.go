@@ -27,6 +27,9 @@ type inputChannel interface {
 	poll() (frame []byte, overtaken int, end, more, ok bool, err error)
 	// recycle gives a polled frame back (to the producer pool or as credit).
 	recycle(frame []byte)
+	// peek visits the next n queued frames after any queued priority
+	// frames, without taking them.
+	peek(n int, fn func(frame []byte))
 	// close stops the channel; it must not block on the producer.
 	close()
 	// String describes the channel for errors.
@@ -166,6 +169,17 @@ func (g *InputGate) SetPriority(isPriority func(frame []byte) bool) {
 		return
 	}
 	g.priority.Store(&isPriority)
+}
+
+// PeekQueued calls fn with the next n frames queued on a channel (after any
+// queued priority frames), without taking them: used to copy the frames a
+// priority frame overtook (Event.Overtaken) at once. fn must not keep the
+// frames. It visits fewer when fewer are queued.
+func (g *InputGate) PeekQueued(channel, n int, fn func(frame []byte)) {
+	if channel < 0 || channel >= len(g.chans) || g.closed || n <= 0 {
+		return
+	}
+	g.chans[channel].peek(n, fn)
 }
 
 // Block stops Poll from returning events of a channel (barrier alignment).

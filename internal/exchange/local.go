@@ -70,3 +70,18 @@ func (c *localChannel) close() {
 		sp.detach(false)
 	}
 }
+
+func (c *localChannel) peek(n int, fn func([]byte)) {
+	sp := c.sp.Load()
+	if sp == nil {
+		return
+	}
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	sp.q.each(sp.prio, func(b []byte) {
+		if n > 0 {
+			fn(b)
+			n--
+		}
+	})
+}

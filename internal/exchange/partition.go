@@ -303,16 +303,23 @@ func (sp *subpartition) pop() (frame []byte, end, more, ok bool, err error) {
 }
 
 // popBatch appends up to max frames (stopping early once maxBytes is
-// reached, but always at least one) to dst. end reports that the
-// subpartition's end is included (after the frames).
-func (sp *subpartition) popBatch(dst [][]byte, max, maxBytes int) (out [][]byte, end bool, err error) {
+// reached, but always at least one) to dst, preceded by every priority
+// frame at the head of the queue, which need no credit (their number is
+// returned as prio). end reports that the subpartition's end is included
+// (after the frames).
+func (sp *subpartition) popBatch(dst [][]byte, max, maxBytes int) (out [][]byte, prio int, end bool, err error) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	if sp.endDelivered {
-		return dst, false, nil
+		return dst, 0, false, nil
 	}
 	if sp.failed != nil {
-		return dst, false, sp.failed
+		return dst, 0, false, sp.failed
+	}
+	for ; sp.prio > 0; sp.prio-- {
+		b, _ := sp.q.pop()
+		dst = append(dst, b)
+		prio++
 	}
 	bytes := 0
 	for i := 0; i < max && bytes < maxBytes; i++ {
@@ -328,9 +335,9 @@ func (sp *subpartition) popBatch(dst [][]byte, max, maxBytes int) (out [][]byte,
 	}
 	if sp.finished && sp.q.len() == 0 {
 		sp.deliverEnd()
-		return dst, true, nil
+		return dst, prio, true, nil
 	}
-	return dst, false, nil
+	return dst, prio, false, nil
 }
 
 // deliverEnd records the delivery of the end; sp.mu is held.

@@ -16,6 +16,11 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// prioritySlack is how many frames beyond its credit window a remote
+// channel of a gate with a priority filter accepts: priority frames are
+// sent without credit.
+const prioritySlack = 4
+
 // remoteChannel reads one subpartition of a producer in another TaskManager
 // over an ExchangeService.Subscribe stream. One goroutine receives frames
 // into a queue bounded by the credit window; another sends credit back as
@@ -79,6 +84,17 @@ func (c *remoteChannel) poll() ([]byte, int, bool, bool, bool, error) {
 	return nil, 0, false, false, false, nil
 }
 
+func (c *remoteChannel) peek(n int, fn func([]byte)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.q.each(len(c.prio), func(b []byte) {
+		if n > 0 {
+			fn(b)
+			n--
+		}
+	})
+}
+
 // enqueue appends a received frame, or, for a priority frame, puts it
 // after the priority frames already queued and before every other frame;
 // c.mu is held.
@@ -93,6 +109,11 @@ func (c *remoteChannel) enqueue(f []byte, isPriority func([]byte) bool) {
 }
 
 func (c *remoteChannel) recycle(frame []byte) {
+	// A priority frame came without credit: it gives none back.
+	priority := false
+	if p := c.g.priority.Load(); p != nil && frame != nil {
+		priority = (*p)(frame)
+	}
 	c.mu.Lock()
 	if c.held > 0 {
 		c.held--
@@ -101,6 +122,9 @@ func (c *remoteChannel) recycle(frame []byte) {
 		}
 	}
 	c.mu.Unlock()
+	if priority {
+		return
+	}
 	if c.unsent.Add(1) >= c.threshold {
 		select {
 		case c.creditSig <- struct{}{}:
@@ -252,7 +276,13 @@ func (c *remoteChannel) stream(ctx context.Context, watchdog *time.Timer, receiv
 func (c *remoteChannel) frameBuffer(n int) ([]byte, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.held >= c.window {
+	// Priority frames (unaligned barriers) come without credit; a few of
+	// them may be held beyond the window.
+	limit := c.window
+	if c.g.priority.Load() != nil {
+		limit += prioritySlack
+	}
+	if c.held >= limit {
 		return nil, fmt.Errorf("%w: producer sent frames beyond the credit window of %d", ErrProtocol, c.window)
 	}
 	c.held++

@@ -117,7 +117,8 @@ func (s *server) send(ctx context.Context, st grpc.BidiStreamingServer[exchangev
 		for {
 			var end bool
 			var err error
-			msg.Frames, end, err = sp.popBatch(msg.Frames[:0], int(credit.Load()), maxBatchBytes)
+			var prio int
+			msg.Frames, prio, end, err = sp.popBatch(msg.Frames[:0], int(credit.Load()), maxBatchBytes)
 			if err != nil {
 				return status.Errorf(codes.Aborted, "exchange: partition %s subpartition %d: %v", sp.p.id, sp.index, err)
 			}
@@ -129,7 +130,7 @@ func (s *server) send(ctx context.Context, st grpc.BidiStreamingServer[exchangev
 				return err
 			}
 			*sent, active = true, true
-			credit.Add(-int32(len(msg.Frames)))
+			credit.Add(-int32(len(msg.Frames) - prio)) // priority frames need no credit
 			for i, f := range msg.Frames {
 				pool.put(f)
 				msg.Frames[i] = nil

@@ -351,6 +351,16 @@ func (t *task) controlFrame(ch int, buf []byte, overtaken int) {
 	}
 	t.stepMachine(barrier.Event{Type: barrier.EventBarrier, ID: uint64(b.id), Channel: ch, Time: time.Now(),
 		Options: barrier.Options{Savepoint: b.savepoint()}})
+	if overtaken > 0 {
+		// The snapshot is taken: copy the overtaken buffers now instead of
+		// when they are processed, so the checkpoint does not wait for them.
+		if pc := t.ck.pending[b.id]; pc != nil && pc.synced && pc.failed == nil && t.ck.overtaken[ch].id == b.id {
+			gs := t.gateStateOf(ch)
+			gs.gate.PeekQueued(ch-gs.offset, overtaken, func(buf []byte) { pc.capture(ch, buf) })
+			t.ck.overtaken[ch] = overtake{}
+			t.maybeUpload(pc)
+		}
+	}
 	// A barrier the machine ignored (older than the pending one) leaves an
 	// entry nobody completes.
 	if pc := t.ck.pending[b.id]; pc != nil && !pc.synced && !t.machinePending(b.id) {

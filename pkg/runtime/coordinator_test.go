@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
 	"sync"
 	"testing"
@@ -39,6 +40,7 @@ type testCoordinator struct {
 	// latest completed checkpoint (the restore point of the next attempt)
 	latest    *checkpointv1.CheckpointMetadata
 	completed []uint64
+	durations []time.Duration // trigger to completion, per completed checkpoint
 	aborted   map[uint64]string
 	declines  []string
 
@@ -173,6 +175,9 @@ func (c *testCoordinator) exec(a checkpoint.Action) {
 		c.lastID = max(c.lastID, a.ID)
 		opts := proto.Clone(c.opts).(*clusterv1.CheckpointOptions)
 		opts.Location, opts.StorageBase, opts.Savepoint = c.store.Dir(int64(a.ID)), c.store.Storage().URL(), a.Savepoint
+		if os.Getenv("CKDEBUG") != "" {
+			fmt.Println("trigger", a.ID, time.Now().Format("15:04:05.000"))
+		}
 		for id := range c.sources {
 			select {
 			case c.controls[id] <- TriggerCheckpoint{ID: int64(a.ID), TimestampMs: a.Time.UnixMilli(), Options: opts}:
@@ -189,6 +194,7 @@ func (c *testCoordinator) exec(a checkpoint.Action) {
 		c.stepLocked(checkpoint.Event{Type: checkpoint.EventFinalized, ID: a.ID, Err: err}, c.attempt)
 	case checkpoint.ActionComplete:
 		c.completed = append(c.completed, a.ID)
+		c.durations = append(c.durations, a.Time.Sub(a.TriggerTime))
 		c.retained = c.coord.Retained()
 		c.notify(int64(a.ID), true)
 	case checkpoint.ActionAbort:
@@ -301,6 +307,9 @@ type testResponder struct {
 
 func (r *testResponder) Acknowledge(ctx context.Context, id int64, ops map[string]*checkpointv1.SubtaskState, timing *clusterv1.TaskCheckpointTiming) error {
 	req := &clusterv1.AcknowledgeCheckpointRequest{CheckpointId: id, Operators: ops, Timing: timing}
+	if os.Getenv("CKDEBUG") != "" {
+		fmt.Println("ack", id, r.task, time.Now().Format("15:04:05.000"), timing)
+	}
 	b, err := proto.Marshal(req)
 	if err != nil {
 		return err
@@ -321,4 +330,15 @@ func (r *testResponder) Decline(ctx context.Context, id int64, reason string) er
 	}
 	r.c.step(checkpoint.Event{Type: checkpoint.EventDecline, Time: time.Now(), ID: uint64(id), Task: r.task, Reason: rs}, r.attempt)
 	return nil
+}
+
+// firstDuration returns the trigger-to-completion time of the first
+// completed checkpoint.
+func (c *testCoordinator) firstDuration() (time.Duration, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.durations) == 0 {
+		return 0, false
+	}
+	return c.durations[0], true
 }
