@@ -4,7 +4,6 @@ import (
 	"container/heap"
 	"encoding/binary"
 	"fmt"
-	"hash/maphash"
 	"maps"
 	"unsafe"
 
@@ -14,7 +13,7 @@ import (
 
 // New returns an empty heap backend.
 func New(opts statebackend.Options) (*statebackend.Engine, error) {
-	s := &store{vers: &versions{}, seed: maphash.MakeSeed()}
+	s := &store{vers: &versions{}}
 	e, err := statebackend.NewEngine(s, opts)
 	if err != nil {
 		return nil, err
@@ -24,76 +23,15 @@ func New(opts statebackend.Options) (*statebackend.Engine, error) {
 	return e, nil
 }
 
-// Copy-on-write. The store has an epoch, bumped by every View. Each table
-// (one state in one key group) and timer index (one key group) is a cmap:
-// nChunks Go maps selected by a hash of the key, so that the first write
-// after a view copies one chunk (1/nChunks of the key group), not the key
-// group. Tables, chunks, cells (one key and namespace) and map entries
-// record the epoch in which they were created or last claimed (ver). A View
-// freezes the current tables: it keeps references to them and the store
-// never mutates an object whose ver is below the highest epoch of an
-// unreleased view (versions.max); it writes to a copy instead and installs
-// the copy in its parent. An object whose ver is the current epoch is
-// private to the store and written in place, so the write path pays one
-// comparison per level until the next View.
-
-const (
-	chunkBits = 5
-	nChunks   = 1 << chunkBits
-)
-
-// cmap is a map from strings split into chunks by key hash.
-type cmap[V any] struct {
-	chunks [nChunks]*chunk[V]
-	ver    uint64
-}
-
-type chunk[V any] struct {
-	m   map[string]V
-	ver uint64
-}
-
-func (t *cmap[V]) get(i int, k []byte) V {
-	var zero V
-	c := t.chunks[i]
-	if c == nil {
-		return zero
-	}
-	return c.m[string(k)]
-}
-
-// ownMap returns t for writing: t itself if no view holds it (claimed for
-// the epoch), otherwise a copy of its chunk array that the caller installs.
-func ownMap[V any](s *store, t *cmap[V]) *cmap[V] {
-	if t.ver == s.epoch {
-		return t
-	}
-	if s.shared(t.ver) {
-		return &cmap[V]{chunks: t.chunks, ver: s.epoch}
-	}
-	t.ver = s.epoch
-	return t
-}
-
-// wchunk returns chunk i of the writable t for writing: created if absent,
-// copied first if a view holds it.
-func wchunk[V any](s *store, t *cmap[V], i int) map[string]V {
-	c := t.chunks[i]
-	if c == nil {
-		c = &chunk[V]{m: map[string]V{}, ver: s.epoch}
-		t.chunks[i] = c
-		return c.m
-	}
-	if c.ver != s.epoch {
-		if s.shared(c.ver) {
-			c = &chunk[V]{m: maps.Clone(c.m), ver: s.epoch}
-			t.chunks[i] = c
-		} else {
-			c.ver = s.epoch
-		}
-	}
-	return c.m
-}
+// Copy-on-write. The store has an epoch, bumped by every View. Each
+// table (one state in one key group), cell (one key and namespace), map
+// entry and timer set (one key group) records the epoch in which it was
+// created or last claimed (ver). A View freezes the current maps: it keeps
+// references to them and the store never mutates an object whose ver is
+// below the highest epoch of an unreleased view (versions.max); it writes
+// to a copy instead and installs the copy in its parent. An object whose
+// ver is the current epoch is private to the store and written in place,
+// so the write path pays one comparison per level until the next View.
 
 type entry struct {
 	v   []byte
@@ -106,7 +44,10 @@ type cell struct {
 	ver     uint64
 }
 
-type table = cmap[*cell]
+type table struct {
+	m   map[string]*cell
+	ver uint64
+}
 
 type titem struct {
 	k   string
@@ -114,7 +55,10 @@ type titem struct {
 }
 
 // tset is the timer index of one key group.
-type tset = cmap[*titem]
+type tset struct {
+	m   map[string]*titem
+	ver uint64
+}
 
 type theap []*titem
 
@@ -145,12 +89,9 @@ type store struct {
 	tsets    []*tset  // [key group - start]: the timer index
 	epoch    uint64
 	vers     *versions
-	seed     maphash.Seed
 }
 
 func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
-
-func (s *store) chunkOf(k []byte) int { return int(maphash.Bytes(s.seed, k) >> (64 - chunkBits)) }
 
 // shared reports whether an object created or claimed in epoch ver may be
 // referenced by an unreleased view.
@@ -181,31 +122,37 @@ func (s *store) table(c *statebackend.Cell) *table {
 	return kgs[c.KeyGroup-s.start]
 }
 
-// wchunk returns the chunk of c's table holding s.kbuf for writing:
-// table and chunk created if absent, copied first if a view holds them.
-func (s *store) wchunk(c *statebackend.Cell) map[string]*cell {
+// wtable returns the table of c for writing: created if absent, copied
+// first if a view holds it.
+func (s *store) wtable(c *statebackend.Cell) *table {
 	kgs := s.kgTables(c.State, true)
 	i := c.KeyGroup - s.start
 	t := kgs[i]
 	if t == nil {
-		t = &table{ver: s.epoch}
+		t = &table{m: map[string]*cell{}, ver: s.epoch}
 		kgs[i] = t
-	} else if t.ver != s.epoch {
-		t = ownMap(s, t)
-		kgs[i] = t
+		return t
 	}
-	return wchunk(s, t, s.chunkOf(s.kbuf))
+	if t.ver != s.epoch {
+		if s.shared(t.ver) {
+			t = &table{m: maps.Clone(t.m), ver: s.epoch}
+			kgs[i] = t
+		} else {
+			t.ver = s.epoch
+		}
+	}
+	return t
 }
 
-// wcell returns the cell at s.kbuf of the writable chunk m for writing:
+// wcell returns the cell at s.kbuf of the writable table t for writing:
 // created if absent, copied first if a view holds it (the copy keeps the
 // value when keep is set, and always the map entries, which are versioned
 // themselves).
-func (s *store) wcell(m map[string]*cell, keep bool) *cell {
-	cl := m[string(s.kbuf)]
+func (s *store) wcell(t *table, keep bool) *cell {
+	cl := t.m[string(s.kbuf)]
 	if cl == nil {
 		cl = &cell{ver: s.epoch}
-		m[string(s.kbuf)] = cl
+		t.m[string(s.kbuf)] = cl
 		return cl
 	}
 	if cl.ver != s.epoch {
@@ -220,7 +167,7 @@ func (s *store) wcell(m map[string]*cell, keep bool) *cell {
 		if cl.entries != nil {
 			n.entries = maps.Clone(cl.entries)
 		}
-		m[string(s.kbuf)] = n
+		t.m[string(s.kbuf)] = n
 		return n
 	}
 	return cl
@@ -232,7 +179,7 @@ func (s *store) lookup(c *statebackend.Cell) *cell {
 		return nil
 	}
 	s.kbuf = statebackend.AppendCellKey(s.kbuf[:0], c.Key, c.Namespace)
-	return t.get(s.chunkOf(s.kbuf), s.kbuf)
+	return t.m[string(s.kbuf)]
 }
 
 func (s *store) Get(c *statebackend.Cell) ([]byte, bool, error) {
@@ -244,15 +191,17 @@ func (s *store) Get(c *statebackend.Cell) ([]byte, bool, error) {
 }
 
 func (s *store) Set(c *statebackend.Cell, v []byte) error {
+	t := s.wtable(c)
 	s.kbuf = statebackend.AppendCellKey(s.kbuf[:0], c.Key, c.Namespace)
-	cl := s.wcell(s.wchunk(c), false)
+	cl := s.wcell(t, false)
 	cl.val = append(cl.val[:0], v...)
 	return nil
 }
 
 func (s *store) Append(c *statebackend.Cell, v []byte) error {
+	t := s.wtable(c)
 	s.kbuf = statebackend.AppendCellKey(s.kbuf[:0], c.Key, c.Namespace)
-	cl := s.wcell(s.wchunk(c), true)
+	cl := s.wcell(t, true)
 	cl.val = append(cl.val, v...)
 	return nil
 }
@@ -261,7 +210,7 @@ func (s *store) Delete(c *statebackend.Cell) error {
 	if s.lookup(c) == nil {
 		return nil
 	}
-	delete(s.wchunk(c), string(s.kbuf))
+	delete(s.wtable(c).m, string(s.kbuf))
 	return nil
 }
 
@@ -278,8 +227,9 @@ func (s *store) GetEntry(c *statebackend.Cell, uk []byte) ([]byte, bool, error) 
 }
 
 func (s *store) SetEntry(c *statebackend.Cell, uk, v []byte) error {
+	t := s.wtable(c)
 	s.kbuf = statebackend.AppendCellKey(s.kbuf[:0], c.Key, c.Namespace)
-	cl := s.wcell(s.wchunk(c), false)
+	cl := s.wcell(t, false)
 	if cl.entries == nil {
 		cl.entries = map[string]*entry{}
 	}
@@ -299,15 +249,15 @@ func (s *store) DeleteEntry(c *statebackend.Cell, uk []byte) error {
 	}
 	if _, ok := cl.entries[string(uk)]; !ok {
 		if len(cl.entries) == 0 {
-			delete(s.wchunk(c), string(s.kbuf))
+			delete(s.wtable(c).m, string(s.kbuf))
 		}
 		return nil
 	}
-	m := s.wchunk(c)
-	cl = s.wcell(m, false)
+	t := s.wtable(c)
+	cl = s.wcell(t, false)
 	delete(cl.entries, string(uk))
 	if len(cl.entries) == 0 {
-		delete(m, string(s.kbuf))
+		delete(t.m, string(s.kbuf))
 	}
 	return nil
 }
@@ -327,25 +277,11 @@ func (s *store) RangeEntries(c *statebackend.Cell, fn func(uk, v []byte) bool) e
 
 func (s *store) DeleteEntries(c *statebackend.Cell) error { return s.Delete(c) }
 
-// scanTable visits the items of one table. A frozen table is never
-// mutated while a view visits it; from Scan, fn may mutate the item it
-// visits (a write to a frozen table or chunk goes to a copy, so the
-// iteration of the original is unaffected; deleting from the chunk being
-// iterated is allowed).
-func scanTable(t *table, fn func(key, ns, uk, v []byte) error) error {
-	for i := range t.chunks {
-		c := t.chunks[i]
-		if c == nil {
-			continue
-		}
-		if err := scanChunk(c.m, fn); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func scanChunk(m map[string]*cell, fn func(key, ns, uk, v []byte) error) error {
+// scanTable visits the items of one table map. The map is never mutated
+// while it is visited from a view; from Scan, fn may mutate the item it
+// visits (a write to a frozen table goes to a copy, so the iteration of
+// the original is unaffected).
+func scanTable(m map[string]*cell, fn func(key, ns, uk, v []byte) error) error {
 	for ck, cl := range m {
 		key, ns, _, err := statebackend.SplitCellKey(bytesOf(ck))
 		if err != nil {
@@ -371,7 +307,7 @@ func (s *store) Scan(state uint16, kg int, fn func(key, ns, uk, v []byte) error)
 	if t == nil {
 		return nil
 	}
-	return scanTable(t, fn)
+	return scanTable(t.m, fn)
 }
 
 // timerKeyGroup returns the domain of an encoded timer and the index of its
@@ -390,18 +326,23 @@ func (s *store) timerSlot(t []byte) (int, int, error) {
 	return int(t[0]), i, nil
 }
 
-// wtimers returns the chunk of key-group slot i's timer index holding t
-// for writing.
-func (s *store) wtimers(i int, t []byte) map[string]*titem {
+// wtset returns the timer index of key-group slot i for writing.
+func (s *store) wtset(i int) *tset {
 	ts := s.tsets[i]
 	if ts == nil {
-		ts = &tset{ver: s.epoch}
+		ts = &tset{m: map[string]*titem{}, ver: s.epoch}
 		s.tsets[i] = ts
-	} else if ts.ver != s.epoch {
-		ts = ownMap(s, ts)
-		s.tsets[i] = ts
+		return ts
 	}
-	return wchunk(s, ts, s.chunkOf(t))
+	if ts.ver != s.epoch {
+		if s.shared(ts.ver) {
+			ts = &tset{m: maps.Clone(ts.m), ver: s.epoch}
+			s.tsets[i] = ts
+		} else {
+			ts.ver = s.epoch
+		}
+	}
+	return ts
 }
 
 func (s *store) AddTimer(t []byte) error {
@@ -409,11 +350,11 @@ func (s *store) AddTimer(t []byte) error {
 	if err != nil {
 		return err
 	}
-	if ts := s.tsets[i]; ts != nil && ts.get(s.chunkOf(t), t) != nil {
+	if ts := s.tsets[i]; ts != nil && ts.m[string(t)] != nil {
 		return nil
 	}
 	it := &titem{k: string(t)}
-	s.wtimers(i, t)[it.k] = it
+	s.wtset(i).m[it.k] = it
 	heap.Push(&s.timers[d], it)
 	return nil
 }
@@ -427,12 +368,12 @@ func (s *store) DeleteTimer(t []byte) error {
 	if ts == nil {
 		return nil
 	}
-	it := ts.get(s.chunkOf(t), t)
+	it := ts.m[string(t)]
 	if it == nil {
 		return nil
 	}
 	heap.Remove(&s.timers[d], it.idx)
-	delete(s.wtimers(i, t), it.k)
+	delete(s.wtset(i).m, it.k)
 	return nil
 }
 
@@ -447,22 +388,11 @@ func (s *store) FirstTimer(d api.TimeDomain) ([]byte, bool, error) {
 	return bytesOf(h[0].k), true, nil
 }
 
-// scanTimers visits the timers of key groups [start, end] of sets, the
-// timer indexes of key groups off, off+1, ...
-func scanTimers(sets []*tset, off, start, end int, fn func(t []byte) error) error {
+func scanTimers(sets []map[string]*titem, off, start, end int, fn func(t []byte) error) error {
 	for kg := max(start, off); kg <= end && kg-off < len(sets); kg++ {
-		ts := sets[kg-off]
-		if ts == nil {
-			continue
-		}
-		for _, c := range ts.chunks {
-			if c == nil {
-				continue
-			}
-			for k := range c.m {
-				if err := fn(bytesOf(k)); err != nil {
-					return err
-				}
+		for k := range sets[kg-off] {
+			if err := fn(bytesOf(k)); err != nil {
+				return err
 			}
 		}
 	}
@@ -470,7 +400,16 @@ func scanTimers(sets []*tset, off, start, end int, fn func(t []byte) error) erro
 }
 
 func (s *store) ScanTimers(start, end int, fn func(t []byte) error) error {
-	return scanTimers(s.tsets, s.start, start, end, fn)
+	for kg := max(start, s.start); kg <= end && kg-s.start < len(s.tsets); kg++ {
+		if ts := s.tsets[kg-s.start]; ts != nil {
+			for k := range ts.m {
+				if err := fn(bytesOf(k)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 func (s *store) SaveState(uint16, []byte) error          { return nil }

@@ -42,33 +42,47 @@ func (v *versions) remove(ver uint64) {
 	v.mu.Unlock()
 }
 
-// view is a frozen, read-only view of the store: the tables and timer
-// indexes as of View. The store never mutates them (their chunk arrays,
-// chunks, cells and entries) while the view is unreleased.
+// view is a frozen, read-only view of the store: the table maps and timer
+// sets as of View. The store never mutates them while the view is
+// unreleased.
 type view struct {
 	ver      uint64
 	vers     *versions
 	start    int
-	states   [][]*table // [state id][key group - start]; nil: empty
-	timers   []*tset    // [key group - start]
+	states   [][]map[string]*cell // [state id][key group - start]; nil: empty
+	timers   []map[string]*titem  // [key group - start]
 	released atomic.Bool
 }
 
 var _ statebackend.ViewStore = (*store)(nil)
 
 // View freezes the current state and timers in O(states × key groups):
-// it bumps the epoch and keeps references to the current tables; the store
-// copies a table's chunk array, a chunk, a cell or a map entry on its
-// first write after the view instead of mutating it.
+// it bumps the epoch and keeps references to the current maps; the store
+// copies a table, cell, map entry or timer set on its first write after
+// the view instead of mutating it.
 func (s *store) View() (statebackend.StoreView, error) {
 	s.epoch++
-	v := &view{ver: s.epoch, vers: s.vers, start: s.start, states: make([][]*table, len(s.states))}
+	v := &view{ver: s.epoch, vers: s.vers, start: s.start, states: make([][]map[string]*cell, len(s.states))}
 	for id, kgs := range s.states {
-		if kgs != nil {
-			v.states[id] = slices.Clone(kgs)
+		if kgs == nil {
+			continue
+		}
+		ms := make([]map[string]*cell, len(kgs))
+		for i, t := range kgs {
+			if t != nil && len(t.m) > 0 {
+				ms[i] = t.m
+			}
+		}
+		v.states[id] = ms
+	}
+	if s.tsets != nil {
+		v.timers = make([]map[string]*titem, len(s.tsets))
+		for i, ts := range s.tsets {
+			if ts != nil && len(ts.m) > 0 {
+				v.timers[i] = ts.m
+			}
 		}
 	}
-	v.timers = slices.Clone(s.tsets)
 	s.vers.add(v.ver)
 	return v, nil
 }
@@ -80,11 +94,7 @@ func (v *view) Scan(state uint16, kg int, fn func(key, ns, uk, v []byte) error) 
 	if int(state) >= len(v.states) || kg < v.start || kg-v.start >= len(v.states[state]) {
 		return nil
 	}
-	t := v.states[state][kg-v.start]
-	if t == nil {
-		return nil
-	}
-	return scanTable(t, fn)
+	return scanTable(v.states[state][kg-v.start], fn)
 }
 
 func (v *view) ScanTimers(start, end int, fn func(t []byte) error) error {

@@ -2,6 +2,7 @@ package heap
 
 import (
 	"fmt"
+	"slices"
 	"runtime"
 	"testing"
 	"weak"
@@ -62,19 +63,22 @@ func TestReleaseFreesFrozenState(t *testing.T) {
 	}
 }
 
-// The first write to a frozen key group copies its chunk array and the one
-// chunk the key hashes to, not the key group's whole table.
-func TestFirstWriteCopiesOneChunk(t *testing.T) {
+// The first write to a frozen key group copies that key group's table
+// only; the tables of other key groups stay shared with the view.
+func TestFirstWriteCopiesOneKeyGroup(t *testing.T) {
 	e, err := New(statebackend.Options{MaxParallelism: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := e.Store().(*store)
-	c := &statebackend.Cell{KeyGroup: 3}
-	for i := range 5000 {
-		c.Key = fmt.Appendf(c.Key[:0], "key-%d", i)
-		if err := s.Set(c, []byte("v")); err != nil {
-			t.Fatal(err)
+	c := &statebackend.Cell{}
+	for kg := range 8 {
+		c.KeyGroup = kg
+		for i := range 100 {
+			c.Key = fmt.Appendf(c.Key[:0], "key-%d", i)
+			if err := s.Set(c, []byte("v")); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	v, err := s.View()
@@ -82,27 +86,17 @@ func TestFirstWriteCopiesOneChunk(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v.Release()
-	old := s.states[0][3]
-	c.Key = []byte("key-7")
+	old := slices.Clone(s.states[0])
+	c.KeyGroup, c.Key = 3, []byte("key-7")
 	if err := s.Set(c, []byte("w")); err != nil {
 		t.Fatal(err)
 	}
-	nt := s.states[0][3]
-	if nt == old {
-		t.Fatal("frozen table written in place")
-	}
-	var copied, kept int
-	for i := range nt.chunks {
-		if nt.chunks[i] != old.chunks[i] {
-			copied++
-		} else {
-			kept++
-		}
-		if n := len(old.chunks[i].m); n < 5000/nChunks/2 {
-			t.Fatalf("chunk %d holds %d of 5000 keys: keys are not spread", i, n)
+	for kg, tb := range s.states[0] {
+		if copied := tb != old[kg]; copied != (kg == 3) {
+			t.Fatalf("key group %d: table copied = %v after a write to key group 3", kg, copied)
 		}
 	}
-	if copied != 1 || kept != nChunks-1 {
-		t.Fatalf("first write copied %d chunks, kept %d", copied, kept)
+	if len(s.states[0][3].m) != 100 {
+		t.Fatalf("copied table holds %d keys, want 100", len(s.states[0][3].m))
 	}
 }
