@@ -2,8 +2,8 @@ package heap
 
 import (
 	"fmt"
-	"slices"
 	"runtime"
+	"slices"
 	"testing"
 	"weak"
 
