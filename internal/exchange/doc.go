@@ -15,7 +15,13 @@
 // Promises:
 //
 //   - Every emitted frame is delivered exactly once, in order per channel,
-//     followed by exactly one End per channel after Finish.
+//     followed by exactly one End per channel after Finish. The exception
+//     is priority frames (EmitEvent with priority, for unaligned checkpoint
+//     barriers): they overtake the frames queued before them, at the
+//     producer and, on a gate with a SetPriority filter, in the consumer's
+//     receive queue (Event.Overtaken counts the frames they passed); they
+//     are sent without credit. Producers that emit priority frames need
+//     consumers whose gates recognize them (SetPriority).
 //   - Memory is bounded. A partition never has more than
 //     subpartitions*BuffersPerChannel + FloatingBuffers buffers outstanding;
 //     RequestBuffer blocks (backpressure) and TryRequestBuffer fails beyond

@@ -14,6 +14,7 @@ import (
 	"github.com/flowrt/flow/pkg/api"
 	"github.com/flowrt/flow/pkg/connectors/datagen"
 	"github.com/flowrt/flow/pkg/operators/count"
+	checkpointv1 "github.com/flowrt/flow/proto/flow/checkpoint/v1"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
@@ -218,5 +219,54 @@ func TestUnalignedCheckpointsUnderBackpressure(t *testing.T) {
 	}
 	if first["aligned"] < 2*first["unaligned"] {
 		t.Errorf("aligned checkpoint took %s, unaligned %s: the unaligned barrier did not overtake the queued buffers", first["aligned"], first["unaligned"])
+	}
+}
+
+// TestRestoreFailureNamesCheckpointAndFile: a restore whose state file is
+// missing fails the task with one line naming the checkpoint and the file.
+func TestRestoreFailureNamesCheckpointAndFile(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	g := keyedCountGraph(out, 100, 5, 0, `{"type":"heap"}`, `{"mode":"exactly_once"}`)
+	c := newCluster(t, 1, exchange.Options{})
+	base := "file://" + filepath.ToSlash(t.TempDir())
+	countDone := make(chan struct{}, 2)
+	o := jobOptions{noFailFast: true, done: func(d *clusterv1.TaskDeployment, err error) {
+		if d.GetId().GetTask() == "count" {
+			countDone <- struct{}{}
+		}
+	}, env: func(d *clusterv1.TaskDeployment, env *TaskEnv) {
+		if d.GetId().GetTask() != "count" {
+			return
+		}
+		sub := d.GetId().GetSubtask()
+		d.Restore = &clusterv1.TaskRestore{CheckpointId: 3, Location: "job-1/chk-3", StorageBase: base,
+			Operators: map[string]*clusterv1.RestoreOperator{"count-v1": {States: []*checkpointv1.SubtaskState{{
+				Subtask: sub,
+				Keyed: []*checkpointv1.KeyedStateHandle{{KeyGroupStart: 0, KeyGroupEnd: 128, Format: "canonical",
+					Files: []*checkpointv1.FileHandle{{Path: "job-1/chk-3/count-v1-missing.kst", Size: 10}}}},
+			}}}}}
+	}}
+	j := startJob(t, c, checkpointRegistry(), g, o)
+	for range 2 {
+		select {
+		case <-countDone:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the count subtasks did not end")
+		}
+	}
+	j.cancel()
+	errs := j.wait(t, 30*time.Second)
+	// Subtask 0 of 2 first reads the checkpoint's _metadata (to tell a
+	// rescale from parallelism 1); there is none here, which it reports.
+	if err := errs["count/0"]; err == nil || !strings.Contains(err.Error(), "checkpoint 3") {
+		t.Fatalf("subtask 0: %v", err)
+	}
+	err := errs["count/1"]
+	if err == nil {
+		t.Fatal("the job restored from a missing file")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "checkpoint 3") || !strings.Contains(msg, "count-v1-missing.kst") || strings.Contains(msg, "\n") {
+		t.Fatalf("error %q: want one line naming checkpoint 3 and the missing file", msg)
 	}
 }

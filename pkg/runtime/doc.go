@@ -21,4 +21,28 @@
 //     and otherwise an error naming the operator, the subtask (1-based, as
 //     Flink: "subtask 2/3") and, for record errors, the record's position.
 //     Panics in user code become errors.
+//
+// Checkpoints (docs/checkpointing.md), when TaskEnv.Control and
+// TaskEnv.Checkpoints are set:
+//   - A source subtask handles TriggerCheckpoint between Source.Next calls:
+//     it snapshots its chain synchronously, emits the barrier on every
+//     output subpartition after the records before it, and uploads and
+//     acknowledges in the background. A task with inputs drives
+//     pkg/barrier with the barriers, cancellation markers, buffers and ends
+//     of its input channels and executes its actions (block/unblock,
+//     snapshot, forward, capture in-flight data, abort = decline + marker).
+//   - One Acknowledge per subtask per checkpoint, with the state of every
+//     operator of the chain by uid; a checkpoint the subtask cannot take is
+//     declined with a reason. Upload goroutines touch only immutable
+//     snapshot data and storage, and are waited for (canceled on failure or
+//     cancellation) before RunTask returns.
+//   - NotifyCheckpoint reaches the keyed snapshotters (incremental Pebble
+//     bookkeeping) and every api.CheckpointListener of the chain.
+//   - With TaskDeployment.restore, the subtask starts from the snapshot:
+//     operator state (redistributed after rescaling) before Open, keyed
+//     state of its key-group range when the operator opens it, the source
+//     position after Open, output in-flight data emitted and input
+//     in-flight data processed first, then InitializeState(true) of every
+//     api.CheckpointedFunction. A restore failure fails the task with one
+//     line naming the checkpoint and the file.
 package runtime

@@ -12,6 +12,10 @@
 // hidden in-progress name, becomes pending when it is rolled (max_file_size)
 // or at the end of input, and is committed by an atomic rename after its
 // data was fsynced. Only committed files carry the final name, so readers
-// never see partial files. (Checkpoints will move the commit to
-// notify-checkpoint-complete for exactly-once output.)
+// never see partial files. With checkpoints the sink is exactly once (two-
+// phase commit, docs/checkpointing.md): the snapshot closes the in-progress
+// part and records it as pending in operator state, the checkpoint's
+// completion commits it, and a restore commits the restored pending parts
+// again (idempotently) and deletes what was written after the checkpoint.
+// The last part is committed at the end of input.
 package file

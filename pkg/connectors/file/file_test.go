@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/statebackend"
 )
 
 type testCtx struct{ sub, par int }
@@ -194,5 +195,119 @@ func TestSinkCommitsOnFinish(t *testing.T) {
 	s2.Close()
 	if got := len(committed()); got != len(files)+1 {
 		t.Fatalf("%d files after second run, want %d", got, len(files)+1)
+	}
+}
+
+// stateCtx is a testCtx with an operator state store.
+type stateCtx struct {
+	testCtx
+	store *statebackend.OperatorStore
+}
+
+func (c stateCtx) OperatorStateStore() api.OperatorStateStore { return c.store }
+
+func sinkFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	sort.Strings(names)
+	return names
+}
+
+// TestSinkTwoPhaseCommit walks the exactly-once protocol: a snapshot makes
+// the part pending, completion commits it, and a restore from an earlier
+// checkpoint commits its pending parts again and deletes everything written
+// after it (in progress, pending and committed at end of input).
+func TestSinkTwoPhaseCommit(t *testing.T) {
+	dir := t.TempDir()
+	newSink := func(store *statebackend.OperatorStore) *Sink {
+		s := &Sink{dir: dir}
+		if err := s.Open(stateCtx{testCtx{0, 1}, store}); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	rec := func(s *Sink, v string) {
+		if err := s.Write(api.Record{Value: []byte(v)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store := statebackend.NewOperatorStore()
+	s := newSink(store)
+	if err := s.InitializeState(false); err != nil {
+		t.Fatal(err)
+	}
+	rec(s, `"a"`)
+	if err := s.SnapshotState(1); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(sinkFiles(t, dir), " "); got != ".part-0-0.jsonl.inprogress" {
+		t.Fatalf("after snapshot 1: %s", got)
+	}
+	rec(s, `"b"`)
+	if err := s.SnapshotState(2); err != nil {
+		t.Fatal(err)
+	}
+	snap2 := store.Snapshot() // what checkpoint 2 stores
+	if err := s.NotifyCheckpointComplete(1); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(sinkFiles(t, dir), " "); got != ".part-0-1.jsonl.inprogress part-0-0.jsonl" {
+		t.Fatalf("after complete 1: %s", got)
+	}
+	rec(s, `"c"`) // after checkpoint 2: replayed after the restore
+	if err := s.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if got := strings.Join(sinkFiles(t, dir), " "); got != "part-0-0.jsonl part-0-1.jsonl part-0-2.jsonl" {
+		t.Fatalf("after finish: %s", got)
+	}
+
+	// Restore from checkpoint 2 (the notification of 2 was lost): part 1 is
+	// committed (already), part 2 (written after 2) is deleted.
+	store2 := statebackend.NewOperatorStore()
+	if err := store2.Restore(snap2); err != nil {
+		t.Fatal(err)
+	}
+	r := newSink(store2)
+	if err := r.InitializeState(true); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(sinkFiles(t, dir), " "); got != "part-0-0.jsonl part-0-1.jsonl" {
+		t.Fatalf("after restore: %s", got)
+	}
+	rec(r, `"c"`)
+	if err := r.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, f := range sinkFiles(t, dir) {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, strings.Fields(string(b))...)
+	}
+	if got := strings.Join(lines, ","); got != `"a","b","c"` {
+		t.Fatalf("output %s, want each record once", got)
+	}
+
+	// A pending part that vanished is reported, not ignored.
+	store3 := statebackend.NewOperatorStore()
+	if err := store3.Restore(snap2); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "part-0-1.jsonl")); err != nil {
+		t.Fatal(err)
+	}
+	if err := newSink(store3).InitializeState(true); err == nil || !strings.Contains(err.Error(), "part-0-1.jsonl") {
+		t.Fatalf("missing pending part: err = %v", err)
 	}
 }
