@@ -3,7 +3,6 @@ package runtime
 import (
 	"context"
 	"fmt"
-	"os"
 	"sort"
 	"sync"
 	"testing"
@@ -175,9 +174,6 @@ func (c *testCoordinator) exec(a checkpoint.Action) {
 		c.lastID = max(c.lastID, a.ID)
 		opts := proto.Clone(c.opts).(*clusterv1.CheckpointOptions)
 		opts.Location, opts.StorageBase, opts.Savepoint = c.store.Dir(int64(a.ID)), c.store.Storage().URL(), a.Savepoint
-		if os.Getenv("CKDEBUG") != "" {
-			fmt.Println("trigger", a.ID, time.Now().Format("15:04:05.000"))
-		}
 		for id := range c.sources {
 			select {
 			case c.controls[id] <- TriggerCheckpoint{ID: int64(a.ID), TimestampMs: a.Time.UnixMilli(), Options: opts}:
@@ -307,9 +303,6 @@ type testResponder struct {
 
 func (r *testResponder) Acknowledge(ctx context.Context, id int64, ops map[string]*checkpointv1.SubtaskState, timing *clusterv1.TaskCheckpointTiming) error {
 	req := &clusterv1.AcknowledgeCheckpointRequest{CheckpointId: id, Operators: ops, Timing: timing}
-	if os.Getenv("CKDEBUG") != "" {
-		fmt.Println("ack", id, r.task, time.Now().Format("15:04:05.000"), timing)
-	}
 	b, err := proto.Marshal(req)
 	if err != nil {
 		return err
