@@ -588,6 +588,20 @@ func (jm *JobManager) heartbeatExpired(id string, tm *taskManager) {
 		fmt.Sprintf("TaskManager %s (%s) lost: no heartbeat for %s", id, tm.info.GetAddress(), jm.opts.HeartbeatTimeout))
 }
 
+// markUnreachable takes a TaskManager that failed an RPC with Unavailable
+// out of service, as a missed heartbeat would.
+func (jm *JobManager) markUnreachable(id, reason string) {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	tm := jm.tms[id]
+	if jm.closed || tm == nil || tm.info.GetState() != clusterv1.TaskManagerState_TASK_MANAGER_STATE_ACTIVE {
+		return
+	}
+	jm.lostTotal.Inc()
+	jm.log.Warn("taskmanager unreachable; marked lost", "id", id, "address", tm.info.GetAddress(), "reason", reason)
+	jm.removeTaskManagerLocked(tm, clusterv1.TaskManagerState_TASK_MANAGER_STATE_LOST, fmt.Sprintf("TaskManager %s (%s) unreachable: %s", id, tm.info.GetAddress(), reason))
+}
+
 func (jm *JobManager) DeregisterTaskManager(ctx context.Context, req *clusterv1.DeregisterTaskManagerRequest) (*clusterv1.DeregisterTaskManagerResponse, error) {
 	jm.mu.Lock()
 	defer jm.mu.Unlock()
@@ -960,7 +974,15 @@ func (jm *JobManager) assignLocked(j *job, slots []string) {
 			if _, err := c.client.DeployTask(ctx, &clusterv1.DeployTaskRequest{Deployment: c.dep}); err != nil {
 				id := c.dep.GetId()
 				jm.log.Warn("deploy task", "task", id.GetTask(), "subtask", id.GetSubtask(), "taskmanager", c.tmID, "err", err)
-				jm.forceTaskState(id, c.tmID, clusterv1.TaskState_TASK_STATE_FAILED, fmt.Sprintf("deploy to TaskManager %s failed: %v", c.tmID, status.Convert(err).Message()))
+				msg := fmt.Sprintf("deploy to TaskManager %s failed: %v", c.tmID, status.Convert(err).Message())
+				if status.Code(err) == codes.Unavailable {
+					// The TaskManager does not answer: treat it as lost now
+					// rather than after the heartbeat timeout, so the restart
+					// does not pick it again. A live one re-registers on its
+					// next heartbeat.
+					jm.markUnreachable(c.tmID, msg)
+				}
+				jm.forceTaskState(id, c.tmID, clusterv1.TaskState_TASK_STATE_FAILED, msg)
 			}
 		}()
 	}
