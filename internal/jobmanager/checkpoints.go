@@ -792,3 +792,30 @@ func (jm *JobManager) savepointPossibleLocked(j *job) error {
 	}
 	return nil
 }
+
+// cleanupCheckpointsLocked deletes a job's checkpoints once it FINISHED or
+// was CANCELED, unless checkpoints.retainOnCancel keeps them (externalized
+// checkpoints). A FAILED job keeps them: they are how it is recovered by
+// hand (flowctl run --from-checkpoint). Savepoints live elsewhere and are
+// never touched.
+func (jm *JobManager) cleanupCheckpointsLocked(j *job) {
+	c := j.ck
+	st := j.d.GetSummary().GetStatus()
+	if c == nil || c.store == nil || c.cfg.RetainOnCancel ||
+		(st != clusterv1.JobStatus_JOB_STATUS_FINISHED && st != clusterv1.JobStatus_JOB_STATUS_CANCELED) {
+		return
+	}
+	store, jobID := c.store, j.d.GetSummary().GetJobId()
+	c.restore = nil
+	jm.wg.Add(1)
+	go func() {
+		defer jm.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		if n, err := store.Storage().DeleteDir(ctx, jobID); err != nil {
+			jm.log.Warn("delete checkpoints of an ended job", "job", jobID, "err", err)
+		} else {
+			jm.log.Info("deleted the checkpoints of an ended job", "job", jobID, "files", n)
+		}
+	}()
+}

@@ -273,3 +273,30 @@ func TestSavepointTriggerAndStop(t *testing.T) {
 	}
 	t.Fatalf("job %s was not deployed with the savepoint's state: restore %v, want storage base %s", resp.GetJobId(), r, path)
 }
+
+func TestCheckpointsDeletedOnCancelUnlessRetained(t *testing.T) {
+	for _, retain := range []bool{false, true} {
+		t.Run(fmt.Sprintf("retainOnCancel=%v", retain), func(t *testing.T) {
+			dir := t.TempDir()
+			c := newCluster(t, jobmanager.Options{CheckpointStorage: "file://" + dir})
+			src := &ackingSource{restored: map[int32]*clusterv1.TaskRestore{}, notified: map[int64]bool{}}
+			c.addTaskManager("tm-a", 2, src.run)
+			id := c.submit(chainGraph("cancel", 1, fmt.Sprintf(`{"interval":20000000,"retainOnCancel":%v}`, retain)))
+			waitFor(t, func() bool {
+				all, err := storage.ListCompleted(context.Background(), openStorage(t, "file://"+dir), id)
+				return err == nil && len(all) > 0
+			})
+			if _, err := c.client.CancelJob(context.Background(), &clusterv1.CancelJobRequest{JobId: id}); err != nil {
+				t.Fatal(err)
+			}
+			c.await(id)
+			if retain {
+				time.Sleep(300 * time.Millisecond) // the deletion would have run by now
+			}
+			waitFor(t, func() bool {
+				all, err := storage.ListCompleted(context.Background(), openStorage(t, "file://"+dir), id)
+				return err == nil && (len(all) > 0) == retain
+			})
+		})
+	}
+}

@@ -809,6 +809,7 @@ func (jm *JobManager) maybeCompleteLocked(j *job) {
 		jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_FINISHED, "all tasks finished")
 	}
 	jm.stopCoordinatorLocked(j, "job "+shortStatus(j.d.GetSummary().GetStatus()))
+	jm.cleanupCheckpointsLocked(j)
 	jm.releaseSlotsLocked(j)
 	jm.wake()
 }
