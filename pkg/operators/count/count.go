@@ -49,7 +49,7 @@ func (o *Operator) ProcessRecord(r api.Record, out api.Collector) error {
 		return err
 	}
 	b := append(o.buf[:0], `{"key":`...)
-	b = appendJSONString(b, r.Key)
+	b = api.AppendJSONString(b, r.Key)
 	b = append(b, `,"count":`...)
 	b = strconv.AppendInt(b, n, 10)
 	b = append(b, '}')

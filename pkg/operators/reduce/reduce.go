@@ -151,7 +151,7 @@ func (o *Operator) ProcessRecord(r api.Record, out api.Collector) error {
 		return fmt.Errorf("reduce %s of key %q is %v, which JSON cannot hold", o.fn, r.Key, res)
 	}
 	b := append(o.buf[:0], `{"key":`...)
-	b = appendJSONString(b, r.Key)
+	b = api.AppendJSONString(b, r.Key)
 	b = append(b, ',', '"')
 	b = append(b, o.fn...)
 	b = append(b, '"', ':')

@@ -229,7 +229,7 @@ func (o *Operator) OnTimer(t api.Timer, out api.Collector) error {
 		return err
 	}
 	b := append(o.buf[:0], `{"key":`...)
-	b = appendJSONString(b, t.Key)
+	b = api.AppendJSONString(b, t.Key)
 	b = append(b, `,"start":`...)
 	b = strconv.AppendInt(b, w.Start, 10)
 	b = append(b, `,"end":`...)

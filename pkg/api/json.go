@@ -1,12 +1,14 @@
-package window
+package api
 
 import "unicode/utf8"
 
 const hexDigits = "0123456789abcdef"
 
-// appendJSONString appends s as a JSON string literal; invalid UTF-8
-// becomes U+FFFD.
-func appendJSONString(dst, s []byte) []byte {
+// AppendJSONString appends s as a JSON string literal, for operators that
+// build their output records by hand (records are JSON). Invalid UTF-8
+// becomes U+FFFD; U+2028 and U+2029 are escaped so the output is also valid
+// JavaScript. It does not allocate beyond growing dst.
+func AppendJSONString(dst, s []byte) []byte {
 	dst = append(dst, '"')
 	for len(s) > 0 {
 		c := s[0]
