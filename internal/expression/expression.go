@@ -24,6 +24,10 @@ const (
 // ErrNotBool is returned (wrapped) when a condition yields a non-bool value.
 var ErrNotBool = errors.New("condition did not yield a bool")
 
+// ErrNotNumber is returned (wrapped) when EvalNumber's expression yields a
+// value that is not a number.
+var ErrNotNumber = errors.New("value is not a number")
+
 // Program is a compiled expression. It keeps a private VM so evaluation does
 // not allocate its stack per call; do not share a Program between goroutines.
 type Program struct {
@@ -91,6 +95,25 @@ func (p *Program) EvalBool(env *Env) (bool, error) {
 		return false, fmt.Errorf("expression %q: %w (got %T)", p.src, ErrNotBool, out)
 	}
 	return b, nil
+}
+
+// EvalNumber runs the program and returns its result as a float64 (ints
+// convert); any other result is an error wrapping ErrNotNumber that quotes
+// the expression and the value.
+func (p *Program) EvalNumber(env *Env) (float64, error) {
+	out, err := p.vm.Run(p.prog, env.vars)
+	if err != nil {
+		return 0, fmt.Errorf("expression %q: %w", p.src, err)
+	}
+	switch x := out.(type) {
+	case int:
+		return float64(x), nil
+	case int64:
+		return float64(x), nil
+	case float64:
+		return x, nil
+	}
+	return 0, fmt.Errorf("%w: %q gave %T (%v)", ErrNotNumber, p.src, out, out)
 }
 
 // Env holds one record's variables. Reset loads the next record.

@@ -1,7 +1,6 @@
 package reduce
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -17,7 +16,7 @@ const Name = "reduce"
 var Functions = []string{"sum", "min", "max", "avg"}
 
 // ErrNotNumber is wrapped when the field expression does not give a number.
-var ErrNotNumber = errors.New("reduce field is not a number")
+var ErrNotNumber = expression.ErrNotNumber
 
 func init() { api.Default.MustRegister(Type()) }
 
@@ -100,19 +99,7 @@ func (o *Operator) value(r api.Record) (float64, error) {
 	if err := o.env.Reset(r.Value, r.Timestamp, r.Key); err != nil {
 		return 0, err
 	}
-	v, err := o.prog.Eval(o.env)
-	if err != nil {
-		return 0, err
-	}
-	switch x := v.(type) {
-	case int:
-		return float64(x), nil
-	case int64:
-		return float64(x), nil
-	case float64:
-		return x, nil
-	}
-	return 0, fmt.Errorf("%w: %q gave %T (%v)", ErrNotNumber, o.prog.Source(), v, v)
+	return o.prog.EvalNumber(o.env)
 }
 
 // ProcessRecord folds the record's value into its key's aggregate and

@@ -20,7 +20,7 @@ var (
 	// ErrNoTimestamp: the record carries no event time.
 	ErrNoTimestamp = errors.New("record has no timestamp: give the source a watermarks strategy with a timestamp, or use a source that sets one")
 	// ErrNotNumber: the field expression did not give a number.
-	ErrNotNumber = errors.New("session field is not a number")
+	ErrNotNumber = expression.ErrNotNumber
 )
 
 func init() { api.Default.MustRegister(Type()) }
@@ -119,19 +119,7 @@ func (o *Operator) value(r api.Record) (float64, error) {
 	if err := o.env.Reset(r.Value, r.Timestamp, r.Key); err != nil {
 		return 0, err
 	}
-	v, err := o.prog.Eval(o.env)
-	if err != nil {
-		return 0, err
-	}
-	switch x := v.(type) {
-	case int:
-		return float64(x), nil
-	case int64:
-		return float64(x), nil
-	case float64:
-		return x, nil
-	}
-	return 0, fmt.Errorf("%w: %q gave %T (%v)", ErrNotNumber, o.prog.Source(), v, v)
+	return o.prog.EvalNumber(o.env)
 }
 
 // ProcessRecord adds r to its key's session, merging sessions it joins.
