@@ -52,12 +52,12 @@ func benchgenType() api.OperatorType {
 }
 
 type benchgen struct {
-	keys, rate  int64
-	next, p     int64
-	clock       api.Clock
-	start       time.Time
-	startN      int64
-	buf         []byte
+	keys, rate int64
+	next, p    int64
+	clock      api.Clock
+	start      time.Time
+	startN     int64
+	buf        []byte
 }
 
 func (s *benchgen) Open(ctx api.Context) error {
