@@ -281,6 +281,27 @@ func (t *task) triggerCheckpoint(m TriggerCheckpoint) {
 	case m.ID <= t.ck.lastCompleted:
 		t.decline(m.ID, fmt.Sprintf("subsumed: checkpoint %d already completed", t.ck.lastCompleted))
 		return
+	case t.drainID != 0:
+		t.decline(m.ID, fmt.Sprintf("task-not-ready: the source ended its input for stop --drain (savepoint %d)", t.drainID))
+		return
+	}
+	drain := m.Options.GetDrain() && m.Options.GetSavepoint()
+	if drain {
+		// stop --drain: end the input first, so that event-time timers
+		// and windows fire (here and downstream, the watermark travels
+		// before the barrier) and the savepoint holds the state after
+		// them. The source then waits for the savepoint's completion and
+		// finishes (runSource).
+		t.drainID = m.ID
+		if t.outIdle {
+			t.setOutIdle(false)
+		}
+		if t.lastWM < api.MaxWatermark {
+			t.processWatermark(api.MaxWatermark)
+		}
+		if t.err != nil {
+			return
+		}
 	}
 	var flags byte
 	if m.Options.GetSavepoint() {
@@ -296,6 +317,10 @@ func (t *task) triggerCheckpoint(m TriggerCheckpoint) {
 	t.syncSnapshot(pc)
 	if pc.failed != nil {
 		t.failCheckpoint(pc, "declined: "+pc.failed.Error())
+		if drain {
+			t.fail(fmt.Errorf("task %s (subtask %d/%d): stop --drain: the source ended its input for savepoint %d but could not take it (the task fails so that the job restarts from its latest checkpoint): %w",
+				t.d.GetId().GetTask(), t.subtask+1, t.parallelism, m.ID, pc.failed))
+		}
 		return
 	}
 	t.forwardBarrier(pc)
@@ -546,12 +571,21 @@ func (t *task) syncSnapshot(pc *pendingCheckpoint) {
 		}
 		op := snapshot.Operator{Subtask: t.subtask, OperatorState: st.ops}
 		if vi == t.srcVI {
-			pos, err := t.sourcePosition()
-			if err != nil {
-				pc.failed = err
-				break
+			if ss, ok := t.source.(api.SplitSource); ok {
+				// The splits go into the source's operator state, which
+				// snapshot.Sync copies below.
+				if err := t.snapshotSplits(ss, st); err != nil {
+					pc.failed = err
+					break
+				}
+			} else {
+				pos, err := t.sourcePosition()
+				if err != nil {
+					pc.failed = err
+					break
+				}
+				op.SourcePosition = pos
 			}
-			op.SourcePosition = pos
 		}
 		if st.keyed != nil {
 			k, err := t.keyedSnapshotter(st)
@@ -590,6 +624,28 @@ func (t *task) snapshotFunction(vi *vertexInfo, id int64) (err error) {
 	if err := f.SnapshotState(id); err != nil {
 		return fmt.Errorf("%s: snapshot state for checkpoint %d: %w", t.opName(vi), id, err)
 	}
+	return nil
+}
+
+// splitsSpec is the operator state holding a SplitSource's splits.
+var splitsSpec = api.OperatorStateSpec{Name: api.SourceSplitsState, Mode: api.SplitList, ValueCodec: api.BytesCodec().ID()}
+
+// snapshotSplits stores the splits of a SplitSource in its operator state.
+func (t *task) snapshotSplits(ss api.SplitSource, st *operatorState) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%s: splits: panic: %v", t.opName(t.srcVI), p)
+		}
+	}()
+	splits, err := ss.Splits()
+	if err != nil {
+		return fmt.Errorf("%s: splits: %w", t.opName(t.srcVI), err)
+	}
+	l, err := st.ops.OperatorList(splitsSpec)
+	if err != nil {
+		return fmt.Errorf("%s: store splits: %w", t.opName(t.srcVI), err)
+	}
+	l.Update(splits)
 	return nil
 }
 
@@ -860,6 +916,16 @@ func (t *task) notifyCheckpoint(m NotifyCheckpoint) {
 		}
 		t.ck.lastCompleted = m.ID
 		t.ck.completed = append(t.ck.completed, m.ID)
+	}
+	if t.drainID != 0 && !t.drained {
+		switch {
+		case m.Completed && m.ID >= t.drainID:
+			t.drained = true // runSource finishes the task
+		case !m.Completed && m.ID == t.drainID:
+			t.fail(fmt.Errorf("task %s (subtask %d/%d): stop --drain: savepoint %d was aborted after the source ended its input (the task fails so that the job restarts from its latest checkpoint)",
+				t.d.GetId().GetTask(), t.subtask+1, t.parallelism, m.ID))
+			return
+		}
 	}
 	for _, k := range t.ck.keyed {
 		if m.Completed {

@@ -1,12 +1,14 @@
 package runtime
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/flowrt/flow/pkg/api"
 	"github.com/flowrt/flow/pkg/checkpoint/snapshot"
@@ -27,6 +29,11 @@ type restoreState struct {
 	keyed    map[*vertexInfo][]*checkpointv1.KeyedStateHandle
 	position []byte
 	hasPos   bool
+	// splits is the source's share of the snapshot's splits (hasSplits:
+	// the snapshot holds splits for the source's uid, possibly none for
+	// this subtask).
+	splits    [][]byte
+	hasSplits bool
 	// in-flight data: input buffers by channel, output buffers in order
 	inFlight  map[int][][]byte
 	outFlight []inFlightEntry
@@ -87,23 +94,48 @@ func (t *task) prepareRestore() error {
 				return r.errorf("operator uid %q: %w", vi.uid(), err)
 			}
 		} else {
-			old := make([][]*checkpointv1.OperatorStateHandle, len(states))
-			for j, st := range states {
+			// Old subtasks in subtask order: split lists and source splits
+			// are assigned by their position in the concatenation.
+			byIndex := slices.Clone(states)
+			slices.SortStableFunc(byIndex, func(a, b *checkpointv1.SubtaskState) int { return cmp.Compare(a.GetSubtask(), b.GetSubtask()) })
+			old := make([][]*checkpointv1.OperatorStateHandle, len(byIndex))
+			for j, st := range byIndex {
 				old[j] = st.GetOperatorState()
 			}
-			shares, err := snapshot.RedistributeOperatorState(ctx, store.Open, old, t.parallelism)
-			if err != nil {
-				return r.errorf("operator uid %q: %w", vi.uid(), err)
+			if vi == t.srcVI {
+				opStates, err = t.redistributeSource(ctx, r, vi, store.Open, old)
+				if err != nil {
+					return err
+				}
+				if !r.hasSplits {
+					for _, st := range byIndex {
+						if len(st.GetSourcePosition()) > 0 {
+							return r.errorf("operator uid %q: the snapshot holds a position per source subtask, which cannot be redistributed to parallelism %d: restore it with the snapshot's parallelism (%d subtasks), take a savepoint there with a source that implements api.SplitSource, and rescale from that", vi.uid(), t.parallelism, len(byIndex))
+						}
+					}
+				}
+			} else {
+				shares, err := snapshot.RedistributeOperatorState(ctx, store.Open, old, t.parallelism)
+				if err != nil {
+					return r.errorf("operator uid %q: %w", vi.uid(), err)
+				}
+				opStates = shares[t.subtask]
 			}
-			opStates = shares[t.subtask]
 		}
 		if len(opStates) > 0 {
 			if err := vi.state.ops.Restore(opStates); err != nil {
 				return r.errorf("operator uid %q: operator state: %w", vi.uid(), err)
 			}
 		}
-		if vi == t.srcVI && mine != nil && len(mine.GetSourcePosition()) > 0 {
-			r.position, r.hasPos = mine.GetSourcePosition(), true
+		if vi == t.srcVI && !rescaled {
+			for _, st := range opStates {
+				if st.Spec.Name == api.SourceSplitsState {
+					r.splits, r.hasSplits = st.Items, true
+				}
+			}
+			if mine != nil && len(mine.GetSourcePosition()) > 0 {
+				r.position, r.hasPos = mine.GetSourcePosition(), true
+			}
 		}
 		for _, st := range states {
 			if len(st.GetInFlight()) == 0 {
@@ -118,6 +150,62 @@ func (t *task) prepareRestore() error {
 		}
 	}
 	return nil
+}
+
+// redistributeSource computes a source subtask's operator state after a
+// rescale: the source splits (api.SourceSplitsState) of every old subtask
+// are concatenated in subtask order, divided when they are fewer than the
+// subtasks and the source is an api.SplitDivider, and assigned round robin
+// (api.AssignSplits); the source's other operator states are
+// redistributed as usual.
+func (t *task) redistributeSource(ctx context.Context, r *restoreState, vi *vertexInfo, open snapshot.OpenFunc, old [][]*checkpointv1.OperatorStateHandle) ([]statebackend.OperatorState, error) {
+	all := make([][]statebackend.OperatorState, len(old))
+	var splits [][]byte
+	var spec api.OperatorStateSpec
+	for i, hs := range old {
+		sts, err := snapshot.ReadOperatorState(ctx, open, hs)
+		if err != nil {
+			return nil, r.errorf("operator uid %q: old subtask %d: %w", vi.uid(), i, err)
+		}
+		rest := sts[:0]
+		for _, st := range sts {
+			if st.Spec.Name == api.SourceSplitsState {
+				splits = append(splits, st.Items...)
+				spec, r.hasSplits = st.Spec, true
+				continue
+			}
+			rest = append(rest, st)
+		}
+		all[i] = rest
+	}
+	shares, err := statebackend.Redistribute(all, t.parallelism)
+	if err != nil {
+		return nil, r.errorf("operator uid %q: %w", vi.uid(), err)
+	}
+	mine := shares[t.subtask]
+	if !r.hasSplits {
+		return mine, nil
+	}
+	if d, ok := t.source.(api.SplitDivider); ok && len(splits) < t.parallelism {
+		if splits, err = t.divideSplits(d, splits); err != nil {
+			return nil, r.errorf("%w", err)
+		}
+	}
+	r.splits = api.AssignSplits(splits, t.subtask, t.parallelism)
+	return append(mine, statebackend.OperatorState{Spec: spec, Items: r.splits}), nil
+}
+
+func (t *task) divideSplits(d api.SplitDivider, splits [][]byte) (out [][]byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%s: divide %d splits for parallelism %d: panic: %v", t.opName(t.srcVI), len(splits), t.parallelism, p)
+		}
+	}()
+	out, err = d.DivideSplits(splits, t.parallelism)
+	if err != nil {
+		return nil, fmt.Errorf("%s: divide %d splits for parallelism %d: %w", t.opName(t.srcVI), len(splits), t.parallelism, err)
+	}
+	return out, nil
 }
 
 // rescaled reports whether the operator's parallelism differs from the
@@ -235,8 +323,8 @@ func (t *task) pebbleOptions(opts statebackend.Options) pebble.Options {
 // whether they were restored.
 func (t *task) finishRestore() error {
 	r := t.restore
-	if r != nil && r.hasPos {
-		if err := t.restoreSource(r.position); err != nil {
+	if r != nil && t.source != nil {
+		if err := t.rewindSource(r); err != nil {
 			return r.errorf("%w", err)
 		}
 	}
@@ -260,6 +348,33 @@ func (t *task) finishRestore() error {
 			}
 			return err
 		}
+	}
+	return nil
+}
+
+// rewindSource hands a restored source its splits (api.SplitSource) or
+// its position.
+func (t *task) rewindSource(r *restoreState) error {
+	ss, isSplit := t.source.(api.SplitSource)
+	switch {
+	case r.hasSplits && isSplit:
+		return t.restoreSplits(ss, r.splits)
+	case r.hasSplits:
+		return fmt.Errorf("%s: the snapshot holds source splits (operator state %q) but source type %q does not implement api.SplitSource: start the job with a source type that reads them, or without that snapshot", t.opName(t.srcVI), api.SourceSplitsState, t.srcVI.v.GetType())
+	case r.hasPos:
+		return t.restoreSource(r.position)
+	}
+	return nil
+}
+
+func (t *task) restoreSplits(ss api.SplitSource, splits [][]byte) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%s: restore %d splits: panic: %v", t.opName(t.srcVI), len(splits), p)
+		}
+	}()
+	if err := ss.RestoreSplits(splits); err != nil {
+		return fmt.Errorf("%s: restore %d splits: %w", t.opName(t.srcVI), len(splits), err)
 	}
 	return nil
 }

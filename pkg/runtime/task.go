@@ -120,6 +120,10 @@ type task struct {
 	// checkpoints and restore
 	ck      *checkpointer
 	restore *restoreState
+	// drainID is the savepoint a source task ended its input for (stop
+	// --drain; 0: none); drained is set when it completed.
+	drainID int64
+	drained bool
 }
 
 // RunTask runs one subtask until its input ends (nil: FINISHED), ctx is
@@ -476,7 +480,7 @@ func (t *task) runTimers(now time.Time) {
 	if !t.flushAt.IsZero() && !now.Before(t.flushAt) {
 		t.flushOutputs()
 	}
-	if g := t.wmGen; g != nil && !now.Before(g.next) {
+	if g := t.wmGen; g != nil && t.drainID == 0 && !now.Before(g.next) {
 		g.tick(t, now)
 	}
 	t.tickBarriers(now)
@@ -486,7 +490,11 @@ func (t *task) runTimers(now time.Time) {
 func (t *task) nextDeadline(extra time.Time) time.Time {
 	d := extra
 	now := time.Now()
-	for _, x := range [...]time.Time{t.flushAt, t.wmGen.nextTick(), t.nextProcessingTimer(now), t.barrierDeadline(now)} {
+	wmTick := t.wmGen.nextTick()
+	if t.drainID != 0 {
+		wmTick = time.Time{} // the final watermark was emitted
+	}
+	for _, x := range [...]time.Time{t.flushAt, wmTick, t.nextProcessingTimer(now), t.barrierDeadline(now)} {
 		if !x.IsZero() && (d.IsZero() || x.Before(d)) {
 			d = x
 		}
@@ -525,7 +533,10 @@ func (t *task) runSource() error {
 		if t.err != nil {
 			return t.err
 		}
-		if waitUntil.IsZero() || !now.Before(waitUntil) {
+		if t.drained {
+			return t.finish()
+		}
+		if t.drainID == 0 && (waitUntil.IsZero() || !now.Before(waitUntil)) {
 			st, err := t.callNext(out)
 			t.metrics.publish()
 			if t.err != nil {
@@ -547,6 +558,9 @@ func (t *task) runSource() error {
 				waitUntil = time.Time{}
 				continue
 			}
+		}
+		if t.drainID != 0 {
+			waitUntil = time.Time{} // drained: wait for the savepoint's completion only
 		}
 		c := t.armTimer(now, t.nextDeadline(waitUntil))
 		select {

@@ -8,13 +8,26 @@
 // where i = mix(seed, n) mod keys, v = mix'(seed, n) mod 1000, and t = n*1000/rate
 // (milliseconds) or n when rate is 0; the record's event timestamp is t.
 // Subtask s of p generates the n with n mod p == s in increasing order, so two
-// runs with the same seed produce the same records. The position is the next
-// n (decimal text); Restore resumes from it. With count > 0 the source ends
-// after record count-1; with rate > 0 the job as a whole emits about rate
+// runs with the same seed produce the same records. With count > 0 the source
+// ends after record count-1; with rate > 0 the job as a whole emits about rate
 // records per second, split evenly across subtasks.
+//
+// Datagen is an api.SplitSource: a split is an arithmetic sequence
+// {"v":1,"stride":p,"next":n} of record numbers (subtask s of p starts with
+// {stride p, next s}). A checkpoint stores each subtask's unfinished
+// splits; a restore with another parallelism hands each split to one new
+// subtask, which continues it at next, and when there are fewer splits than
+// subtasks (api.SplitDivider) a split {stride, next} is cut into k
+// interleaved splits {stride*k, next+i*stride}. So however often a job is
+// rescaled, every record number below count is generated exactly once. A
+// subtask with several splits emits their records in increasing number. A
+// subtask left without splits ends (count > 0) or stays idle (count 0).
+// Position/Restore (the next n as decimal text) remain for snapshots taken
+// before splits, at the same parallelism.
 package datagen
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -67,25 +80,48 @@ func Type() api.OperatorType {
 	}
 }
 
-// Source is one datagen subtask.
+// Source is one datagen subtask. It implements api.SplitSource and
+// api.SplitDivider: its input is a set of splits, each an arithmetic
+// sequence of record numbers {next, next+stride, next+2*stride, ...}.
 type Source struct {
 	count, keys, rate, seed int64
 
 	subtask, parallelism int64
-	next                 int64 // next sequence number this subtask emits
-	clock                api.Clock
-	start                time.Time
-	startN               int64   // next at start (for rate pacing)
-	subRate              float64 // records/s of this subtask
-	buf                  []byte
+	opened               bool
+	// splits this subtask generates, interleaved in increasing record
+	// number; a split with next >= count (count > 0) is finished.
+	splits   []split
+	restored *int64 // a Position restored before Open
+
+	clock   api.Clock
+	start   time.Time
+	emitted int64   // records emitted since start (for rate pacing)
+	subRate float64 // records/s of this subtask
+	idle    bool    // marked idle: no split left in an unbounded job
+	buf     []byte
 }
+
+// split is one arithmetic sequence of record numbers; its encoding (JSON,
+// field v the format version) is what a checkpoint stores.
+type split struct {
+	V      int   `json:"v"`
+	Stride int64 `json:"stride"`
+	Next   int64 `json:"next"`
+}
+
+const splitVersion = 1
 
 // Open implements api.Source.
 func (s *Source) Open(ctx api.Context) error {
 	info := ctx.Info()
 	s.subtask, s.parallelism = int64(info.SubtaskIndex), int64(max(info.Parallelism, 1))
-	if s.next < s.subtask || (s.next-s.subtask)%s.parallelism != 0 {
-		s.next = s.subtask
+	s.splits = []split{{V: splitVersion, Stride: s.parallelism, Next: s.subtask}}
+	s.opened = true
+	if s.restored != nil {
+		if err := s.restorePosition(*s.restored); err != nil {
+			return err
+		}
+		s.restored = nil
 	}
 	s.clock = ctx.Clock()
 	if s.rate > 0 {
@@ -96,33 +132,72 @@ func (s *Source) Open(ctx api.Context) error {
 	return nil
 }
 
+func (s *Source) finished(sp *split) bool { return s.count > 0 && sp.Next >= s.count }
+
+// pick returns the index of the unfinished split with the smallest next
+// record number, or -1.
+func (s *Source) pick() int {
+	best := -1
+	for i := range s.splits {
+		if !s.finished(&s.splits[i]) && (best < 0 || s.splits[i].Next < s.splits[best].Next) {
+			best = i
+		}
+	}
+	return best
+}
+
 // Next implements api.Source.
 func (s *Source) Next(out api.SourceOutput) (api.SourceStatus, error) {
+	cur := s.pick()
+	if cur < 0 {
+		if s.count > 0 {
+			return api.SourceStatus{End: true}, nil
+		}
+		// Unbounded without splits (rescaled to more subtasks than
+		// splits): stay idle.
+		if !s.idle {
+			out.MarkIdle()
+			s.idle = true
+		}
+		return api.SourceStatus{WaitUntil: s.clock.Now().Add(time.Second)}, nil
+	}
 	limit := int64(maxBatch)
 	if s.subRate > 0 {
 		now := s.clock.Now()
 		if s.start.IsZero() {
-			s.start, s.startN = now, s.next
+			s.start, s.emitted = now, 0
 		}
-		emitted := (s.next - s.startN) / s.parallelism
-		due := int64(now.Sub(s.start).Seconds()*s.subRate) + 1 - emitted
+		due := int64(now.Sub(s.start).Seconds()*s.subRate) + 1 - s.emitted
 		if due <= 0 {
-			wait := time.Duration(float64(emitted) / s.subRate * float64(time.Second))
+			wait := time.Duration(float64(s.emitted) / s.subRate * float64(time.Second))
 			return api.SourceStatus{WaitUntil: s.start.Add(wait)}, nil
 		}
 		limit = min(limit, due)
 	}
+	single := len(s.splits) == 1
 	for i := int64(0); i < limit; i++ {
-		if s.count > 0 && s.next >= s.count {
+		if !single && i > 0 {
+			cur = s.pick()
+		}
+		if cur < 0 {
 			return api.SourceStatus{End: true}, nil
 		}
-		n := s.next
+		sp := &s.splits[cur]
+		if s.finished(sp) {
+			if single {
+				return api.SourceStatus{End: true}, nil
+			}
+			cur = -1
+			continue
+		}
+		n := sp.Next
 		ts := s.timestamp(n)
 		s.buf = AppendRecord(s.buf[:0], s.seed, s.keys, n, ts)
 		out.Collect(api.Record{Value: s.buf, Timestamp: ts})
-		s.next += s.parallelism
+		sp.Next += sp.Stride
+		s.emitted++
 	}
-	if s.count > 0 && s.next >= s.count {
+	if s.pick() < 0 && s.count > 0 {
 		return api.SourceStatus{End: true}, nil
 	}
 	return api.SourceStatus{}, nil
@@ -135,19 +210,114 @@ func (s *Source) timestamp(n int64) int64 {
 	return n
 }
 
-// Position implements api.Source: the next sequence number as decimal text.
-func (s *Source) Position() ([]byte, error) {
-	return strconv.AppendInt(nil, s.next, 10), nil
+// Splits implements api.SplitSource: the unfinished sequences.
+func (s *Source) Splits() ([][]byte, error) {
+	out := make([][]byte, 0, len(s.splits))
+	for i := range s.splits {
+		if s.finished(&s.splits[i]) {
+			continue
+		}
+		b, err := json.Marshal(s.splits[i])
+		if err != nil {
+			return nil, fmt.Errorf("datagen: encode split: %w", err)
+		}
+		out = append(out, b)
+	}
+	return out, nil
 }
 
-// Restore implements api.Source.
+func decodeSplit(b []byte) (split, error) {
+	var sp split
+	if err := json.Unmarshal(b, &sp); err != nil {
+		return sp, fmt.Errorf("datagen: decode split %q: %w", b, err)
+	}
+	if sp.V != splitVersion {
+		return sp, fmt.Errorf("datagen: split %q has format version %d; this release reads version %d", b, sp.V, splitVersion)
+	}
+	if sp.Stride < 1 || sp.Next < 0 {
+		return sp, fmt.Errorf("datagen: split %q: want stride >= 1 and next >= 0", b)
+	}
+	return sp, nil
+}
+
+// RestoreSplits implements api.SplitSource: the subtask generates exactly
+// the given sequences from now on.
+func (s *Source) RestoreSplits(splits [][]byte) error {
+	out := make([]split, 0, len(splits))
+	for _, b := range splits {
+		sp, err := decodeSplit(b)
+		if err != nil {
+			return err
+		}
+		out = append(out, sp)
+	}
+	s.splits, s.start, s.idle = out, time.Time{}, false
+	return nil
+}
+
+// DivideSplits implements api.SplitDivider: each sequence {next, stride}
+// is cut into k = ceil(n/len(splits)) interleaved sequences
+// {next + i*stride, stride*k}, i < k, which together generate exactly the
+// same record numbers.
+func (s *Source) DivideSplits(splits [][]byte, n int) ([][]byte, error) {
+	if len(splits) == 0 || n <= len(splits) {
+		return splits, nil
+	}
+	k := int64((n + len(splits) - 1) / len(splits))
+	out := make([][]byte, 0, int64(len(splits))*k)
+	for _, b := range splits {
+		sp, err := decodeSplit(b)
+		if err != nil {
+			return nil, err
+		}
+		for i := int64(0); i < k; i++ {
+			part := split{V: splitVersion, Stride: sp.Stride * k, Next: sp.Next + i*sp.Stride}
+			if s.finished(&part) {
+				continue // past count: generates nothing
+			}
+			e, err := json.Marshal(part)
+			if err != nil {
+				return nil, fmt.Errorf("datagen: encode split: %w", err)
+			}
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// Position implements api.Source: the next sequence number as decimal
+// text. It exists for snapshots taken before datagen became an
+// api.SplitSource (the runtime stores Splits instead) and is defined only
+// while the subtask generates its initial sequence.
+func (s *Source) Position() ([]byte, error) {
+	if len(s.splits) != 1 || s.splits[0].Stride != s.parallelism {
+		return nil, fmt.Errorf("datagen: a position exists only for a subtask's initial sequence; this subtask generates %d sequences: use Splits", len(s.splits))
+	}
+	return strconv.AppendInt(nil, s.splits[0].Next, 10), nil
+}
+
+// Restore implements api.Source: it resumes the subtask's initial sequence
+// at a position from a snapshot taken before datagen became an
+// api.SplitSource (same parallelism). It may be called before or after
+// Open.
 func (s *Source) Restore(position []byte) error {
 	n, err := strconv.ParseInt(string(position), 10, 64)
 	if err != nil || n < 0 {
 		return fmt.Errorf("datagen: restore position %q: want a non-negative decimal sequence number", position)
 	}
-	s.next = n
-	s.start = time.Time{}
+	if !s.opened {
+		s.restored = &n
+		return nil
+	}
+	return s.restorePosition(n)
+}
+
+func (s *Source) restorePosition(n int64) error {
+	if n < s.subtask || (n-s.subtask)%s.parallelism != 0 {
+		return fmt.Errorf("datagen: restore position %d: subtask %d of %d generates only numbers n with n mod %d = %d: restore with the parallelism the position was taken at", n, s.subtask, s.parallelism, s.parallelism, s.subtask)
+	}
+	s.splits = []split{{V: splitVersion, Stride: s.parallelism, Next: n}}
+	s.start, s.idle = time.Time{}, false
 	return nil
 }
 

@@ -4,8 +4,14 @@
 // *.jsonl file of a directory (sorted by name; file i goes to subtask
 // i mod parallelism). Each non-empty line is one record. A line that is not
 // valid JSON is a record error: with on_error "skip" it is dropped and
-// counted, otherwise the task fails naming the file and line. Position is
-// {"file": name, "offset": byte offset of the next line}.
+// counted, otherwise the task fails naming the file and line. The source is
+// an api.SplitSource: each file is a split {"v":1,"file":path,"offset":n}
+// (n: byte offset of its next line); a checkpoint stores the subtask's
+// unread files, so a job restored with another parallelism reads every line
+// exactly once (whole files move between subtasks; a file is not divided).
+// The set of files is fixed when the job first starts: files added to the
+// directory later are not read after a restore. Position/Restore ({"file",
+// "offset"} of the current file) remain for older snapshots.
 //
 // The `file` sink writes each record's value as a line into part files
 // of a directory: part-<subtask>-<n>.jsonl. A part file is written under a

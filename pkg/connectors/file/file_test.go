@@ -3,6 +3,7 @@ package file
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -309,5 +310,98 @@ func TestSinkTwoPhaseCommit(t *testing.T) {
 	}
 	if err := newSink(store3).InitializeState(true); err == nil || !strings.Contains(err.Error(), "part-0-1.jsonl") {
 		t.Fatalf("missing pending part: err = %v", err)
+	}
+}
+
+// TestSourceSplitsRescale reads a directory at parallelism 1, then 3, then
+// 2, each attempt restoring the previous one's splits the way the runtime
+// does (concatenated in subtask order, assigned round robin): every line is
+// read exactly once.
+func TestSourceSplitsRescale(t *testing.T) {
+	dir := t.TempDir()
+	n := 0
+	for f, lines := range []int{700, 300, 1200, 5, 600} {
+		var b strings.Builder
+		for i := 0; i < lines; i++ {
+			fmt.Fprintf(&b, "{\"n\":%d}\n", n)
+			n++
+		}
+		write(t, filepath.Join(dir, fmt.Sprintf("f%d.jsonl", f)), b.String())
+	}
+	seen := map[string]int{}
+	step := func(splits [][]byte, fresh bool, par, batches int) [][]byte {
+		var next [][]byte
+		for i := 0; i < par; i++ {
+			s := newSource(t, dir, i, par)
+			if err := s.Open(testCtx{i, par}); err != nil {
+				t.Fatal(err)
+			}
+			if !fresh {
+				if err := s.RestoreSplits(api.AssignSplits(splits, i, par)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			out := &sliceOut{}
+			for b := 0; batches == 0 || b < batches; b++ {
+				st, err := s.Next(out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st.End {
+					break
+				}
+			}
+			for _, v := range out.vals {
+				seen[v]++
+			}
+			sp, err := s.Splits()
+			if err != nil {
+				t.Fatal(err)
+			}
+			next = append(next, sp...)
+			s.Close()
+		}
+		return next
+	}
+	s1 := step(nil, true, 1, 1)
+	if len(s1) != 5 || !strings.Contains(string(s1[0]), `f0.jsonl","offset":`) || strings.Contains(string(s1[0]), `"offset":0}`) {
+		t.Fatalf("splits after one batch: %q", s1)
+	}
+	s3 := step(s1, false, 3, 1)
+	if rest := step(s3, false, 2, 0); len(rest) != 0 {
+		t.Fatalf("splits left after reading to the end: %q", rest)
+	}
+	for i := 0; i < n; i++ {
+		if c := seen[fmt.Sprintf("{\"n\":%d}", i)]; c != 1 {
+			t.Fatalf("line %d read %d times", i, c)
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct lines, want %d", len(seen), n)
+	}
+	bad := newSource(t, dir, 0, 1)
+	if err := bad.RestoreSplits([][]byte{[]byte(`{"v":9,"file":"x","offset":0}`)}); err == nil {
+		t.Fatal("split of a future format version accepted")
+	}
+}
+
+// TestSourceRestoreAfterOpen: the runtime restores a position after Open.
+func TestSourceRestoreAfterOpen(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a.jsonl"), "{\"n\":1}\n{\"n\":2}\n")
+	write(t, filepath.Join(dir, "b.jsonl"), "{\"n\":3}\n")
+	s := newSource(t, dir, 0, 1)
+	if err := s.Open(testCtx{0, 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Restore([]byte(`{"file":"` + filepath.Join(dir, "a.jsonl") + `","offset":8}`)); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := drain(t, s)
+	if strings.Join(got, " ") != `{"n":2} {"n":3}` {
+		t.Fatalf("after restore: %v", got)
+	}
+	if err := s.Restore([]byte(`{"file":"/nope.jsonl","offset":0}`)); err == nil {
+		t.Fatal("position of a file the subtask does not read accepted")
 	}
 }

@@ -55,21 +55,37 @@ func (e *LineError) Error() string {
 func (e *LineError) Unwrap() error     { return e.Err }
 func (e *LineError) RecordError() bool { return true }
 
-// Source is one file source subtask.
+// Source is one file source subtask. It implements api.SplitSource: each
+// file is a split {"v":1,"file":path,"offset":n}, the byte offset of its
+// next line.
 type Source struct {
-	path  string
-	files []string // this subtask's files
+	path string
+	// queue holds this subtask's unfinished files in reading order;
+	// queue[0] is the current one (open when f != nil, its Offset then
+	// being where the file was opened).
+	queue  []fileSplit
+	opened bool
 
-	idx    int // current file in files
 	f      *os.File
 	r      *bufio.Reader
 	offset int64 // of the next line in the current file
-	line   int64 // lines read from the current file
+	line   int64 // lines read from the current file since it was opened
 	long   []byte
 
-	restored *position
+	restored *position // a Position restored before Open
 }
 
+// fileSplit is one file and the offset to continue it at.
+type fileSplit struct {
+	V      int    `json:"v"`
+	File   string `json:"file"`
+	Offset int64  `json:"offset"`
+}
+
+const splitVersion = 1
+
+// position is the pre-split position of a subtask: its current file (empty:
+// every file was read) and the offset of the next line.
 type position struct {
 	File   string `json:"file"`
 	Offset int64  `json:"offset"`
@@ -82,22 +98,16 @@ func (s *Source) Open(ctx api.Context) error {
 		return err
 	}
 	info := ctx.Info()
+	s.queue = s.queue[:0]
 	for i, f := range all {
 		if i%max(info.Parallelism, 1) == info.SubtaskIndex {
-			s.files = append(s.files, f)
+			s.queue = append(s.queue, fileSplit{V: splitVersion, File: f})
 		}
 	}
-	if p := s.restored; p != nil && p.File == "" {
-		s.idx = len(s.files) // the position says every file was read
-	} else if p != nil {
-		i := sort.SearchStrings(s.files, p.File)
-		if i == len(s.files) || s.files[i] != p.File {
-			return fmt.Errorf("file source: restore: file %s is not among this subtask's inputs under %s", p.File, s.path)
-		}
-		s.idx = i
-		if err := s.openFile(p.Offset); err != nil {
-			return err
-		}
+	s.opened = true
+	if p := s.restored; p != nil {
+		s.restored = nil
+		return s.restorePosition(p)
 	}
 	return nil
 }
@@ -125,18 +135,20 @@ func listFiles(path string) ([]string, error) {
 	return out, nil
 }
 
-func (s *Source) openFile(offset int64) error {
-	f, err := os.Open(s.files[s.idx])
+// openFile opens queue[0] at its offset.
+func (s *Source) openFile() error {
+	sp := s.queue[0]
+	f, err := os.Open(sp.File)
 	if err != nil {
 		return fmt.Errorf("file source: %w", err)
 	}
-	if offset > 0 {
-		if _, err := f.Seek(offset, io.SeekStart); err != nil {
+	if sp.Offset > 0 {
+		if _, err := f.Seek(sp.Offset, io.SeekStart); err != nil {
 			f.Close()
-			return fmt.Errorf("file source: seek %s to %d: %w", s.files[s.idx], offset, err)
+			return fmt.Errorf("file source: seek %s to %d: %w", sp.File, sp.Offset, err)
 		}
 	}
-	s.f, s.offset, s.line = f, offset, 0
+	s.f, s.offset, s.line = f, sp.Offset, 0
 	if s.r == nil {
 		s.r = bufio.NewReaderSize(f, 64<<10)
 	} else {
@@ -145,14 +157,26 @@ func (s *Source) openFile(offset int64) error {
 	return nil
 }
 
+// closeFile closes the current file (if open) and keeps its progress in
+// queue[0].
+func (s *Source) closeFile() error {
+	if s.f == nil {
+		return nil
+	}
+	err := s.f.Close()
+	s.f = nil
+	s.queue[0].Offset = s.offset
+	return err
+}
+
 // Next implements api.Source.
 func (s *Source) Next(out api.SourceOutput) (api.SourceStatus, error) {
 	for n := 0; n < maxBatch; {
 		if s.f == nil {
-			if s.idx >= len(s.files) {
+			if len(s.queue) == 0 {
 				return api.SourceStatus{End: true}, nil
 			}
-			if err := s.openFile(0); err != nil {
+			if err := s.openFile(); err != nil {
 				return api.SourceStatus{}, err
 			}
 		}
@@ -160,18 +184,18 @@ func (s *Source) Next(out api.SourceOutput) (api.SourceStatus, error) {
 		if err == io.EOF {
 			s.f.Close()
 			s.f = nil
-			s.idx++
+			s.queue = s.queue[1:]
 			continue
 		}
 		if err != nil {
-			return api.SourceStatus{}, fmt.Errorf("file source: read %s: %w", s.files[s.idx], err)
+			return api.SourceStatus{}, fmt.Errorf("file source: read %s: %w", s.queue[0].File, err)
 		}
 		trimmed := trimSpace(line)
 		if len(trimmed) == 0 {
 			continue
 		}
 		if !json.Valid(trimmed) {
-			return api.SourceStatus{}, &LineError{File: s.files[s.idx], Line: s.line, Err: errors.New("not valid JSON")}
+			return api.SourceStatus{}, &LineError{File: s.queue[0].File, Line: s.line, Err: errors.New("not valid JSON")}
 		}
 		out.Collect(api.Record{Value: trimmed, Timestamp: api.NoTimestamp})
 		n++
@@ -212,26 +236,98 @@ func trimSpace(b []byte) []byte {
 	return b
 }
 
-// Position implements api.Source.
+// current returns the subtask's splits with the current file's progress.
+func (s *Source) current() []fileSplit {
+	out := append([]fileSplit(nil), s.queue...)
+	if s.f != nil {
+		out[0].Offset = s.offset
+	}
+	return out
+}
+
+// Splits implements api.SplitSource: the unread files, the current one at
+// the offset of its next line.
+func (s *Source) Splits() ([][]byte, error) {
+	cur := s.current()
+	out := make([][]byte, 0, len(cur))
+	for _, sp := range cur {
+		b, err := json.Marshal(sp)
+		if err != nil {
+			return nil, fmt.Errorf("file source: encode split: %w", err)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// RestoreSplits implements api.SplitSource: the subtask reads exactly the
+// given files, each from its offset, in the order given. The files must
+// still exist.
+func (s *Source) RestoreSplits(splits [][]byte) error {
+	q := make([]fileSplit, 0, len(splits))
+	for _, b := range splits {
+		var sp fileSplit
+		if err := json.Unmarshal(b, &sp); err != nil {
+			return fmt.Errorf("file source: decode split %q: %w", b, err)
+		}
+		if sp.V != splitVersion {
+			return fmt.Errorf("file source: split %q has format version %d; this release reads version %d", b, sp.V, splitVersion)
+		}
+		if sp.File == "" || sp.Offset < 0 {
+			return fmt.Errorf("file source: split %q: want a file and a non-negative offset", b)
+		}
+		q = append(q, sp)
+	}
+	if err := s.Close(); err != nil {
+		return err
+	}
+	s.queue = q
+	return nil
+}
+
+// Position implements api.Source: the current file and offset (the
+// format of snapshots taken before the source had splits; the runtime
+// stores Splits instead).
 func (s *Source) Position() ([]byte, error) {
 	p := position{}
-	if s.idx < len(s.files) {
-		p.File = s.files[s.idx]
-		if s.f != nil {
-			p.Offset = s.offset
-		}
+	if cur := s.current(); len(cur) > 0 {
+		p.File, p.Offset = cur[0].File, cur[0].Offset
 	}
 	return json.Marshal(p)
 }
 
-// Restore implements api.Source (before Open).
+// Restore implements api.Source: it continues at a Position taken at the
+// same parallelism (before or after Open).
 func (s *Source) Restore(b []byte) error {
 	var p position
 	if err := json.Unmarshal(b, &p); err != nil {
 		return fmt.Errorf("file source: restore position %q: %w", b, err)
 	}
-	s.restored = &p
-	return nil
+	if !s.opened {
+		s.restored = &p
+		return nil
+	}
+	if err := s.Close(); err != nil {
+		return err
+	}
+	return s.restorePosition(&p)
+}
+
+// restorePosition drops the files before p's and sets p's offset (queue
+// holds the subtask's files from Open).
+func (s *Source) restorePosition(p *position) error {
+	if p.File == "" {
+		s.queue = s.queue[:0] // the position says every file was read
+		return nil
+	}
+	for i, sp := range s.queue {
+		if sp.File == p.File {
+			s.queue = s.queue[i:]
+			s.queue[0].Offset = p.Offset
+			return nil
+		}
+	}
+	return fmt.Errorf("file source: restore: file %s is not among this subtask's inputs under %s (restore with the parallelism the position was taken at)", p.File, s.path)
 }
 
 // Close implements api.Source.
