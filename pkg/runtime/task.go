@@ -599,6 +599,9 @@ func (t *task) runInputs() error {
 		for _, gs := range t.gates {
 			ev, ok, err := gs.gate.Poll()
 			if err != nil {
+				if errors.Is(err, exchange.ErrPartitionReleased) && t.awaitCancel(releasedGrace) {
+					return t.ctx.Err()
+				}
 				return fmt.Errorf("task %s (subtask %d/%d): input: %w", t.d.GetId().GetTask(), t.subtask+1, t.parallelism, err)
 			}
 			if !ok {
@@ -677,6 +680,29 @@ func (t *task) runInputs() error {
 			}
 		}
 		t.stopTimer()
+	}
+}
+
+// releasedGrace is how long a task whose producer released its partition
+// early waits for its own cancellation before it reports the lost input as
+// its failure.
+const releasedGrace = 2 * time.Second
+
+// awaitCancel waits up to d for the task's cancellation and reports
+// whether it came. A producer releases its partition before the end
+// reached its consumers only when it is canceled or fails; in both cases
+// the JobManager cancels the consumers too (a job stop cancels every
+// subtask with one RPC each, which arrive in any order), and the consumer
+// ends CANCELED rather than reporting the producer's end as a failure of
+// its own.
+func (t *task) awaitCancel(d time.Duration) bool {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-t.ctx.Done():
+		return true
+	case <-tm.C:
+		return false
 	}
 }
 
