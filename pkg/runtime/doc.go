@@ -41,8 +41,29 @@
 //   - With TaskDeployment.restore, the subtask starts from the snapshot:
 //     operator state (redistributed after rescaling) before Open, keyed
 //     state of its key-group range when the operator opens it, the source
-//     position after Open, output in-flight data emitted and input
-//     in-flight data processed first, then InitializeState(true) of every
+//     splits (api.SplitSource: RestoreSplits) or position (Restore) after
+//     Open, output in-flight data emitted and input in-flight data
+//     processed first, then InitializeState(true) of every
 //     api.CheckpointedFunction. A restore failure fails the task with one
 //     line naming the checkpoint and the file.
+//   - Source splits: a SplitSource's Splits are stored at every snapshot as
+//     its split-list operator state api.SourceSplitsState (no position).
+//     After a rescale every new source subtask reads all old subtasks'
+//     splits, divides them (api.SplitDivider) when they are fewer than the
+//     subtasks, and keeps element k when k mod parallelism is its index, so
+//     each split continues in exactly one subtask. Per-subtask positions
+//     (sources without splits) restore only at the same parallelism; a
+//     rescale fails the restore with an error saying so.
+//   - Drain (CheckpointOptions.drain on a savepoint trigger, `flowctl stop
+//     --drain`): the source subtask emits api.MaxWatermark through its chain
+//     and downstream, then snapshots and emits the barrier, stops calling
+//     Next and declines later triggers; when the savepoint completes it
+//     finishes (end of partition, downstream tasks finish) and RunTask
+//     returns nil; when the savepoint is aborted, or cannot be taken, the
+//     task fails (its input already ended: the job must restart from its
+//     latest checkpoint). A cancellation while waiting ends it CANCELED.
+//   - A consumer whose producer released its partition before the end
+//     arrived (ErrPartitionReleased) waits up to 2s for its own
+//     cancellation before reporting the lost input: a stopped job's
+//     subtasks are canceled one RPC each, in any order.
 package runtime
