@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"io/fs"
 	"net/url"
@@ -11,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/flowrt/flow/pkg/checkpoint/storage"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 )
 
@@ -52,9 +56,9 @@ const (
 //	deployment  end of the delay -> every subtask of the new attempt RUNNING
 //	restore     -> records out growing (state download + restore + first records)
 //
-// Baseline in the same run: `cp -r` of the latest completed checkpoint's
-// files (chk-<n>/ and, for incremental checkpoints, shared/) on the same
-// disk; restore throughput (restored state size / restore phase) is
+// Baseline in the same run: `cp --parents` of the latest completed
+// checkpoint's files (its _metadata and every file it references, shared
+// SST files included) on the same disk; restore throughput (restored state size / restore phase) is
 // reported against the copy throughput.
 func BenchmarkRecovery(b *testing.B) {
 	for _, be := range recoveryBackends {
@@ -194,7 +198,7 @@ restart: {strategy: fixed_delay, attempts: 1000, delay: %s}
 		r.copyBytes, r.copyTook = copyLatestCheckpoint(b, c, id, dir, i)
 		b.StartTimer()
 		rounds = append(rounds, r)
-		b.Logf("round %d (load %s): killed %s (attempt %d, checkpoint %d of %.1f MB): resumed after %s = detection %s + restart %s + deployment %s + restore %s; cp -r of %.1f MB: %s",
+		b.Logf("round %d (load %s): killed %s (attempt %d, checkpoint %d of %.1f MB): resumed after %s = detection %s + restart %s + deployment %s + restore %s; cp of %.1f MB: %s",
 			i+1, loadAvg(), victim, attempt, restored.GetId(), mb(r.stateBytes), ms(r.total), ms(r.detection), ms(r.restart), ms(r.deploy), ms(r.restore),
 			mb(r.copyBytes), ms(r.copyTook))
 	}
@@ -252,11 +256,12 @@ type tmInfo struct {
 
 func ms(d time.Duration) string { return d.Round(time.Millisecond).String() }
 
-// copyLatestCheckpoint copies the latest completed checkpoint's directory
-// (and the shared/ directory of incremental checkpoints) with cp -r into a
-// fresh directory on the same disk and returns the bytes copied and the
-// time taken. A copy that loses a race with retention (a file deleted
-// under it) is retried with the then latest checkpoint.
+// copyLatestCheckpoint copies the files of the latest completed checkpoint
+// (its _metadata and every file its state handles name, including shared
+// SST files of incremental checkpoints) with `cp --parents` into a fresh
+// directory on the same disk, and returns the bytes copied and the time
+// taken. A copy that loses a race with retention (a file deleted under it)
+// is retried with the then latest checkpoint.
 func copyLatestCheckpoint(b *testing.B, c clusterv1.JobManagerServiceClient, job, dir string, round int) (int64, time.Duration) {
 	for try := 0; try < 5; try++ {
 		path := listCheckpoints(c, job).GetLatestCompletedPath()
@@ -265,26 +270,63 @@ func copyLatestCheckpoint(b *testing.B, c clusterv1.JobManagerServiceClient, job
 			b.Fatalf("latest completed checkpoint %q is not a file:// URL", path)
 		}
 		chk := strings.TrimSuffix(u.Path, "/_metadata")
-		srcs := []string{chk}
-		if shared := filepath.Join(filepath.Dir(chk), "shared"); exists(shared) {
-			srcs = append(srcs, shared)
+		base := filepath.Dir(filepath.Dir(chk)) // the storage root: <root>/<job>/chk-<n>
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		md, err := storage.ReadMetadata(ctx, path)
+		cancel()
+		if err != nil {
+			b.Logf("read metadata of %s: %v (retrying)", path, err)
+			continue
 		}
+		rel, _ := filepath.Rel(base, filepath.Join(chk, "_metadata"))
+		files := append([]string{rel}, fileHandlePaths(md.ProtoReflect())...)
 		dst := filepath.Join(dir, fmt.Sprintf("cp-%d-%d", round, try))
 		if err := os.MkdirAll(dst, 0o755); err != nil {
 			b.Fatal(err)
 		}
+		cmd := exec.Command("cp", append(append([]string{"--parents"}, files...), dst)...)
+		cmd.Dir = base
 		start := time.Now()
-		out, err := exec.Command("cp", append(append([]string{"-r"}, srcs...), dst)...).CombinedOutput()
+		out, err := cmd.CombinedOutput()
 		took := time.Since(start)
 		n := dirBytes(dst)
 		_ = os.RemoveAll(dst)
 		if err == nil {
 			return n, took
 		}
-		b.Logf("cp -r %v: %v: %s (retrying)", srcs, err, out)
+		b.Logf("cp --parents of %d files of %s: %v: %s (retrying)", len(files), path, err, tail(string(out), 2))
 	}
 	b.Fatal("could not copy a checkpoint in 5 tries")
 	return 0, 0
+}
+
+// fileHandlePaths collects the path of every FileHandle in m.
+func fileHandlePaths(m protoreflect.Message) []string {
+	var out []string
+	if m.Descriptor().Name() == "FileHandle" {
+		if f := m.Descriptor().Fields().ByName("path"); f != nil {
+			if p := m.Get(f).String(); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsList() && fd.Message() != nil:
+			for i := 0; i < v.List().Len(); i++ {
+				out = append(out, fileHandlePaths(v.List().Get(i).Message())...)
+			}
+		case fd.IsMap() && fd.MapValue().Message() != nil:
+			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+				out = append(out, fileHandlePaths(mv.Message())...)
+				return true
+			})
+		case !fd.IsList() && !fd.IsMap() && fd.Message() != nil:
+			out = append(out, fileHandlePaths(v.Message())...)
+		}
+		return true
+	})
+	return out
 }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
