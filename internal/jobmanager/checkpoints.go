@@ -24,6 +24,10 @@ import (
 // maxHistory bounds the checkpoint history kept per job.
 const maxHistory = 100
 
+// drainGrace is how long the tasks of a job stopped with --drain may take
+// to finish by themselves before they are canceled.
+const drainGrace = 30 * time.Second
+
 // jobCheckpoints drives a job's checkpoints: the pure coordinator
 // (pkg/checkpoint) decides, this driver executes its actions (trigger RPCs
 // to source subtasks, `_metadata` writes, notifications, deletions) and
@@ -164,7 +168,7 @@ func (jm *JobManager) stopCoordinatorLocked(j *job, reason string) {
 			info.Failure = reason
 			jm.abortFilesLocked(j, id, nil)
 		}
-		if sp := c.savepoints[id]; sp != nil && !sp.done && sp.err == nil {
+		if sp := c.savepoints[id]; sp != nil && !sp.done && sp.err == nil && sp.acked < sp.total {
 			sp.err = fmt.Errorf("savepoint %d failed: %s", id, reason)
 			sp.notify()
 			stor, name := sp.storage, sp.name
@@ -270,9 +274,20 @@ func (jm *JobManager) execLocked(j *job, a checkpoint.Action) {
 				cancel()
 				jm.mu.Lock()
 				defer jm.mu.Unlock()
-				if j := jm.jobs[jobID]; j != nil && j.ck == c {
+				j := jm.jobs[jobID]
+				if j != nil && j.ck == c && c.coord != nil {
 					jm.stepLocked(j, checkpoint.Event{Type: checkpoint.EventFinalized, ID: id, Err: err})
+					return
 				}
+				// Every task acknowledged, then the attempt ended (e.g. a
+				// bounded job finished): the savepoint stands on its own.
+				if err != nil {
+					sp.err = fmt.Errorf("savepoint %d: write metadata: %w", id, err)
+				} else {
+					sp.done = true
+				}
+				sp.notify()
+				sp.storage.Close()
 			}()
 			return
 		}
@@ -306,7 +321,23 @@ func (jm *JobManager) execLocked(j *job, a checkpoint.Action) {
 			sp.done = true
 			sp.notify()
 			sp.storage.Close()
-			if sp.stop {
+			switch {
+			case sp.stop && sp.drain:
+				// Drained sources ended their input at the savepoint: the
+				// tasks finish by themselves once they hear of its
+				// completion (sent above), committing their last output.
+				// Cancel only if they do not.
+				j.stoppedWith = sp.dirURL
+				jm.persistLocked(j)
+				jobID, attempt := sum.GetJobId(), sum.GetAttempt()
+				time.AfterFunc(drainGrace, func() {
+					jm.mu.Lock()
+					defer jm.mu.Unlock()
+					if j := jm.jobs[jobID]; j != nil && !jm.closed && j.d.GetSummary().GetAttempt() == attempt {
+						jm.stopWithSavepointLocked(j, j.stoppedWith)
+					}
+				})
+			case sp.stop:
 				jm.stopWithSavepointLocked(j, sp.dirURL)
 			}
 		}

@@ -805,6 +805,8 @@ func (jm *JobManager) maybeCompleteLocked(j *job) {
 		}
 		j.d.Summary.Failure = j.d.GetSummary().GetFailure() + " (not restarted: " + reason + ")"
 		jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_FAILED, j.d.GetSummary().GetFailure())
+	case j.stoppedWith != "":
+		jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_FINISHED, "stopped with savepoint "+j.stoppedWith)
 	default:
 		jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_FINISHED, "all tasks finished")
 	}
