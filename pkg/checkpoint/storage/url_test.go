@@ -16,8 +16,8 @@ func TestMain(m *testing.M) {
 		// The AWS SDK's shared HTTP transport keeps idle keep-alive
 		// connections; they end when the test server is stopped, possibly
 		// after goleak looks.
-		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
 	)
 }
 
