@@ -140,8 +140,11 @@ restart: {strategy: fixed_delay, attempts: 1000, delay: %s}
 			return restored != nil
 		})
 		attempt := j.GetSummary().GetAttempt()
-		victim := ""
+		victim, placement := "", ""
 		for _, tv := range j.GetTasks() {
+			for _, s := range tv.GetSubtasks() {
+				placement += fmt.Sprintf(" %s@%s", tv.GetId(), s.GetTaskManagerId())
+			}
 			if tv.GetId() == stateTask {
 				victim = tv.GetSubtasks()[0].GetTaskManagerId()
 			}
@@ -198,8 +201,8 @@ restart: {strategy: fixed_delay, attempts: 1000, delay: %s}
 		r.copyBytes, r.copyTook = copyLatestCheckpoint(b, c, id, dir, i)
 		b.StartTimer()
 		rounds = append(rounds, r)
-		b.Logf("round %d (load %s): killed %s (attempt %d, checkpoint %d of %.1f MB): resumed after %s = detection %s + restart %s + deployment %s + restore %s; cp of %.1f MB: %s",
-			i+1, loadAvg(), victim, attempt, restored.GetId(), mb(r.stateBytes), ms(r.total), ms(r.detection), ms(r.restart), ms(r.deploy), ms(r.restore),
+		b.Logf("round %d (load %s): tasks%s; killed %s (attempt %d, checkpoint %d of %.1f MB): resumed after %s = detection %s + restart %s + deployment %s + restore %s; cp of %.1f MB: %s",
+			i+1, loadAvg(), placement, victim, attempt, restored.GetId(), mb(r.stateBytes), ms(r.total), ms(r.detection), ms(r.restart), ms(r.deploy), ms(r.restore),
 			mb(r.copyBytes), ms(r.copyTook))
 	}
 	b.StopTimer()
