@@ -198,3 +198,18 @@ func TestOperators(t *testing.T) {
 		t.Fatalf("version: %d %q", r.code, r.stdout)
 	}
 }
+
+func TestRunRestoreFlagsUsage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "job.yaml")
+	if err := os.WriteFile(path, []byte("name: x\noperators:\n  - id: gen\n    type: datagen\n  - id: out\n    type: blackhole\n    inputs: [gen]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := flowctl(t, nil, "run", path, "--from-savepoint", "/a", "--from-checkpoint", "/b")
+	if r.code != ExitUsage || !strings.Contains(r.stderr, "not both") {
+		t.Fatalf("both restore flags: exit %d, %q", r.code, r.stderr)
+	}
+	r = flowctl(t, nil, "run", path, "--allow-non-restored-state")
+	if r.code != ExitUsage || !strings.Contains(r.stderr, "goes with --from-savepoint") {
+		t.Fatalf("--allow-non-restored-state alone: exit %d, %q", r.code, r.stderr)
+	}
+}

@@ -59,7 +59,7 @@ prints a summary and exits 0.`,
 func runCommand(g *globals) *cobra.Command {
 	var sets []string
 	var detach, allowNonRestored bool
-	var fromCheckpoint string
+	var fromCheckpoint, fromSavepoint string
 	cmd := &cobra.Command{
 		Use:   "run JOB.yaml",
 		Short: "Submit a job spec to the cluster and follow it",
@@ -69,6 +69,15 @@ when the job finished, 3 when it failed and 4 when it was canceled. Interrupting
 an attached run leaves the job running.`,
 		Args: exactArgs(1, "one job spec file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if fromCheckpoint != "" && fromSavepoint != "" {
+				return usageError(cmd, "give --from-savepoint or --from-checkpoint, not both")
+			}
+			if fromSavepoint != "" {
+				fromCheckpoint = fromSavepoint
+			}
+			if allowNonRestored && fromCheckpoint == "" {
+				return usageError(cmd, "--allow-non-restored-state goes with --from-savepoint or --from-checkpoint")
+			}
 			graph, _, err := g.loadSpec(args[0], sets)
 			if err != nil {
 				return err
@@ -98,8 +107,9 @@ an attached run leaves the job running.`,
 	}
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a spec value: PATH=VALUE (repeatable)")
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "print the job id and return instead of following the job")
-	cmd.Flags().StringVar(&fromCheckpoint, "from-checkpoint", "", "start from this retained checkpoint or savepoint (directory URL or path, or its _metadata)")
-	cmd.Flags().BoolVar(&allowNonRestored, "allow-non-restored-state", false, "with --from-checkpoint: drop snapshot state that no operator of the job claims instead of failing")
+	cmd.Flags().StringVar(&fromSavepoint, "from-savepoint", "", "start from this savepoint (directory URL or path, or its _metadata); check it first with 'flowctl savepoint check'")
+	cmd.Flags().StringVar(&fromCheckpoint, "from-checkpoint", "", "start from this retained checkpoint (or savepoint): directory URL or path, or its _metadata")
+	cmd.Flags().BoolVar(&allowNonRestored, "allow-non-restored-state", false, "with --from-savepoint/--from-checkpoint: drop snapshot state that no operator of the job claims instead of failing")
 	return cmd
 }
 
