@@ -76,6 +76,20 @@ func (sp *savepointOp) notify() {
 	sp.changed = make(chan struct{})
 }
 
+// failSavepointLocked ends a savepoint with err and deletes what it wrote.
+func (jm *JobManager) failSavepointLocked(sp *savepointOp, err error) {
+	sp.err = err
+	sp.notify()
+	jm.wg.Add(1)
+	go func() {
+		defer jm.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, _ = sp.storage.DeleteDir(ctx, sp.name)
+		sp.storage.Close()
+	}()
+}
+
 type restorePoint struct {
 	id          int64
 	storageBase string // URL the handles' paths are relative to
@@ -169,17 +183,7 @@ func (jm *JobManager) stopCoordinatorLocked(j *job, reason string) {
 			jm.abortFilesLocked(j, id, nil)
 		}
 		if sp := c.savepoints[id]; sp != nil && !sp.done && sp.err == nil && sp.acked < sp.total {
-			sp.err = fmt.Errorf("savepoint %d failed: %s", id, reason)
-			sp.notify()
-			stor, name := sp.storage, sp.name
-			jm.wg.Add(1)
-			go func() {
-				defer jm.wg.Done()
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				_, _ = stor.DeleteDir(ctx, name)
-				stor.Close()
-			}()
+			jm.failSavepointLocked(sp, fmt.Errorf("savepoint %d failed: %s", id, reason))
 		}
 	}
 	c.retained = c.coord.Retained()
@@ -358,17 +362,7 @@ func (jm *JobManager) execLocked(j *job, a checkpoint.Action) {
 			if info := c.byID[a.ID]; info != nil {
 				detail = info.GetFailure()
 			}
-			sp.err = fmt.Errorf("savepoint %d failed: %s", a.ID, detail)
-			sp.notify()
-			stor, name := sp.storage, sp.name
-			jm.wg.Add(1)
-			go func() {
-				defer jm.wg.Done()
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				_, _ = stor.DeleteDir(ctx, name)
-				stor.Close()
-			}()
+			jm.failSavepointLocked(sp, fmt.Errorf("savepoint %d failed: %s", a.ID, detail))
 			return
 		}
 		jm.abortFilesLocked(j, a.ID, a.Acks)
