@@ -178,3 +178,93 @@ func BenchmarkWriteAfterSync1M(b *testing.B) {
 		})
 	}
 }
+
+// The task-side cost of periodic heap checkpoints, as in the keyed count
+// job of internal/bench's BenchmarkCheckpointOverhead: 100,000 keys of one
+// int64 value state over 128 key groups, each op a get and an update of a
+// pseudo-random key (what count.ProcessRecord does), a snapshot every
+// 1,000,000 ops. "none" takes no snapshot; "ckpt" takes a Sync and runs
+// its Async (sort, encode, write to file:// storage) on another goroutine,
+// as the runtime does; "cow-only" takes the Sync and Discards it 100,000
+// ops later on the task goroutine (no Async: the copy-on-write cost
+// alone). ns/op is the task goroutine's time per op; compare the variants
+// of the same run (-count interleaves them).
+func BenchmarkUpdatesWithCheckpoints(b *testing.B) {
+	const n, every, hold = 100_000, 1_000_000, 100_000
+	keys := make([][]byte, n)
+	kgs := make([]int, n)
+	for i := range keys {
+		keys[i] = []byte(fmt.Sprint("key-", i))
+		kgs[i] = keygroup.Assign(keys[i], maxPar)
+	}
+	for _, mode := range []string{"none", "ckpt", "cow-only"} {
+		b.Run(mode, func(b *testing.B) {
+			e := newHeap(b, all)
+			v := fillValues(b, e, n)
+			k, err := snapshot.NewKeyed(e, snapshot.KeyedOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			st := newStorage(b)
+			done := make(chan error, 1)
+			var held *snapshot.KeyedPending // cow-only
+			running, cps := false, 0
+			x := uint64(1)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if mode != "none" && i%every == 0 {
+					if running {
+						if err := <-done; err != nil {
+							b.Fatal(err)
+						}
+						running = false
+					}
+					p, err := k.Sync(int64(i), snapshot.Checkpoint)
+					if err != nil {
+						b.Fatal(err)
+					}
+					cps++
+					if mode == "cow-only" {
+						held = p
+					} else {
+						running = true
+						go func(id int) {
+							_, err := p.Async(ctx, snapshot.Target{Store: st, Dir: fmt.Sprint("chk-", id), Name: "op"})
+							done <- err
+						}(i)
+					}
+				}
+				if held != nil && i%every == hold {
+					if err := held.Discard(); err != nil {
+						b.Fatal(err)
+					}
+					held = nil
+				}
+				x ^= x << 13
+				x ^= x >> 7
+				x ^= x << 17
+				j := x % n
+				e.SetCurrentKey(keys[j], kgs[j])
+				c, err := v.Value()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := v.Update(c + 1); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			if running {
+				if err := <-done; err != nil {
+					b.Fatal(err)
+				}
+			}
+			if held != nil {
+				if err := held.Discard(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(cps), "ckpts")
+		})
+	}
+}
