@@ -35,29 +35,38 @@ func TestSavepointTriggerAndStop(t *testing.T) {
 	}, "job RUNNING")
 
 	dir := t.TempDir()
-	r = flowctl(t, env, "savepoint", "trigger", id, "--dir", dir)
-	if r.code != 0 {
-		t.Fatalf("trigger: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
-	}
-	t.Logf("trigger stderr:\n%s", r.stderr)
-	path := strings.TrimSuffix(r.stdout, "\n")
-	if !strings.HasPrefix(path, "file://"+dir+"/savepoint-") || strings.Contains(path, "\n") {
-		t.Fatalf("trigger printed %q, want one savepoint path under %s", r.stdout, dir)
-	}
-	if !regexp.MustCompile(`(?m)^checkpoint \d+: \d+/\d+ subtasks acknowledged`).MatchString(r.stderr) ||
-		!regexp.MustCompile(`(?m)^checkpoint \d+: (\d+)/(\d+) subtasks acknowledged \(savepoint complete\)$`).MatchString(r.stderr) {
-		t.Errorf("progress on stderr:\n%s", r.stderr)
-	}
-	rep, err := savepoint.Inspect(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// RUNNING comes before the first record reaches count: take savepoints
+	// until one holds counted keys (each is a real, complete savepoint).
+	var path string
+	var rep *savepoint.Report
 	var counted *savepoint.StateReport
-	for i := range rep.Operators {
-		if rep.Operators[i].UID == "count-v1" {
-			counted = rep.Operators[i].State("count")
+	waitFor(t, func() bool {
+		r = flowctl(t, env, "savepoint", "trigger", id, "--dir", dir)
+		if r.code != 0 {
+			t.Fatalf("trigger: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 		}
-	}
+		t.Logf("trigger stderr:\n%s", r.stderr)
+		path = strings.TrimSuffix(r.stdout, "\n")
+		if !strings.HasPrefix(path, "file://"+dir+"/savepoint-") || strings.Contains(path, "\n") {
+			t.Fatalf("trigger printed %q, want one savepoint path under %s", r.stdout, dir)
+		}
+		if !regexp.MustCompile(`(?m)^checkpoint \d+: \d+/\d+ subtasks acknowledged`).MatchString(r.stderr) ||
+			!regexp.MustCompile(`(?m)^checkpoint \d+: (\d+)/(\d+) subtasks acknowledged \(savepoint complete\)$`).MatchString(r.stderr) {
+			t.Errorf("progress on stderr:\n%s", r.stderr)
+		}
+		var err error
+		rep, err = savepoint.Inspect(context.Background(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		counted = nil
+		for i := range rep.Operators {
+			if rep.Operators[i].UID == "count-v1" {
+				counted = rep.Operators[i].State("count")
+			}
+		}
+		return counted != nil && counted.Entries > 0
+	}, "a savepoint with counted keys")
 	if !rep.Savepoint || counted == nil || counted.Entries == 0 || counted.Entries > 20 {
 		t.Fatalf("savepoint report: %+v, count state %+v", rep, counted)
 	}
