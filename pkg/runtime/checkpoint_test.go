@@ -90,7 +90,10 @@ func checkExactlyOnceCounts(t *testing.T, dir string, records, keys int64, atLea
 				bad++
 			}
 		}
-		if len(got[k]) != int(n) {
+		// At-least-once may count a replayed record twice (a record that
+		// passed its barrier before the snapshot is replayed after the
+		// restore), so only exactly-once bounds the counts by N.
+		if !atLeastOnce && len(got[k]) != int(n) {
 			if bad < 10 {
 				t.Errorf("key %s: %d distinct counts, want %d", k, len(got[k]), n)
 			}
