@@ -4,12 +4,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flowrt/flow/internal/scripttest"
 )
 
 var rewrite = flag.Bool("rewrite", false, "rewrite testdata/*.txt with the actual output (review the diff before committing)")
@@ -37,7 +38,7 @@ func TestScripts(t *testing.T) {
 	for _, f := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) {
 			var c *Coordinator
-			runScript(t, f, func(cmd string, args map[string]string) (string, error) {
+			scripttest.Run(t, f, *rewrite, func(cmd string, args map[string]string) (string, error) {
 				return runCommand(t, &c, cmd, args)
 			})
 		})
@@ -209,55 +210,4 @@ func runCommand(t *testing.T, cp **Coordinator, cmd string, args map[string]stri
 		lines[i] = a.String()
 	}
 	return strings.Join(lines, "\n"), nil
-}
-
-// runScript interprets one scenario file, calling run for each command.
-func runScript(t *testing.T, path string, run func(cmd string, args map[string]string) (string, error)) {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(string(data), "\n")
-	var out strings.Builder
-	for i := 0; i < len(lines); {
-		line := strings.TrimSpace(lines[i])
-		if line == "" || strings.HasPrefix(line, "#") {
-			out.WriteString(lines[i] + "\n")
-			i++
-			continue
-		}
-		cmdLine := i + 1
-		out.WriteString(lines[i] + "\n")
-		i++
-		if i >= len(lines) || strings.TrimSpace(lines[i]) != "----" {
-			t.Fatalf("%s:%d: want ---- after the command", path, cmdLine)
-		}
-		out.WriteString("----\n")
-		i++
-		var want []string
-		for i < len(lines) && strings.TrimSpace(lines[i]) != "" {
-			want = append(want, strings.TrimSpace(lines[i]))
-			i++
-		}
-		fields := strings.Fields(line)
-		args := map[string]string{}
-		for _, f := range fields[1:] {
-			k, v, _ := strings.Cut(f, "=")
-			args[k] = v
-		}
-		got, err := run(fields[0], args)
-		if err != nil {
-			t.Fatalf("%s:%d: %s: %v", path, cmdLine, line, err)
-		}
-		out.WriteString(got + "\n")
-		if w := strings.Join(want, "\n"); got != w && !*rewrite {
-			t.Errorf("%s:%d: %s\ngot:\n%s\nwant:\n%s", path, cmdLine, line, got, w)
-		}
-	}
-	if *rewrite {
-		if err := os.WriteFile(path, []byte(strings.TrimRight(out.String(), "\n")+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
