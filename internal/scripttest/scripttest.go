@@ -15,9 +15,29 @@ package scripttest
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
+
+// RunDir runs every testdata/*.txt scenario in dir as a subtest named after
+// the file. newRun gives each file a fresh command runner (its own state
+// machine); a directory without scenarios is an error.
+func RunDir(t *testing.T, dir string, rewrite bool, newRun func(t *testing.T) func(cmd string, args map[string]string) (string, error)) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatalf("no scenarios in %s/*.txt", dir)
+	}
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) {
+			Run(t, f, rewrite, newRun(t))
+		})
+	}
+}
 
 // Run interprets the scenario file at path, calling run for each command
 // with its key=value arguments.

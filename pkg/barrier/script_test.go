@@ -4,7 +4,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,21 +29,12 @@ var rewrite = flag.Bool("rewrite", false, "rewrite testdata/*.txt with the actua
 // prints as "error: <sentinel>" and the harness checks the state did not
 // change.
 func TestScripts(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) == 0 {
-		t.Fatal("no scenarios in testdata/*.txt")
-	}
-	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) {
-			var m *Machine
-			scripttest.Run(t, f, *rewrite, func(cmd string, args map[string]string) (string, error) {
-				return runCommand(t, &m, cmd, args)
-			})
-		})
-	}
+	scripttest.RunDir(t, "testdata", *rewrite, func(t *testing.T) func(string, map[string]string) (string, error) {
+		var m *Machine
+		return func(cmd string, args map[string]string) (string, error) {
+			return runCommand(t, &m, cmd, args)
+		}
+	})
 }
 
 var sentinels = []error{

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -28,21 +27,12 @@ var rewrite = flag.Bool("rewrite", false, "rewrite testdata/*.txt with the actua
 // state. Times are milliseconds since the Unix epoch. An error prints as
 // "error: <sentinel>" and the harness checks that the state did not change.
 func TestScripts(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) == 0 {
-		t.Fatal("no scenarios in testdata/*.txt")
-	}
-	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) {
-			var c *Coordinator
-			scripttest.Run(t, f, *rewrite, func(cmd string, args map[string]string) (string, error) {
-				return runCommand(t, &c, cmd, args)
-			})
-		})
-	}
+	scripttest.RunDir(t, "testdata", *rewrite, func(t *testing.T) func(string, map[string]string) (string, error) {
+		var c *Coordinator
+		return func(cmd string, args map[string]string) (string, error) {
+			return runCommand(t, &c, cmd, args)
+		}
+	})
 }
 
 var sentinelNames = map[error]string{
