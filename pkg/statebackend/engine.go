@@ -333,6 +333,10 @@ func (s *valueState) Get() ([]byte, bool, error) {
 	}
 	now := s.m.now(s.e)
 	if ttlExpired(ts, now, s.m.ttl) {
+		if s.m.spec.TTL.Visibility != api.NeverReturnExpired {
+			s.buf = append(s.buf[:0], p...) // p is the store's: gone with the Delete
+			p = s.buf
+		}
 		if err := s.e.store.Delete(c); err != nil {
 			return nil, false, s.wrap("clean up expired", err)
 		}
@@ -517,6 +521,10 @@ func (s *mapState) Get(uk []byte) ([]byte, bool, error) {
 	}
 	now := s.m.now(s.e)
 	if ttlExpired(ts, now, s.m.ttl) {
+		if s.m.spec.TTL.Visibility != api.NeverReturnExpired {
+			s.buf = append(s.buf[:0], p...) // p is the store's: gone with the DeleteEntry
+			p = s.buf
+		}
 		if err := s.e.store.DeleteEntry(c, uk); err != nil {
 			return nil, false, s.wrap("clean up expired entry of", err)
 		}

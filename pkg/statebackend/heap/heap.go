@@ -23,31 +23,11 @@ func New(opts statebackend.Options) (*statebackend.Engine, error) {
 	return e, nil
 }
 
-// Copy-on-write. The store has an epoch, bumped by every View. Each
-// table (one state in one key group), cell (one key and namespace), map
-// entry and timer set (one key group) records the epoch in which it was
-// created or last claimed (ver). A View freezes the current maps: it keeps
-// references to them and the store never mutates an object whose ver is
-// below the highest epoch of an unreleased view (versions.max); it writes
-// to a copy instead and installs the copy in its parent. An object whose
-// ver is the current epoch is private to the store and written in place,
-// so the write path pays one comparison per level until the next View.
-
-type entry struct {
-	v   []byte
-	ver uint64
-}
-
-type cell struct {
-	val     []byte
-	entries map[string]*entry
-	ver     uint64
-}
-
-type table struct {
-	m   map[string]*cell
-	ver uint64
-}
+// Copy-on-write of timers: the store has an epoch, bumped by every View
+// (see cells.go for keyed state). A timer set records the epoch in which
+// it was created or last claimed (ver); the store never mutates a set
+// whose ver is below the highest epoch of an unreleased view
+// (versions.max) and writes to a copy instead.
 
 type titem struct {
 	k   string
@@ -83,12 +63,13 @@ func (h *theap) Pop() any {
 
 type store struct {
 	start, n int
-	states   [][]*table // [state id][key group - start]
+	states   []*stateTab // [state id]
 	kbuf     []byte
 	timers   [2]theap // per domain, for FirstTimer; never part of a view
 	tsets    []*tset  // [key group - start]: the timer index
 	epoch    uint64
 	vers     *versions
+	scanning bool // a Scan is walking the live store: do not compact
 }
 
 func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
@@ -96,219 +77,6 @@ func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)
 // shared reports whether an object created or claimed in epoch ver may be
 // referenced by an unreleased view.
 func (s *store) shared(ver uint64) bool { return s.vers.max.Load() > ver }
-
-func (s *store) kgTables(state uint16, create bool) []*table {
-	id := int(state)
-	if id >= len(s.states) {
-		if !create {
-			return nil
-		}
-		s.states = append(s.states, make([][]*table, id+1-len(s.states))...)
-	}
-	kgs := s.states[id]
-	if kgs == nil && create {
-		kgs = make([]*table, s.n)
-		s.states[id] = kgs
-	}
-	return kgs
-}
-
-// table returns the table of c for reading (nil when absent).
-func (s *store) table(c *statebackend.Cell) *table {
-	kgs := s.kgTables(c.State, false)
-	if kgs == nil {
-		return nil
-	}
-	return kgs[c.KeyGroup-s.start]
-}
-
-// wtable returns the table of c for writing: created if absent, copied
-// first if a view holds it.
-func (s *store) wtable(c *statebackend.Cell) *table {
-	kgs := s.kgTables(c.State, true)
-	i := c.KeyGroup - s.start
-	t := kgs[i]
-	if t == nil {
-		t = &table{m: map[string]*cell{}, ver: s.epoch}
-		kgs[i] = t
-		return t
-	}
-	if t.ver != s.epoch {
-		if s.shared(t.ver) {
-			t = &table{m: maps.Clone(t.m), ver: s.epoch}
-			kgs[i] = t
-		} else {
-			t.ver = s.epoch
-		}
-	}
-	return t
-}
-
-// wcell returns the cell at s.kbuf of the writable table t for writing:
-// created if absent, copied first if a view holds it (the copy keeps the
-// value when keep is set, and always the map entries, which are versioned
-// themselves).
-func (s *store) wcell(t *table, keep bool) *cell {
-	cl := t.m[string(s.kbuf)]
-	if cl == nil {
-		cl = &cell{ver: s.epoch}
-		t.m[string(s.kbuf)] = cl
-		return cl
-	}
-	if cl.ver != s.epoch {
-		if !s.shared(cl.ver) {
-			cl.ver = s.epoch
-			return cl
-		}
-		n := &cell{ver: s.epoch}
-		if keep {
-			n.val = append([]byte(nil), cl.val...)
-		}
-		if cl.entries != nil {
-			n.entries = maps.Clone(cl.entries)
-		}
-		t.m[string(s.kbuf)] = n
-		return n
-	}
-	return cl
-}
-
-func (s *store) lookup(c *statebackend.Cell) *cell {
-	t := s.table(c)
-	if t == nil {
-		return nil
-	}
-	s.kbuf = statebackend.AppendCellKey(s.kbuf[:0], c.Key, c.Namespace)
-	return t.m[string(s.kbuf)]
-}
-
-func (s *store) Get(c *statebackend.Cell) ([]byte, bool, error) {
-	cl := s.lookup(c)
-	if cl == nil {
-		return nil, false, nil
-	}
-	return cl.val, true, nil
-}
-
-func (s *store) Set(c *statebackend.Cell, v []byte) error {
-	t := s.wtable(c)
-	s.kbuf = statebackend.AppendCellKey(s.kbuf[:0], c.Key, c.Namespace)
-	cl := s.wcell(t, false)
-	cl.val = append(cl.val[:0], v...)
-	return nil
-}
-
-func (s *store) Append(c *statebackend.Cell, v []byte) error {
-	t := s.wtable(c)
-	s.kbuf = statebackend.AppendCellKey(s.kbuf[:0], c.Key, c.Namespace)
-	cl := s.wcell(t, true)
-	cl.val = append(cl.val, v...)
-	return nil
-}
-
-func (s *store) Delete(c *statebackend.Cell) error {
-	if s.lookup(c) == nil {
-		return nil
-	}
-	delete(s.wtable(c).m, string(s.kbuf))
-	return nil
-}
-
-func (s *store) GetEntry(c *statebackend.Cell, uk []byte) ([]byte, bool, error) {
-	cl := s.lookup(c)
-	if cl == nil {
-		return nil, false, nil
-	}
-	e := cl.entries[string(uk)]
-	if e == nil {
-		return nil, false, nil
-	}
-	return e.v, true, nil
-}
-
-func (s *store) SetEntry(c *statebackend.Cell, uk, v []byte) error {
-	t := s.wtable(c)
-	s.kbuf = statebackend.AppendCellKey(s.kbuf[:0], c.Key, c.Namespace)
-	cl := s.wcell(t, false)
-	if cl.entries == nil {
-		cl.entries = map[string]*entry{}
-	}
-	if e := cl.entries[string(uk)]; e != nil && (e.ver == s.epoch || !s.shared(e.ver)) {
-		e.ver = s.epoch
-		e.v = append(e.v[:0], v...)
-		return nil
-	}
-	cl.entries[string(uk)] = &entry{v: append([]byte(nil), v...), ver: s.epoch}
-	return nil
-}
-
-func (s *store) DeleteEntry(c *statebackend.Cell, uk []byte) error {
-	cl := s.lookup(c)
-	if cl == nil {
-		return nil
-	}
-	if _, ok := cl.entries[string(uk)]; !ok {
-		if len(cl.entries) == 0 {
-			delete(s.wtable(c).m, string(s.kbuf))
-		}
-		return nil
-	}
-	t := s.wtable(c)
-	cl = s.wcell(t, false)
-	delete(cl.entries, string(uk))
-	if len(cl.entries) == 0 {
-		delete(t.m, string(s.kbuf))
-	}
-	return nil
-}
-
-func (s *store) RangeEntries(c *statebackend.Cell, fn func(uk, v []byte) bool) error {
-	cl := s.lookup(c)
-	if cl == nil {
-		return nil
-	}
-	for k, e := range cl.entries {
-		if !fn(bytesOf(k), e.v) {
-			return nil
-		}
-	}
-	return nil
-}
-
-func (s *store) DeleteEntries(c *statebackend.Cell) error { return s.Delete(c) }
-
-// scanTable visits the items of one table map. The map is never mutated
-// while it is visited from a view; from Scan, fn may mutate the item it
-// visits (a write to a frozen table goes to a copy, so the iteration of
-// the original is unaffected).
-func scanTable(m map[string]*cell, fn func(key, ns, uk, v []byte) error) error {
-	for ck, cl := range m {
-		key, ns, _, err := statebackend.SplitCellKey(bytesOf(ck))
-		if err != nil {
-			return err
-		}
-		if cl.entries == nil {
-			if err := fn(key, ns, nil, cl.val); err != nil {
-				return err
-			}
-			continue
-		}
-		for uk, e := range cl.entries {
-			if err := fn(key, ns, bytesOf(uk), e.v); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func (s *store) Scan(state uint16, kg int, fn func(key, ns, uk, v []byte) error) error {
-	t := s.table(&statebackend.Cell{State: state, KeyGroup: kg})
-	if t == nil {
-		return nil
-	}
-	return scanTable(t.m, fn)
-}
 
 // timerKeyGroup returns the domain of an encoded timer and the index of its
 // key group in s.tsets.

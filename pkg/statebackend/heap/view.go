@@ -42,38 +42,39 @@ func (v *versions) remove(ver uint64) {
 	v.mu.Unlock()
 }
 
-// view is a frozen, read-only view of the store: the table maps and timer
-// sets as of View. The store never mutates them while the view is
-// unreleased.
+// view is a frozen, read-only view of the store: the chunk lists of every
+// state and the timer sets as of View.
 type view struct {
 	ver      uint64
 	vers     *versions
-	start    int
-	states   [][]map[string]*cell // [state id][key group - start]; nil: empty
-	timers   []map[string]*titem  // [key group - start]
+	start, n int
+	states   []*frozen           // [state id]; nil: none
+	timers   []map[string]*titem // [key group - start]
 	released atomic.Bool
+}
+
+// frozen is one state as of a View.
+type frozen struct {
+	chunks []*chunk
+	next   int32
+	once   sync.Once
+	byKG   [][]int32 // [key group - start] slot numbers, built by the first Scan
 }
 
 var _ statebackend.ViewStore = (*store)(nil)
 
-// View freezes the current state and timers in O(states × key groups):
-// it bumps the epoch and keeps references to the current maps; the store
-// copies a table, cell, map entry or timer set on its first write after
-// the view instead of mutating it.
+// View freezes the current state and timers in time proportional to the
+// number of chunks (keys / 128) and key groups: it bumps the epoch and
+// copies the chunk pointers of every state; the store copies a chunk,
+// out-of-line value, entry map, map entry or timer set on its first write
+// after the view instead of mutating it.
 func (s *store) View() (statebackend.StoreView, error) {
 	s.epoch++
-	v := &view{ver: s.epoch, vers: s.vers, start: s.start, states: make([][]map[string]*cell, len(s.states))}
-	for id, kgs := range s.states {
-		if kgs == nil {
-			continue
+	v := &view{ver: s.epoch, vers: s.vers, start: s.start, n: s.n, states: make([]*frozen, len(s.states))}
+	for id, st := range s.states {
+		if st != nil && st.next > 0 {
+			v.states[id] = &frozen{chunks: append([]*chunk(nil), st.chunks...), next: st.next}
 		}
-		ms := make([]map[string]*cell, len(kgs))
-		for i, t := range kgs {
-			if t != nil && len(t.m) > 0 {
-				ms[i] = t.m
-			}
-		}
-		v.states[id] = ms
 	}
 	if s.tsets != nil {
 		v.timers = make([]map[string]*titem, len(s.tsets))
@@ -87,14 +88,50 @@ func (s *store) View() (statebackend.StoreView, error) {
 	return v, nil
 }
 
+// group sorts the frozen slot numbers by key group, once.
+func (f *frozen) group(n int) [][]int32 {
+	f.once.Do(func() {
+		counts := make([]int32, n)
+		at := func(i int32) *slot { return &f.chunks[i>>chunkShift][i&chunkMask] }
+		for i := int32(0); i < f.next; i++ {
+			if sl := at(i); sl.key != "" {
+				counts[sl.kg]++
+			}
+		}
+		all := make([]int32, 0, f.next)
+		f.byKG = make([][]int32, n)
+		for kg, c := range counts {
+			f.byKG[kg] = all[len(all):len(all):len(all)+int(c)]
+			all = all[:len(all)+int(c)]
+		}
+		for i := int32(0); i < f.next; i++ {
+			if sl := at(i); sl.key != "" {
+				f.byKG[sl.kg] = append(f.byKG[sl.kg], i)
+			}
+		}
+	})
+	return f.byKG
+}
+
 func (v *view) Scan(state uint16, kg int, fn func(key, ns, uk, v []byte) error) error {
 	if v.released.Load() {
 		return fmt.Errorf("scan state id %d in key group %d: %w", state, kg, statebackend.ErrViewReleased)
 	}
-	if int(state) >= len(v.states) || kg < v.start || kg-v.start >= len(v.states[state]) {
+	if int(state) >= len(v.states) || v.states[state] == nil || kg < v.start || kg-v.start >= v.n {
 		return nil
 	}
-	return scanTable(v.states[state][kg-v.start], fn)
+	f := v.states[state]
+	for _, i := range f.group(v.n)[kg-v.start] {
+		sl := &f.chunks[i>>chunkShift][i&chunkMask]
+		var es map[string]*entry
+		if sl.ext != nil {
+			es = sl.ext.entries
+		}
+		if err := visit(sl.key, sl.value(), es, fn); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (v *view) ScanTimers(start, end int, fn func(t []byte) error) error {

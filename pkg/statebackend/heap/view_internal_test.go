@@ -1,17 +1,21 @@
 package heap
 
 import (
+	"bytes"
 	"fmt"
-	"runtime"
+	"maps"
+	"math/rand/v2"
 	"slices"
+	"runtime"
 	"testing"
+	"unsafe"
 	"weak"
 
 	"github.com/flowrt/flow/pkg/statebackend"
 )
 
 // A view keeps what it froze alive until Release, and no longer: neither
-// the replaced cells nor the version registry grow across snapshots.
+// the replaced chunks nor the version registry grow across snapshots.
 func TestReleaseFreesFrozenState(t *testing.T) {
 	e, err := New(statebackend.Options{MaxParallelism: 8})
 	if err != nil {
@@ -26,7 +30,7 @@ func TestReleaseFreesFrozenState(t *testing.T) {
 		if err := s.AddTimer(statebackend.EncodeTimer(nil, 0, int64(round), 3, []byte("k"), nil)); err != nil {
 			t.Fatal(err)
 		}
-		oldCell := weak.Make(s.lookup(c))
+		oldChunk := weak.Make(s.states[0].chunks[0])
 		v, err := s.View()
 		if err != nil {
 			t.Fatal(err)
@@ -37,8 +41,8 @@ func TestReleaseFreesFrozenState(t *testing.T) {
 		if err := s.DeleteTimer(statebackend.EncodeTimer(nil, 0, int64(round), 3, []byte("k"), nil)); err != nil {
 			t.Fatal(err)
 		}
-		if s.lookup(c) == oldCell.Value() {
-			t.Fatal("write after the view went into the frozen cell")
+		if s.states[0].chunks[0] == oldChunk.Value() {
+			t.Fatal("write after the view went into the frozen chunk")
 		}
 		var seen []string
 		if err := v.Scan(0, 3, func(_, _, _, val []byte) error { seen = append(seen, string(val)); return nil }); err != nil {
@@ -48,13 +52,13 @@ func TestReleaseFreesFrozenState(t *testing.T) {
 			t.Fatalf("view sees %q, want [old]", seen)
 		}
 		runtime.GC()
-		if oldCell.Value() == nil {
-			t.Fatal("frozen cell collected while its view is live")
+		if oldChunk.Value() == nil {
+			t.Fatal("frozen chunk collected while its view is live")
 		}
 		v.Release()
 		runtime.GC()
-		if oldCell.Value() != nil {
-			t.Fatal("frozen cell still reachable after Release")
+		if oldChunk.Value() != nil {
+			t.Fatal("frozen chunk still reachable after Release")
 		}
 		if n, m := len(s.vers.active), s.vers.max.Load(); n != 0 || m != 0 {
 			t.Fatalf("after release: %d active views, max version %d", n, m)
@@ -63,9 +67,12 @@ func TestReleaseFreesFrozenState(t *testing.T) {
 	}
 }
 
-// The first write to a frozen key group copies that key group's table
-// only; the tables of other key groups stay shared with the view.
-func TestFirstWriteCopiesOneKeyGroup(t *testing.T) {
+// The first write to a frozen chunk copies that chunk only; the other
+// chunks stay shared with the view. A slot is one cache line.
+func TestFirstWriteCopiesOneChunk(t *testing.T) {
+	if n := unsafe.Sizeof(slot{}); n != 64 {
+		t.Fatalf("slot is %d bytes, want 64", n)
+	}
 	e, err := New(statebackend.Options{MaxParallelism: 8})
 	if err != nil {
 		t.Fatal(err)
@@ -81,22 +88,148 @@ func TestFirstWriteCopiesOneKeyGroup(t *testing.T) {
 			}
 		}
 	}
+	st := s.states[0]
+	if len(st.chunks) != 7 {
+		t.Fatalf("800 cells in %d chunks, want 7", len(st.chunks))
+	}
 	v, err := s.View()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer v.Release()
-	old := slices.Clone(s.states[0])
+	old := slices.Clone(st.chunks)
 	c.KeyGroup, c.Key = 3, []byte("key-7")
 	if err := s.Set(c, []byte("w")); err != nil {
 		t.Fatal(err)
 	}
-	for kg, tb := range s.states[0] {
-		if copied := tb != old[kg]; copied != (kg == 3) {
-			t.Fatalf("key group %d: table copied = %v after a write to key group 3", kg, copied)
+	written := int(st.idx[3][string(statebackend.AppendCellKey(nil, c.Key, nil))]) >> chunkShift
+	for i := range st.chunks {
+		if copied := st.chunks[i] != old[i]; copied != (i == written) {
+			t.Fatalf("chunk %d: copied = %v after a write to a cell in chunk %d", i, copied, written)
 		}
 	}
-	if len(s.states[0][3].m) != 100 {
-		t.Fatalf("copied table holds %d keys, want 100", len(s.states[0][3].m))
+	if *st.chunks[written] == *old[written] {
+		t.Fatal("the copied chunk does not hold the write")
+	}
+}
+
+// The store against a plain map model, with views taken and released at
+// random: values that move between inline and out-of-line sizes,
+// appends across the inline limit, map entries, and deletes of most keys
+// (which compact the slabs) while views are live. Every view must keep
+// reading what the model held when it was taken.
+func TestSlabsAgainstModel(t *testing.T) {
+	e, err := New(statebackend.Options{MaxParallelism: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := e.Store().(*store)
+	rng := rand.New(rand.NewPCG(1, 2))
+	model := map[string]string{} // "kg|key|uk" -> value
+	mk := func(kg int, key, uk string) string { return fmt.Sprintf("%d|%s|%s", kg, key, uk) }
+	dumpStore := func(scan func(kg int, fn func(key, ns, uk, v []byte) error) error) map[string]string {
+		t.Helper()
+		out := map[string]string{}
+		for kg := range 4 {
+			if err := scan(kg, func(key, _, uk, v []byte) error {
+				out[mk(kg, string(key), string(uk))] = string(v)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return out
+	}
+	type held struct {
+		v    statebackend.StoreView
+		want map[string]string
+	}
+	var views []held
+	check := func(when string) {
+		t.Helper()
+		for i, h := range views {
+			got := dumpStore(func(kg int, fn func(key, ns, uk, v []byte) error) error { return h.v.Scan(0, kg, fn) })
+			if !maps.Equal(got, h.want) {
+				t.Fatalf("%s: view %d sees %d items, want %d (or different values)", when, i, len(got), len(h.want))
+			}
+		}
+		got := dumpStore(func(kg int, fn func(key, ns, uk, v []byte) error) error { return s.Scan(0, kg, fn) })
+		if !maps.Equal(got, model) {
+			t.Fatalf("%s: live store has %d items, model %d (or different values)", when, len(got), len(model))
+		}
+	}
+	val := func() []byte { return bytes.Repeat([]byte{byte('a' + rng.IntN(26))}, rng.IntN(2*inlineCap+4)) }
+	compactions := 0
+	for round := range 60 {
+		keys := 1200
+		if round%10 >= 7 {
+			keys = 100 // most keys get deleted: slabs compact
+		}
+		var slabs int32
+		if st := s.stateTab(0, false); st != nil {
+			slabs = st.next
+		}
+		for range 1500 {
+			kg := rng.IntN(4)
+			key := fmt.Sprint("k", rng.IntN(1200))
+			c := &statebackend.Cell{KeyGroup: kg, Key: []byte(key)}
+			isMap := key[len(key)-1] == '7'
+			switch op := rng.IntN(4); {
+			case isMap && op < 2:
+				uk, v := fmt.Sprint("u", rng.IntN(5)), val()
+				if err := s.SetEntry(c, []byte(uk), v); err != nil {
+					t.Fatal(err)
+				}
+				model[mk(kg, key, uk)] = string(v)
+			case isMap:
+				uk := fmt.Sprint("u", rng.IntN(5))
+				if err := s.DeleteEntry(c, []byte(uk)); err != nil {
+					t.Fatal(err)
+				}
+				delete(model, mk(kg, key, uk))
+			case rng.IntN(1200) >= keys:
+				if err := s.Delete(c); err != nil {
+					t.Fatal(err)
+				}
+				delete(model, mk(kg, key, ""))
+			case op == 0:
+				v := val()
+				if err := s.Append(c, v); err != nil {
+					t.Fatal(err)
+				}
+				model[mk(kg, key, "")] += string(v)
+			default:
+				v := val()
+				if err := s.Set(c, v); err != nil {
+					t.Fatal(err)
+				}
+				model[mk(kg, key, "")] = string(v)
+			}
+		}
+		check(fmt.Sprint("round ", round))
+		if s.stateTab(0, false).next < slabs {
+			compactions++
+		}
+		if rng.IntN(3) > 0 {
+			v, err := s.View()
+			if err != nil {
+				t.Fatal(err)
+			}
+			views = append(views, held{v, maps.Clone(model)})
+		}
+		for len(views) > 0 && rng.IntN(2) == 0 {
+			i := rng.IntN(len(views))
+			views[i].v.Release()
+			views = slices.Delete(views, i, i+1)
+		}
+	}
+	for _, h := range views {
+		h.v.Release()
+	}
+	if compactions == 0 {
+		t.Fatal("the state was never compacted: the test does not reach the compaction path")
+	}
+	if s.vers.max.Load() != 0 {
+		t.Fatalf("max version %d after releasing every view", s.vers.max.Load())
 	}
 }
