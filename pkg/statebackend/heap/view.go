@@ -101,7 +101,7 @@ func (f *frozen) group(n int) [][]int32 {
 		all := make([]int32, 0, f.next)
 		f.byKG = make([][]int32, n)
 		for kg, c := range counts {
-			f.byKG[kg] = all[len(all):len(all):len(all)+int(c)]
+			f.byKG[kg] = all[len(all) : len(all) : len(all)+int(c)]
 			all = all[:len(all)+int(c)]
 		}
 		for i := int32(0); i < f.next; i++ {
