@@ -100,11 +100,12 @@ func BenchmarkHeapAsync1M(b *testing.B) {
 }
 
 // The write path after a heap Sync, 1M keys over 128 key groups: the
-// first write to each key group copies that key group's table (and the
-// written cell); later writes do not copy. "first-write-per-kg" times one
-// update in each key group right after a Sync (ns/op covers all 128);
-// "10k-updates" times 10k updates of existing keys with a snapshot
-// pending ("pending") and without ("none").
+// first write to a frozen chunk (128 cells in insertion order) copies that
+// chunk; later writes to it do not copy. "first-write-per-kg" times one
+// update of a key in each key group right after a Sync (each a different
+// chunk; ns/op covers all 128); "10k-updates" times 10k updates of keys
+// spread over the whole state with a snapshot pending ("pending") and
+// without ("none").
 func BenchmarkWriteAfterSync1M(b *testing.B) {
 	const n = 1_000_000
 	e := newHeap(b, all)

@@ -1,6 +1,14 @@
-// Package heap is the in-memory keyed state backend: Go maps per state and
-// key group holding encoded bytes, and a binary heap of timers per time
-// domain with an index per key group for deduplication and deletion.
+// Package heap is the in-memory keyed state backend: encoded bytes in
+// 64-byte slots, and a binary heap of timers per time domain with an index
+// per key group for deduplication and deletion.
+//
+// Each state keeps its cells (one key and namespace) in slots numbered in
+// insertion order and stored in chunks of 128; values of up to 29 bytes
+// (counters, small aggregates, TTL-framed scalars) live inside the slot,
+// larger values and map-state entries outside it. A Go map per key group
+// indexes the slots by key. A read is one map lookup and one slot; an
+// update of an existing key writes the slot in place and allocates
+// nothing.
 //
 // It is the fastest backend while the state fits in memory; it holds no
 // files and loses its contents on Close (snapshots are the durable copy).
@@ -8,14 +16,14 @@
 // by one goroutine and takes no locks on the access path.
 //
 // Snapshots are copy-on-write (statebackend.Engine.View): a view bumps the
-// store's epoch and keeps references to the current maps, in time
-// proportional to states × key groups, not to keys. Until the view is
-// released the store never mutates what it froze: the first write to a
-// frozen key group after the view copies that key group's table (a shallow
-// copy of its map), the first write to a frozen key (or map entry, or
-// timer index of a key group) copies that one item, and later writes go
-// to the copies in place. The view is read on any goroutine concurrently
-// with the task's writes, without data races. Release unregisters it:
-// frozen data no other view holds becomes garbage and objects are written
-// in place again. Any number of views may be live at once.
+// store's epoch and copies each state's list of chunk pointers (time
+// proportional to keys / 128, microseconds per million keys), not the
+// chunks. Until the view is released the store never mutates what it
+// froze: the first write to a frozen chunk copies that chunk (one 8 KiB
+// allocation for 128 cells), the first write to a frozen out-of-line value,
+// map entry or timer index copies that item, and later writes go to the
+// copies in place. The view is read on any goroutine concurrently with the
+// task's writes, without data races. Release unregisters it: frozen data
+// no other view holds becomes garbage and everything is written in place
+// again. Any number of views may be live at once.
 package heap
