@@ -273,3 +273,104 @@ func TestRestoreFailureNamesCheckpointAndFile(t *testing.T) {
 		t.Fatalf("error %q: want one line naming checkpoint 3 and the missing file", msg)
 	}
 }
+
+// slowPass forwards every record after sleeping d: a slow operator chained
+// behind count, so the src -> count exchange is always full.
+type slowPass struct{ d time.Duration }
+
+func (o *slowPass) Open(api.Context) error { return nil }
+func (o *slowPass) ProcessRecord(r api.Record, out api.Collector) error {
+	time.Sleep(o.d)
+	out.Collect(r)
+	return nil
+}
+func (o *slowPass) Finish(api.Collector) error { return nil }
+func (o *slowPass) Close() error               { return nil }
+
+func slowPassType(d time.Duration) api.OperatorType {
+	return api.OperatorType{Name: "slowpass", Kind: api.KindOperator,
+		NewOperator: func(api.Config) (api.Operator, error) { return &slowPass{d: d}, nil }}
+}
+
+// TestUnalignedCheckpointRescale: unaligned checkpoints survive a change
+// of parallelism. The keyed-count job runs backpressured (a slow operator
+// after count) with unaligned checkpoints, so its checkpoints hold
+// in-flight data: buffers queued on the src -> count exchange (input data
+// of count, redistributed by key group) and buffers the barrier overtook
+// in the sources' partitions (output data, routed again to the new count
+// subtasks). It is canceled, then restored from the latest checkpoint with
+// count at another parallelism, and the committed output must be exactly
+// once: for every key, the counts 1..N once each.
+func TestUnalignedCheckpointRescale(t *testing.T) {
+	for _, to := range []int32{3, 1} {
+		t.Run(fmt.Sprintf("2-to-%d", to), func(t *testing.T) {
+			const records, keys = 16000, 40
+			out := filepath.Join(t.TempDir(), "out")
+			graph := func(p int32) *jobgraphv1.JobGraph {
+				src := vertex("src", "datagen", kSource, 2, map[string]any{"count": records, "keys": keys})
+				src.Uid = "src-v1"
+				cnt := vertex("count", "count", kOperator, p, nil)
+				cnt.Uid, cnt.KeyBy = "count-v1", "key"
+				slow := vertex("slow", "slowpass", kOperator, p, nil)
+				slow.Uid = "slow-v1"
+				sink := vertex("sink", "file", kSink, p, map[string]any{"path": out})
+				sink.Uid = "sink-v1"
+				return &jobgraphv1.JobGraph{Name: "keyed-count", MaxParallelism: 128,
+					Vertices:    []*jobgraphv1.Vertex{src, cnt, slow, sink},
+					Edges:       []*jobgraphv1.Edge{edge("src", "count", pHash), edge("count", "slow", pForward), edge("slow", "sink", pForward)},
+					StateBackend: []byte(`{"type":"heap"}`), Checkpoints: []byte(`{"mode":"exactly_once","unaligned":true}`)}
+			}
+			reg := testRegistry(count.Type(), slowPassType(100*time.Microsecond))
+			c := newCluster(t, 2, exchange.Options{BufferSize: 4096})
+			coord := newTestCoordinator(t, graph(2), "file://"+filepath.ToSlash(t.TempDir()), &clusterv1.CheckpointOptions{Unaligned: true})
+
+			o := coord.start(jobOptions{attempt: 0, flushInterval: 5 * time.Millisecond}, 40*time.Millisecond)
+			j := startJob(t, c, reg, graph(2), o)
+			deadline := time.Now().Add(20 * time.Second)
+			for coord.completedCount() < 3 || !holdsInFlight(coord.latestMetadata(), "count-v1", "src-v1") {
+				if time.Now().After(deadline) {
+					t.Fatalf("no checkpoint with input and output in-flight data within 20s: %s", coord)
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			j.cancel()
+			errs := j.wait(t, 20*time.Second)
+			coord.halt()
+			if firstError(errs) == nil {
+				t.Fatal("the job finished before the failure: make it run longer")
+			}
+			md := coord.latestMetadata()
+			if !holdsInFlight(md, "count-v1", "src-v1") {
+				t.Fatalf("the restore point (checkpoint %d) holds no in-flight data for both count and src: the test shows nothing", md.GetCheckpointId())
+			}
+
+			coord.g = graph(to)
+			o = coord.start(jobOptions{attempt: 1, flushInterval: 5 * time.Millisecond}, 40*time.Millisecond)
+			j = startJob(t, c, reg, graph(to), o)
+			if err := firstError(j.wait(t, 60*time.Second)); err != nil {
+				t.Fatalf("restored attempt at parallelism %d: %v", to, err)
+			}
+			coord.halt()
+			t.Logf("restored checkpoint %d at parallelism %d; %s", md.GetCheckpointId(), to, coord)
+			checkExactlyOnceCounts(t, out, records, keys, false)
+		})
+	}
+}
+
+// holdsInFlight reports whether md holds in-flight data for every uid.
+func holdsInFlight(md *checkpointv1.CheckpointMetadata, uids ...string) bool {
+	found := map[string]bool{}
+	for _, op := range md.GetOperators() {
+		for _, st := range op.GetSubtasks() {
+			if len(st.GetInFlight()) > 0 {
+				found[op.GetUid()] = true
+			}
+		}
+	}
+	for _, u := range uids {
+		if !found[u] {
+			return false
+		}
+	}
+	return true
+}

@@ -335,3 +335,11 @@ func (c *testCoordinator) firstDuration() (time.Duration, bool) {
 	}
 	return c.durations[0], true
 }
+
+// latestMetadata is the latest completed checkpoint's metadata (nil before
+// the first).
+func (c *testCoordinator) latestMetadata() *checkpointv1.CheckpointMetadata {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.latest
+}

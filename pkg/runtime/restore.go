@@ -13,10 +13,12 @@ import (
 	"github.com/flowrt/flow/pkg/api"
 	"github.com/flowrt/flow/pkg/checkpoint/snapshot"
 	"github.com/flowrt/flow/pkg/checkpoint/storage"
+	"github.com/flowrt/flow/pkg/keygroup"
 	"github.com/flowrt/flow/pkg/statebackend"
 	"github.com/flowrt/flow/pkg/statebackend/heap"
 	"github.com/flowrt/flow/pkg/statebackend/pebble"
 	checkpointv1 "github.com/flowrt/flow/proto/flow/checkpoint/v1"
+	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
 
 // restoreState is what a task restores from TaskDeployment.restore, read
@@ -142,9 +144,11 @@ func (t *task) prepareRestore() error {
 				continue
 			}
 			if rescaled {
-				return r.errorf("operator uid %q: the checkpoint is unaligned (it holds in-flight data) and the parallelism changed: restore it with the same parallelism, or rescale from an aligned checkpoint or a savepoint", vi.uid())
+				err = t.readInFlightRescaled(ctx, r, vi, st, i == 0, i == len(t.vertices)-1)
+			} else {
+				err = t.readInFlight(ctx, r, vi, st.GetInFlight(), i == 0, i == len(t.vertices)-1)
 			}
-			if err := t.readInFlight(ctx, r, vi, st.GetInFlight(), i == 0, i == len(t.vertices)-1); err != nil {
+			if err != nil {
 				return err
 			}
 		}
@@ -231,6 +235,96 @@ func (t *task) rescaled(ctx context.Context, r *restoreState, location string, v
 	return false, nil
 }
 
+// readInFlightRescaled takes this subtask's share of one old subtask's
+// in-flight data after the parallelism changed (unaligned checkpoints
+// survive rescaling):
+//
+//   - input data of a keyed head: the records whose key group this
+//     subtask now owns, from every old subtask;
+//   - input data of a non-keyed head and output data: every record of old
+//     subtask s goes to new subtask s mod parallelism.
+//
+// Only records are kept: watermarks and stream statuses in the buffers are
+// dropped (the restarted upstream sends them again), and the records are
+// replayed on channel 0 (channels only matter for watermarks). Output
+// records are routed again by finishRestore.
+func (t *task) readInFlightRescaled(ctx context.Context, r *restoreState, vi *vertexInfo, st *checkpointv1.SubtaskState, head, tail bool) error {
+	mine := int(st.GetSubtask())%t.parallelism == t.subtask
+	keyed := head && vi.v.GetKeyBy() != ""
+	kgs := keygroup.RangeFor(t.maxPar, t.parallelism, t.subtask)
+	for _, h := range st.GetInFlight() {
+		ch := int(h.GetChannel())
+		switch {
+		case ch == outputInFlightChannel && tail:
+		case ch >= 0 && head:
+		default:
+			return r.errorf("operator uid %q: in-flight data file %s for channel %d does not fit the chain (the operator is no longer first or last in its task)", vi.uid(), h.GetFile().GetPath(), ch)
+		}
+		if !mine && !(keyed && ch >= 0) {
+			continue
+		}
+		p := h.GetFile().GetPath()
+		data, err := r.store.ReadFile(ctx, p)
+		if err != nil {
+			return r.errorf("operator uid %q: in-flight data: %w", vi.uid(), err)
+		}
+		ents, err := decodeInFlightFile(data)
+		if err != nil {
+			return r.errorf("operator uid %q: in-flight data file %s: %w", vi.uid(), p, err)
+		}
+		var keep func(rec *api.Record) bool
+		if keyed && ch >= 0 {
+			keep = func(rec *api.Record) bool { return kgs.Contains(keygroup.Assign(rec.Key, t.maxPar)) }
+		}
+		for _, e := range ents {
+			buf, err := recordsOnly(e.buf, keep)
+			if err != nil {
+				return r.errorf("operator uid %q: in-flight data file %s: %w", vi.uid(), p, err)
+			}
+			if len(buf) == 0 {
+				continue
+			}
+			if ch >= 0 {
+				if r.inFlight == nil {
+					r.inFlight = map[int][][]byte{}
+				}
+				r.inFlight[0] = append(r.inFlight[0], buf)
+				continue
+			}
+			if e.output >= len(t.outputs) {
+				return r.errorf("operator uid %q: in-flight data file %s: output %d does not exist in this job", vi.uid(), p, e.output)
+			}
+			if t.outputs[e.output].mode == jobgraphv1.Partitioning_PARTITIONING_BROADCAST {
+				return r.errorf("operator uid %q: in-flight data of broadcast output %q cannot be redistributed to parallelism %d: restore the checkpoint with its parallelism, or rescale from an aligned checkpoint or a savepoint", vi.uid(), t.outputs[e.output].part.ID().DownstreamTask, t.parallelism)
+			}
+			r.outFlight = append(r.outFlight, inFlightEntry{output: e.output, sub: -1, buf: buf})
+		}
+	}
+	return nil
+}
+
+// recordsOnly returns a buffer of the records of buf that keep accepts
+// (all when keep is nil), without its other frames; nil when none is left.
+func recordsOnly(buf []byte, keep func(*api.Record) bool) ([]byte, error) {
+	var rd frameReader
+	var w frameWriter
+	var rec api.Record
+	rd.reset(buf)
+	w.reset(nil)
+	for {
+		kind, _, _, err := rd.next(&rec)
+		if err != nil {
+			return nil, err
+		}
+		if kind == evNone {
+			return w.buf, nil
+		}
+		if kind == evRecord && (keep == nil || keep(&rec)) {
+			w.appendRecord(&rec)
+		}
+	}
+}
+
 func (t *task) readInFlight(ctx context.Context, r *restoreState, vi *vertexInfo, hs []*checkpointv1.InFlightHandle, head, tail bool) error {
 	for _, h := range hs {
 		p := h.GetFile().GetPath()
@@ -245,9 +339,17 @@ func (t *task) readInFlight(ctx context.Context, r *restoreState, vi *vertexInfo
 		ch := int(h.GetChannel())
 		switch {
 		case ch == outputInFlightChannel && tail:
-			for _, e := range ents {
-				if e.output >= len(t.outputs) || e.sub >= len(t.outputs[e.output].subs) {
-					return r.errorf("operator uid %q: in-flight data file %s: output %d subpartition %d does not exist in this job", vi.uid(), p, e.output, e.sub)
+			for i, e := range ents {
+				if e.output >= len(t.outputs) {
+					return r.errorf("operator uid %q: in-flight data file %s: output %d does not exist in this job", vi.uid(), p, e.output)
+				}
+				o := t.outputs[e.output]
+				if e.sub >= len(o.subs) {
+					// The downstream was rescaled.
+					if o.mode == jobgraphv1.Partitioning_PARTITIONING_BROADCAST {
+						return r.errorf("operator uid %q: in-flight data of broadcast output %q subpartition %d: the downstream's parallelism changed: restore the checkpoint with its parallelism, or rescale from an aligned checkpoint or a savepoint", vi.uid(), o.part.ID().DownstreamTask, e.sub)
+					}
+					ents[i].sub = -1
 				}
 			}
 			r.outFlight = append(r.outFlight, ents...)
@@ -331,11 +433,22 @@ func (t *task) finishRestore() error {
 	if r != nil {
 		for _, e := range r.outFlight {
 			o := t.outputs[e.output]
+			if e.sub < 0 || o.mode == jobgraphv1.Partitioning_PARTITIONING_HASH {
+				// Route the records again: after a rescale, or when the
+				// downstream's parallelism (and so its key groups) changed.
+				if err := t.reroute(o, e.buf); err != nil {
+					return r.errorf("replay output in-flight data to %q: %w", o.part.ID().DownstreamTask, err)
+				}
+				continue
+			}
 			if err := o.part.EmitEvent(e.sub, e.buf, false, nil); err != nil {
 				return r.errorf("replay output in-flight data to %q subpartition %d: %w", o.part.ID().DownstreamTask, e.sub, err)
 			}
 		}
 		r.outFlight = nil
+		for _, o := range t.outputs {
+			o.flush()
+		}
 	}
 	for _, vi := range t.vertices {
 		f, ok := t.userFunction(vi).(api.CheckpointedFunction)
@@ -350,6 +463,31 @@ func (t *task) finishRestore() error {
 		}
 	}
 	return nil
+}
+
+// reroute sends the records of an output in-flight buffer through the
+// output's partitioning (hash: by the key the record carries).
+func (t *task) reroute(o *output, buf []byte) error {
+	var rd frameReader
+	var rec api.Record
+	rd.reset(buf)
+	for t.err == nil {
+		kind, _, _, err := rd.next(&rec)
+		if err != nil {
+			return err
+		}
+		switch kind {
+		case evNone:
+			return nil
+		case evRecord:
+			if o.mode == jobgraphv1.Partitioning_PARTITIONING_HASH && len(rec.Key) > 0 {
+				o.write(o.subpartitionOf(rec.Key), &rec)
+			} else {
+				o.Collect(rec)
+			}
+		}
+	}
+	return t.err
 }
 
 // rewindSource hands a restored source its splits (api.SplitSource) or
