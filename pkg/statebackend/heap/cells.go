@@ -135,10 +135,37 @@ func (s *store) find(c *statebackend.Cell) (*stateTab, int32) {
 		return st, -1
 	}
 	s.kbuf = statebackend.AppendCellKey(s.kbuf[:0], c.Key, c.Namespace)
+	if i := s.recall(st, c.KeyGroup); i >= 0 {
+		return st, i
+	}
 	if i, ok := m[string(s.kbuf)]; ok {
+		s.remember(st, c.KeyGroup, i)
 		return st, i
 	}
 	return st, -1
+}
+
+// lastCell remembers the slot of the last cell found, so that the usual
+// read-modify-write of one key (a Get, then a Set) looks it up once.
+type lastCell struct {
+	st   *stateTab // nil: nothing remembered
+	kg   int
+	key  []byte
+	slot int32
+}
+
+// recall returns the remembered slot number of the cell key in s.kbuf, or
+// -1.
+func (s *store) recall(st *stateTab, kg int) int32 {
+	if l := &s.last; l.st == st && l.kg == kg && string(l.key) == string(s.kbuf) {
+		return l.slot
+	}
+	return -1
+}
+
+func (s *store) remember(st *stateTab, kg int, i int32) {
+	s.last.st, s.last.kg, s.last.slot = st, kg, i
+	s.last.key = append(s.last.key[:0], s.kbuf...)
 }
 
 // lookup returns the slot of c for reading, or nil.
@@ -160,7 +187,11 @@ func (s *store) wslot(c *statebackend.Cell) *slot {
 		st.idx[kg] = m
 	}
 	s.kbuf = statebackend.AppendCellKey(s.kbuf[:0], c.Key, c.Namespace)
+	if i := s.recall(st, c.KeyGroup); i >= 0 {
+		return s.wat(st, i)
+	}
 	if i, ok := m[string(s.kbuf)]; ok {
+		s.remember(st, c.KeyGroup, i)
 		return s.wat(st, i)
 	}
 	var i int32
@@ -177,6 +208,7 @@ func (s *store) wslot(c *statebackend.Cell) *slot {
 	}
 	k := string(s.kbuf)
 	m[k] = i
+	s.remember(st, c.KeyGroup, i)
 	sl := s.wat(st, i)
 	*sl = slot{key: k, kg: uint16(kg), ver: s.epoch}
 	return sl
@@ -184,6 +216,7 @@ func (s *store) wslot(c *statebackend.Cell) *slot {
 
 // remove frees slot i (of the cell key in s.kbuf).
 func (s *store) remove(st *stateTab, i int32) {
+	s.last.st = nil
 	sl := s.wat(st, i)
 	delete(st.idx[sl.kg], sl.key)
 	*sl = slot{}

@@ -8,7 +8,8 @@
 // larger values and map-state entries outside it. A Go map per key group
 // indexes the slots by key. A read is one map lookup and one slot; an
 // update of an existing key writes the slot in place and allocates
-// nothing.
+// nothing. The store remembers the last cell it found, so the usual
+// read-modify-write of one key (a get, then an update) looks it up once.
 //
 // It is the fastest backend while the state fits in memory; it holds no
 // files and loses its contents on Close (snapshots are the durable copy).

@@ -69,7 +69,8 @@ type store struct {
 	tsets    []*tset  // [key group - start]: the timer index
 	epoch    uint64
 	vers     *versions
-	scanning bool // a Scan is walking the live store: do not compact
+	scanning bool     // a Scan is walking the live store: do not compact
+	last     lastCell // the last cell found (cells.go)
 }
 
 func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
@@ -187,6 +188,6 @@ func (s *store) Flush() error                            { return nil }
 // Close drops the live state; unreleased views keep what they froze until
 // they are released.
 func (s *store) Close() error {
-	s.states, s.tsets, s.timers = nil, nil, [2]theap{}
+	s.states, s.tsets, s.timers, s.last = nil, nil, [2]theap{}, lastCell{}
 	return nil
 }

@@ -233,3 +233,56 @@ func TestSlabsAgainstModel(t *testing.T) {
 		t.Fatalf("max version %d after releasing every view", s.vers.max.Load())
 	}
 }
+
+// The remembered last cell never answers for another cell: not after the
+// cell is deleted and its slot reused, not for another namespace, key
+// group or state.
+func TestLastCellNeverStale(t *testing.T) {
+	e, err := New(statebackend.Options{MaxParallelism: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := e.Store().(*store)
+	get := func(c *statebackend.Cell) string {
+		t.Helper()
+		v, ok, err := s.Get(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			return "<absent>"
+		}
+		return string(v)
+	}
+	set := func(c *statebackend.Cell, v string) {
+		t.Helper()
+		if err := s.Set(c, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := &statebackend.Cell{KeyGroup: 1, Key: []byte("a")}
+	b := &statebackend.Cell{KeyGroup: 1, Key: []byte("b")}
+	set(a, "1")
+	if got := get(a); got != "1" {
+		t.Fatalf("a = %s", got)
+	}
+	if err := s.Delete(a); err != nil {
+		t.Fatal(err)
+	}
+	set(b, "2") // reuses a's slot
+	for _, tc := range []struct {
+		c    *statebackend.Cell
+		want string
+	}{
+		{a, "<absent>"},
+		{b, "2"},
+		{&statebackend.Cell{KeyGroup: 1, Key: []byte("b"), Namespace: []byte("n")}, "<absent>"},
+		{&statebackend.Cell{KeyGroup: 2, Key: []byte("b")}, "<absent>"},
+		{&statebackend.Cell{State: 1, KeyGroup: 1, Key: []byte("b")}, "<absent>"},
+		{b, "2"},
+	} {
+		if got := get(tc.c); got != tc.want {
+			t.Fatalf("state %d kg %d key %q ns %q = %s, want %s", tc.c.State, tc.c.KeyGroup, tc.c.Key, tc.c.Namespace, got, tc.want)
+		}
+	}
+}
