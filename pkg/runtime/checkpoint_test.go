@@ -316,8 +316,8 @@ func TestUnalignedCheckpointRescale(t *testing.T) {
 				sink := vertex("sink", "file", kSink, p, map[string]any{"path": out})
 				sink.Uid = "sink-v1"
 				return &jobgraphv1.JobGraph{Name: "keyed-count", MaxParallelism: 128,
-					Vertices:    []*jobgraphv1.Vertex{src, cnt, slow, sink},
-					Edges:       []*jobgraphv1.Edge{edge("src", "count", pHash), edge("count", "slow", pForward), edge("slow", "sink", pForward)},
+					Vertices:     []*jobgraphv1.Vertex{src, cnt, slow, sink},
+					Edges:        []*jobgraphv1.Edge{edge("src", "count", pHash), edge("count", "slow", pForward), edge("slow", "sink", pForward)},
 					StateBackend: []byte(`{"type":"heap"}`), Checkpoints: []byte(`{"mode":"exactly_once","unaligned":true}`)}
 			}
 			reg := testRegistry(count.Type(), slowPassType(100*time.Microsecond))
