@@ -129,6 +129,71 @@ func (jm *JobManager) openCheckpoints(ctx context.Context, jobID string, cfg job
 	return c, nil
 }
 
+// recoverCheckpointHistory rebuilds, after a JobManager restart, the
+// history of a stored job from its completed checkpoints in storage (the
+// in-progress and failed ones of the previous JobManager are not kept), so
+// `flowctl checkpoints` lists them and names the latest for
+// --from-checkpoint. It lists the storage without jm.mu.
+func (jm *JobManager) recoverCheckpointHistory(id string, g *jobgraphv1.JobGraph) {
+	defer jm.wg.Done()
+	cfg, err := jobspec.DecodeCheckpoints(g.GetCheckpoints())
+	if err != nil || cfg.Interval <= 0 {
+		return
+	}
+	url := cfg.Storage
+	if url == "" {
+		url = jm.opts.CheckpointStorage
+	}
+	if url == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	go func() {
+		select {
+		case <-jm.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	s, err := storage.Open(ctx, url, storage.WithLogger(jm.log))
+	if err != nil {
+		jm.log.Warn("checkpoint history after restart", "job", id, "err", err)
+		return
+	}
+	defer s.Close()
+	all, err := storage.ListCompleted(ctx, s, id)
+	if err != nil {
+		jm.log.Warn("checkpoint history after restart", "job", id, "storage", url, "err", err)
+		return
+	}
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	j := jm.jobs[id]
+	if j == nil || j.ck == nil || len(all) == 0 {
+		return
+	}
+	c := j.ck
+	for _, cp := range all {
+		md, st := cp.Metadata, cp.Metadata.GetStats()
+		info := &clusterv1.CheckpointInfo{
+			Id: cp.ID, Status: clusterv1.CheckpointStatus_CHECKPOINT_STATUS_COMPLETED, Path: cp.URL,
+			TriggerTimeMs: md.GetTriggerTimeMs(), DurationMs: st.GetDurationMs(), StateSize: st.GetStateSize(),
+			UploadedSize: st.GetUploadedSize(), MaxAlignmentMs: st.GetMaxAlignmentMs(),
+		}
+		if c.byID[uint64(cp.ID)] == nil {
+			c.history = append(c.history, info)
+			c.byID[uint64(cp.ID)] = info
+		}
+	}
+	sort.Slice(c.history, func(a, b int) bool { return c.history[a].GetId() < c.history[b].GetId() })
+	if c.restore == nil {
+		last := all[len(all)-1]
+		c.restore = &restorePoint{id: last.ID, storageBase: s.URL(), location: last.Dir, dirURL: last.URL, md: last.Metadata}
+	}
+	jm.log.Info("checkpoint history recovered from storage", "job", id, "completed", len(all), "latest", c.restore.dirURL)
+}
+
 func (c *jobCheckpoints) close() {
 	if c != nil && c.store != nil {
 		c.store.Storage().Close()

@@ -300,3 +300,46 @@ func TestCheckpointsDeletedOnCancelUnlessRetained(t *testing.T) {
 		})
 	}
 }
+
+// A restarted JobManager rebuilds a stored job's checkpoint history from
+// the completed checkpoints in storage: `flowctl checkpoints` still lists
+// them and names the latest one for --from-checkpoint.
+func TestCheckpointHistoryAfterJobManagerRestart(t *testing.T) {
+	dataDir, ckDir := t.TempDir(), t.TempDir()
+	opts := jobmanager.Options{DataDir: dataDir, CheckpointStorage: "file://" + ckDir}
+	c := newCluster(t, opts)
+	src := &ackingSource{restored: map[int32]*clusterv1.TaskRestore{}, notified: map[int64]bool{}}
+	c.addTaskManager("tm-a", 2, src.run)
+	id := c.submit(chainGraph("ck", 2, `{"interval":50000000,"retain":2}`))
+	waitFor(t, func() bool {
+		all, err := storage.ListCompleted(context.Background(), openStorage(t, "file://"+ckDir), id)
+		return err == nil && len(all) == 2
+	})
+	c.jm.Close() // the JobManager goes away while the job runs
+
+	all, err := storage.ListCompleted(context.Background(), openStorage(t, "file://"+ckDir), id)
+	if err != nil || len(all) == 0 {
+		t.Fatalf("completed checkpoints in storage: %v, %v", all, err)
+	}
+	latest := all[len(all)-1]
+	jm, err := jobmanager.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer jm.Close()
+	var resp *clusterv1.ListCheckpointsResponse
+	waitFor(t, func() bool {
+		resp, err = jm.ListCheckpoints(context.Background(), &clusterv1.ListCheckpointsRequest{JobId: id})
+		return err == nil && len(resp.GetCheckpoints()) == len(all)
+	})
+	if resp.GetLatestCompletedPath() != latest.URL {
+		t.Fatalf("latest completed path %q, want %q", resp.GetLatestCompletedPath(), latest.URL)
+	}
+	for i, cp := range resp.GetCheckpoints() { // newest first
+		want := all[len(all)-1-i]
+		if cp.GetId() != want.ID || cp.GetStatus() != clusterv1.CheckpointStatus_CHECKPOINT_STATUS_COMPLETED || cp.GetPath() != want.URL ||
+			cp.GetStateSize() != want.Metadata.GetStats().GetStateSize() || cp.GetTriggerTimeMs() == 0 {
+			t.Fatalf("checkpoint %d after restart: %v, want id %d at %s", i, cp, want.ID, want.URL)
+		}
+	}
+}

@@ -195,6 +195,8 @@ func New(opts Options) (*JobManager, error) {
 		id := d.GetSummary().GetJobId()
 		jm.jobs[id] = j
 		jm.order = append(jm.order, id)
+		jm.wg.Add(1)
+		go jm.recoverCheckpointHistory(id, d.GetGraph())
 		switch st := d.GetSummary().GetStatus(); {
 		case isTerminal(st):
 		case st == clusterv1.JobStatus_JOB_STATUS_CREATED && j.plan != nil:
