@@ -264,13 +264,9 @@ func (t *task) readInFlightRescaled(ctx context.Context, r *restoreState, vi *ve
 			continue
 		}
 		p := h.GetFile().GetPath()
-		data, err := r.store.ReadFile(ctx, p)
+		ents, err := r.readInFlightFile(ctx, vi, p)
 		if err != nil {
-			return r.errorf("operator uid %q: in-flight data: %w", vi.uid(), err)
-		}
-		ents, err := decodeInFlightFile(data)
-		if err != nil {
-			return r.errorf("operator uid %q: in-flight data file %s: %w", vi.uid(), p, err)
+			return err
 		}
 		var keep func(rec *api.Record) bool
 		if keyed && ch >= 0 {
@@ -325,16 +321,25 @@ func recordsOnly(buf []byte, keep func(*api.Record) bool) ([]byte, error) {
 	}
 }
 
+// readInFlightFile reads and decodes one in-flight data file of vi.
+func (r *restoreState) readInFlightFile(ctx context.Context, vi *vertexInfo, p string) ([]inFlightEntry, error) {
+	data, err := r.store.ReadFile(ctx, p)
+	if err != nil {
+		return nil, r.errorf("operator uid %q: in-flight data: %w", vi.uid(), err)
+	}
+	ents, err := decodeInFlightFile(data)
+	if err != nil {
+		return nil, r.errorf("operator uid %q: in-flight data file %s: %w", vi.uid(), p, err)
+	}
+	return ents, nil
+}
+
 func (t *task) readInFlight(ctx context.Context, r *restoreState, vi *vertexInfo, hs []*checkpointv1.InFlightHandle, head, tail bool) error {
 	for _, h := range hs {
 		p := h.GetFile().GetPath()
-		data, err := r.store.ReadFile(ctx, p)
+		ents, err := r.readInFlightFile(ctx, vi, p)
 		if err != nil {
-			return r.errorf("operator uid %q: in-flight data: %w", vi.uid(), err)
-		}
-		ents, err := decodeInFlightFile(data)
-		if err != nil {
-			return r.errorf("operator uid %q: in-flight data file %s: %w", vi.uid(), p, err)
+			return err
 		}
 		ch := int(h.GetChannel())
 		switch {

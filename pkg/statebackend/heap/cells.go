@@ -135,14 +135,20 @@ func (s *store) find(c *statebackend.Cell) (*stateTab, int32) {
 		return st, -1
 	}
 	s.kbuf = statebackend.AppendCellKey(s.kbuf[:0], c.Key, c.Namespace)
-	if i := s.recall(st, c.KeyGroup); i >= 0 {
-		return st, i
+	return st, s.slotOf(st, m, c.KeyGroup)
+}
+
+// slotOf returns the slot number of the cell key in s.kbuf from the key
+// group's index m, or -1.
+func (s *store) slotOf(st *stateTab, m map[string]int32, kg int) int32 {
+	if i := s.recall(st, kg); i >= 0 {
+		return i
 	}
 	if i, ok := m[string(s.kbuf)]; ok {
-		s.remember(st, c.KeyGroup, i)
-		return st, i
+		s.remember(st, kg, i)
+		return i
 	}
-	return st, -1
+	return -1
 }
 
 // lastCell remembers the slot of the last cell found, so that the usual
@@ -187,11 +193,7 @@ func (s *store) wslot(c *statebackend.Cell) *slot {
 		st.idx[kg] = m
 	}
 	s.kbuf = statebackend.AppendCellKey(s.kbuf[:0], c.Key, c.Namespace)
-	if i := s.recall(st, c.KeyGroup); i >= 0 {
-		return s.wat(st, i)
-	}
-	if i, ok := m[string(s.kbuf)]; ok {
-		s.remember(st, c.KeyGroup, i)
+	if i := s.slotOf(st, m, c.KeyGroup); i >= 0 {
 		return s.wat(st, i)
 	}
 	var i int32
