@@ -22,18 +22,11 @@ synchronous snapshot on the task thread, and the asynchronous upload.`,
 		Args: exactArgs(1, "one job id"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
-			c, err := g.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			var resp *clusterv1.ListCheckpointsResponse
-			err = c.call(cmd.Context(), func(ctx context.Context) (err error) {
-				resp, err = c.jm.ListCheckpoints(ctx, &clusterv1.ListCheckpointsRequest{JobId: id})
-				return err
+			resp, err := query(cmd.Context(), g, "list checkpoints of job "+id, id, func(ctx context.Context, jm clusterv1.JobManagerServiceClient) (*clusterv1.ListCheckpointsResponse, error) {
+				return jm.ListCheckpoints(ctx, &clusterv1.ListCheckpointsRequest{JobId: id})
 			})
 			if err != nil {
-				return c.rpcError(err, "list checkpoints of job "+id, id)
+				return err
 			}
 			if g.output == "json" {
 				return g.printJSON(resp)

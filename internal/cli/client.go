@@ -45,6 +45,25 @@ func (c *client) call(ctx context.Context, f func(ctx context.Context) error) er
 	return f(ctx)
 }
 
+// query dials the JobManager, makes one call within --timeout and returns
+// its response; what and jobID name a failure (rpcError).
+func query[R any](ctx context.Context, g *globals, what, jobID string, rpc func(context.Context, clusterv1.JobManagerServiceClient) (R, error)) (R, error) {
+	var resp R
+	c, err := g.dial()
+	if err != nil {
+		return resp, err
+	}
+	defer c.Close()
+	err = c.call(ctx, func(ctx context.Context) (err error) {
+		resp, err = rpc(ctx, c.jm)
+		return err
+	})
+	if err != nil {
+		return resp, c.rpcError(err, what, jobID)
+	}
+	return resp, nil
+}
+
 // rpcError turns a gRPC error into one line saying what went wrong and what
 // to do. what names the operation ("submit the job"); jobID, when set, is
 // the job the call was about.

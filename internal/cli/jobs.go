@@ -68,18 +68,11 @@ func listCommand(g *globals) *cobra.Command {
 		Short:   "List the cluster's jobs",
 		Args:    exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			var resp *clusterv1.ListJobsResponse
-			err = c.call(cmd.Context(), func(ctx context.Context) (err error) {
-				resp, err = c.jm.ListJobs(ctx, &clusterv1.ListJobsRequest{})
-				return err
+			resp, err := query(cmd.Context(), g, "list jobs", "", func(ctx context.Context, jm clusterv1.JobManagerServiceClient) (*clusterv1.ListJobsResponse, error) {
+				return jm.ListJobs(ctx, &clusterv1.ListJobsRequest{})
 			})
 			if err != nil {
-				return c.rpcError(err, "list jobs", "")
+				return err
 			}
 			if g.output == "json" {
 				return g.printJSON(resp)
@@ -101,18 +94,11 @@ func describeCommand(g *globals) *cobra.Command {
 		Args:  exactArgs(1, "one job id"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
-			c, err := g.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			var resp *clusterv1.GetJobResponse
-			err = c.call(cmd.Context(), func(ctx context.Context) (err error) {
-				resp, err = c.jm.GetJob(ctx, &clusterv1.GetJobRequest{JobId: id})
-				return err
+			resp, err := query(cmd.Context(), g, "describe job "+id, id, func(ctx context.Context, jm clusterv1.JobManagerServiceClient) (*clusterv1.GetJobResponse, error) {
+				return jm.GetJob(ctx, &clusterv1.GetJobRequest{JobId: id})
 			})
 			if err != nil {
-				return c.rpcError(err, "describe job "+id, id)
+				return err
 			}
 			if g.output == "json" {
 				return g.printJSON(resp)
@@ -237,18 +223,11 @@ func taskManagersCommand(g *globals) *cobra.Command {
 		Short:   "List the TaskManagers registered with the JobManager",
 		Args:    exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.dial()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			var resp *clusterv1.ListTaskManagersResponse
-			err = c.call(cmd.Context(), func(ctx context.Context) (err error) {
-				resp, err = c.jm.ListTaskManagers(ctx, &clusterv1.ListTaskManagersRequest{})
-				return err
+			resp, err := query(cmd.Context(), g, "list TaskManagers", "", func(ctx context.Context, jm clusterv1.JobManagerServiceClient) (*clusterv1.ListTaskManagersResponse, error) {
+				return jm.ListTaskManagers(ctx, &clusterv1.ListTaskManagersRequest{})
 			})
 			if err != nil {
-				return c.rpcError(err, "list TaskManagers", "")
+				return err
 			}
 			if g.output == "json" {
 				return g.printJSON(resp)
