@@ -36,6 +36,10 @@ const (
 	CheckpointStatus_CHECKPOINT_STATUS_COMPLETED   CheckpointStatus = 2
 	CheckpointStatus_CHECKPOINT_STATUS_FAILED      CheckpointStatus = 3
 	CheckpointStatus_CHECKPOINT_STATUS_DISCARDED   CheckpointStatus = 4
+	// A restore found the checkpoint unreadable (a missing or corrupt file, or
+	// corrupt metadata); recovery falls back to an older one. Its files are
+	// kept for inspection.
+	CheckpointStatus_CHECKPOINT_STATUS_CORRUPT CheckpointStatus = 5
 )
 
 // Enum value maps for CheckpointStatus.
@@ -46,6 +50,7 @@ var (
 		2: "CHECKPOINT_STATUS_COMPLETED",
 		3: "CHECKPOINT_STATUS_FAILED",
 		4: "CHECKPOINT_STATUS_DISCARDED",
+		5: "CHECKPOINT_STATUS_CORRUPT",
 	}
 	CheckpointStatus_value = map[string]int32{
 		"CHECKPOINT_STATUS_UNSPECIFIED": 0,
@@ -53,6 +58,7 @@ var (
 		"CHECKPOINT_STATUS_COMPLETED":   2,
 		"CHECKPOINT_STATUS_FAILED":      3,
 		"CHECKPOINT_STATUS_DISCARDED":   4,
+		"CHECKPOINT_STATUS_CORRUPT":     5,
 	}
 )
 
@@ -2291,8 +2297,12 @@ type UpdateTaskStateRequest struct {
 	Task          *TaskID                `protobuf:"bytes,2,opt,name=task,proto3" json:"task,omitempty"`
 	State         TaskState              `protobuf:"varint,3,opt,name=state,proto3,enum=flow.cluster.v1.TaskState" json:"state,omitempty"`
 	Failure       string                 `protobuf:"bytes,4,opt,name=failure,proto3" json:"failure,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Set on FAILED when the subtask could not read the state it was deployed
+	// to restore (a missing or corrupt file): the id of that checkpoint or
+	// savepoint. The JobManager then falls back to an older checkpoint.
+	UnreadableCheckpointId int64 `protobuf:"varint,5,opt,name=unreadable_checkpoint_id,json=unreadableCheckpointId,proto3" json:"unreadable_checkpoint_id,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *UpdateTaskStateRequest) Reset() {
@@ -2351,6 +2361,13 @@ func (x *UpdateTaskStateRequest) GetFailure() string {
 		return x.Failure
 	}
 	return ""
+}
+
+func (x *UpdateTaskStateRequest) GetUnreadableCheckpointId() int64 {
+	if x != nil {
+		return x.UnreadableCheckpointId
+	}
+	return 0
 }
 
 type UpdateTaskStateResponse struct {
@@ -2480,7 +2497,11 @@ type CheckpointOptions struct {
 	AlignedTimeoutMs int64  `protobuf:"varint,5,opt,name=aligned_timeout_ms,json=alignedTimeoutMs,proto3" json:"aligned_timeout_ms,omitempty"`
 	Incremental      bool   `protobuf:"varint,6,opt,name=incremental,proto3" json:"incremental,omitempty"`
 	// Savepoint with --drain: sources end and event time advances to the end.
-	Drain         bool `protobuf:"varint,7,opt,name=drain,proto3" json:"drain,omitempty"`
+	Drain bool `protobuf:"varint,7,opt,name=drain,proto3" json:"drain,omitempty"`
+	// Savepoint that stops the job (flowctl stop, without --drain): sources
+	// emit nothing after its barrier; once it completes the subtasks commit
+	// it and are then canceled. If it is aborted the sources resume.
+	Stop          bool `protobuf:"varint,8,opt,name=stop,proto3" json:"stop,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2560,6 +2581,13 @@ func (x *CheckpointOptions) GetIncremental() bool {
 func (x *CheckpointOptions) GetDrain() bool {
 	if x != nil {
 		return x.Drain
+	}
+	return false
+}
+
+func (x *CheckpointOptions) GetStop() bool {
+	if x != nil {
+		return x.Stop
 	}
 	return false
 }
@@ -2674,9 +2702,13 @@ type NotifyCheckpointRequest struct {
 	Attempt      int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	CheckpointId int64                  `protobuf:"varint,3,opt,name=checkpoint_id,json=checkpointId,proto3" json:"checkpoint_id,omitempty"`
 	// false: the checkpoint was aborted; discard what it produced.
-	Completed     bool `protobuf:"varint,4,opt,name=completed,proto3" json:"completed,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Completed bool `protobuf:"varint,4,opt,name=completed,proto3" json:"completed,omitempty"`
+	// The TaskManager answers only once every subtask of the attempt that runs
+	// there processed the notification (or ended): used before a job stopped
+	// with a savepoint is canceled, so every sink committed the savepoint.
+	AwaitProcessed bool `protobuf:"varint,5,opt,name=await_processed,json=awaitProcessed,proto3" json:"await_processed,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *NotifyCheckpointRequest) Reset() {
@@ -2733,6 +2765,13 @@ func (x *NotifyCheckpointRequest) GetCheckpointId() int64 {
 func (x *NotifyCheckpointRequest) GetCompleted() bool {
 	if x != nil {
 		return x.Completed
+	}
+	return false
+}
+
+func (x *NotifyCheckpointRequest) GetAwaitProcessed() bool {
+	if x != nil {
+		return x.AwaitProcessed
 	}
 	return false
 }
@@ -3501,16 +3540,17 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x12\n" +
 	"\x04task\x18\x03 \x01(\tR\x04task\x12\x18\n" +
-	"\asubtask\x18\x04 \x01(\x05R\asubtask\"\xb9\x01\n" +
+	"\asubtask\x18\x04 \x01(\x05R\asubtask\"\xf3\x01\n" +
 	"\x16UpdateTaskStateRequest\x12&\n" +
 	"\x0ftask_manager_id\x18\x01 \x01(\tR\rtaskManagerId\x12+\n" +
 	"\x04task\x18\x02 \x01(\v2\x17.flow.cluster.v1.TaskIDR\x04task\x120\n" +
 	"\x05state\x18\x03 \x01(\x0e2\x1a.flow.cluster.v1.TaskStateR\x05state\x12\x18\n" +
-	"\afailure\x18\x04 \x01(\tR\afailure\"\x19\n" +
+	"\afailure\x18\x04 \x01(\tR\afailure\x128\n" +
+	"\x18unreadable_checkpoint_id\x18\x05 \x01(\x03R\x16unreadableCheckpointId\"\x19\n" +
 	"\x17UpdateTaskStateResponse\"F\n" +
 	"\x1cDeregisterTaskManagerRequest\x12&\n" +
 	"\x0ftask_manager_id\x18\x01 \x01(\tR\rtaskManagerId\"\x1f\n" +
-	"\x1dDeregisterTaskManagerResponse\"\xf4\x01\n" +
+	"\x1dDeregisterTaskManagerResponse\"\x88\x02\n" +
 	"\x11CheckpointOptions\x12\x1c\n" +
 	"\tsavepoint\x18\x01 \x01(\bR\tsavepoint\x12\x1a\n" +
 	"\blocation\x18\x02 \x01(\tR\blocation\x12!\n" +
@@ -3518,18 +3558,20 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\tunaligned\x18\x04 \x01(\bR\tunaligned\x12,\n" +
 	"\x12aligned_timeout_ms\x18\x05 \x01(\x03R\x10alignedTimeoutMs\x12 \n" +
 	"\vincremental\x18\x06 \x01(\bR\vincremental\x12\x14\n" +
-	"\x05drain\x18\a \x01(\bR\x05drain\"\xcd\x01\n" +
+	"\x05drain\x18\a \x01(\bR\x05drain\x12\x12\n" +
+	"\x04stop\x18\b \x01(\bR\x04stop\"\xcd\x01\n" +
 	"\x18TriggerCheckpointRequest\x12+\n" +
 	"\x04task\x18\x01 \x01(\v2\x17.flow.cluster.v1.TaskIDR\x04task\x12#\n" +
 	"\rcheckpoint_id\x18\x02 \x01(\x03R\fcheckpointId\x12!\n" +
 	"\ftimestamp_ms\x18\x03 \x01(\x03R\vtimestampMs\x12<\n" +
 	"\aoptions\x18\x04 \x01(\v2\".flow.cluster.v1.CheckpointOptionsR\aoptions\"\x1b\n" +
-	"\x19TriggerCheckpointResponse\"\x8d\x01\n" +
+	"\x19TriggerCheckpointResponse\"\xb6\x01\n" +
 	"\x17NotifyCheckpointRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12#\n" +
 	"\rcheckpoint_id\x18\x03 \x01(\x03R\fcheckpointId\x12\x1c\n" +
-	"\tcompleted\x18\x04 \x01(\bR\tcompleted\"\x1a\n" +
+	"\tcompleted\x18\x04 \x01(\bR\tcompleted\x12'\n" +
+	"\x0fawait_processed\x18\x05 \x01(\bR\x0eawaitProcessed\"\x1a\n" +
 	"\x18NotifyCheckpointResponse\"T\n" +
 	"\x11DeployTaskRequest\x12?\n" +
 	"\n" +
@@ -3570,13 +3612,14 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x12DeployTaskResponse\"@\n" +
 	"\x11CancelTaskRequest\x12+\n" +
 	"\x04task\x18\x01 \x01(\v2\x17.flow.cluster.v1.TaskIDR\x04task\"\x14\n" +
-	"\x12CancelTaskResponse*\xb8\x01\n" +
+	"\x12CancelTaskResponse*\xd7\x01\n" +
 	"\x10CheckpointStatus\x12!\n" +
 	"\x1dCHECKPOINT_STATUS_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dCHECKPOINT_STATUS_IN_PROGRESS\x10\x01\x12\x1f\n" +
 	"\x1bCHECKPOINT_STATUS_COMPLETED\x10\x02\x12\x1c\n" +
 	"\x18CHECKPOINT_STATUS_FAILED\x10\x03\x12\x1f\n" +
-	"\x1bCHECKPOINT_STATUS_DISCARDED\x10\x04*\xed\x01\n" +
+	"\x1bCHECKPOINT_STATUS_DISCARDED\x10\x04\x12\x1d\n" +
+	"\x19CHECKPOINT_STATUS_CORRUPT\x10\x05*\xed\x01\n" +
 	"\tJobStatus\x12\x1a\n" +
 	"\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12JOB_STATUS_CREATED\x10\x01\x12\x16\n" +
