@@ -56,7 +56,11 @@ func (t *task) prepareRestore() error {
 	}
 	r := &restoreState{id: tr.GetCheckpointId(), where: tr.GetStorageBase(), keyed: map[*vertexInfo][]*checkpointv1.KeyedStateHandle{}}
 	if loc := tr.GetLocation(); loc != "" {
-		r.where += " " + loc
+		if joined, err := url.JoinPath(r.where, loc); err == nil { // keeps a query (s3://b?region=x)
+			r.where = joined
+		} else {
+			r.where += "/" + loc
+		}
 	}
 	t.restore = r
 	if len(tr.GetOperators()) == 0 {
