@@ -70,8 +70,8 @@ func OpenReadOnly(dir string, opts Options) (*statebackend.Engine, error) {
 		ReadOnly:   true,
 		DisableWAL: true,
 		Merger:     listMerger,
-		Logger:     pebbleLogger{opts.Logger.With("component", "pebble-state", "dir", dir, "read_only", true)},
 	}
+	f := newFault(dir, opts.Logger.With("component", "pebble-state", "dir", dir, "read_only", true), po)
 	cache := opts.Cache
 	if cache == nil {
 		cache = cpebble.NewCache(opts.CacheSize)
@@ -80,14 +80,9 @@ func OpenReadOnly(dir string, opts Options) (*statebackend.Engine, error) {
 	po.Cache = cache
 	db, err := cpebble.Open(dir, po)
 	if err != nil {
-		return nil, fmt.Errorf("pebble state backend: open %s read-only: %w", dir, err)
+		return nil, openError("open read-only", dir, f.check(err))
 	}
 	// noWAL false: Close must not try to flush memtables of a read-only DB.
-	s := &store{db: db, b: db.NewIndexedBatch(), limit: 1 << 20}
-	e, err := statebackend.NewEngine(s, opts.Options)
-	if err != nil {
-		_ = s.Close()
-		return nil, err
-	}
-	return e, nil
+	s := &store{db: db, b: db.NewIndexedBatch(), limit: 1 << 20, fault: f}
+	return newEngine(s, opts.Options)
 }

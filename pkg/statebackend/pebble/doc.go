@@ -23,6 +23,14 @@
 // "flow.list-append.v1", linear in the number of appends), so adding to a
 // list never reads it.
 //
+// Corruption and Pebble's fatal errors never exit the process (Pebble's
+// defaults for its Logger's Fatalf and its DataCorruption event both call
+// os.Exit): the backend keeps the first such error, stops using the DB and
+// returns it, as one line naming the file and wrapping ErrCorrupt (or
+// ErrFatal), from every later operation, so only the task owning the
+// backend fails. VerifyFile checks the files of a native checkpoint
+// against Pebble's block checksums before a restore opens them.
+//
 // Promises: one goroutine uses a backend; no goroutine is started besides
 // Pebble's own (flushes, compactions), which stop on Close.
 package pebble

@@ -67,17 +67,6 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-type pebbleLogger struct{ l *slog.Logger }
-
-func (p pebbleLogger) Infof(format string, args ...any) { p.l.Debug(fmt.Sprintf(format, args...)) }
-func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...))
-}
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...))
-	os.Exit(1)
-}
-
 func (o *Options) compression() (func() cpebble.DBCompressionSettings, error) {
 	var cs cpebble.DBCompressionSettings
 	switch o.Compression {
@@ -129,7 +118,7 @@ func Open(dir string, opts Options) (*statebackend.Engine, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	po.Logger = pebbleLogger{opts.Logger.With("component", "pebble-state", "dir", dir)}
+	f := newFault(dir, opts.Logger.With("component", "pebble-state", "dir", dir), po)
 	cache := opts.Cache
 	if cache == nil {
 		cache = cpebble.NewCache(opts.CacheSize)
@@ -139,10 +128,19 @@ func Open(dir string, opts Options) (*statebackend.Engine, error) {
 	po.ApplyCompressionSettings(comp)
 	db, err := cpebble.Open(dir, po)
 	if err != nil {
-		return nil, fmt.Errorf("pebble state backend: open %s: %w", dir, err)
+		return nil, openError("open", dir, f.check(err))
 	}
-	s := &store{db: db, b: db.NewIndexedBatch(), limit: opts.BatchSize, noWAL: !opts.WAL}
-	e, err := statebackend.NewEngine(s, opts.Options)
+	s := &store{db: db, b: db.NewIndexedBatch(), limit: opts.BatchSize, noWAL: !opts.WAL, fault: f}
+	return newEngine(s, opts.Options)
+}
+
+// newEngine wraps s; if Pebble reported a fatal error while the DB opened
+// (or NewEngine's read of the saved registry failed), s is closed.
+func newEngine(s *store, opts statebackend.Options) (*statebackend.Engine, error) {
+	e, err := statebackend.NewEngine(s, opts)
+	if err == nil {
+		err = s.fault.get()
+	}
 	if err != nil {
 		_ = s.Close()
 		return nil, err
@@ -176,6 +174,10 @@ type store struct {
 	rbuf   []byte
 	heads  [2]timerHead
 	closed bool
+	// fault is the first fatal error Pebble reported (corruption found,
+	// Fatalf): once set, commit refuses to write, reads return it, and
+	// Close does not flush.
+	fault *fault
 }
 
 func (s *store) cellPrefix(dst []byte, c *statebackend.Cell) []byte {
@@ -204,11 +206,14 @@ func (s *store) maybeCommit() error {
 }
 
 func (s *store) commit() error {
+	if err := s.fault.get(); err != nil {
+		return err
+	}
 	if s.b.Empty() {
 		return nil
 	}
 	if err := s.b.Commit(cpebble.NoSync); err != nil {
-		return fmt.Errorf("commit state batch: %w", err)
+		return s.fault.check(fmt.Errorf("commit state batch: %w", err))
 	}
 	s.b.Reset()
 	return nil
@@ -222,6 +227,14 @@ func (s *store) get(k []byte) ([]byte, bool, error) {
 		v, closer, err = s.db.Get(k) // cheaper than reading through the batch
 	} else {
 		v, closer, err = s.b.Get(k)
+	}
+	// A read that found corruption (or followed a fatal error) returns
+	// the fault: one line naming the file.
+	if ferr := s.fault.get(); ferr != nil {
+		if err == nil {
+			_ = closer.Close()
+		}
+		return nil, false, ferr
 	}
 	if errors.Is(err, cpebble.ErrNotFound) {
 		return nil, false, nil
@@ -290,7 +303,7 @@ func (s *store) RangeEntries(c *statebackend.Cell, fn func(uk, v []byte) bool) e
 	lower := s.cellPrefix(nil, c) // own bounds: fn may use the store's buffers
 	it, err := s.b.NewIter(&cpebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower)})
 	if err != nil {
-		return err
+		return s.fault.check(err)
 	}
 	s.iters++
 	defer func() { s.iters-- }()
@@ -298,13 +311,13 @@ func (s *store) RangeEntries(c *statebackend.Cell, fn func(uk, v []byte) bool) e
 		v, err := it.ValueAndErr()
 		if err != nil {
 			_ = it.Close()
-			return err
+			return s.fault.check(err)
 		}
 		if !fn(it.Key()[len(lower):], v) {
 			break
 		}
 	}
-	return it.Close()
+	return s.fault.check(it.Close())
 }
 
 func (s *store) DeleteEntries(c *statebackend.Cell) error {
@@ -325,7 +338,7 @@ func (s *store) Scan(state uint16, kg int, fn func(key, ns, uk, v []byte) error)
 	lower = binary.BigEndian.AppendUint16(lower, state)
 	it, err := s.db.NewIter(&cpebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower)})
 	if err != nil {
-		return err
+		return s.fault.check(err)
 	}
 	for ok := it.First(); ok; ok = it.Next() {
 		key, ns, uk, err := statebackend.SplitCellKey(it.Key()[4:])
@@ -337,10 +350,10 @@ func (s *store) Scan(state uint16, kg int, fn func(key, ns, uk, v []byte) error)
 		}
 		if err != nil {
 			_ = it.Close()
-			return err
+			return s.fault.check(err)
 		}
 	}
-	return it.Close()
+	return s.fault.check(it.Close())
 }
 
 // reverseKey builds the timer index key of an encoded timer.
@@ -412,7 +425,7 @@ func (s *store) refill(d api.TimeDomain, h *timerHead) error {
 	}
 	it, err := s.b.NewIter(&cpebble.IterOptions{LowerBound: lower, UpperBound: []byte{timerPrefix, byte(d) + 1}})
 	if err != nil {
-		return err
+		return s.fault.check(err)
 	}
 	h.keys = h.keys[:0]
 	for ok := it.First(); ok && len(h.keys) < headSize; ok = it.Next() {
@@ -423,7 +436,7 @@ func (s *store) refill(d api.TimeDomain, h *timerHead) error {
 	if !h.exhausted {
 		h.bound = append(slices.Clone(h.keys[len(h.keys)-1]), 0)
 	}
-	return it.Close()
+	return s.fault.check(it.Close())
 }
 
 func (s *store) ScanTimers(start, end int, fn func(t []byte) error) error {
@@ -436,7 +449,7 @@ func (s *store) ScanTimers(start, end int, fn func(t []byte) error) error {
 		lower = binary.BigEndian.AppendUint16(lower, timerIndex)
 		it, err := s.db.NewIter(&cpebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower)})
 		if err != nil {
-			return err
+			return s.fault.check(err)
 		}
 		for ok := it.First(); ok; ok = it.Next() {
 			key, ns, rest, err := statebackend.SplitCellKey(it.Key()[4:])
@@ -450,10 +463,10 @@ func (s *store) ScanTimers(start, end int, fn func(t []byte) error) error {
 			}
 			if err != nil {
 				_ = it.Close()
-				return err
+				return s.fault.check(err)
 			}
 		}
-		if err := it.Close(); err != nil {
+		if err := s.fault.check(it.Close()); err != nil {
 			return err
 		}
 	}
@@ -475,7 +488,7 @@ func (s *store) SavedStates() (map[uint16][]byte, error) {
 	lower := []byte{metaPrefix, 'S'}
 	it, err := s.b.NewIter(&cpebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(lower)})
 	if err != nil {
-		return nil, err
+		return nil, s.fault.check(err)
 	}
 	out := map[uint16][]byte{}
 	for ok := it.First(); ok; ok = it.Next() {
@@ -484,17 +497,23 @@ func (s *store) SavedStates() (map[uint16][]byte, error) {
 		}
 		out[binary.BigEndian.Uint16(it.Key()[2:])] = slices.Clone(it.Value())
 	}
-	return out, it.Close()
+	return out, s.fault.check(it.Close())
 }
 
 func (s *store) Flush() error { return s.commit() }
 
-// Close commits buffered writes and closes the DB.
+// Close commits buffered writes and closes the DB. After a fatal Pebble
+// error nothing is written: the DB is closed and the error returned.
 func (s *store) Close() error {
 	if s.closed {
 		return nil
 	}
 	s.closed = true
+	if ferr := s.fault.get(); ferr != nil {
+		_ = s.b.Close()
+		_ = s.db.Close()
+		return fmt.Errorf("close pebble state backend: %w", ferr)
+	}
 	err := s.commit()
 	if err == nil && s.noWAL {
 		// Without a WAL the memtables would be lost: write them to SSTs.
