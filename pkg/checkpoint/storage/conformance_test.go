@@ -607,3 +607,14 @@ func TestMemStorage(t *testing.T) {
 		bigSize: 12 << 20,
 	})
 }
+
+// TestFaultyStorage runs the suite through internal/blobfault's
+// fault-injecting bucket with no rules: it must behave as its base, so
+// the fault cases (fault_test.go) test Flow, not the wrapper.
+func TestFaultyStorage(t *testing.T) {
+	runConformance(t, backend{
+		name:    "faulty",
+		base:    func(t *testing.T) string { return newFaulty(t).URL("checkpoints") },
+		bigSize: 12 << 20,
+	})
+}

@@ -186,7 +186,12 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Storage, error) 
 	case "":
 		return nil, badURL("no scheme")
 	default:
-		return nil, badURL(fmt.Sprintf("unsupported scheme %q", u.Scheme))
+		if !registeredScheme(u.Scheme) {
+			return nil, badURL(fmt.Sprintf("unsupported scheme %q", u.Scheme))
+		}
+		if err := s.openRegistered(ctx, rawURL, u); err != nil { // scheme.go
+			return nil, err
+		}
 	}
 	if s.url.Path == "/" && s.url.Scheme != "file" {
 		s.url.Path = ""
