@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -55,6 +56,23 @@ type jobCheckpoints struct {
 	// request being triggered (consumed by ActionTrigger).
 	savepoints    map[uint64]*savepointOp
 	nextSavepoint *savepointOp
+	// points are the retained completed checkpoints of the job's own
+	// storage by id (what a restart may restore); initial is the snapshot
+	// the job was submitted with (the oldest restore point).
+	points  map[uint64]*restorePoint
+	initial *restorePoint
+	// corrupt are the checkpoints a restore found unreadable, with why;
+	// they are never restored again. verifiedFor is the failed attempt whose
+	// restart already chose its restore point; verifying is set while that
+	// choice reads the storage.
+	corrupt     map[int64]string
+	verifiedFor int32
+	verifying   bool
+}
+
+func newJobCheckpoints(cfg jobspec.Checkpoints) *jobCheckpoints {
+	return &jobCheckpoints{cfg: cfg, byID: map[uint64]*clusterv1.CheckpointInfo{}, savepoints: map[uint64]*savepointOp{},
+		points: map[uint64]*restorePoint{}, corrupt: map[int64]string{}}
 }
 
 // savepointOp is one savepoint request and its progress.
@@ -92,6 +110,7 @@ func (jm *JobManager) failSavepointLocked(sp *savepointOp, err error) {
 
 type restorePoint struct {
 	id          int64
+	own         bool   // a checkpoint of the job's own checkpoint storage
 	storageBase string // URL the handles' paths are relative to
 	location    string // the snapshot's directory, relative to storageBase
 	dirURL      string // the snapshot's directory as a URL
@@ -104,7 +123,7 @@ func (c *jobCheckpoints) enabled() bool { return c != nil && c.cfg.Interval > 0 
 // (I/O: call without jm.mu) and, for a job resubmitted under the same id,
 // resumes from what is stored.
 func (jm *JobManager) openCheckpoints(ctx context.Context, jobID string, cfg jobspec.Checkpoints) (*jobCheckpoints, error) {
-	c := &jobCheckpoints{cfg: cfg, byID: map[uint64]*clusterv1.CheckpointInfo{}, savepoints: map[uint64]*savepointOp{}}
+	c := newJobCheckpoints(cfg)
 	if cfg.Interval <= 0 {
 		return c, nil
 	}
@@ -125,6 +144,7 @@ func (jm *JobManager) openCheckpoints(ctx context.Context, jobID string, cfg job
 	for _, cp := range completed {
 		c.retained = append(c.retained, uint64(cp.ID))
 		c.lastID = max(c.lastID, uint64(cp.ID))
+		c.points[uint64(cp.ID)] = &restorePoint{id: cp.ID, own: true, storageBase: s.URL(), location: cp.Dir, dirURL: cp.URL, md: cp.Metadata}
 	}
 	return c, nil
 }
@@ -185,11 +205,14 @@ func (jm *JobManager) recoverCheckpointHistory(id string, g *jobgraphv1.JobGraph
 			c.history = append(c.history, info)
 			c.byID[uint64(cp.ID)] = info
 		}
+		if c.points[uint64(cp.ID)] == nil {
+			c.points[uint64(cp.ID)] = &restorePoint{id: cp.ID, own: true, storageBase: s.URL(), location: cp.Dir, dirURL: cp.URL, md: cp.Metadata}
+		}
 	}
 	sort.Slice(c.history, func(a, b int) bool { return c.history[a].GetId() < c.history[b].GetId() })
 	if c.restore == nil {
 		last := all[len(all)-1]
-		c.restore = &restorePoint{id: last.ID, storageBase: s.URL(), location: last.Dir, dirURL: last.URL, md: last.Metadata}
+		c.restore = c.points[uint64(last.ID)]
 	}
 	jm.log.Info("checkpoint history recovered from storage", "job", id, "completed", len(all), "latest", c.restore.dirURL)
 }
@@ -314,7 +337,7 @@ func (jm *JobManager) execLocked(j *job, a checkpoint.Action) {
 			sp.id, sp.total = a.ID, j.plan.TotalSubtasks()
 			c.savepoints[a.ID] = sp
 			info.Path = sp.dirURL
-			opts.StorageBase, opts.Drain = sp.dirURL, sp.drain
+			opts.StorageBase, opts.Drain, opts.Stop = sp.dirURL, sp.drain, sp.stop && !sp.drain
 		} else {
 			info.Path = c.store.Storage().URLOf(c.store.Dir(int64(a.ID)))
 			opts.StorageBase, opts.Location = c.store.Storage().URL(), c.store.Dir(int64(a.ID))
@@ -371,7 +394,8 @@ func (jm *JobManager) execLocked(j *job, a checkpoint.Action) {
 			defer jm.mu.Unlock()
 			if j := jm.jobs[jobID]; j != nil && j.ck == c {
 				if err == nil {
-					c.restore = &restorePoint{id: int64(id), storageBase: store.Storage().URL(), location: store.Dir(int64(id)), dirURL: store.Storage().URLOf(store.Dir(int64(id))), md: md}
+					c.restore = &restorePoint{id: int64(id), own: true, storageBase: store.Storage().URL(), location: store.Dir(int64(id)), dirURL: store.Storage().URLOf(store.Dir(int64(id))), md: md}
+					c.points[id] = c.restore
 				}
 				jm.stepLocked(j, checkpoint.Event{Type: checkpoint.EventFinalized, ID: id, Err: err})
 			}
@@ -407,7 +431,9 @@ func (jm *JobManager) execLocked(j *job, a checkpoint.Action) {
 					}
 				})
 			case sp.stop:
-				jm.stopWithSavepointLocked(j, sp.dirURL)
+				// The sources emit nothing after the savepoint: once every
+				// subtask committed it, cancel them.
+				jm.stopAfterCommitLocked(j, int64(a.ID), sp.dirURL)
 			}
 		}
 	case checkpoint.ActionAbort:
@@ -435,6 +461,7 @@ func (jm *JobManager) execLocked(j *job, a checkpoint.Action) {
 		if info := c.byID[a.ID]; info != nil {
 			info.Status = clusterv1.CheckpointStatus_CHECKPOINT_STATUS_DISCARDED
 		}
+		delete(c.points, a.ID)
 		store, id := c.store, int64(a.ID)
 		jm.wg.Add(1)
 		go func() {
@@ -493,31 +520,111 @@ func (jm *JobManager) triggerSourcesLocked(j *job, a checkpoint.Action, opts *cl
 }
 
 // notifyTaskManagersLocked tells every TaskManager running the job's
-// current attempt that a checkpoint completed or was aborted.
+// current attempt that a checkpoint completed or was aborted. Each
+// notification is redelivered until the TaskManager took it (see
+// deliverNotification).
 func (jm *JobManager) notifyTaskManagersLocked(j *job, id int64, completed bool) {
 	sum := j.d.GetSummary()
 	req := &clusterv1.NotifyCheckpointRequest{JobId: sum.GetJobId(), Attempt: sum.GetAttempt(), CheckpointId: id, Completed: completed}
-	seen := map[string]bool{}
+	for tmID, client := range jm.attemptClientsLocked(j) {
+		jm.wg.Add(1)
+		go func() {
+			defer jm.wg.Done()
+			_ = jm.deliverNotification(jm.base, tmID, client, req)
+		}()
+	}
+}
+
+// attemptClientsLocked returns the clients of the TaskManagers that run
+// subtasks of the job's current attempt, by TaskManager id.
+func (jm *JobManager) attemptClientsLocked(j *job) map[string]clusterv1.TaskExecutorServiceClient {
+	out := map[string]clusterv1.TaskExecutorServiceClient{}
 	for _, t := range j.d.GetTasks() {
 		for _, s := range t.GetSubtasks() {
-			tmID := s.GetTaskManagerId()
-			tm := jm.tms[tmID]
-			if seen[tmID] || tm == nil || tm.client == nil {
-				continue
+			if tm := jm.tms[s.GetTaskManagerId()]; tm != nil && tm.client != nil {
+				out[s.GetTaskManagerId()] = tm.client
 			}
-			seen[tmID] = true
-			client := tm.client
-			jm.wg.Add(1)
+		}
+	}
+	return out
+}
+
+// deliverNotification sends a checkpoint notification to one TaskManager
+// until it answers, retrying with backoff. It gives up only when the
+// attempt is over, the TaskManager left (its subtasks are gone with it),
+// ctx ends or the JobManager closes: a completion that reaches no sink
+// would leave that sink's output uncommitted.
+func (jm *JobManager) deliverNotification(ctx context.Context, tmID string, client clusterv1.TaskExecutorServiceClient, req *clusterv1.NotifyCheckpointRequest) error {
+	delay := 50 * time.Millisecond
+	for {
+		cctx, cancel := context.WithTimeout(ctx, jm.opts.RPCTimeout)
+		if req.GetAwaitProcessed() {
+			cctx, cancel = context.WithCancel(ctx) // bounded by ctx alone
+		}
+		_, err := client.NotifyCheckpoint(cctx, req)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		jm.log.Debug("notify checkpoint; retrying", "job", req.GetJobId(), "taskmanager", tmID, "id", req.GetCheckpointId(), "err", err)
+		if !jm.stillDelivering(tmID, client, req) {
+			return err
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
+}
+
+// stillDelivering reports whether a notification is still worth sending:
+// the attempt runs and the TaskManager is the one it was sent to.
+func (jm *JobManager) stillDelivering(tmID string, client clusterv1.TaskExecutorServiceClient, req *clusterv1.NotifyCheckpointRequest) bool {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	j := jm.jobs[req.GetJobId()]
+	tm := jm.tms[tmID]
+	return !jm.closed && j != nil && j.d.GetSummary().GetAttempt() == req.GetAttempt() && !isTerminal(j.d.GetSummary().GetStatus()) &&
+		tm != nil && tm.client == client
+}
+
+// stopAfterCommitLocked ends a job stopped with savepoint id once every
+// TaskManager reported that its subtasks processed the savepoint's
+// completion (so every sink committed it), or after drainGrace.
+func (jm *JobManager) stopAfterCommitLocked(j *job, id int64, path string) {
+	sum := j.d.GetSummary()
+	jobID, attempt := sum.GetJobId(), sum.GetAttempt()
+	req := &clusterv1.NotifyCheckpointRequest{JobId: jobID, Attempt: attempt, CheckpointId: id, Completed: true, AwaitProcessed: true}
+	clients := jm.attemptClientsLocked(j)
+	j.stoppedWith = path
+	jm.persistLocked(j)
+	jm.wg.Add(1)
+	go func() {
+		defer jm.wg.Done()
+		ctx, cancel := context.WithTimeout(jm.base, drainGrace)
+		defer cancel()
+		var wg sync.WaitGroup
+		for tmID, client := range clients {
+			wg.Add(1)
 			go func() {
-				defer jm.wg.Done()
-				ctx, cancel := context.WithTimeout(context.Background(), jm.opts.RPCTimeout)
-				defer cancel()
-				if _, err := client.NotifyCheckpoint(ctx, req); err != nil {
-					jm.log.Debug("notify checkpoint", "taskmanager", tmID, "id", id, "err", err)
+				defer wg.Done()
+				if err := jm.deliverNotification(ctx, tmID, client, req); err != nil {
+					jm.log.Warn("stop with savepoint: a TaskManager did not confirm the commit", "job", jobID, "taskmanager", tmID, "savepoint", id, "err", err)
 				}
 			}()
 		}
-	}
+		wg.Wait()
+		jm.mu.Lock()
+		defer jm.mu.Unlock()
+		if j := jm.jobs[jobID]; j != nil && !jm.closed && j.d.GetSummary().GetAttempt() == attempt {
+			jm.stopWithSavepointLocked(j, path)
+		}
+	}()
 }
 
 // abortFilesLocked deletes what an unfinished checkpoint wrote.

@@ -64,10 +64,15 @@ func (a *ackingSource) run(ctx context.Context, d *clusterv1.TaskDeployment, env
 					time.Sleep(100 * time.Millisecond) // let the checkpoint complete
 					return fmt.Errorf("injected failure after checkpoint %d", m.ID)
 				}
-			case runtime.NotifyCheckpoint:
+			}
+		case <-env.Notifications.Ready():
+			for _, m := range env.Notifications.Take(nil) {
 				a.mu.Lock()
 				a.notified[m.ID] = m.Completed
 				a.mu.Unlock()
+				if m.Completed {
+					env.Notifications.MarkProcessed(m.ID)
+				}
 			}
 		}
 	}

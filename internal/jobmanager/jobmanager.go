@@ -113,6 +113,10 @@ type JobManager struct {
 	done   chan struct{}
 	closed bool
 	wg     sync.WaitGroup
+	// base is canceled by Close: background calls (notification
+	// redelivery, restore verification) end with it.
+	base     context.Context
+	stopBase context.CancelFunc
 
 	lostTotal      prometheus.Counter
 	submittedTotal prometheus.Counter
@@ -146,6 +150,10 @@ type job struct {
 	// stoppedWith is the savepoint a stop-with-savepoint took; the job ends
 	// FINISHED once its tasks are down.
 	stoppedWith string
+	// redeploy is the attempt whose deployment hit an unreachable
+	// TaskManager: it is scheduled again at once on the others, without
+	// using a restart attempt.
+	redeploy int32
 }
 
 // New opens the job store under opts.DataDir and returns a JobManager.
@@ -178,6 +186,7 @@ func New(opts Options) (*JobManager, error) {
 			Help: "Jobs submitted to this JobManager.",
 		}),
 	}
+	jm.base, jm.stopBase = context.WithCancel(context.Background())
 	stored, errs := st.loadAll()
 	for _, err := range errs {
 		jm.log.Warn("job store", "err", err)
@@ -188,7 +197,7 @@ func New(opts Options) (*JobManager, error) {
 	for _, d := range stored {
 		j := &job{d: d, changed: make(chan struct{}), waitingSince: time.UnixMilli(d.GetSummary().GetSubmitTimeMs())}
 		j.restart = jm.restartStrategyOf(d.GetGraph())
-		j.ck = &jobCheckpoints{byID: map[uint64]*clusterv1.CheckpointInfo{}, savepoints: map[uint64]*savepointOp{}}
+		j.ck = newJobCheckpoints(jobspec.Checkpoints{})
 		if p, err := runtime.BuildPlan(d.GetGraph()); err == nil {
 			j.plan = p
 		}
@@ -266,6 +275,7 @@ func (jm *JobManager) Close() error {
 	}
 	jm.closed = true
 	close(jm.done)
+	jm.stopBase()
 	for _, tm := range jm.tms {
 		if tm.timer != nil {
 			tm.timer.Stop()
@@ -320,7 +330,7 @@ func (jm *JobManager) SubmitJob(ctx context.Context, req *clusterv1.SubmitJobReq
 			ck.close()
 			return nil, status.Error(codes.FailedPrecondition, err.Error())
 		}
-		ck.restore = r
+		ck.restore, ck.initial = r, r
 	}
 	now := time.Now()
 	d := &clusterv1.JobDetails{
@@ -672,6 +682,9 @@ func (jm *JobManager) UpdateTaskState(ctx context.Context, req *clusterv1.Update
 	switch req.GetState() {
 	case clusterv1.TaskState_TASK_STATE_FAILED:
 		jm.log.Warn("task failed", "job", t.GetJobId(), "task", t.GetTask(), "subtask", t.GetSubtask(), "failure", req.GetFailure())
+		if id := req.GetUnreadableCheckpointId(); id != 0 {
+			jm.restoreUnreadableLocked(j, id, req.GetFailure())
+		}
 		jm.taskFailedLocked(j, fmt.Sprintf("task %s (subtask %d/%d) failed: %s", t.GetTask(), t.GetSubtask()+1, len(subtasksOf(j, t.GetTask())), req.GetFailure()))
 	case clusterv1.TaskState_TASK_STATE_CANCELED:
 		if j.d.GetSummary().GetStatus() != clusterv1.JobStatus_JOB_STATUS_CANCELING {
@@ -796,7 +809,16 @@ func (jm *JobManager) maybeCompleteLocked(j *job) {
 		jm.setStatusLocked(j, clusterv1.JobStatus_JOB_STATUS_CANCELED, "all tasks canceled")
 	case st == clusterv1.JobStatus_JOB_STATUS_FAILING || !allFinished:
 		now := time.Now()
-		delay, ok, reason := j.restart.onFailure(now)
+		var delay time.Duration
+		var ok bool
+		var reason string
+		if j.redeploy == j.d.GetSummary().GetAttempt() {
+			// The deployment hit an unreachable TaskManager: schedule the
+			// job again on the others; no restart attempt is used.
+			ok = true
+		} else {
+			delay, ok, reason = j.restart.onFailure(now)
+		}
 		if ok {
 			jm.releaseSlotsLocked(j)
 			j.restartAt = now.Add(delay)
@@ -874,6 +896,12 @@ func (jm *JobManager) schedulePending(now time.Time) {
 				continue
 			}
 			if j.waitingSince.Before(j.restartAt) {
+				if jm.needsRestoreChoiceLocked(j) {
+					continue // reading the restore candidates; woken when done
+				}
+				if isTerminal(j.d.GetSummary().GetStatus()) {
+					continue
+				}
 				jm.beginAttemptLocked(j)
 			}
 		default:
@@ -981,11 +1009,11 @@ func (jm *JobManager) assignLocked(j *job, slots []string) {
 				jm.log.Warn("deploy task", "task", id.GetTask(), "subtask", id.GetSubtask(), "taskmanager", c.tmID, "err", err)
 				msg := fmt.Sprintf("deploy to TaskManager %s failed: %v", c.tmID, status.Convert(err).Message())
 				if status.Code(err) == codes.Unavailable {
-					// The TaskManager does not answer: treat it as lost now
-					// rather than after the heartbeat timeout, so the restart
-					// does not pick it again. A live one re-registers on its
-					// next heartbeat.
-					jm.markUnreachable(c.tmID, msg)
+					// The TaskManager does not answer: suspect it now rather
+					// than after the heartbeat timeout, and schedule this
+					// attempt again on the others without using a restart
+					// attempt. A live one re-registers on its next heartbeat.
+					jm.deployUnreachable(c.tmID, id, msg)
 				}
 				jm.forceTaskState(id, c.tmID, clusterv1.TaskState_TASK_STATE_FAILED, msg)
 			}

@@ -35,20 +35,29 @@ func (tm *TaskManager) TriggerCheckpoint(ctx context.Context, req *clusterv1.Tri
 }
 
 // NotifyCheckpoint tells every subtask of the job attempt here that a
-// checkpoint completed or was aborted. A full mailbox drops the
-// notification: a later completion subsumes it.
+// checkpoint completed or was aborted. Notifications never drop: each
+// subtask's runtime.Notifications keeps the latest completion until the
+// subtask takes it. With await_processed the answer waits until each of
+// those subtasks acted on it (or ended), bounded by the call's deadline.
 func (tm *TaskManager) NotifyCheckpoint(ctx context.Context, req *clusterv1.NotifyCheckpointRequest) (*clusterv1.NotifyCheckpointResponse, error) {
-	msg := runtime.NotifyCheckpoint{ID: req.GetCheckpointId(), Completed: req.GetCompleted()}
+	var tasks []*task
 	tm.mu.Lock()
-	defer tm.mu.Unlock()
 	for k, t := range tm.tasks {
-		if k.job != req.GetJobId() || k.attempt != req.GetAttempt() {
-			continue
+		if k.job == req.GetJobId() && k.attempt == req.GetAttempt() {
+			tasks = append(tasks, t)
 		}
-		select {
-		case t.control <- msg:
-		default:
-			tm.log.Warn("task mailbox full; dropped checkpoint notification", "task", k.task, "subtask", k.subtask, "checkpoint", req.GetCheckpointId())
+	}
+	tm.mu.Unlock()
+	for _, t := range tasks {
+		t.notes.Notify(req.GetCheckpointId(), req.GetCompleted())
+	}
+	if !req.GetAwaitProcessed() || !req.GetCompleted() {
+		return &clusterv1.NotifyCheckpointResponse{}, nil
+	}
+	for _, t := range tasks {
+		t.notes.Await(req.GetCheckpointId(), ctx.Done())
+		if err := ctx.Err(); err != nil {
+			return nil, status.FromContextError(err).Err()
 		}
 	}
 	return &clusterv1.NotifyCheckpointResponse{}, nil

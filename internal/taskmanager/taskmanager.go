@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -38,7 +39,9 @@ type Options struct {
 	Slots int
 	// DataDir holds the subtasks' private directories (required).
 	DataDir string
-	// HTTPAddress is reported to the JobManager for display.
+	// HTTPAddress is the address of the TaskManager's HTTP endpoint
+	// (/metrics, /readyz), reported to the JobManager for display
+	// (flowctl taskmanagers). Default: none.
 	HTTPAddress string
 	// StateMemory is the memory budget of the TaskManager's Pebble state
 	// backends: one block cache shared by all of them is sized from it.
@@ -54,9 +57,51 @@ type Options struct {
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
 	// Exchange options (SelfAddress is set by SetAddress).
-	Exchange    exchange.Options
+	Exchange exchange.Options
+	// DialOptions for the connection to the JobManager. Default: insecure
+	// credentials. The connection's reconnection backoff is capped at
+	// maxConnectBackoff unless these set their own.
 	DialOptions []grpc.DialOption
 }
+
+// Retrying the JobManager. gRPC's own reconnection backoff grows to 120 s
+// by default, so a TaskManager whose JobManager was away for a minute took
+// 15 s or more to notice it was back; both backoffs are capped instead.
+const (
+	// firstRetryDelay is the wait before the first retry.
+	firstRetryDelay = 100 * time.Millisecond
+	// defaultHeartbeatInterval is assumed until a JobManager names its
+	// own (the JobManager's default: a fifth of its 10 s timeout).
+	defaultHeartbeatInterval = 2 * time.Second
+	// maxConnectBackoff caps the wait between gRPC's attempts to connect
+	// (a jitter of 20% is added): below any sensible heartbeat interval.
+	maxConnectBackoff = 500 * time.Millisecond
+	// connectTimeout bounds one attempt to connect.
+	connectTimeout = 5 * time.Second
+)
+
+// retryDelay is the wait before retry number attempt (0 for the first) to
+// register with the JobManager: doubling from firstRetryDelay, capped at
+// the JobManager's heartbeat interval (defaultHeartbeatInterval while
+// unknown), so a TaskManager registers again within about a heartbeat
+// interval of its JobManager's return, however long it was away.
+func retryDelay(attempt int, heartbeatInterval time.Duration) time.Duration {
+	if heartbeatInterval <= 0 {
+		heartbeatInterval = defaultHeartbeatInterval
+	}
+	d := firstRetryDelay
+	for i := 0; i < attempt && d < heartbeatInterval; i++ {
+		d *= 2
+	}
+	return min(d, heartbeatInterval)
+}
+
+// connectParams keep gRPC's reconnection to the JobManager at most
+// maxConnectBackoff (+20%) apart.
+var connectParams = grpc.WithConnectParams(grpc.ConnectParams{
+	Backoff:           backoff.Config{BaseDelay: firstRetryDelay, Multiplier: 1.6, Jitter: 0.2, MaxDelay: maxConnectBackoff},
+	MinConnectTimeout: connectTimeout,
+})
 
 func (o *Options) ensureDefaults() {
 	if o.ID == "" {
@@ -106,6 +151,7 @@ type TaskManager struct {
 
 	mu       sync.Mutex
 	address  string
+	link     link // registration with the JobManager, for Ready
 	tasks    map[taskKey]*task
 	stopping bool
 	wg       sync.WaitGroup
@@ -115,6 +161,17 @@ type TaskManager struct {
 	deployed   prometheus.Counter
 	failed     prometheus.Counter
 }
+
+// link is the TaskManager's standing with its JobManager.
+type link struct {
+	registered bool
+	lastOK     time.Time     // the last answered registration or heartbeat
+	timeout    time.Duration // the JobManager's heartbeat timeout
+	lastErr    string        // why the last call failed, for Ready's message
+}
+
+// ErrNotReady is matched by Ready's error.
+var ErrNotReady = errors.New("taskmanager not ready")
 
 type taskKey struct {
 	job     string
@@ -131,9 +188,10 @@ type task struct {
 	id     *clusterv1.TaskID
 	cancel context.CancelFunc
 	done   chan struct{}
-	// control is the task's mailbox for checkpoint triggers and
-	// notifications (runtime.TriggerCheckpoint, runtime.NotifyCheckpoint).
+	// control is the task's mailbox for checkpoint triggers
+	// (runtime.TriggerCheckpoint); notes carries completions and aborts.
 	control chan any
+	notes   *runtime.Notifications
 }
 
 // New builds a TaskManager. Call Register on a gRPC server, SetAddress with
@@ -160,7 +218,7 @@ func New(opts Options) (*TaskManager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("taskmanager: %w", err)
 	}
-	conn, err := grpc.NewClient(opts.JobManager, opts.DialOptions...)
+	conn, err := grpc.NewClient(opts.JobManager, append([]grpc.DialOption{connectParams}, opts.DialOptions...)...)
 	if err != nil {
 		xm.Close()
 		return nil, fmt.Errorf("taskmanager: bad JobManager address %q: %w", opts.JobManager, err)
@@ -219,37 +277,86 @@ func (tm *TaskManager) SetAddress(addr string) {
 	tm.exchange.SetSelfAddress(addr)
 }
 
+// Ready is nil while the TaskManager is registered with its JobManager
+// and its last heartbeat was answered within the JobManager's heartbeat
+// timeout; else an error (ErrNotReady) saying which and why.
+func (tm *TaskManager) Ready() error {
+	tm.mu.Lock()
+	l := tm.link
+	tm.mu.Unlock()
+	why := l.lastErr
+	if why == "" {
+		why = "registering"
+	}
+	if !l.registered {
+		return fmt.Errorf("%w: not registered with the JobManager at %s (%s)", ErrNotReady, tm.opts.JobManager, why)
+	}
+	if since := time.Since(l.lastOK); since > l.timeout {
+		return fmt.Errorf("%w: no heartbeat answered by the JobManager at %s for %s (%s)", ErrNotReady, tm.opts.JobManager, since.Round(time.Millisecond), why)
+	}
+	return nil
+}
+
+// setLink records the outcome of a registration or heartbeat: ok with the
+// JobManager's heartbeat timeout, else the reason.
+func (tm *TaskManager) setLink(registered bool, timeout time.Duration, err error) {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	tm.link.registered = registered
+	if err != nil {
+		tm.link.lastErr = status.Convert(err).Message()
+		return
+	}
+	tm.link.lastOK, tm.link.timeout, tm.link.lastErr = time.Now(), timeout, ""
+}
+
 // Run registers with the JobManager and heartbeats until ctx ends; it
 // re-registers whenever the JobManager forgets it (e.g. after a restart).
 // On exit it cancels every task, waits for them, and deregisters.
 func (tm *TaskManager) Run(ctx context.Context) error {
 	defer tm.shutdown()
-	backoff := 100 * time.Millisecond
+	var interval time.Duration // the JobManager's heartbeat interval, once known
 	for attempt := 0; ; attempt++ {
 		resp, err := tm.register(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
+			tm.setLink(false, 0, err)
 			if attempt%20 == 0 {
 				tm.log.Warn("cannot register with the JobManager; retrying", "jobmanager", tm.opts.JobManager, "err", status.Convert(err).Message())
 			}
-			if !sleep(ctx, backoff) {
+			if !sleep(ctx, retryDelay(attempt, interval)) {
 				return nil
 			}
-			backoff = min(backoff*2, 2*time.Second)
 			continue
 		}
-		backoff = 100 * time.Millisecond
 		attempt = -1
+		var timeout time.Duration
+		interval, timeout = heartbeatTimes(resp)
+		tm.setLink(true, timeout, nil)
 		tm.registered.Set(1)
 		tm.log.Info("registered with the JobManager", "jobmanager", tm.opts.JobManager, "jobmanager_id", resp.GetJobManagerId(), "slots", tm.opts.Slots)
-		tm.heartbeatLoop(ctx, resp)
+		tm.heartbeatLoop(ctx, interval, timeout)
 		tm.registered.Set(0)
 		if ctx.Err() != nil {
 			return nil
 		}
 	}
+}
+
+// heartbeatTimes are the heartbeat interval and timeout a registration
+// answer names (defaults for an answer that names none).
+func heartbeatTimes(reg *clusterv1.RegisterTaskManagerResponse) (interval, timeout time.Duration) {
+	interval = time.Duration(reg.GetHeartbeatIntervalMs()) * time.Millisecond
+	if interval <= 0 {
+		interval = defaultHeartbeatInterval
+	}
+	timeout = time.Duration(reg.GetHeartbeatTimeoutMs()) * time.Millisecond
+	if timeout <= 0 {
+		timeout = 5 * interval
+	}
+	return interval, timeout
 }
 
 func (tm *TaskManager) register(ctx context.Context) (*clusterv1.RegisterTaskManagerResponse, error) {
@@ -270,15 +377,7 @@ func (tm *TaskManager) register(ctx context.Context) (*clusterv1.RegisterTaskMan
 // heartbeatLoop returns when ctx ends, when the JobManager asks for
 // re-registration, or when no heartbeat succeeded for the JobManager's
 // heartbeat timeout.
-func (tm *TaskManager) heartbeatLoop(ctx context.Context, reg *clusterv1.RegisterTaskManagerResponse) {
-	interval := time.Duration(reg.GetHeartbeatIntervalMs()) * time.Millisecond
-	if interval <= 0 {
-		interval = 2 * time.Second
-	}
-	timeout := time.Duration(reg.GetHeartbeatTimeoutMs()) * time.Millisecond
-	if timeout <= 0 {
-		timeout = 5 * interval
-	}
+func (tm *TaskManager) heartbeatLoop(ctx context.Context, interval, timeout time.Duration) {
 	lastOK := time.Now()
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -295,7 +394,9 @@ func (tm *TaskManager) heartbeatLoop(ctx context.Context, reg *clusterv1.Registe
 		resp, err := tm.rm.Heartbeat(cctx, req)
 		cancel()
 		if err != nil {
-			if time.Since(lastOK) > timeout {
+			lost := time.Since(lastOK) > timeout
+			tm.setLink(!lost, timeout, err)
+			if lost {
 				tm.log.Warn("lost contact with the JobManager; registering again", "jobmanager", tm.opts.JobManager, "err", status.Convert(err).Message())
 				return
 			}
@@ -303,9 +404,11 @@ func (tm *TaskManager) heartbeatLoop(ctx context.Context, reg *clusterv1.Registe
 		}
 		lastOK = time.Now()
 		if resp.GetReregister() {
+			tm.setLink(false, timeout, errors.New("the JobManager asked to register again"))
 			tm.log.Info("the JobManager asked us to register again")
 			return
 		}
+		tm.setLink(true, timeout, nil)
 		for _, id := range resp.GetCancelTasks() {
 			tm.cancelTask(id)
 		}
@@ -342,7 +445,7 @@ func (tm *TaskManager) DeployTask(ctx context.Context, req *clusterv1.DeployTask
 		return nil, status.Errorf(codes.AlreadyExists, "deploy: task %s/%d of job %s attempt %d is already running", id.GetTask(), id.GetSubtask(), id.GetJobId(), id.GetAttempt())
 	}
 	tctx, cancel := context.WithCancel(tm.base)
-	t := &task{id: id, cancel: cancel, done: make(chan struct{}), control: make(chan any, controlBuffer)}
+	t := &task{id: id, cancel: cancel, done: make(chan struct{}), control: make(chan any, controlBuffer), notes: runtime.NewNotifications()}
 	tm.tasks[k] = t
 	tm.wg.Add(1)
 	tm.mu.Unlock()
@@ -352,7 +455,7 @@ func (tm *TaskManager) DeployTask(ctx context.Context, req *clusterv1.DeployTask
 		Registry: tm.opts.Registry, Exchange: tm.exchange, DataDir: dir,
 		Logger:  tm.log.With("job", id.GetJobId(), "task", id.GetTask(), "subtask", id.GetSubtask()),
 		Metrics: tm.opts.Metrics, StateCache: tm.stateCache,
-		Control: t.control, Checkpoints: &responder{tm: tm, id: id},
+		Control: t.control, Notifications: t.notes, Checkpoints: &responder{tm: tm, id: id},
 	}
 	go tm.runTask(tctx, t, d, env, dir)
 	return &clusterv1.DeployTaskResponse{}, nil
@@ -361,9 +464,11 @@ func (tm *TaskManager) DeployTask(ctx context.Context, req *clusterv1.DeployTask
 func (tm *TaskManager) runTask(ctx context.Context, t *task, d *clusterv1.TaskDeployment, env runtime.TaskEnv, dir string) {
 	defer tm.wg.Done()
 	defer close(t.done)
-	tm.report(t.id, clusterv1.TaskState_TASK_STATE_RUNNING, "")
+	tm.report(&clusterv1.UpdateTaskStateRequest{Task: t.id, State: clusterv1.TaskState_TASK_STATE_RUNNING})
 	err := tm.runSafely(ctx, d, env)
+	t.notes.End()
 	st, msg := clusterv1.TaskState_TASK_STATE_FINISHED, ""
+	unreadable, _ := runtime.UnreadableCheckpoint(err)
 	switch {
 	case err == nil:
 	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
@@ -380,7 +485,7 @@ func (tm *TaskManager) runTask(ctx context.Context, t *task, d *clusterv1.TaskDe
 	if err := os.RemoveAll(dir); err != nil {
 		env.Logger.Warn("remove task dir", "dir", dir, "err", err)
 	}
-	tm.report(t.id, st, msg)
+	tm.report(&clusterv1.UpdateTaskStateRequest{Task: t.id, State: st, Failure: msg, UnreadableCheckpointId: unreadable})
 }
 
 // runSafely turns a panic escaping the runtime into a task failure, so one
@@ -397,8 +502,9 @@ func (tm *TaskManager) runSafely(ctx context.Context, d *clusterv1.TaskDeploymen
 // report tells the JobManager about a task's state. A final state is
 // retried while the TaskManager runs (a lost one would leave the job
 // hanging); once the TaskManager is stopping, a few tries are made.
-func (tm *TaskManager) report(id *clusterv1.TaskID, st clusterv1.TaskState, failure string) {
-	req := &clusterv1.UpdateTaskStateRequest{TaskManagerId: tm.opts.ID, Task: id, State: st, Failure: failure}
+func (tm *TaskManager) report(req *clusterv1.UpdateTaskStateRequest) {
+	req.TaskManagerId = tm.opts.ID
+	id, st := req.GetTask(), req.GetState()
 	delay := 50 * time.Millisecond
 	for try := 1; ; try++ {
 		ctx, cancel := context.WithTimeout(tm.base, 5*time.Second)
@@ -448,6 +554,7 @@ func (tm *TaskManager) cancelTask(id *clusterv1.TaskID) bool {
 func (tm *TaskManager) shutdown() {
 	tm.mu.Lock()
 	tm.stopping = true
+	tm.link.registered, tm.link.lastErr = false, "shutting down"
 	for _, t := range tm.tasks {
 		t.cancel()
 	}

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -103,6 +104,9 @@ type checkpointer struct {
 
 	lastCompleted int64
 	completed     []int64 // snapshot ids completed, for tests and logs
+	// awaiting are the checkpoints this task uploaded whose completion or
+	// abort it has not heard of yet; a finishing task waits for them.
+	awaiting []int64
 }
 
 type overtake struct {
@@ -216,6 +220,13 @@ func (t *task) storage(base string) (*storage.Storage, error) {
 // drainControl handles every control message waiting in the mailbox
 // without blocking.
 func (t *task) drainControl() {
+	if t.notifyC != nil {
+		select {
+		case <-t.notifyC:
+			t.takeNotifications()
+		default:
+		}
+	}
 	if t.env.Control == nil {
 		return
 	}
@@ -241,6 +252,18 @@ func (t *task) handleControl(m any) {
 		t.notifyCheckpoint(*m)
 	default:
 		t.log.Warn("ignored unknown control message", "type", fmt.Sprintf("%T", m))
+	}
+}
+
+// takeNotifications handles the completions and aborts waiting in
+// env.Notifications, in checkpoint order.
+func (t *task) takeNotifications() {
+	t.notes = t.env.Notifications.Take(t.notes)
+	for _, m := range t.notes {
+		if t.err != nil {
+			return
+		}
+		t.notifyCheckpoint(m)
 	}
 }
 
@@ -284,6 +307,9 @@ func (t *task) triggerCheckpoint(m TriggerCheckpoint) {
 	case t.drainID != 0:
 		t.decline(m.ID, fmt.Sprintf("task-not-ready: the source ended its input for stop --drain (savepoint %d)", t.drainID))
 		return
+	case t.stopID != 0:
+		t.decline(m.ID, fmt.Sprintf("task-not-ready: the source stopped for a stop with savepoint (savepoint %d)", t.stopID))
+		return
 	}
 	drain := m.Options.GetDrain() && m.Options.GetSavepoint()
 	if drain {
@@ -326,6 +352,12 @@ func (t *task) triggerCheckpoint(m TriggerCheckpoint) {
 	t.forwardBarrier(pc)
 	if t.err != nil {
 		return
+	}
+	if m.Options.GetStop() && m.Options.GetSavepoint() && !drain {
+		// stop without --drain: nothing after the savepoint's barrier, so
+		// that the sinks' output ends exactly at the savepoint.
+		t.stopID = m.ID
+		t.flushOutputs()
 	}
 	t.startUpload(pc)
 }
@@ -792,6 +824,7 @@ func (t *task) startUpload(pc *pendingCheckpoint) {
 			AlignmentMs: pc.alignment.Milliseconds(), SyncMs: pc.syncDur.Milliseconds()},
 	}
 	pc.ops, pc.inFlight, pc.outFlight = nil, nil, nil
+	t.ck.awaiting = append(t.ck.awaiting, pc.id)
 	r, log, ctx := t.env.Checkpoints, t.log, t.ck.upCtx
 	t.ck.wg.Add(1)
 	go func() {
@@ -917,6 +950,9 @@ func (t *task) notifyCheckpoint(m NotifyCheckpoint) {
 		t.ck.lastCompleted = m.ID
 		t.ck.completed = append(t.ck.completed, m.ID)
 	}
+	if t.stopID != 0 && !m.Completed && m.ID == t.stopID {
+		t.stopID = 0 // the stop failed: the job goes on
+	}
 	if t.drainID != 0 && !t.drained {
 		switch {
 		case m.Completed && m.ID >= t.drainID:
@@ -947,6 +983,14 @@ func (t *task) notifyCheckpoint(m NotifyCheckpoint) {
 			return
 		}
 	}
+	if m.Completed {
+		t.ck.awaiting = slices.DeleteFunc(t.ck.awaiting, func(id int64) bool { return id <= m.ID })
+		if t.env.Notifications != nil {
+			t.env.Notifications.MarkProcessed(m.ID)
+		}
+	} else {
+		t.ck.awaiting = slices.DeleteFunc(t.ck.awaiting, func(id int64) bool { return id == m.ID })
+	}
 }
 
 func (t *task) callNotify(vi *vertexInfo, l api.CheckpointListener, m NotifyCheckpoint) {
@@ -964,9 +1008,48 @@ func (t *task) callNotify(vi *vertexInfo, l api.CheckpointListener, m NotifyChec
 	}
 }
 
+// finalNotifyTimeout bounds how long a finishing task waits to hear how the
+// checkpoints it uploaded ended.
+const finalNotifyTimeout = 2 * time.Minute
+
+// awaitNotifications keeps a finishing task alive until it heard whether
+// each checkpoint it uploaded completed or was aborted, so that its
+// two-phase-commit functions commit (or abort) their last transactions
+// before they close. Only tasks with env.Notifications wait (the JobManager
+// redelivers notifications until they arrive).
+func (t *task) awaitNotifications() error {
+	if t.env.Notifications == nil || t.ck == nil || len(t.ck.awaiting) == 0 {
+		return t.err
+	}
+	limit := time.NewTimer(finalNotifyTimeout)
+	defer limit.Stop()
+	for len(t.ck.awaiting) > 0 && t.err == nil {
+		select {
+		case <-t.ctx.Done():
+			return t.ctx.Err()
+		case <-limit.C:
+			t.log.Warn("finished without hearing how its last checkpoints ended", "checkpoints", t.ck.awaiting, "waited", finalNotifyTimeout)
+			return t.err
+		case <-t.notifyC:
+			t.takeNotifications()
+		case m := <-t.env.Control:
+			switch m := m.(type) {
+			case TriggerCheckpoint:
+				t.decline(m.ID, "task-not-ready: the subtask is finishing")
+			case NotifyCheckpoint:
+				t.notifyCheckpoint(m)
+			}
+		}
+	}
+	return t.err
+}
+
 // declineRemaining declines the triggers left in the mailbox of a task
 // that is finishing.
 func (t *task) declineRemaining() {
+	if t.notifyC != nil {
+		t.takeNotifications()
+	}
 	if t.env.Control == nil {
 		return
 	}

@@ -41,9 +41,9 @@ type restoreState struct {
 	outFlight []inFlightEntry
 }
 
-// restoreErr formats a restore failure: one line naming the checkpoint.
+// errorf formats a restore failure: one line naming the checkpoint.
 func (r *restoreState) errorf(format string, args ...any) error {
-	return fmt.Errorf("restore from checkpoint %d (%s): %w", r.id, r.where, fmt.Errorf(format, args...))
+	return &RestoreError{CheckpointID: r.id, Where: r.where, Err: fmt.Errorf(format, args...)}
 }
 
 // prepareRestore reads what the deployment restores: operator state goes

@@ -55,6 +55,10 @@ type TaskEnv struct {
 	// Checkpoints reports the subtask's checkpoint acknowledgements and
 	// declines to the JobManager; nil means checkpoints are unsupported.
 	Checkpoints CheckpointResponder
+	// Notifications delivers checkpoint completions and aborts without ever
+	// dropping a completion (the Control mailbox is bounded); nil: only
+	// those sent on Control arrive.
+	Notifications *Notifications
 }
 
 // gateState is one input gate and where its channels start in the task's
@@ -124,6 +128,14 @@ type task struct {
 	// --drain; 0: none); drained is set when it completed.
 	drainID int64
 	drained bool
+	// stopID is the stop-with-savepoint (without drain) a source task took:
+	// it emits nothing after the savepoint's barrier and waits to be
+	// canceled once the savepoint completed; an abort resumes it.
+	stopID int64
+	// notifyC wakes the task for Notifications (nil: none); notes is the
+	// buffer their take fills.
+	notifyC <-chan struct{}
+	notes   []NotifyCheckpoint
 }
 
 // RunTask runs one subtask until its input ends (nil: FINISHED), ctx is
@@ -132,6 +144,9 @@ type task struct {
 // subtask, and for record errors the record's position).
 func RunTask(ctx context.Context, d *clusterv1.TaskDeployment, env TaskEnv) (err error) {
 	t := &task{ctx: ctx, d: d, env: env, lastWM: api.NoTimestamp, curChannel: -1}
+	if env.Notifications != nil {
+		t.notifyC = env.Notifications.Ready()
+	}
 	defer func() {
 		// Decided before cleanup: releasing the partitions makes consumers
 		// fail, which may cancel ctx (the job fails) after this task's own
@@ -480,7 +495,7 @@ func (t *task) runTimers(now time.Time) {
 	if !t.flushAt.IsZero() && !now.Before(t.flushAt) {
 		t.flushOutputs()
 	}
-	if g := t.wmGen; g != nil && t.drainID == 0 && !now.Before(g.next) {
+	if g := t.wmGen; g != nil && t.drainID == 0 && t.stopID == 0 && !now.Before(g.next) {
 		g.tick(t, now)
 	}
 	t.tickBarriers(now)
@@ -491,8 +506,8 @@ func (t *task) nextDeadline(extra time.Time) time.Time {
 	d := extra
 	now := time.Now()
 	wmTick := t.wmGen.nextTick()
-	if t.drainID != 0 {
-		wmTick = time.Time{} // the final watermark was emitted
+	if t.drainID != 0 || t.stopID != 0 {
+		wmTick = time.Time{} // the final watermark was emitted, or the source is stopped
 	}
 	for _, x := range [...]time.Time{t.flushAt, wmTick, t.nextProcessingTimer(now), t.barrierDeadline(now)} {
 		if !x.IsZero() && (d.IsZero() || x.Before(d)) {
@@ -536,7 +551,7 @@ func (t *task) runSource() error {
 		if t.drained {
 			return t.finish()
 		}
-		if t.drainID == 0 && (waitUntil.IsZero() || !now.Before(waitUntil)) {
+		if t.drainID == 0 && t.stopID == 0 && (waitUntil.IsZero() || !now.Before(waitUntil)) {
 			st, err := t.callNext(out)
 			t.metrics.publish()
 			if t.err != nil {
@@ -559,8 +574,8 @@ func (t *task) runSource() error {
 				continue
 			}
 		}
-		if t.drainID != 0 {
-			waitUntil = time.Time{} // drained: wait for the savepoint's completion only
+		if t.drainID != 0 || t.stopID != 0 {
+			waitUntil = time.Time{} // drained or stopped: wait for the savepoint's completion only
 		}
 		c := t.armTimer(now, t.nextDeadline(waitUntil))
 		select {
@@ -568,6 +583,8 @@ func (t *task) runSource() error {
 		case <-c:
 		case m := <-t.env.Control:
 			t.handleControl(m)
+		case <-t.notifyC:
+			t.takeNotifications()
 		}
 		t.stopTimer()
 	}
@@ -653,6 +670,8 @@ func (t *task) runInputs() error {
 			case <-t.gates[0].gate.Available():
 			case m := <-t.env.Control:
 				t.handleControl(m)
+			case <-t.notifyC:
+				t.takeNotifications()
 			}
 		case 2:
 			select {
@@ -662,6 +681,8 @@ func (t *task) runInputs() error {
 			case <-t.gates[1].gate.Available():
 			case m := <-t.env.Control:
 				t.handleControl(m)
+			case <-t.notifyC:
+				t.takeNotifications()
 			}
 		default:
 			cases = cases[:0]
@@ -669,14 +690,23 @@ func (t *task) runInputs() error {
 			if t.env.Control != nil {
 				cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(t.env.Control)})
 			}
+			notifyAt := -1
+			if t.notifyC != nil {
+				notifyAt = len(cases)
+				cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(t.notifyC)})
+			}
 			if tc != nil {
 				cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(tc)})
 			}
 			for _, gs := range t.gates {
 				cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(gs.gate.Available())})
 			}
-			if i, v, ok := reflect.Select(cases); i == 1 && ok && t.env.Control != nil {
+			i, v, ok := reflect.Select(cases)
+			switch {
+			case i == 1 && ok && t.env.Control != nil:
 				t.handleControl(v.Interface())
+			case i == notifyAt:
+				t.takeNotifications()
 			}
 		}
 		t.stopTimer()
@@ -864,7 +894,7 @@ func (t *task) finish() error {
 			return t.ctx.Err()
 		}
 	}
-	return nil
+	return t.awaitNotifications()
 }
 
 func (t *task) callFinish(l *opLink) {
