@@ -68,7 +68,10 @@ func FieldErrors(err error) []*FieldError {
 // DecodeConfig validates raw configuration (decoded from YAML or JSON)
 // against the type's Fields and returns it converted to the declared Go
 // types, with defaults applied for absent fields and the zero value of the
-// type for absent fields without default. A nil value counts as absent.
+// type for absent fields without default. A nil value counts as absent. The
+// zero value given to an absent field is not checked by Enum or Validate (it
+// means "not set"; the operator's constructor decides what that means, such
+// as the window slide defaulting to its size).
 //
 // Accepted inputs per field type:
 //   - TypeString: a string.
@@ -152,9 +155,37 @@ func (t *OperatorType) DecodeConfigJSON(data []byte) (Config, error) {
 	return t.DecodeConfig(raw)
 }
 
+// Instantiate decodes config JSON as a JobGraph vertex carries it
+// (EncodeConfig's output) with DecodeConfigJSON and builds the type's
+// Source, Operator or Sink from it (NewSource, NewOperator or NewSink, by
+// Kind): exactly what a TaskManager does when it deploys the vertex. The job
+// spec validator calls it on the bytes it stores, so a config that validates
+// is a config that deploys. Constructors must not do I/O or start
+// goroutines (Open does that), so the instance can simply be dropped.
+func (t *OperatorType) Instantiate(config []byte) (any, error) {
+	cfg, err := t.DecodeConfigJSON(config)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case t.Kind == KindSource && t.NewSource != nil:
+		return t.NewSource(cfg)
+	case t.Kind == KindOperator && t.NewOperator != nil:
+		return t.NewOperator(cfg)
+	case t.Kind == KindSink && t.NewSink != nil:
+		return t.NewSink(cfg)
+	}
+	return nil, fmt.Errorf("operator type %q of kind %v has no constructor for its kind", t.Name, t.Kind)
+}
+
 // EncodeConfig encodes a decoded Config as JSON that DecodeConfig (or
-// DecodeConfigJSON) reads back to an equal Config. Durations are written as
-// Go duration strings. Keys that are not fields of the type are an error.
+// DecodeConfigJSON) reads back to an equal Config: for every cfg that
+// DecodeConfig returned, DecodeConfigJSON(EncodeConfig(cfg)) succeeds and
+// returns cfg. To keep that promise, an optional field without default that
+// holds its type's zero value is left out, so it reads back as absent (as it
+// was decoded) instead of as a present value that Enum or Validate would
+// check. Durations are written as Go duration strings. Keys that are not
+// fields of the type are an error.
 func (t *OperatorType) EncodeConfig(cfg Config) ([]byte, error) {
 	out := make(map[string]any, len(cfg))
 	var errs []error
@@ -168,6 +199,9 @@ func (t *OperatorType) EncodeConfig(cfg Config) ([]byte, error) {
 		f, ok := t.Field(k)
 		if !ok {
 			errs = append(errs, &FieldError{Field: k, Err: fmt.Errorf("%w of operator type %q (known fields: %s)", ErrUnknownField, t.Name, t.knownFields())})
+			continue
+		}
+		if !f.Required && f.Default == nil && isUnset(f.Type, v) {
 			continue
 		}
 		switch x := v.(type) {
@@ -209,6 +243,24 @@ func (t *OperatorType) knownFields() string {
 	}
 	sort.Strings(names)
 	return strings.Join(names, ", ")
+}
+
+// isUnset reports whether v is what DecodeConfig gives an absent field of
+// type ft without default: the type's zero value (nil for lists and maps; an
+// empty but non-nil list or map was written by the user and is kept).
+func isUnset(ft FieldType, v any) bool {
+	if v == nil {
+		return true
+	}
+	switch ft {
+	case TypeStringList:
+		l, ok := v.([]string)
+		return ok && l == nil
+	case TypeStringMap:
+		m, ok := v.(map[string]string)
+		return ok && m == nil
+	}
+	return v == zeroValue(ft)
 }
 
 func zeroValue(ft FieldType) any {

@@ -203,3 +203,83 @@ func TestEncodeConfigErrors(t *testing.T) {
 		t.Fatalf("duration as string: got %v", err)
 	}
 }
+
+// An optional field without default that is absent decodes to its zero
+// value without Validate or Enum; encoding must not turn that into a present
+// value that fails them when the runtime decodes the stored JSON (the
+// tumbling window with only size failed at deploy on slide "0s").
+func TestEncodeConfigKeepsUnsetFieldsUnset(t *testing.T) {
+	atLeast1ms := func(v any) error {
+		if v.(time.Duration) < time.Millisecond {
+			return errors.New("must be at least 1ms")
+		}
+		return nil
+	}
+	typ := &OperatorType{Name: "win", Kind: KindOperator, Fields: []Field{
+		{Name: "size", Type: TypeDuration, Required: true, Validate: atLeast1ms},
+		{Name: "slide", Type: TypeDuration, Validate: atLeast1ms},
+		{Name: "fn", Type: TypeString, Enum: []string{"sum", "max"}},
+		{Name: "n", Type: TypeInt, Validate: func(v any) error {
+			if v.(int64) == 0 {
+				return errors.New("must not be 0")
+			}
+			return nil
+		}},
+		{Name: "by", Type: TypeStringList},
+		{Name: "names", Type: TypeStringMap},
+		{Name: "where", Type: TypeExpression},
+		{Name: "zeroDefault", Type: TypeInt, Default: 0},
+	}}
+	for _, raw := range []map[string]any{
+		{"size": "1m"},
+		{"size": "1m", "slide": "10s", "fn": "max", "n": 3, "by": []any{}, "names": map[string]any{}},
+		{"size": "1m", "by": []any{"a"}, "where": "x > 1", "zeroDefault": 0},
+	} {
+		cfg, err := typ.DecodeConfig(raw)
+		if err != nil {
+			t.Fatalf("DecodeConfig(%v): %v", raw, err)
+		}
+		b := mustEncode(t, typ, cfg)
+		back, err := typ.DecodeConfigJSON(b)
+		if err != nil {
+			t.Fatalf("%v: DecodeConfigJSON(%s): %v", raw, b, err)
+		}
+		if !reflect.DeepEqual(back, cfg) {
+			t.Fatalf("%v: round trip through %s\ngot  %#v\nwant %#v", raw, b, back, cfg)
+		}
+	}
+	if b := string(mustEncode(t, typ, mustDecode(t, typ, map[string]any{"size": "1m"}))); b != `{"size":"1m0s","zeroDefault":0}` {
+		t.Fatalf("only size set: encoded %s, want the unset optional fields left out and the default kept", b)
+	}
+}
+
+func mustDecode(t *testing.T, typ *OperatorType, raw map[string]any) Config {
+	t.Helper()
+	cfg, err := typ.DecodeConfig(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// Instantiate is the deploy path: decode the stored JSON, then construct.
+func TestInstantiate(t *testing.T) {
+	errTooBig := errors.New("slide larger than size")
+	typ := &OperatorType{Name: "win", Kind: KindOperator,
+		Fields: []Field{{Name: "size", Type: TypeInt, Required: true}, {Name: "slide", Type: TypeInt}},
+		NewOperator: func(cfg Config) (Operator, error) {
+			if cfg.Int("slide") > cfg.Int("size") {
+				return nil, errTooBig
+			}
+			return nil, nil
+		}}
+	if _, err := typ.Instantiate([]byte(`{"size":2}`)); err != nil {
+		t.Fatalf("Instantiate: %v", err)
+	}
+	if _, err := typ.Instantiate([]byte(`{"size":2,"slide":3}`)); !errors.Is(err, errTooBig) {
+		t.Fatalf("constructor error not returned: %v", err)
+	}
+	if _, err := typ.Instantiate([]byte(`{}`)); !errors.Is(err, ErrMissingField) {
+		t.Fatalf("decode error not returned: %v", err)
+	}
+}

@@ -12,7 +12,12 @@
 //     keys anywhere are errors. Malformed YAML gives one located line.
 //   - Each operator's config is validated and defaulted by its type's schema
 //     (api.OperatorType.DecodeConfig) and stored in the vertex as JSON
-//     (EncodeConfig), so the runtime decodes it with DecodeConfigJSON.
+//     (EncodeConfig), so the runtime decodes it with DecodeConfigJSON. The
+//     operator is then built once from those stored bytes
+//     (api.OperatorType.Instantiate: the TaskManager's decode and
+//     constructor), so a spec that parses does not fail at deploy on its
+//     config. Every spec in testdata/good is deployed on a mini cluster by
+//     TestGoodSpecsDeploy.
 //   - Edges: keyBy on the target makes HASH edges; an explicit partitioning
 //     (forward, rebalance, broadcast) applies to all inputs of the operator;
 //     otherwise an edge is FORWARD when the target has a single input of the

@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/flowrt/flow/pkg/api"
 )
 
 func TestSectionsRoundTrip(t *testing.T) {
-	g, err := LoadFile("testdata/good/keyed-count.yaml", testRegistry(), nil)
+	g, err := LoadFile("testdata/good/keyed-count.yaml", api.Default, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +94,7 @@ func FuzzParse(f *testing.F) {
 			f.Add(b, "operators.src.parallelism=3")
 		}
 	}
-	reg := testRegistry()
+	reg := api.Default // Parse builds every operator: fuzz the built-in constructors too
 	f.Fuzz(func(t *testing.T, data []byte, set string) {
 		_, err := Parse(data, "f.yaml", reg, []string{set})
 		if err == nil {

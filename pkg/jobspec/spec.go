@@ -638,6 +638,16 @@ func (p *parser) config(e entry, op *operator, what string) []byte {
 		p.errAt(op.typeNode, "%s: config: %v", what, err)
 		return nil
 	}
+	// Build the operator from the stored bytes exactly as a TaskManager
+	// deploys it, so a config the spec accepts cannot fail at deploy.
+	if _, err := op.typ.Instantiate(b); err != nil {
+		at := op.typeNode
+		if e.key != nil {
+			at = e.key
+		}
+		p.errAt(at, "%s: config: %v", what, err)
+		return nil
+	}
 	return b
 }
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flowrt/flow/pkg/api"
+	_ "github.com/flowrt/flow/pkg/builtin"
 	"github.com/flowrt/flow/pkg/runtime"
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
@@ -61,12 +63,15 @@ func render(t *testing.T, g *jobgraphv1.JobGraph) string {
 	return b.String()
 }
 
+// TestGoodSpecs parses every good spec with the built-in operator types
+// (the ones TestGoodSpecsDeploy runs on a mini cluster) and compares the
+// graph with its golden file.
 func TestGoodSpecs(t *testing.T) {
 	files, _ := filepath.Glob("testdata/good/*.yaml")
 	if len(files) == 0 {
 		t.Fatal("no testdata/good/*.yaml")
 	}
-	reg := testRegistry()
+	reg := api.Default
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			data, err := os.ReadFile(f)
