@@ -1,12 +1,16 @@
 package runtime
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/flowrt/flow/pkg/connectors/file"
+)
 
 func fmtSscanf(name string, sub, n *int) (int, error) {
-	var rest string
-	c, err := fmt.Sscanf(name, "part-%d-%d.%s", sub, n, &rest)
-	if err == nil && rest != "jsonl" {
-		return c, fmt.Errorf("not a part file: %s", name)
+	p, ok := file.ParsePartName(name)
+	if !ok || !p.Committed {
+		return 0, fmt.Errorf("not a part file: %s", name)
 	}
-	return c, err
+	*sub, *n = p.Subtask, p.N
+	return 2, nil
 }

@@ -1,12 +1,14 @@
 package file
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -135,181 +137,116 @@ func TestSourcePositionRestore(t *testing.T) {
 
 func TestSinkCommitsOnFinish(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "out")
-	typ := SinkType()
-	cfg, err := typ.DecodeConfig(map[string]any{"path": dir, "max_file_size": 40})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := typ.NewSink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Open(testCtx{1, 2}); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 10; i++ {
-		if err := s.Write(api.Record{Value: []byte(`{"i":` + string(rune('0'+i)) + `}`)}); err != nil {
-			t.Fatal(err)
+	run := func() {
+		a := startAttempt(t, dir, attemptOpts{job: jobA, par: 2, maxSize: 40})
+		before := len(committed(listing(t, dir)))
+		a.write(1, recs("i", 0, 10)...)
+		if c := committed(listing(t, dir)); len(c) != before {
+			t.Fatalf("files committed before Finish: %v", slices.Sorted(maps.Keys(c)))
 		}
+		a.finish()
+		a.close()
 	}
-	committed := func() []string {
-		m, _ := filepath.Glob(filepath.Join(dir, "part-*"))
-		sort.Strings(m)
-		return m
-	}
-	if c := committed(); len(c) != 0 {
-		t.Fatalf("files committed before Finish: %v", c)
-	}
-	if err := s.Finish(); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	files := committed()
+	run()
+	files := committed(listing(t, dir))
 	if len(files) < 2 {
-		t.Fatalf("max_file_size 40 should roll: %v", files)
+		t.Fatalf("max_file_size 40 should roll: %v", slices.Sorted(maps.Keys(files)))
 	}
-	var all []byte
-	for i := range files {
-		b, err := os.ReadFile(filepath.Join(dir, PartName(1, i)))
-		if err != nil {
-			t.Fatal(err)
+	for n := range files {
+		if !regexp.MustCompile(`^part-aaaaaaaa-[0-9a-f]{8}-[0-9a-f]{8}-1-[0-9]+\.jsonl$`).MatchString(n) {
+			t.Errorf("committed file %s: want part-aaaaaaaa-<op>-<run>-1-<n>.jsonl", n)
 		}
-		all = append(all, b...)
 	}
-	if n := bytes.Count(all, []byte("\n")); n != 10 {
-		t.Fatalf("%d lines committed, want 10", n)
-	}
+	exactlyOnce(t, dir, recs("i", 0, 10))
 	if hidden, _ := filepath.Glob(filepath.Join(dir, ".*")); len(hidden) != 0 {
 		t.Fatalf("in-progress files left: %v", hidden)
 	}
-	// A second run continues the numbering instead of overwriting.
-	s2, _ := typ.NewSink(cfg)
-	if err := s2.Open(testCtx{1, 2}); err != nil {
-		t.Fatal(err)
+	// A second run of the same job writes new files instead of overwriting.
+	run()
+	if got := len(committed(listing(t, dir))); got != 2*len(files) {
+		t.Fatalf("%d files after the second run, want %d", got, 2*len(files))
 	}
-	if err := s2.Write(api.Record{Value: []byte(`{}`)}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s2.Finish(); err != nil {
-		t.Fatal(err)
-	}
-	s2.Close()
-	if got := len(committed()); got != len(files)+1 {
-		t.Fatalf("%d files after second run, want %d", got, len(files)+1)
-	}
+	keepsCommitted(t, dir, files)
 }
 
-// stateCtx is a testCtx with an operator state store.
-type stateCtx struct {
-	testCtx
-	store *statebackend.OperatorStore
+var partRE = regexp.MustCompile(`^part-[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}-[0-9]+-[0-9]+\.jsonl$`)
+
+// TestSinkTwoPhaseCommit walks the exactly-once protocol: records go to a
+// hidden part, a snapshot makes it pending, the completion of its
+// checkpoint commits it, and the end of input commits the rest.
+func TestSinkTwoPhaseCommit(t *testing.T) {
+	dir := t.TempDir()
+	names := func() (hidden, visible int) {
+		for n := range listing(t, dir) {
+			if strings.HasPrefix(n, ".") {
+				if !strings.HasSuffix(n, ".inprogress") || !partRE.MatchString(strings.TrimSuffix(n[1:], ".inprogress")) {
+					t.Errorf("uncommitted file %s: want .part-...jsonl.inprogress", n)
+				}
+				hidden++
+			} else {
+				visible++
+			}
+		}
+		return hidden, visible
+	}
+	a := startAttempt(t, dir, attemptOpts{job: jobA, par: 1})
+	a.write(0, `"a"`)
+	if h, v := names(); h != 1 || v != 0 {
+		t.Fatalf("after a record: %d hidden, %d committed files", h, v)
+	}
+	a.snapshot(1)
+	a.write(0, `"b"`)
+	a.snapshot(2)
+	if h, v := names(); h != 2 || v != 0 {
+		t.Fatalf("after snapshots 1 and 2: %d hidden, %d committed files", h, v)
+	}
+	a.notify(1)
+	exactlyOnce(t, dir, []string{`"a"`})
+	a.write(0, `"c"`)
+	a.finish()
+	a.close()
+	if h, v := names(); h != 0 || v != 3 {
+		t.Fatalf("after finish: %d hidden, %d committed files", h, v)
+	}
+	exactlyOnce(t, dir, []string{`"a"`, `"b"`, `"c"`})
 }
 
-func (c stateCtx) OperatorStateStore() api.OperatorStateStore { return c.store }
-
-func sinkFiles(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
+// TestSinkRestoresFormat1State: a checkpoint taken before part names had
+// a job and run (format 1, parts part-<subtask>-<n>.jsonl) still restores:
+// its pending part is committed; what the old sink wrote after it is left
+// alone (it cannot be told apart from other runs' files).
+func TestSinkRestoresFormat1State(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "part-0-0.jsonl"), "\"a\"\n")
+	write(t, filepath.Join(dir, ".part-0-1.jsonl.inprogress"), "\"b\"\n")
+	write(t, filepath.Join(dir, ".part-0-2.jsonl.inprogress"), "\"late\"\n")
+	elem := []byte(`{"subtask":0,"next":2,"pending":[{"part":1,"checkpoint":4}]}`)
+	ck := [][]statebackend.OperatorState{{{Spec: api.OperatorStateSpec{Name: stateName, Mode: api.UnionList, ValueCodec: api.BytesCodec().ID()}, Items: [][]byte{elem}}}}
+	b := startAttempt(t, dir, attemptOpts{job: jobB, par: 1, restore: ck})
+	b.write(0, `"c"`)
+	b.snapshot(5)
+	b.notify(5)
+	b.finish()
+	b.close()
+	exactlyOnce(t, dir, []string{`"a"`, `"b"`, `"c"`})
+	if _, err := os.Stat(filepath.Join(dir, ".part-0-2.jsonl.inprogress")); err != nil {
+		t.Errorf("the format-1 in-progress part: %v, want it left alone", err)
+	}
+	bad := [][]statebackend.OperatorState{{{Spec: ck[0][0].Spec, Items: [][]byte{[]byte(`{"v":9}`)}}}}
+	shares, err := statebackend.Redistribute(bad, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	sort.Strings(names)
-	return names
-}
-
-// TestSinkTwoPhaseCommit walks the exactly-once protocol: a snapshot makes
-// the part pending, completion commits it, and a restore from an earlier
-// checkpoint commits its pending parts again and deletes everything written
-// after it (in progress, pending and committed at end of input).
-func TestSinkTwoPhaseCommit(t *testing.T) {
-	dir := t.TempDir()
-	newSink := func(store *statebackend.OperatorStore) *Sink {
-		s := &Sink{dir: dir}
-		if err := s.Open(stateCtx{testCtx{0, 1}, store}); err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	rec := func(s *Sink, v string) {
-		if err := s.Write(api.Record{Value: []byte(v)}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	store := statebackend.NewOperatorStore()
-	s := newSink(store)
-	if err := s.InitializeState(false); err != nil {
+	if err := store.Restore(shares[0]); err != nil {
 		t.Fatal(err)
 	}
-	rec(s, `"a"`)
-	if err := s.SnapshotState(1); err != nil {
+	s := &Sink{dir: dir}
+	if err := s.Open(jobCtx{api.TaskInfo{JobID: jobB, Parallelism: 1}, store}); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(sinkFiles(t, dir), " "); got != ".part-0-0.jsonl.inprogress" {
-		t.Fatalf("after snapshot 1: %s", got)
-	}
-	rec(s, `"b"`)
-	if err := s.SnapshotState(2); err != nil {
-		t.Fatal(err)
-	}
-	snap2 := store.Snapshot() // what checkpoint 2 stores
-	if err := s.NotifyCheckpointComplete(1); err != nil {
-		t.Fatal(err)
-	}
-	if got := strings.Join(sinkFiles(t, dir), " "); got != ".part-0-1.jsonl.inprogress part-0-0.jsonl" {
-		t.Fatalf("after complete 1: %s", got)
-	}
-	rec(s, `"c"`) // after checkpoint 2: replayed after the restore
-	if err := s.Finish(); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	if got := strings.Join(sinkFiles(t, dir), " "); got != "part-0-0.jsonl part-0-1.jsonl part-0-2.jsonl" {
-		t.Fatalf("after finish: %s", got)
-	}
-
-	// Restore from checkpoint 2 (the notification of 2 was lost): part 1 is
-	// committed (already), part 2 (written after 2) is deleted.
-	store2 := statebackend.NewOperatorStore()
-	if err := store2.Restore(snap2); err != nil {
-		t.Fatal(err)
-	}
-	r := newSink(store2)
-	if err := r.InitializeState(true); err != nil {
-		t.Fatal(err)
-	}
-	if got := strings.Join(sinkFiles(t, dir), " "); got != "part-0-0.jsonl part-0-1.jsonl" {
-		t.Fatalf("after restore: %s", got)
-	}
-	rec(r, `"c"`)
-	if err := r.Finish(); err != nil {
-		t.Fatal(err)
-	}
-	var lines []string
-	for _, f := range sinkFiles(t, dir) {
-		b, err := os.ReadFile(filepath.Join(dir, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, strings.Fields(string(b))...)
-	}
-	if got := strings.Join(lines, ","); got != `"a","b","c"` {
-		t.Fatalf("output %s, want each record once", got)
-	}
-
-	// A pending part that vanished is reported, not ignored.
-	store3 := statebackend.NewOperatorStore()
-	if err := store3.Restore(snap2); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(filepath.Join(dir, "part-0-1.jsonl")); err != nil {
-		t.Fatal(err)
-	}
-	if err := newSink(store3).InitializeState(true); err == nil || !strings.Contains(err.Error(), "part-0-1.jsonl") {
-		t.Fatalf("missing pending part: err = %v", err)
+	if err := s.InitializeState(true); err == nil || !strings.Contains(err.Error(), "format 9") {
+		t.Fatalf("state of a future format: %v", err)
 	}
 }
 

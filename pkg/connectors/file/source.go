@@ -29,14 +29,15 @@ func SourceType() api.OperatorType {
 	return api.OperatorType{
 		Name: SourceName, Kind: api.KindSource,
 		Doc: "Reads JSON lines from a file or from the *.json/*.jsonl files of a directory.",
-		Fields: []api.Field{{Name: "path", Type: api.TypeString, Required: true,
-			Doc: "A file, or a directory whose *.json and *.jsonl files are read (spread across subtasks)."}},
+		Fields: []api.Field{{Name: "path", Type: api.TypeString, Required: true, Validate: validatePath,
+			Doc: "A file, or a directory whose *.json and *.jsonl files are read (spread across subtasks): an absolute path or file:// URL."}},
 		Example: "- id: events\n  type: file\n  config:\n    path: /data/events\n",
 		NewSource: func(cfg api.Config) (api.Source, error) {
-			if cfg.String("path") == "" {
-				return nil, errors.New("file source: path is empty: set it to a file or directory")
+			path, err := localPath(cfg.String("path"))
+			if err != nil {
+				return nil, fmt.Errorf("file source: path: %w", err)
 			}
-			return &Source{path: cfg.String("path")}, nil
+			return &Source{path: path}, nil
 		},
 	}
 }
