@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -92,6 +93,68 @@ func TestGoodSpecsDeploy(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestGoodSpecsCoverEveryBuiltinType: for every built-in operator type some
+// good spec uses it with only its required config fields, so every optional
+// field's default is deployed by TestGoodSpecsDeploy.
+func TestGoodSpecsCoverEveryBuiltinType(t *testing.T) {
+	files, _ := filepath.Glob("testdata/good/*.yaml")
+	covered := map[string]bool{} // type/kind
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := jobspec.Parse(data, filepath.Base(f), api.Default, headerSets(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var spec struct {
+			Operators []struct {
+				ID     string         `yaml:"id"`
+				Config map[string]any `yaml:"config"`
+			} `yaml:"operators"`
+		}
+		if err := yaml.Unmarshal(data, &spec); err != nil {
+			t.Fatal(err)
+		}
+		for _, op := range spec.Operators {
+			for _, v := range g.GetVertices() {
+				if v.GetId() != op.ID {
+					continue
+				}
+				typ, err := api.Default.LookupKind(v.GetType(), kindOf(v))
+				if err != nil {
+					t.Fatal(err)
+				}
+				onlyRequired := true
+				for k := range op.Config {
+					if f, ok := typ.Field(k); !ok || !f.Required {
+						onlyRequired = false
+					}
+				}
+				if onlyRequired {
+					covered[typ.Name+"/"+typ.Kind.String()] = true
+				}
+			}
+		}
+	}
+	for _, typ := range api.Default.Types() {
+		if !covered[typ.Name+"/"+typ.Kind.String()] {
+			t.Errorf("no good spec uses %s %q with only its required config fields: add it to testdata/good/defaults.yaml", typ.Kind, typ.Name)
+		}
+	}
+}
+
+func kindOf(v *jobgraphv1.Vertex) api.Kind {
+	switch v.GetKind() {
+	case jobgraphv1.VertexKind_VERTEX_KIND_SOURCE:
+		return api.KindSource
+	case jobgraphv1.VertexKind_VERTEX_KIND_SINK:
+		return api.KindSink
+	}
+	return api.KindOperator
 }
 
 // parseForDeploy parses a good spec with its "# set:" header and with
