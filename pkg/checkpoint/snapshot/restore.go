@@ -45,7 +45,10 @@ func Restore(ctx context.Context, b statebackend.Backend, handles []*checkpointv
 }
 
 // downloadNative downloads the files of a native Pebble handle into dir
-// under their local names.
+// under their local names and verifies each (its recorded size, and the
+// block checksums of SSTs: pebble.VerifyFile), so that a corrupt file
+// fails the restore naming it, wrapping pebble.ErrCorrupt, before the DB
+// opens.
 func downloadNative(ctx context.Context, h *checkpointv1.KeyedStateHandle, src Source, dir string) error {
 	if len(h.GetFiles()) == 0 {
 		return fmt.Errorf("native pebble handle %v has no files: %w", handleRange(h), ErrCorrupt)
@@ -55,7 +58,11 @@ func downloadNative(ctx context.Context, h *checkpointv1.KeyedStateHandle, src S
 		if name == "" || name != filepath.Base(name) || strings.HasPrefix(name, ".") {
 			return fmt.Errorf("native pebble handle %v: file %s has local name %q: %w", handleRange(h), f.GetPath(), name, ErrCorrupt)
 		}
-		if err := src.Download(ctx, f.GetPath(), filepath.Join(dir, name)); err != nil {
+		local := filepath.Join(dir, name)
+		if err := src.Download(ctx, f.GetPath(), local); err != nil {
+			return fmt.Errorf("restore pebble snapshot: %w", err)
+		}
+		if err := pebble.VerifyFile(local, f.GetPath(), f.GetSize()); err != nil {
 			return fmt.Errorf("restore pebble snapshot: %w", err)
 		}
 	}

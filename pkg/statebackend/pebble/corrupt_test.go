@@ -106,7 +106,7 @@ func TestVerifyFile(t *testing.T) {
 	name := "job/chk-7/shared/" + filepath.Base(sst)
 	err = pebble.VerifyFile(sst, name, fi.Size())
 	checkCorruptErr(t, err, name)
-	if !strings.Contains(err.Error(), "restore from an earlier checkpoint") {
+	if !strings.Contains(err.Error(), "restore from a savepoint or from an earlier checkpoint") {
 		t.Errorf("error does not say what to do: %v", err)
 	}
 	// A file of another size than its checkpoint recorded (truncated).

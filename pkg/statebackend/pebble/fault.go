@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -159,7 +160,7 @@ func VerifyFile(path, name string, size int64) error {
 		return fmt.Errorf("verify state file %s: %w", name, err)
 	}
 	if size > 0 && fi.Size() != size {
-		return fmt.Errorf("state file %s is corrupt: %d bytes, its checkpoint recorded %d: restore from an earlier checkpoint: %w", name, fi.Size(), size, ErrCorrupt)
+		return fmt.Errorf("state file %s is corrupt: %d bytes, its checkpoint recorded %d: restore from a savepoint or from an earlier checkpoint that does not use this file: %w", name, fi.Size(), size, ErrCorrupt)
 	}
 	if filepath.Ext(path) != ".sst" {
 		return nil
@@ -173,7 +174,13 @@ func VerifyFile(path, name string, size int64) error {
 		_ = f.Close()
 		return fmt.Errorf("verify state file %s: %w", name, err)
 	}
-	r, err := sstable.NewReader(context.Background(), readable, readerOptions())
+	ro := readerOptions()
+	// Pebble's errors name the file by its number ("pebble: file 000012"):
+	// the one in the local name, not 0.
+	if n, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(path), ".sst"), 10, 64); err == nil {
+		setUint(&ro.CacheOpts.FileNum, n)
+	}
+	r, err := sstable.NewReader(context.Background(), readable, ro)
 	if err != nil {
 		_ = readable.Close()
 		return verifyError(name, err)
@@ -190,10 +197,14 @@ func VerifyFile(path, name string, size int64) error {
 
 func verifyError(name string, err error) error {
 	if cpebble.IsCorruptionError(err) {
-		return fmt.Errorf("state file %s is corrupt: %s: restore from an earlier checkpoint: %w", name, oneLine(err), ErrCorrupt)
+		return fmt.Errorf("state file %s is corrupt: %s: restore from a savepoint or from an earlier checkpoint that does not use this file: %w", name, oneLine(err), ErrCorrupt)
 	}
 	return fmt.Errorf("verify state file %s: %w", name, err)
 }
+
+// setUint sets *p (the type of a Pebble file number is internal to
+// Pebble, so it is inferred here rather than named).
+func setUint[T ~uint64](p *T, n uint64) { *p = T(n) }
 
 // readerOptions are the SST reader options of the backend's DBs (its
 // comparer, key schemas and merger).
