@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
+	"github.com/flowrt/flow/internal/datadir"
 	"github.com/flowrt/flow/internal/jobmanager"
 	"github.com/flowrt/flow/internal/taskmanager"
 	"github.com/flowrt/flow/pkg/api"
@@ -31,17 +32,59 @@ type common struct {
 func (c *common) register(cmd *cobra.Command, rpcDefault, httpDefault, dataDefault string) {
 	f := cmd.Flags()
 	f.StringVar(&c.rpcAddress, "rpc-address", rpcDefault, "host:port for gRPC (port 0 picks a free port and logs it)")
-	f.StringVar(&c.httpAddress, "http-address", httpDefault, "host:port serving /metrics and /healthz (port 0 picks a free port; empty disables)")
-	f.StringVar(&c.dataDir, "data-dir", dataDefault, "directory for the daemon's persistent data")
+	f.StringVar(&c.httpAddress, "http-address", httpDefault, "host:port serving /metrics, /livez and /readyz (port 0 picks a free port; empty disables)")
+	f.StringVar(&c.dataDir, "data-dir", dataDefault, "directory for the daemon's persistent data (one daemon at a time: it is locked)")
 	f.StringVar(&c.config, "config", "", "YAML file of flag values (keys are flag names); flags and FLOW_* variables override it")
 	f.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
 
-// prepare applies config layering and returns the logger.
-func (c *common) prepare(cmd *cobra.Command) error {
+// prepare applies config layering and returns the logger (on the
+// command's stderr).
+func (c *common) prepare(cmd *cobra.Command) (*slog.Logger, error) {
 	cmd.SilenceUsage = true
-	return ApplyConfig(cmd.Flags(), c.config, os.Getenv)
+	if err := ApplyConfig(cmd.Flags(), c.config, os.Getenv); err != nil {
+		return nil, err
+	}
+	return NewLogger(cmd.ErrOrStderr(), c.logFormat, c.logLevel)
+}
+
+// listeners are a daemon's open RPC and HTTP listeners (http is nil when
+// --http-address is empty).
+type listeners struct {
+	rpc, http net.Listener
+}
+
+func (c *common) listen() (*listeners, error) {
+	rpcL, err := Listen(c.rpcAddress, "rpc-address")
+	if err != nil {
+		return nil, err
+	}
+	ls := &listeners{rpc: rpcL}
+	if c.httpAddress != "" {
+		if ls.http, err = Listen(c.httpAddress, "http-address"); err != nil {
+			rpcL.Close()
+			return nil, err
+		}
+	}
+	return ls, nil
+}
+
+func (ls *listeners) close() {
+	ls.rpc.Close()
+	if ls.http != nil {
+		ls.http.Close()
+	}
+}
+
+// advertised is addr with its host replaced by host (when set).
+func advertised(addr net.Addr, host string) string {
+	s := addr.String()
+	if host == "" {
+		return s
+	}
+	_, port, _ := net.SplitHostPort(s)
+	return net.JoinHostPort(host, port)
 }
 
 // JobManagerCommand is the jobmanager binary. registry lists the operator
@@ -55,13 +98,17 @@ func JobManagerCommand(registry *api.Registry) *cobra.Command {
 		Short: "Run a Flow JobManager: the cluster's coordinator",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := c.prepare(cmd); err != nil {
-				return err
-			}
-			log, err := NewLogger(os.Stderr, c.logFormat, c.logLevel)
+			log, err := c.prepare(cmd)
 			if err != nil {
 				return err
 			}
+			// Locked before the job store is opened: a second JobManager
+			// would mark the first one's running jobs FAILED.
+			lock, err := datadir.Lock(c.dataDir)
+			if err != nil {
+				return err
+			}
+			defer lock.Release()
 			reg := NewRegistry()
 			jm, err := jobmanager.New(jobmanager.Options{
 				DataDir: c.dataDir, HeartbeatTimeout: heartbeatTimeout, SlotTimeout: slotTimeout,
@@ -72,7 +119,11 @@ func JobManagerCommand(registry *api.Registry) *cobra.Command {
 				return err
 			}
 			defer jm.Close()
-			return serve(cmd.Context(), log, c, reg, jm.Register, func(ctx context.Context, rpc net.Addr) error {
+			ls, err := c.listen()
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), log, ls, reg, jm.Register, jm.Ready, func(ctx context.Context) error {
 				log.Info("jobmanager started", "id", jm.ID(), "data_dir", c.dataDir)
 				jm.Run(ctx)
 				return nil
@@ -97,10 +148,7 @@ func TaskManagerCommand(registry *api.Registry) *cobra.Command {
 		Short: "Run a Flow TaskManager: a worker that offers slots and runs tasks",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := c.prepare(cmd); err != nil {
-				return err
-			}
-			log, err := NewLogger(os.Stderr, c.logFormat, c.logLevel)
+			log, err := c.prepare(cmd)
 			if err != nil {
 				return err
 			}
@@ -111,20 +159,31 @@ func TaskManagerCommand(registry *api.Registry) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--state-memory: %w", err)
 			}
-			reg := NewRegistry()
-			tm, err := taskmanager.New(taskmanager.Options{
-				ID: id, JobManager: jmAddr, Slots: slots, DataDir: c.dataDir, StateMemory: stateBytes,
-				Registry: registry, Logger: log, Metrics: reg,
-			})
+			lock, err := datadir.Lock(c.dataDir)
 			if err != nil {
 				return err
 			}
-			return serve(cmd.Context(), log, c, reg, tm.Register, func(ctx context.Context, rpc net.Addr) error {
-				addr := rpc.String()
-				if advertise != "" {
-					_, port, _ := net.SplitHostPort(addr)
-					addr = net.JoinHostPort(advertise, port)
-				}
+			defer lock.Release()
+			ls, err := c.listen()
+			if err != nil {
+				return err
+			}
+			var httpAddr string
+			if ls.http != nil {
+				httpAddr = advertised(ls.http.Addr(), advertise)
+			}
+			reg := NewRegistry()
+			tm, err := taskmanager.New(taskmanager.Options{
+				ID: id, JobManager: jmAddr, Slots: slots, DataDir: c.dataDir, StateMemory: stateBytes,
+				HTTPAddress: httpAddr, Registry: registry, Logger: log, Metrics: reg,
+			})
+			if err != nil {
+				ls.close()
+				return err
+			}
+			ready := func(context.Context) error { return tm.Ready() }
+			return serve(cmd.Context(), log, ls, reg, tm.Register, ready, func(ctx context.Context) error {
+				addr := advertised(ls.rpc.Addr(), advertise)
 				tm.SetAddress(addr)
 				log.Info("taskmanager started", "id", tm.ID(), "advertised_address", addr, "jobmanager", jmAddr, "slots", slots)
 				return tm.Run(ctx)
@@ -137,31 +196,22 @@ func TaskManagerCommand(registry *api.Registry) *cobra.Command {
 	f.IntVar(&slots, "slots", 4, "number of task slots to offer")
 	f.StringVar(&id, "id", "", "TaskManager id (default: tm-<hostname>-<random>)")
 	f.StringVar(&stateMemory, "state-memory", "512MiB", "memory budget of the Pebble state backends (one shared block cache), e.g. 512MiB or 2GiB")
-	f.StringVar(&advertise, "advertise-host", "", "host other processes reach this TaskManager at (default: the --rpc-address host)")
+	f.StringVar(&advertise, "advertise-host", "", "host other processes reach this TaskManager's RPC and HTTP addresses at (default: the --rpc-address and --http-address hosts)")
 	return cmd
 }
 
-// serve runs the gRPC server, the HTTP endpoint and the daemon's main loop
-// until SIGINT/SIGTERM or until run returns, then stops all three.
-func serve(parent context.Context, log *slog.Logger, c common, reg *prometheus.Registry,
-	register func(*grpc.Server), run func(ctx context.Context, rpc net.Addr) error) error {
+// serve runs the gRPC server, the HTTP endpoint (readiness from ready) and
+// the daemon's main loop on ls until SIGINT/SIGTERM or until run returns,
+// then stops all three.
+func serve(parent context.Context, log *slog.Logger, ls *listeners, reg *prometheus.Registry,
+	register func(*grpc.Server), ready func(context.Context) error, run func(ctx context.Context) error) error {
 	if parent == nil {
 		parent = context.Background()
 	}
 	ctx, stop := signal.NotifyContext(parent, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	rpcL, err := Listen(c.rpcAddress, "rpc-address")
-	if err != nil {
-		return err
-	}
-	var httpL net.Listener
-	if c.httpAddress != "" {
-		if httpL, err = Listen(c.httpAddress, "http-address"); err != nil {
-			rpcL.Close()
-			return err
-		}
-	}
+	rpcL, httpL := ls.rpc, ls.http
 	srv := grpc.NewServer()
 	register(srv)
 	attrs := []any{"rpc_address", rpcL.Addr().String()}
@@ -186,13 +236,13 @@ func serve(parent context.Context, log *slog.Logger, c common, reg *prometheus.R
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := HTTP(ctx, httpL, reg, func() error { return nil }); err != nil {
+			if err := HTTP(ctx, httpL, reg, ready); err != nil {
 				errc <- fmt.Errorf("http server: %w", err)
 				cancel()
 			}
 		}()
 	}
-	runErr := run(ctx, rpcL.Addr())
+	runErr := run(ctx)
 	cancel()
 	stopped := make(chan struct{})
 	go func() { srv.GracefulStop(); close(stopped) }()

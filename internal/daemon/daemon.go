@@ -1,7 +1,7 @@
 // Package daemon holds what the jobmanager and taskmanager binaries share:
 // configuration layering (flags over FLOW_* environment over a YAML file over
-// defaults), logging setup, the /metrics and /healthz HTTP endpoint, and
-// listeners.
+// defaults), the data dir lock, logging setup, the HTTP endpoint (/metrics,
+// /livez, /readyz, /healthz), and listeners.
 package daemon
 
 import (
@@ -131,18 +131,34 @@ func Listen(addr, what string) (net.Listener, error) {
 	return l, nil
 }
 
-// HTTP serves /metrics from reg and /healthz (200 "ok" while healthy() is
-// nil) on l until ctx ends.
-func HTTP(ctx context.Context, l net.Listener, reg *prometheus.Registry, healthy func() error) error {
+// readyTimeout bounds one readiness check.
+const readyTimeout = 5 * time.Second
+
+// HTTP serves on l until ctx ends:
+//
+//   - /metrics: reg's metrics;
+//   - /livez: 200 "ok" while the process serves HTTP (liveness);
+//   - /readyz: 200 "ok" while ready is nil, else 503 with its one-line
+//     reason (readiness: registered with the JobManager, a writable job
+//     store);
+//   - /healthz: the same as /readyz, for probes written before it.
+func HTTP(ctx context.Context, l net.Listener, reg *prometheus.Registry, ready func(context.Context) error) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		if err := healthy(); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+	mux.HandleFunc("/livez", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	readyz := func(w http.ResponseWriter, r *http.Request) {
+		rctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		defer cancel()
+		if err := ready(rctx); err != nil {
+			http.Error(w, strings.ReplaceAll(err.Error(), "\n", " "), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = io.WriteString(w, "ok\n")
-	})
+	}
+	mux.HandleFunc("/readyz", readyz)
+	mux.HandleFunc("/healthz", readyz)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
