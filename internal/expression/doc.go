@@ -14,4 +14,14 @@
 //     compiles its own), an Env neither.
 //   - AppendKey renders an expression result as canonical key bytes: strings
 //     as their bytes, numbers as decimal text, everything else as JSON.
+//     EvalKey evaluates a keyBy expression into key bytes and refuses a null
+//     result (ErrNullKey): a record whose key field is missing or null is a
+//     record error, never keyed under "null". AppendFieldKey is its
+//     no-decoding fast path for a plain field and leaves missing and null
+//     fields to it.
+//   - Evaluation errors are one line: the quoted expression, then, when a
+//     top-level field the expression reads (Fields, known at compile time) is
+//     missing or null in the record, those fields and the fields the record
+//     has (wrapping ErrMissingField), then expr-lang's message and position.
+//     Finding them costs nothing on the success path.
 package expression

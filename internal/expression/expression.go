@@ -6,10 +6,15 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
+	"sort"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/flowrt/flow/pkg/api"
@@ -28,6 +33,16 @@ var ErrNotBool = errors.New("condition did not yield a bool")
 // value that is not a number.
 var ErrNotNumber = errors.New("value is not a number")
 
+// ErrMissingField is wrapped by an evaluation error when a record field the
+// expression reads is absent from the record or null (the usual cause of
+// "invalid operation: <nil> > int"); the message names the fields.
+var ErrMissingField = errors.New("field is missing in the record")
+
+// ErrNullKey is wrapped by EvalKey's error when the key expression gives
+// null for a record (a missing field, a JSON null, or an expression that
+// gives nil): records are never keyed under a silent "null" key.
+var ErrNullKey = errors.New("the key is null")
+
 // Program is a compiled expression. It keeps a private VM so evaluation does
 // not allocate its stack per call; do not share a Program between goroutines.
 type Program struct {
@@ -35,6 +50,10 @@ type Program struct {
 	prog   *vm.Program
 	isBool bool
 	vm     vm.VM
+	// fields are the top-level record fields the expression reads, in
+	// order of first appearance (from the AST, at compile time); errors
+	// name those a record lacks.
+	fields []string
 }
 
 // Compile compiles an expression producing any value.
@@ -64,21 +83,60 @@ func compile(src string, asBool bool) (*Program, error) {
 			return nil, fmt.Errorf("expression %q: %w (its type is %v): write a comparison such as `x > 0`", src, ErrNotBool, t)
 		}
 	}
-	return &Program{src: src, prog: p, isBool: asBool}, nil
+	return &Program{src: src, prog: p, isBool: asBool, fields: recordFields(p.Node())}, nil
+}
+
+// recordFields lists the top-level record fields an expression reads: its
+// identifiers, except function names, let-bound variables and the
+// variables every record exposes (_ts, _key, _value, $env).
+func recordFields(root ast.Node) []string {
+	var v fieldVisitor
+	ast.Walk(&root, &v)
+	var out []string
+	for _, name := range v.idents {
+		switch {
+		case name == VarTimestamp, name == VarKey, name == "_value", name == "$env",
+			slices.Contains(v.declared, name), slices.Contains(v.callees, name), slices.Contains(out, name):
+			continue
+		}
+		out = append(out, name)
+	}
+	return out
+}
+
+type fieldVisitor struct {
+	idents, declared, callees []string
+}
+
+func (v *fieldVisitor) Visit(n *ast.Node) {
+	switch x := (*n).(type) {
+	case *ast.IdentifierNode:
+		v.idents = append(v.idents, x.Value)
+	case *ast.VariableDeclaratorNode:
+		v.declared = append(v.declared, x.Name)
+	case *ast.CallNode:
+		if id, ok := x.Callee.(*ast.IdentifierNode); ok {
+			v.callees = append(v.callees, id.Value)
+		}
+	}
 }
 
 // Source returns the expression text.
 func (p *Program) Source() string { return p.src }
 
+// Fields returns the top-level record fields the expression reads, in order
+// of first appearance.
+func (p *Program) Fields() []string { return slices.Clone(p.fields) }
+
 // Eval evaluates the program against the record loaded into env.
 func (p *Program) Eval(env *Env) (any, error) {
 	out, err := p.vm.Run(p.prog, env.vars)
 	if err != nil {
-		return nil, fmt.Errorf("expression %q: %w", p.src, err)
+		return nil, p.runError(env, err)
 	}
 	if p.isBool {
 		if _, ok := out.(bool); !ok {
-			return nil, fmt.Errorf("expression %q: %w (got %T)", p.src, ErrNotBool, out)
+			return nil, p.resultError(env, fmt.Errorf("%w (got %T)", ErrNotBool, out))
 		}
 	}
 	return out, nil
@@ -88,11 +146,11 @@ func (p *Program) Eval(env *Env) (any, error) {
 func (p *Program) EvalBool(env *Env) (bool, error) {
 	out, err := p.vm.Run(p.prog, env.vars)
 	if err != nil {
-		return false, fmt.Errorf("expression %q: %w", p.src, err)
+		return false, p.runError(env, err)
 	}
 	b, ok := out.(bool)
 	if !ok {
-		return false, fmt.Errorf("expression %q: %w (got %T)", p.src, ErrNotBool, out)
+		return false, p.resultError(env, fmt.Errorf("%w (got %T)", ErrNotBool, out))
 	}
 	return b, nil
 }
@@ -103,7 +161,7 @@ func (p *Program) EvalBool(env *Env) (bool, error) {
 func (p *Program) EvalNumber(env *Env) (float64, error) {
 	out, err := p.vm.Run(p.prog, env.vars)
 	if err != nil {
-		return 0, fmt.Errorf("expression %q: %w", p.src, err)
+		return 0, p.runError(env, err)
 	}
 	switch x := out.(type) {
 	case int:
@@ -113,13 +171,140 @@ func (p *Program) EvalNumber(env *Env) (float64, error) {
 	case float64:
 		return x, nil
 	}
+	if m := p.missing(env); m != nil {
+		return 0, fmt.Errorf("expression %q: %w: %w (gave %T)", p.src, m, ErrNotNumber, out)
+	}
 	return 0, fmt.Errorf("%w: %q gave %T (%v)", ErrNotNumber, p.src, out, out)
 }
 
+// EvalKey evaluates a keyBy expression and appends the key bytes of its
+// result to dst (as AppendKey). A null result is an error wrapping
+// ErrNullKey (and ErrMissingField when a field the expression reads is
+// absent or null): a record without a key is a record error, never keyed
+// under "null".
+func (p *Program) EvalKey(dst []byte, env *Env) ([]byte, error) {
+	v, err := p.vm.Run(p.prog, env.vars)
+	if err != nil {
+		return dst, p.runError(env, err)
+	}
+	if v == nil {
+		hint := p.src + ` ?? "none"`
+		if _, ok := p.Field(); !ok {
+			hint = "(" + p.src + `) ?? "none"`
+		}
+		if m := p.missing(env); m != nil {
+			return dst, fmt.Errorf("expression %q: %w, so %w: key such records by a default, such as %s, or drop them with onError: skip", p.src, m, ErrNullKey, hint)
+		}
+		return dst, fmt.Errorf("expression %q: %w: key such records by a default, such as %s, or drop them with onError: skip", p.src, ErrNullKey, hint)
+	}
+	return AppendKey(dst, v), nil
+}
+
+// runError turns an error of the VM into a one-line error that quotes the
+// expression and names the fields it reads that the record lacks.
+func (p *Program) runError(env *Env, err error) error {
+	re := &runError{err: err}
+	if m := p.missing(env); m != nil {
+		return fmt.Errorf("expression %q: %w: %w", p.src, m, re)
+	}
+	return fmt.Errorf("expression %q: %w", p.src, re)
+}
+
+// resultError reports a result of the wrong type, naming missing fields.
+func (p *Program) resultError(env *Env, err error) error {
+	if m := p.missing(env); m != nil {
+		return fmt.Errorf("expression %q: %w: %w", p.src, m, err)
+	}
+	return fmt.Errorf("expression %q: %w", p.src, err)
+}
+
+// runError is an expr-lang run-time error shown on one line: its message and
+// position, without the multi-line source snippet.
+type runError struct{ err error }
+
+func (e *runError) Error() string {
+	var fe *file.Error
+	if errors.As(e.err, &fe) && fe.Message != "" {
+		if fe.Line > 0 {
+			return fmt.Sprintf("%s (%d:%d)", fe.Message, fe.Line, fe.Column+1)
+		}
+		return fe.Message
+	}
+	s := e.err.Error()
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}
+
+func (e *runError) Unwrap() error { return e.err }
+
+// missing returns an error naming the fields of p that the record in env
+// lacks or holds null in, or nil when it has them all. Called on error
+// paths only (it allocates).
+func (p *Program) missing(env *Env) error {
+	var absent, null []string
+	for _, f := range p.fields {
+		v, ok := env.vars[f]
+		switch {
+		case !ok:
+			absent = append(absent, f)
+		case v == nil:
+			null = append(null, f)
+		}
+	}
+	if absent == nil && null == nil {
+		return nil
+	}
+	var b strings.Builder
+	if absent != nil {
+		b.WriteString(quoteFields(absent))
+		b.WriteString(pick(len(absent) == 1, " is", " are"))
+		b.WriteString(" missing")
+	}
+	if null != nil {
+		if absent != nil {
+			b.WriteString(" and ")
+		}
+		b.WriteString(quoteFields(null))
+		b.WriteString(pick(len(null) == 1, " is", " are"))
+		b.WriteString(" null")
+	}
+	b.WriteString(" in the record (")
+	b.WriteString(env.describeFields())
+	b.WriteString(")")
+	return &missingError{msg: b.String()}
+}
+
+// missingError is the message of missing(); it matches ErrMissingField.
+type missingError struct{ msg string }
+
+func (e *missingError) Error() string        { return e.msg }
+func (e *missingError) Is(target error) bool { return target == ErrMissingField }
+
+func quoteFields(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return pick(len(names) == 1, "field ", "fields ") + strings.Join(q, ", ")
+}
+
+func pick(cond bool, a, b string) string {
+	if cond {
+		return a
+	}
+	return b
+}
+
+// maxListedFields bounds the record fields an error message lists.
+const maxListedFields = 12
+
 // Env holds one record's variables. Reset loads the next record.
 type Env struct {
-	vars map[string]any
-	obj  map[string]any
+	vars     map[string]any
+	obj      map[string]any
+	isObject bool // the loaded value is a JSON object (obj holds its fields)
 }
 
 // NewEnv returns an empty environment.
@@ -133,7 +318,8 @@ func NewEnv() *Env {
 func (e *Env) Reset(value []byte, ts int64, key []byte) error {
 	clear(e.vars)
 	var whole any
-	if len(value) > 0 && firstNonSpace(value) == '{' {
+	e.isObject = len(value) > 0 && firstNonSpace(value) == '{'
+	if e.isObject {
 		clear(e.obj)
 		if err := json.Unmarshal(value, &e.obj); err != nil {
 			return fmt.Errorf("record value is not valid JSON: %w", err)
@@ -164,6 +350,28 @@ func (e *Env) Reset(value []byte, ts int64, key []byte) error {
 		e.vars[VarKey] = nil
 	}
 	return nil
+}
+
+// describeFields says which top-level fields the loaded record has, for
+// error messages: "its fields are a, b, c", sorted and bounded.
+func (e *Env) describeFields() string {
+	if !e.isObject {
+		return "the record is not a JSON object"
+	}
+	names := make([]string, 0, len(e.obj))
+	for k := range e.obj {
+		names = append(names, k)
+	}
+	if len(names) == 0 {
+		return "the record is an empty object"
+	}
+	sort.Strings(names)
+	more := ""
+	if len(names) > maxListedFields {
+		more = fmt.Sprintf(" and %d more", len(names)-maxListedFields)
+		names = names[:maxListedFields]
+	}
+	return "its fields are " + strings.Join(names, ", ") + more
 }
 
 // Get returns a variable's value (for tests and diagnostics).

@@ -19,11 +19,13 @@ func (p *Program) Field() (string, bool) {
 	return id.Value, true
 }
 
-// AppendFieldKey appends to dst what AppendKey would for the value of the
+// AppendFieldKey appends to dst what EvalKey would for the value of the
 // top-level field of the JSON object value, without decoding the document.
 // The first occurrence of the name counts; the rest of the document is not
-// validated. ok is false when the fast path cannot decide (escaped strings, fractional
-// numbers, nested values, malformed JSON): evaluate the expression instead.
+// validated. ok is false when the fast path cannot decide (escaped strings,
+// fractional numbers, nested values, malformed JSON) and when the field is
+// missing or null (no key: an error EvalKey reports): evaluate the
+// expression with EvalKey instead.
 func AppendFieldKey(dst, value []byte, field string) ([]byte, bool) {
 	i := skipWS(value, 0)
 	if i >= len(value) || value[i] != '{' {
@@ -33,7 +35,7 @@ func AppendFieldKey(dst, value []byte, field string) ([]byte, bool) {
 	var found []byte
 	foundKind := byte(0)
 	if i < len(value) && value[i] == '}' {
-		return append(dst, "null"...), true
+		return dst, false // no fields: the key is missing
 	}
 	for {
 		if i >= len(value) || value[i] != '"' {
@@ -92,17 +94,17 @@ func AppendFieldKey(dst, value []byte, field string) ([]byte, bool) {
 		i = skipWS(value, i+1)
 	}
 	if found == nil {
-		return append(dst, "null"...), true
+		return dst, false // missing: the key is null
 	}
 	switch foundKind {
 	case '"':
 		return append(dst, found[1:len(found)-1]...), true
 	case 't', 'f', 'n':
 		s := string(found)
-		if s == "true" || s == "false" || s == "null" {
+		if s == "true" || s == "false" {
 			return append(dst, found...), true
 		}
-		return dst, false
+		return dst, false // null (no key) or not a literal
 	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
 		// Plain integers only, short enough to be exact, no leading zeros.
 		digits := found

@@ -162,12 +162,12 @@ func (o *output) keyOf(r *api.Record) (int, bool) {
 		o.t.recordFailed(o.keyVertex, fmt.Errorf("keyBy %q of %q: %w", o.keyBy.Source(), o.keyTarget, err), true)
 		return 0, false
 	}
-	v, err := o.keyBy.Eval(o.env)
-	if err != nil {
+	k, err := o.keyBy.EvalKey(o.keyBuf[:0], o.env)
+	if err != nil { // also a missing or null key: a record error, never the key "null"
 		o.t.recordFailed(o.keyVertex, fmt.Errorf("keyBy of %q: %w", o.keyTarget, err), true)
 		return 0, false
 	}
-	o.keyBuf = expression.AppendKey(o.keyBuf[:0], v)
+	o.keyBuf = k
 	r.Key = o.keyBuf
 	return o.subpartitionOf(o.keyBuf), true
 }
