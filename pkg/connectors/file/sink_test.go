@@ -486,3 +486,25 @@ func TestPathMustBeAbsolute(t *testing.T) {
 		}
 	}
 }
+
+// TestSinkRestoreCommitsWhereThePartsWere: a job restored with another
+// output path commits the restored pending parts where they were written,
+// at the end of input when no checkpoint completed before it.
+func TestSinkRestoreCommitsWhereThePartsWere(t *testing.T) {
+	old, dir := t.TempDir(), t.TempDir()
+	a := startAttempt(t, old, attemptOpts{job: jobA, par: 1})
+	a.write(0, `"a"`)
+	ck := a.snapshot(1)
+	a.close()
+	b := startAttempt(t, dir, attemptOpts{job: jobB, par: 1, restore: ck})
+	b.write(0, `"b"`)
+	b.finish()
+	b.close()
+	exactlyOnce(t, old, []string{`"a"`})
+	exactlyOnce(t, dir, []string{`"b"`})
+	for n := range listing(t, old) {
+		if p, ok := ParsePartName(n); !ok || !p.Committed || p.Job != "aaaaaaaa" || p.Operator != tag("operator:sink") || p.Subtask != 0 {
+			t.Errorf("%s parsed as %+v, %v", n, p, ok)
+		}
+	}
+}
