@@ -24,7 +24,9 @@ var ErrNoCheckpoint = errors.New("no completed checkpoint")
 // ListCompleted scans "<job-id>/chk-*/_metadata" and returns the completed
 // checkpoints of jobID in increasing id order. Directories without a valid
 // `_metadata` (incomplete, corrupt, from a newer Flow, or not matching
-// their directory name) are skipped, each with a logged reason.
+// their directory name) are skipped, each with a logged reason; a
+// `_metadata` that does not decode is read a second time first (a corrupt
+// read is not a corrupt file).
 func ListCompleted(ctx context.Context, s *Storage, jobID string) ([]Completed, error) {
 	if err := validJobID(jobID); err != nil {
 		return nil, err
@@ -40,10 +42,12 @@ func ListCompleted(ctx context.Context, s *Storage, jobID string) ([]Completed, 
 			continue
 		}
 		dir := path.Join(jobID, name)
-		md, err := s.ReadMetadata(ctx, dir)
-		if err == nil && (md.GetCheckpointId() != id || md.GetJobId() != jobID || md.GetSavepoint()) {
-			err = &MetadataError{Path: s.URLOf(dir), Kind: ErrCorrupt, Reason: fmt.Sprintf(
-				"its _metadata is of job %q checkpoint %d (savepoint %t)", md.GetJobId(), md.GetCheckpointId(), md.GetSavepoint())}
+		md, err := readCompleted(ctx, s, jobID, id, dir)
+		if errors.Is(err, ErrCorrupt) {
+			// A corrupt read is not a corrupt file: skipping a completed
+			// checkpoint would also drop its references from a rebuilt
+			// shared-file registry.
+			md, err = readCompleted(ctx, s, jobID, id, dir)
 		}
 		if err != nil {
 			var me *MetadataError
@@ -57,6 +61,17 @@ func ListCompleted(ctx context.Context, s *Storage, jobID string) ([]Completed, 
 	}
 	slices.SortFunc(out, func(a, b Completed) int { return compareInt64(a.ID, b.ID) })
 	return out, nil
+}
+
+// readCompleted reads the `_metadata` of checkpoint directory dir (id of
+// jobID) and checks that it is that checkpoint's.
+func readCompleted(ctx context.Context, s *Storage, jobID string, id int64, dir string) (*checkpointv1.CheckpointMetadata, error) {
+	md, err := s.ReadMetadata(ctx, dir)
+	if err == nil && (md.GetCheckpointId() != id || md.GetJobId() != jobID || md.GetSavepoint()) {
+		err = &MetadataError{Path: s.URLOf(dir), Kind: ErrCorrupt, Reason: fmt.Sprintf(
+			"its _metadata is of job %q checkpoint %d (savepoint %t)", md.GetJobId(), md.GetCheckpointId(), md.GetSavepoint())}
+	}
+	return md, err
 }
 
 func compareInt64(a, b int64) int {
@@ -146,9 +161,11 @@ func (j *JobStore) Registry() *Registry { return j.reg }
 // Dir is the directory of checkpoint id, relative to the storage.
 func (j *JobStore) Dir(id int64) string { return CheckpointDir(j.jobID, id) }
 
-// Complete finalizes checkpoint md.CheckpointId: it writes its `_metadata`
-// (call it after the tasks uploaded every file) and registers its shared
-// files. md must be of this job and not a savepoint.
+// Complete finalizes checkpoint md.CheckpointId: it checks that every file
+// md references is stored with its recorded size (VerifyFiles; a
+// *FileError wrapping ErrCorrupt otherwise, and nothing is written), writes
+// its `_metadata` (call it after the tasks uploaded every file) and
+// registers its shared files. md must be of this job and not a savepoint.
 func (j *JobStore) Complete(ctx context.Context, md *checkpointv1.CheckpointMetadata) error {
 	if md.GetJobId() != j.jobID || md.GetSavepoint() {
 		return fmt.Errorf("complete checkpoint %d: metadata of job %q (savepoint %t) given to the checkpoints of job %q",
@@ -156,6 +173,12 @@ func (j *JobStore) Complete(ctx context.Context, md *checkpointv1.CheckpointMeta
 	}
 	if slices.Contains(j.reg.Checkpoints(), md.GetCheckpointId()) {
 		return fmt.Errorf("complete checkpoint %d of job %s: it is already complete", md.GetCheckpointId(), j.jobID)
+	}
+	// Every file the tasks acknowledged must be there, whole, before
+	// `_metadata` makes the checkpoint complete (a server may report an
+	// upload complete that is not).
+	if err := VerifyFiles(ctx, j.s, md); err != nil {
+		return fmt.Errorf("complete checkpoint %d of job %s: %w", md.GetCheckpointId(), j.jobID, err)
 	}
 	if err := j.s.WriteMetadata(ctx, j.Dir(md.GetCheckpointId()), md); err != nil {
 		return err

@@ -30,7 +30,9 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Metadata errors; the returned *MetadataError wraps one of them.
 var (
-	// ErrCorrupt: the bytes are not a whole, intact `_metadata`.
+	// ErrCorrupt: the bytes are not a whole, intact `_metadata`, or
+	// (*FileError, verify.go) a file it references is missing or not the
+	// size it records.
 	ErrCorrupt = errors.New("corrupt checkpoint metadata")
 	// ErrNewerFormat: written by a newer Flow in a format this build cannot read.
 	ErrNewerFormat = errors.New("checkpoint metadata format is newer than this Flow")
@@ -127,6 +129,14 @@ func DecodeMetadata(b []byte) (*checkpointv1.CheckpointMetadata, error) {
 		return nil, corrupt("format version 0 is invalid")
 	}
 	if version > FormatVersion {
+		// A version field damaged in storage or in transit reads as a
+		// newer format: a frame of this format's length whose checksum
+		// fails is corrupt, not newer.
+		n := uint64(binary.BigEndian.Uint32(b[len(Magic)+4:]))
+		if end := uint64(headerSize) + n; uint64(len(b)) == end+trailerSize &&
+			crc32.Checksum(b[:end], castagnoli) != binary.BigEndian.Uint32(b[end:]) {
+			return nil, corrupt("checksum mismatch, and its version field reads %d, which this Flow (up to v%d) cannot read: if a newer Flow wrote it, upgrade Flow", version, FormatVersion)
+		}
 		return nil, &MetadataError{Kind: ErrNewerFormat,
 			Reason: fmt.Sprintf("written by a newer Flow (format v%d); upgrade Flow (this one reads up to v%d)", version, FormatVersion)}
 	}
@@ -154,7 +164,10 @@ func DecodeMetadata(b []byte) (*checkpointv1.CheckpointMetadata, error) {
 
 // WriteMetadata writes md as dir/_metadata. Call it after every other file
 // of the checkpoint is written: the object appears atomically and its
-// presence is what makes the checkpoint complete.
+// presence is what makes the checkpoint complete. It then reads the object
+// back: a stored copy that differs from what was written (a server that
+// reported a partial write complete) is deleted and reported as a
+// *MetadataError wrapping ErrCorrupt.
 //
 // dir is relative to s; "" is s itself (a savepoint's own storage).
 func (s *Storage) WriteMetadata(ctx context.Context, dir string, md *checkpointv1.CheckpointMetadata) error {
@@ -162,7 +175,10 @@ func (s *Storage) WriteMetadata(ctx context.Context, dir string, md *checkpointv
 	if err != nil {
 		return fmt.Errorf("write %s: %w", s.URLOf(dir), err)
 	}
-	return s.WriteFile(ctx, metadataPath(dir), b)
+	if err := s.WriteFile(ctx, metadataPath(dir), b); err != nil {
+		return err
+	}
+	return s.readBack(ctx, metadataPath(dir), b) // verify.go
 }
 
 func metadataPath(dir string) string {
