@@ -287,7 +287,7 @@ func checkKeyedOutput(t *testing.T, dir string, records int) {
 	}
 	seen := make([]int, records)
 	keyFile := map[string]string{}
-	partRE := regexp.MustCompile(`part-(\d+)-`)
+	partRE := regexp.MustCompile(`-(\d+)-\d+\.jsonl$`) // part-<job>-<operator>-<run>-<subtask>-<n>.jsonl
 	for _, f := range files {
 		m := partRE.FindStringSubmatch(filepath.Base(f))
 		if m == nil {
