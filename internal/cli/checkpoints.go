@@ -48,7 +48,7 @@ synchronous snapshot on the task thread, and the asynchronous upload.`,
 					fmt.Sprintf("%dms", cp.GetMaxAlignmentMs()), info)
 				if tasks {
 					for _, t := range cp.GetTasks() {
-						row(w, "", fmt.Sprintf("  %s/%d", t.GetTask(), t.GetSubtask()+1), "", "",
+						row(w, "", fmt.Sprintf("  %s/%d", t.GetTask(), t.GetSubtask()), "", "",
 							fmt.Sprintf("sync %dms async %dms", t.GetSyncMs(), t.GetAsyncMs()), bytesText(t.GetStateSize()), bytesText(t.GetUploadedSize()),
 							fmt.Sprintf("%dms", t.GetAlignmentMs()), "")
 					}

@@ -120,6 +120,20 @@ func NewCommand(env *Env) *cobra.Command {
 and runs jobs on an in-process cluster (flowctl local).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// With Args and RunE set, an unknown command reaches Args (a usage
+		// error, exit 2) instead of cobra's plain error (exit 1).
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			hint := ""
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				hint = fmt.Sprintf(" (did you mean %q?)", s[0])
+			}
+			return usageError(cmd, "unknown command %q for %q%s", args[0], cmd.CommandPath(), hint)
+		},
+		RunE:                       func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+		SuggestionsMinimumDistance: 2,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			if g.output != "table" && g.output != "json" {
 				return usageError(cmd, "-o %q is not an output format: use table or json", g.output)

@@ -96,6 +96,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"local", "../../examples/hello.yaml", "--slots", "1", "--task-managers", "1"}, `the job needs 2 slots (its largest parallelism) but --task-managers 1 x --slots 1 gives 1`},
 		{[]string{"operators", "nope"}, `unknown operator type "nope" (known types: `},
 		{[]string{"validate", "does-not-exist.yaml"}, `read job spec: open does-not-exist.yaml: no such file or directory`},
+		{[]string{"bogus"}, `unknown command "bogus" for "flowctl": see 'flowctl --help'`},
+		{[]string{"lst", "--jobmanager", "x:1"}, `unknown command "lst" for "flowctl" (did you mean "list"?): see 'flowctl --help'`},
 	}
 	for _, tc := range tests {
 		r := flowctl(t, nil, tc.args...)
