@@ -240,10 +240,46 @@ func isEnded(j *clusterv1.JobDetails) bool {
 // least once), and nothing else; no uncommitted file is left.
 func checkCounts(t *testing.T, dir string, records, keys int64, atLeastOnce bool) {
 	t.Helper()
+	want := wantCounts(records, keys)
+	got := readCounts(t, dir)
+	bad := 0
+	for k, n := range want {
+		for c := int64(1); c <= n; c++ {
+			if seen := got[k][c]; seen == 0 || (!atLeastOnce && seen != 1) {
+				if bad < 10 {
+					t.Errorf("key %s: count %d appears %d times", k, c, seen)
+				}
+				bad++
+			}
+		}
+		if len(got[k]) != int(n) {
+			if bad < 10 {
+				t.Errorf("key %s: %d distinct counts, want 1..%d", k, len(got[k]), n)
+			}
+			bad++
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d keys in the output, want %d", len(got), len(want))
+	}
+	if bad > 0 {
+		t.Fatalf("%d wrong counts", bad)
+	}
+}
+
+// wantCounts is how many records datagen produces per key.
+func wantCounts(records, keys int64) map[string]int64 {
 	want := map[string]int64{}
 	for n := int64(0); n < records; n++ {
 		want[fmt.Sprintf("k%d", datagen.KeyIndex(0, keys, n))]++
 	}
+	return want
+}
+
+// readCounts reads the committed output of the count operator: per key,
+// how often each count appears. An uncommitted (hidden) file is an error.
+func readCounts(t *testing.T, dir string) map[string]map[int64]int {
+	t.Helper()
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -274,27 +310,5 @@ func checkCounts(t *testing.T, dir string, records, keys int64, atLeastOnce bool
 		}
 		f.Close()
 	}
-	bad := 0
-	for k, n := range want {
-		for c := int64(1); c <= n; c++ {
-			if seen := got[k][c]; seen == 0 || (!atLeastOnce && seen != 1) {
-				if bad < 10 {
-					t.Errorf("key %s: count %d appears %d times", k, c, seen)
-				}
-				bad++
-			}
-		}
-		if len(got[k]) != int(n) {
-			if bad < 10 {
-				t.Errorf("key %s: %d distinct counts, want 1..%d", k, len(got[k]), n)
-			}
-			bad++
-		}
-	}
-	if len(got) != len(want) {
-		t.Errorf("%d keys in the output, want %d", len(got), len(want))
-	}
-	if bad > 0 {
-		t.Fatalf("%d wrong counts", bad)
-	}
+	return got
 }

@@ -173,7 +173,12 @@ func (jm *JobManager) applyRestoreChoiceLocked(jobID string, attempt int32, c *j
 		return
 	}
 	if len(refused) > 0 {
-		jm.log.Warn("restoring an older checkpoint", "job", jobID, "restore", chosen.dirURL, "refused", describeRefused(refused))
+		// The refused checkpoints completed, so sinks may have committed
+		// their output; replaying from an older one produces it again.
+		j.note = fmt.Sprintf("restoring checkpoint %d: newer ones are unreadable (%s); output that sinks committed after checkpoint %d may be written again",
+			chosen.id, describeRefused(refused), chosen.id)
+		jm.notifyLocked(j)
+		jm.log.Warn("restoring an older checkpoint; output committed after it may be written again", "job", jobID, "restore", chosen.dirURL, "refused", describeRefused(refused))
 	}
 	jm.wake()
 }
