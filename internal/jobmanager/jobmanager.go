@@ -380,7 +380,13 @@ func (jm *JobManager) validate(g *jobgraphv1.JobGraph) (*runtime.Plan, error) {
 			errs = append(errs, fmt.Errorf("operator %q: %w", v.GetId(), err))
 		}
 		if jm.opts.Registry != nil {
-			if _, err := jm.opts.Registry.Lookup(v.GetType()); err != nil {
+			typ, err := jm.opts.Registry.Lookup(v.GetType())
+			if err == nil {
+				// Build it as a TaskManager will: a config accepted here
+				// deploys (graphs from the Go SDK skip jobspec's check).
+				_, err = typ.Instantiate(v.GetConfig())
+			}
+			if err != nil {
 				errs = append(errs, fmt.Errorf("operator %q: %w", v.GetId(), err))
 			}
 		}

@@ -511,3 +511,18 @@ func TestRestartStrategyGivesUp(t *testing.T) {
 		t.Fatalf("ran attempts %v, want 1 and 2", attempts)
 	}
 }
+
+// A graph whose operator cannot be built from its config (as a TaskManager
+// would build it) is refused at submission, not restarted forever.
+func TestSubmitBuildsEachOperator(t *testing.T) {
+	reg := api.NewRegistry()
+	reg.MustRegister(api.OperatorType{Name: "datagen", Kind: api.KindSource, NewSource: func(api.Config) (api.Source, error) {
+		return nil, errors.New("slide 2s must not exceed size 1s")
+	}})
+	reg.MustRegister(api.OperatorType{Name: "blackhole", Kind: api.KindSink, NewSink: func(api.Config) (api.Sink, error) { return nil, nil }})
+	c := newCluster(t, jobmanager.Options{Registry: reg})
+	_, err := c.client.SubmitJob(context.Background(), &clusterv1.SubmitJobRequest{Graph: graph("unbuildable", 1)})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `operator "src": slide 2s must not exceed size 1s`) {
+		t.Fatalf("submit of an unbuildable operator: %v", err)
+	}
+}
