@@ -28,6 +28,13 @@
 //   - A checkpoint directory is complete exactly when its `_metadata` is
 //     present and decodes; `_metadata` is one object, written after every
 //     other file, and deleted before any other file.
+//   - JobStore.Complete writes `_metadata` only after checking that every
+//     file it references is stored with its recorded size (a server that
+//     reported a partial upload complete fails the checkpoint), and reads
+//     it back; Verify repeats the file check before a restore. Failures
+//     are *FileError / *MetadataError wrapping ErrCorrupt, naming the file.
+//   - Open also opens any scheme a linked gocloud.dev/blob driver registered
+//     on blob.DefaultURLMux (scheme.go), e.g. internal/blobfault's faulty://.
 //   - `_metadata` is framed (magic, version, length, CRC32C): a truncated,
 //     corrupt or newer-format file is reported as such (ErrCorrupt,
 //     ErrNewerFormat), never half read. Every format version ever written
