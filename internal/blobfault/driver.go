@@ -109,6 +109,9 @@ func (b *bucket) ListPaged(ctx context.Context, opts *driver.ListOptions) (*driv
 // vanish deletes, from the base, the objects of a listed entry that a
 // Vanish rule fires on.
 func (b *bucket) vanish(ctx context.Context, o *blob.ListObject) error {
+	if !b.st.hasRules(OpList, kindVanish) {
+		return nil
+	}
 	keys := []string{o.Key}
 	if o.IsDir {
 		keys = nil

@@ -176,6 +176,18 @@ func (st *Store) mayFire(op Op, key string, kind faultKind) bool {
 	return false
 }
 
+// hasRules reports whether any rule of op and kind is in place.
+func (st *Store) hasRules(op Op, kind faultKind) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, in := range st.rules {
+		if in.rule.Op == op && in.rule.Fault.kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
 // Entry is one operation in the op log.
 type Entry struct {
 	Op  Op
