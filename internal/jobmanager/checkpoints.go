@@ -117,6 +117,14 @@ type restorePoint struct {
 	md          *checkpointv1.CheckpointMetadata
 }
 
+// finalizeFailed records why completing checkpoint id failed (err nil:
+// it did not), so the history says what broke.
+func (c *jobCheckpoints) finalizeFailed(id uint64, err error) {
+	if info := c.byID[id]; err != nil && info != nil && info.Failure == "" {
+		info.Failure = err.Error()
+	}
+}
+
 func (c *jobCheckpoints) enabled() bool { return c != nil && c.cfg.Interval > 0 && c.store != nil }
 
 // openCheckpoints prepares a job's checkpointing: it opens the storage
@@ -353,6 +361,7 @@ func (jm *JobManager) execLocked(j *job, a checkpoint.Action) {
 		md, err := jm.metadataLocked(j, a)
 		if err != nil {
 			jm.log.Warn("checkpoint metadata", "job", sum.GetJobId(), "id", a.ID, "err", err)
+			c.finalizeFailed(a.ID, err)
 			jm.stepLocked(j, checkpoint.Event{Type: checkpoint.EventFinalized, ID: a.ID, Err: err})
 			return
 		}
@@ -368,6 +377,7 @@ func (jm *JobManager) execLocked(j *job, a checkpoint.Action) {
 				defer jm.mu.Unlock()
 				j := jm.jobs[jobID]
 				if j != nil && j.ck == c && c.coord != nil {
+					c.finalizeFailed(id, err)
 					jm.stepLocked(j, checkpoint.Event{Type: checkpoint.EventFinalized, ID: id, Err: err})
 					return
 				}
@@ -396,7 +406,10 @@ func (jm *JobManager) execLocked(j *job, a checkpoint.Action) {
 				if err == nil {
 					c.restore = &restorePoint{id: int64(id), own: true, storageBase: store.Storage().URL(), location: store.Dir(int64(id)), dirURL: store.Storage().URLOf(store.Dir(int64(id))), md: md}
 					c.points[id] = c.restore
+				} else {
+					jm.log.Warn("checkpoint could not be completed", "job", jobID, "id", id, "err", err)
 				}
+				c.finalizeFailed(id, err)
 				jm.stepLocked(j, checkpoint.Event{Type: checkpoint.EventFinalized, ID: id, Err: err})
 			}
 		}()
