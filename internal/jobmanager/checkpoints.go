@@ -370,8 +370,14 @@ func (jm *JobManager) execLocked(j *job, a checkpoint.Action) {
 			jm.wg.Add(1)
 			go func() {
 				defer jm.wg.Done()
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				err := sp.storage.WriteMetadata(ctx, sp.name, md)
+				ctx, cancel := context.WithTimeout(jm.base, time.Minute)
+				dir, err := sp.storage.Sub(sp.name)
+				if err == nil {
+					err = storage.VerifyFiles(ctx, dir, md)
+				}
+				if err == nil {
+					err = sp.storage.WriteMetadata(ctx, sp.name, md)
+				}
 				cancel()
 				jm.mu.Lock()
 				defer jm.mu.Unlock()

@@ -4,13 +4,11 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"path"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/flowrt/flow/pkg/checkpoint/storage"
-	checkpointv1 "github.com/flowrt/flow/proto/flow/checkpoint/v1"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 )
 
@@ -129,7 +127,7 @@ func (jm *JobManager) chooseRestore(cands []restoreCandidate) (*restorePoint, ma
 		}
 		md, err := cand.store.Storage().ReadMetadata(ctx, p.location)
 		if err == nil {
-			err = verifyFiles(ctx, cand.store.Storage(), md)
+			err = storage.VerifyFiles(ctx, cand.store.Storage(), md)
 		}
 		if ctx.Err() != nil {
 			return nil, refused // closing, or storage too slow: try again at the next pass
@@ -195,60 +193,6 @@ func describeRefused(m map[int64]string) string {
 		parts = append(parts, fmt.Sprintf("checkpoint %d: %s", id, m[id]))
 	}
 	return strings.Join(parts, "; ")
-}
-
-// verifyFiles checks that every file a checkpoint's metadata names is in
-// storage with the size it was written with (a missing or truncated file
-// makes the checkpoint unrestorable). Content checksums are checked by the
-// subtasks as they read.
-func verifyFiles(ctx context.Context, s *storage.Storage, md *checkpointv1.CheckpointMetadata) error {
-	want := map[string]int64{}
-	add := func(h *checkpointv1.FileHandle) {
-		if h != nil && h.GetPath() != "" {
-			want[h.GetPath()] = h.GetSize()
-		}
-	}
-	for _, op := range md.GetOperators() {
-		for _, st := range op.GetSubtasks() {
-			for _, k := range st.GetKeyed() {
-				for _, f := range k.GetFiles() {
-					add(f)
-				}
-			}
-			for _, o := range st.GetOperatorState() {
-				add(o.GetFile())
-			}
-			for _, f := range st.GetInFlight() {
-				add(f.GetFile())
-			}
-		}
-	}
-	have := map[string]int64{}
-	listed := map[string]bool{}
-	for _, p := range slices.Sorted(maps.Keys(want)) {
-		dir := path.Dir(p)
-		if dir == "." {
-			dir = ""
-		}
-		if !listed[dir] {
-			listed[dir] = true
-			objs, err := s.List(ctx, dir)
-			if err != nil {
-				return err
-			}
-			for _, o := range objs {
-				have[o.Path] = o.Size
-			}
-		}
-		size, ok := have[p]
-		switch {
-		case !ok:
-			return fmt.Errorf("state file %s is missing: %w", s.URLOf(p), storage.ErrNotFound)
-		case size != want[p]:
-			return fmt.Errorf("state file %s has %d bytes where the checkpoint recorded %d: %w", s.URLOf(p), size, want[p], storage.ErrCorrupt)
-		}
-	}
-	return nil
 }
 
 // deployUnreachable handles a deployment that failed with Unavailable: the
