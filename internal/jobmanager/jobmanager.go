@@ -380,7 +380,15 @@ func (jm *JobManager) validate(g *jobgraphv1.JobGraph) (*runtime.Plan, error) {
 			errs = append(errs, fmt.Errorf("operator %q: %w", v.GetId(), err))
 		}
 		if jm.opts.Registry != nil {
-			typ, err := jm.opts.Registry.Lookup(v.GetType())
+			// A source and a sink may share a name (file): take the kind the vertex has.
+			kind := api.KindOperator
+			switch v.GetKind() {
+			case jobgraphv1.VertexKind_VERTEX_KIND_SOURCE:
+				kind = api.KindSource
+			case jobgraphv1.VertexKind_VERTEX_KIND_SINK:
+				kind = api.KindSink
+			}
+			typ, err := jm.opts.Registry.LookupKind(v.GetType(), kind)
 			if err == nil {
 				// Build it as a TaskManager will: a config accepted here
 				// deploys (graphs from the Go SDK skip jobspec's check).
