@@ -58,6 +58,8 @@ type Options struct {
 	Metrics prometheus.Registerer
 	// DialOptions for connections to TaskManagers; default insecure.
 	DialOptions []grpc.DialOption
+	// JobStore keeps the job records. Default: files under DataDir/jobs.
+	JobStore JobStore
 }
 
 func (o *Options) ensureDefaults() {
@@ -100,9 +102,10 @@ type JobManager struct {
 	clusterv1.UnimplementedResourceManagerServiceServer
 
 	id    string
-	opts  Options
-	log   *slog.Logger
-	store *store
+	opts    Options
+	log     *slog.Logger
+	store   JobStore
+	persist *persister
 
 	mu    sync.Mutex
 	tms   map[string]*taskManager
@@ -164,9 +167,13 @@ func New(opts Options) (*JobManager, error) {
 	if opts.DataDir == "" {
 		return nil, errors.New("jobmanager: data dir is required: set --data-dir")
 	}
-	st, err := openStore(opts.DataDir)
-	if err != nil {
-		return nil, err
+	st := opts.JobStore
+	if st == nil {
+		fs, err := openStore(opts.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		st = fs
 	}
 	jm := &JobManager{
 		id:    "jm-" + randomID(4),
@@ -187,7 +194,8 @@ func New(opts Options) (*JobManager, error) {
 		}),
 	}
 	jm.base, jm.stopBase = context.WithCancel(context.Background())
-	stored, errs := st.loadAll()
+	jm.persist = newPersister(jm, st)
+	stored, errs := st.LoadAll()
 	for _, err := range errs {
 		jm.log.Warn("job store", "err", err)
 	}
@@ -232,6 +240,7 @@ func New(opts Options) (*JobManager, error) {
 			}
 		}
 	}
+	go jm.persist.run()
 	return jm, nil
 }
 
@@ -283,6 +292,7 @@ func (jm *JobManager) Close() error {
 	}
 	jm.mu.Unlock()
 	jm.wg.Wait()
+	jm.persist.close() // writes what is still dirty
 	jm.mu.Lock()
 	defer jm.mu.Unlock()
 	for _, j := range jm.jobs {
@@ -349,11 +359,13 @@ func (jm *JobManager) SubmitJob(ctx context.Context, req *clusterv1.SubmitJobReq
 	}
 	d.History = []*clusterv1.StatusChange{{Status: clusterv1.JobStatus_JOB_STATUS_CREATED, TimeMs: now.UnixMilli(), Message: "submitted"}}
 	j := &job{d: d, plan: plan, changed: make(chan struct{}), waitingSince: now, restart: jm.restartStrategyOf(g), ck: ck}
-	jm.mu.Lock()
-	if err := jm.store.save(d); err != nil {
-		jm.mu.Unlock()
+	// Stored before it is visible: a JobManager that restarts knows every
+	// job it ever acknowledged. Written without jm.mu (d is not shared yet).
+	if err := jm.store.Save(d); err != nil {
+		ck.close()
 		return nil, status.Errorf(codes.Internal, "store job: %v", err)
 	}
+	jm.mu.Lock()
 	jm.jobs[id] = j
 	jm.order = append(jm.order, id)
 	jm.mu.Unlock()
@@ -884,10 +896,9 @@ func (jm *JobManager) notifyLocked(j *job) {
 	j.changed = make(chan struct{})
 }
 
+// persistLocked schedules the job's record for writing (persist.go).
 func (jm *JobManager) persistLocked(j *job) {
-	if err := jm.store.save(j.d); err != nil {
-		jm.log.Error("persist job", "job", j.d.GetSummary().GetJobId(), "err", err)
-	}
+	jm.persist.markLocked(j.d.GetSummary().GetJobId())
 }
 
 // schedulePending gives waiting jobs slots, in submission order, and fails

@@ -16,21 +16,21 @@ var ErrNotReady = errors.New("jobmanager not ready")
 // stuck on a hung disk finishes in the background.
 func (jm *JobManager) Ready(ctx context.Context) error {
 	done := make(chan error, 1)
-	go func() { done <- jm.store.probe() }()
+	go func() { done <- jm.store.Probe() }()
 	select {
 	case err := <-done:
 		if err != nil {
-			return fmt.Errorf("%w: job store %s is not writable (check the disk and the permissions of --data-dir): %w", ErrNotReady, jm.store.dir, err)
+			return fmt.Errorf("%w: job store %s is not writable (check the disk and the permissions of --data-dir): %w", ErrNotReady, jm.store, err)
 		}
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("%w: job store %s did not answer a write probe: %w", ErrNotReady, jm.store.dir, ctx.Err())
+		return fmt.Errorf("%w: job store %s did not answer a write probe: %w", ErrNotReady, jm.store, ctx.Err())
 	}
 }
 
-// probe writes, syncs and removes a small file in the store's directory.
-// Its name does not end in .pb, so loadAll never reads one left by a crash.
-func (s *store) probe() error {
+// Probe writes, syncs and removes a small file in the store's directory.
+// Its name does not end in .pb, so LoadAll never reads one left by a crash.
+func (s *store) Probe() error {
 	f, err := os.CreateTemp(s.dir, ".ready-*.probe")
 	if err != nil {
 		return err

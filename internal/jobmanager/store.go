@@ -12,6 +12,23 @@ import (
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 )
 
+// JobStore keeps the JobManager's job records: one per job, the job's
+// details (graph, status, history). The JobManager writes them from one
+// background goroutine, never under its lock, so a slow store delays only
+// persistence. The default is a directory of files (Options.DataDir/jobs);
+// HA replaces it (e.g. by etcd).
+type JobStore interface {
+	// Save stores d, replacing the job's earlier record atomically.
+	Save(d *clusterv1.JobDetails) error
+	// LoadAll returns every stored job; a record that cannot be read is
+	// reported and skipped.
+	LoadAll() ([]*clusterv1.JobDetails, []error)
+	// Probe reports whether the store takes writes (readiness).
+	Probe() error
+	// String names the store in messages.
+	String() string
+}
+
 // store keeps one file per job under dir/jobs: the job's details (graph,
 // status, history) as a binary JobDetails message. Writes go to a temporary
 // file that is synced and renamed over the old one, so a crash leaves either
@@ -19,6 +36,10 @@ import (
 type store struct {
 	dir string
 }
+
+var _ JobStore = (*store)(nil)
+
+func (s *store) String() string { return s.dir }
 
 func openStore(dataDir string) (*store, error) {
 	dir := filepath.Join(dataDir, "jobs")
@@ -30,7 +51,7 @@ func openStore(dataDir string) (*store, error) {
 
 func (s *store) path(id string) string { return filepath.Join(s.dir, id+".pb") }
 
-func (s *store) save(d *clusterv1.JobDetails) error {
+func (s *store) Save(d *clusterv1.JobDetails) error {
 	id := d.GetSummary().GetJobId()
 	data, err := proto.Marshal(d)
 	if err != nil {
@@ -67,9 +88,9 @@ func syncDir(dir string) error {
 	return f.Sync()
 }
 
-// loadAll reads every stored job. A file that cannot be decoded is reported
+// LoadAll reads every stored job. A file that cannot be decoded is reported
 // by name and skipped, so one corrupt record does not hide the others.
-func (s *store) loadAll() ([]*clusterv1.JobDetails, []error) {
+func (s *store) LoadAll() ([]*clusterv1.JobDetails, []error) {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
 		return nil, []error{fmt.Errorf("read job store %s: %w", s.dir, err)}
