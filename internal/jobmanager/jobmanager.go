@@ -101,7 +101,7 @@ type JobManager struct {
 	clusterv1.UnimplementedJobManagerServiceServer
 	clusterv1.UnimplementedResourceManagerServiceServer
 
-	id    string
+	id      string
 	opts    Options
 	log     *slog.Logger
 	store   JobStore

@@ -35,8 +35,8 @@ func (s *slowStore) Save(d *clusterv1.JobDetails) error {
 }
 
 func (s *slowStore) LoadAll() ([]*clusterv1.JobDetails, []error) { return nil, nil }
-func (s *slowStore) Probe() error                                 { return nil }
-func (s *slowStore) String() string                               { return "slow test store" }
+func (s *slowStore) Probe() error                                { return nil }
+func (s *slowStore) String() string                              { return "slow test store" }
 
 // A job store that takes two seconds per write delays persistence only:
 // heartbeats and ListJobs are answered meanwhile and no TaskManager is
