@@ -470,8 +470,8 @@ func inspectKeyed(ctx context.Context, acc *operatorAcc, h *checkpointv1.KeyedSt
 // verifyNative checks the files of a native Pebble handle: it downloads
 // them into a temporary directory (removed after), checks each with
 // pebble.VerifyFile (the size the handle records, every SST block against
-// its checksum) and opens the DB read-only, which replays its MANIFEST
-// and reads the states it registered.
+// its checksum), its MANIFEST with pebble.VerifyCheckpoint, and opens the
+// DB read-only, which reads the states it registered.
 func verifyNative(ctx context.Context, h *checkpointv1.KeyedStateHandle, src snapshot.Source, maxPar int) error {
 	r := keygroup.Range{Start: int(h.GetKeyGroupStart()), End: int(h.GetKeyGroupEnd())}
 	if len(h.GetFiles()) == 0 {
@@ -482,6 +482,7 @@ func verifyNative(ctx context.Context, h *checkpointv1.KeyedStateHandle, src sna
 		return fmt.Errorf("verify native pebble handle %v: %w", r, err)
 	}
 	defer os.RemoveAll(dir)
+	names := make(map[string]string, len(h.GetFiles()))
 	for _, f := range h.GetFiles() {
 		name := f.GetLocalName()
 		if name == "" || name != filepath.Base(name) || strings.HasPrefix(name, ".") {
@@ -494,6 +495,10 @@ func verifyNative(ctx context.Context, h *checkpointv1.KeyedStateHandle, src sna
 		if err := pebble.VerifyFile(local, f.GetPath(), f.GetSize()); err != nil {
 			return err
 		}
+		names[name] = f.GetPath()
+	}
+	if err := pebble.VerifyCheckpoint(dir, names); err != nil {
+		return err
 	}
 	e, err := pebble.OpenReadOnly(dir, pebble.Options{
 		Options: statebackend.Options{KeyGroups: r, MaxParallelism: maxPar},

@@ -45,14 +45,15 @@ func Restore(ctx context.Context, b statebackend.Backend, handles []*checkpointv
 }
 
 // downloadNative downloads the files of a native Pebble handle into dir
-// under their local names and verifies each (its recorded size, and the
-// block checksums of SSTs: pebble.VerifyFile), so that a corrupt file
-// fails the restore naming it, wrapping pebble.ErrCorrupt, before the DB
-// opens.
+// under their local names and verifies them (each file's recorded size
+// and the block checksums of SSTs: pebble.VerifyFile; the MANIFEST:
+// pebble.VerifyCheckpoint), so that a corrupt file fails the restore
+// naming it, wrapping pebble.ErrCorrupt, before the DB opens.
 func downloadNative(ctx context.Context, h *checkpointv1.KeyedStateHandle, src Source, dir string) error {
 	if len(h.GetFiles()) == 0 {
 		return fmt.Errorf("native pebble handle %v has no files: %w", handleRange(h), ErrCorrupt)
 	}
+	names := make(map[string]string, len(h.GetFiles()))
 	for _, f := range h.GetFiles() {
 		name := f.GetLocalName()
 		if name == "" || name != filepath.Base(name) || strings.HasPrefix(name, ".") {
@@ -65,6 +66,10 @@ func downloadNative(ctx context.Context, h *checkpointv1.KeyedStateHandle, src S
 		if err := pebble.VerifyFile(local, f.GetPath(), f.GetSize()); err != nil {
 			return fmt.Errorf("restore pebble snapshot: %w", err)
 		}
+		names[name] = f.GetPath()
+	}
+	if err := pebble.VerifyCheckpoint(dir, names); err != nil {
+		return fmt.Errorf("restore pebble snapshot: %w", err)
 	}
 	return nil
 }

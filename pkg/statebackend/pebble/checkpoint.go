@@ -78,11 +78,11 @@ func OpenReadOnly(dir string, opts Options) (*statebackend.Engine, error) {
 		defer cache.Unref()
 	}
 	po.Cache = cache
-	db, err := cpebble.Open(dir, po)
+	db, fsCloser, err := openDB(dir, po)
 	if err != nil {
 		return nil, openError("open read-only", dir, f.check(err))
 	}
 	// noWAL false: Close must not try to flush memtables of a read-only DB.
-	s := &store{db: db, b: db.NewIndexedBatch(), limit: 1 << 20, fault: f}
+	s := &store{db: db, fsCloser: fsCloser, b: db.NewIndexedBatch(), limit: 1 << 20, fault: f}
 	return newEngine(s, opts.Options)
 }

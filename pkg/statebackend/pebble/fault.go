@@ -1,18 +1,15 @@
 package pebble
 
 import (
-	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	cpebble "github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/flowrt/flow/pkg/statebackend"
@@ -118,8 +115,26 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 func newFault(dir string, l *slog.Logger, po *cpebble.Options) *fault {
 	f := &fault{dir: dir, log: l}
 	po.Logger = pebbleLogger{l: l, f: f}
-	po.EventListener = &cpebble.EventListener{DataCorruption: f.dataCorruption}
+	po.EventListener = &cpebble.EventListener{
+		DataCorruption: f.dataCorruption,
+		DiskSlow:       func(info cpebble.DiskSlowInfo) { l.Warn("slow disk", "info", info.String()) },
+	}
 	return f
+}
+
+// openDB opens the DB in dir with Pebble's disk-health-checking file
+// system (the one Pebble installs by default), whose closer the caller
+// closes after the DB: Pebble closes its own only in DB.Close, so a failed
+// Open would leave its ticker goroutine running.
+func openDB(dir string, po *cpebble.Options) (*cpebble.DB, io.Closer, error) {
+	fs, closer := vfs.WithDiskHealthChecks(vfs.Default, 5*time.Second, nil, po.EventListener.DiskSlow)
+	po.FS = fs
+	db, err := cpebble.Open(dir, po)
+	if err != nil {
+		_ = closer.Close()
+		return nil, nil, err
+	}
+	return db, closer, nil
 }
 
 // openError describes a failed cpebble.Open of dir.
@@ -136,80 +151,4 @@ func oneLine(err error) string {
 		return ""
 	}
 	return strings.Join(strings.Fields(err.Error()), " ")
-}
-
-// VerifyFile checks one file of a native Pebble checkpoint (as written by
-// Checkpoint, typically just downloaded from checkpoint storage) at the
-// local path: when size > 0 (the size its checkpoint recorded) the file
-// must have it, and an SST file (*.sst) must open and every one of its
-// blocks must match its checksum (Pebble's own, crc32c or xxhash, written
-// with the block). Other files (MANIFEST, OPTIONS) are checked when the DB
-// opens. name is what errors call the file (its path in checkpoint
-// storage; path when empty). A corrupt file is an error wrapping
-// ErrCorrupt; a file that cannot be read is another error.
-//
-// It reads the whole SST once; restoring a native checkpoint calls it for
-// every file before opening the DB, so a corrupt file fails the restore
-// at once, naming the file, instead of failing a read later.
-func VerifyFile(path, name string, size int64) error {
-	if name == "" {
-		name = path
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("verify state file %s: %w", name, err)
-	}
-	if size > 0 && fi.Size() != size {
-		return fmt.Errorf("state file %s is corrupt: %d bytes, its checkpoint recorded %d: restore from a savepoint or from an earlier checkpoint that does not use this file: %w", name, fi.Size(), size, ErrCorrupt)
-	}
-	if filepath.Ext(path) != ".sst" {
-		return nil
-	}
-	f, err := vfs.Default.Open(path)
-	if err != nil {
-		return fmt.Errorf("verify state file %s: %w", name, err)
-	}
-	readable, err := sstable.NewSimpleReadable(f)
-	if err != nil {
-		_ = f.Close()
-		return fmt.Errorf("verify state file %s: %w", name, err)
-	}
-	ro := readerOptions()
-	// Pebble's errors name the file by its number ("pebble: file 000012"):
-	// the one in the local name, not 0.
-	if n, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(path), ".sst"), 10, 64); err == nil {
-		setUint(&ro.CacheOpts.FileNum, n)
-	}
-	r, err := sstable.NewReader(context.Background(), readable, ro)
-	if err != nil {
-		_ = readable.Close()
-		return verifyError(name, err)
-	}
-	err = r.ValidateBlockChecksums()
-	if cerr := r.Close(); err == nil && cerr != nil {
-		return fmt.Errorf("verify state file %s: %w", name, cerr)
-	}
-	if err != nil {
-		return verifyError(name, err)
-	}
-	return nil
-}
-
-func verifyError(name string, err error) error {
-	if cpebble.IsCorruptionError(err) {
-		return fmt.Errorf("state file %s is corrupt: %s: restore from a savepoint or from an earlier checkpoint that does not use this file: %w", name, oneLine(err), ErrCorrupt)
-	}
-	return fmt.Errorf("verify state file %s: %w", name, err)
-}
-
-// setUint sets *p (the type of a Pebble file number is internal to
-// Pebble, so it is inferred here rather than named).
-func setUint[T ~uint64](p *T, n uint64) { *p = T(n) }
-
-// readerOptions are the SST reader options of the backend's DBs (its
-// comparer, key schemas and merger).
-func readerOptions() sstable.ReaderOptions {
-	po := &cpebble.Options{Merger: listMerger}
-	po.EnsureDefaults()
-	return po.MakeReaderOptions()
 }

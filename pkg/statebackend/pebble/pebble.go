@@ -126,11 +126,11 @@ func Open(dir string, opts Options) (*statebackend.Engine, error) {
 	}
 	po.Cache = cache
 	po.ApplyCompressionSettings(comp)
-	db, err := cpebble.Open(dir, po)
+	db, fsCloser, err := openDB(dir, po)
 	if err != nil {
 		return nil, openError("open", dir, f.check(err))
 	}
-	s := &store{db: db, b: db.NewIndexedBatch(), limit: opts.BatchSize, noWAL: !opts.WAL, fault: f}
+	s := &store{db: db, fsCloser: fsCloser, b: db.NewIndexedBatch(), limit: opts.BatchSize, noWAL: !opts.WAL, fault: f}
 	return newEngine(s, opts.Options)
 }
 
@@ -164,16 +164,17 @@ type timerHead struct {
 }
 
 type store struct {
-	db     *cpebble.DB
-	b      *cpebble.Batch
-	limit  int
-	noWAL  bool
-	iters  int
-	kbuf   []byte
-	vbuf   []byte
-	rbuf   []byte
-	heads  [2]timerHead
-	closed bool
+	db       *cpebble.DB
+	fsCloser io.Closer // of the DB's file system, closed after the DB
+	b        *cpebble.Batch
+	limit    int
+	noWAL    bool
+	iters    int
+	kbuf     []byte
+	vbuf     []byte
+	rbuf     []byte
+	heads    [2]timerHead
+	closed   bool
 	// fault is the first fatal error Pebble reported (corruption found,
 	// Fatalf): once set, commit refuses to write, reads return it, and
 	// Close does not flush.
@@ -509,6 +510,7 @@ func (s *store) Close() error {
 		return nil
 	}
 	s.closed = true
+	defer s.fsCloser.Close()
 	if ferr := s.fault.get(); ferr != nil {
 		_ = s.b.Close()
 		_ = s.db.Close()
