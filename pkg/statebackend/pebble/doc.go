@@ -29,7 +29,8 @@
 // returns it, as one line naming the file and wrapping ErrCorrupt (or
 // ErrFatal), from every later operation, so only the task owning the
 // backend fails. VerifyFile checks the files of a native checkpoint
-// against Pebble's block checksums before a restore opens them.
+// against Pebble's block checksums, and VerifyCheckpoint its OPTIONS and
+// MANIFEST (which must list every SST), before a restore opens them.
 //
 // Promises: one goroutine uses a backend; no goroutine is started besides
 // Pebble's own (flushes, compactions), which stop on Close.
