@@ -711,12 +711,12 @@ func (jm *JobManager) UpdateTaskState(ctx context.Context, req *clusterv1.Update
 		if id := req.GetUnreadableCheckpointId(); id != 0 {
 			jm.restoreUnreadableLocked(j, id, req.GetFailure())
 		}
-		jm.taskFailedLocked(j, fmt.Sprintf("task %s (subtask %d/%d) failed: %s", t.GetTask(), t.GetSubtask()+1, len(subtasksOf(j, t.GetTask())), req.GetFailure()))
+		jm.taskFailedLocked(j, fmt.Sprintf("task %s (subtask %d of %d) failed: %s", t.GetTask(), t.GetSubtask(), len(subtasksOf(j, t.GetTask())), req.GetFailure()))
 	case clusterv1.TaskState_TASK_STATE_CANCELED:
 		if j.d.GetSummary().GetStatus() != clusterv1.JobStatus_JOB_STATUS_CANCELING {
 			// Nobody asked for this: the TaskManager is going away.
-			jm.taskFailedLocked(j, fmt.Sprintf("task %s (subtask %d/%d) was canceled by TaskManager %s (shutting down)",
-				t.GetTask(), t.GetSubtask()+1, len(subtasksOf(j, t.GetTask())), req.GetTaskManagerId()))
+			jm.taskFailedLocked(j, fmt.Sprintf("task %s (subtask %d of %d) was canceled by TaskManager %s (shutting down)",
+				t.GetTask(), t.GetSubtask(), len(subtasksOf(j, t.GetTask())), req.GetTaskManagerId()))
 		}
 	case clusterv1.TaskState_TASK_STATE_RUNNING:
 		jm.maybeRunningLocked(j)

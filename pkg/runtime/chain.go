@@ -127,7 +127,7 @@ func (t *task) recordFailed(vi *vertexInfo, err error, isRecordErr bool) {
 }
 
 func (t *task) opName(vi *vertexInfo) string {
-	return fmt.Sprintf("operator %q (subtask %d/%d)", vi.id, t.subtask+1, t.parallelism)
+	return fmt.Sprintf("operator %q (subtask %d of %d)", vi.id, t.subtask, t.parallelism)
 }
 
 // position describes the record being processed, for error messages.

@@ -344,8 +344,8 @@ func (t *task) triggerCheckpoint(m TriggerCheckpoint) {
 	if pc.failed != nil {
 		t.failCheckpoint(pc, "declined: "+pc.failed.Error())
 		if drain {
-			t.fail(fmt.Errorf("task %s (subtask %d/%d): stop --drain: the source ended its input for savepoint %d but could not take it (the task fails so that the job restarts from its latest checkpoint): %w",
-				t.d.GetId().GetTask(), t.subtask+1, t.parallelism, m.ID, pc.failed))
+			t.fail(fmt.Errorf("task %s (subtask %d of %d): stop --drain: the source ended its input for savepoint %d but could not take it (the task fails so that the job restarts from its latest checkpoint): %w",
+				t.d.GetId().GetTask(), t.subtask, t.parallelism, m.ID, pc.failed))
 		}
 		return
 	}
@@ -368,7 +368,7 @@ func (t *task) triggerCheckpoint(m TriggerCheckpoint) {
 func (t *task) stepMachine(ev barrier.Event) {
 	acts, err := t.ck.machine.Step(ev)
 	if err != nil {
-		t.fail(fmt.Errorf("task %s (subtask %d/%d): checkpoint barriers on channel %d: %w", t.d.GetId().GetTask(), t.subtask+1, t.parallelism, ev.Channel, err))
+		t.fail(fmt.Errorf("task %s (subtask %d of %d): checkpoint barriers on channel %d: %w", t.d.GetId().GetTask(), t.subtask, t.parallelism, ev.Channel, err))
 		return
 	}
 	if len(acts) == 0 {
@@ -391,7 +391,7 @@ func (t *task) stepMachine(ev barrier.Event) {
 func (t *task) controlFrame(ch int, buf []byte, overtaken int) {
 	b, err := decodeControl(buf)
 	if err != nil {
-		t.fail(fmt.Errorf("task %s (subtask %d/%d): channel %d after record %d: %w", t.d.GetId().GetTask(), t.subtask+1, t.parallelism, ch, t.recs[ch], err))
+		t.fail(fmt.Errorf("task %s (subtask %d of %d): channel %d after record %d: %w", t.d.GetId().GetTask(), t.subtask, t.parallelism, ch, t.recs[ch], err))
 		return
 	}
 	if b.cancel {
@@ -453,7 +453,7 @@ func (t *task) dataBuffer(ch int, buf []byte) {
 	}
 	acts, err := ck.machine.Step(barrier.Event{Type: barrier.EventRecord, Channel: ch})
 	if err != nil {
-		t.fail(fmt.Errorf("task %s (subtask %d/%d): checkpoint barriers on channel %d: %w", t.d.GetId().GetTask(), t.subtask+1, t.parallelism, ch, err))
+		t.fail(fmt.Errorf("task %s (subtask %d of %d): checkpoint barriers on channel %d: %w", t.d.GetId().GetTask(), t.subtask, t.parallelism, ch, err))
 		return
 	}
 	for _, a := range acts {
@@ -958,8 +958,8 @@ func (t *task) notifyCheckpoint(m NotifyCheckpoint) {
 		case m.Completed && m.ID >= t.drainID:
 			t.drained = true // runSource finishes the task
 		case !m.Completed && m.ID == t.drainID:
-			t.fail(fmt.Errorf("task %s (subtask %d/%d): stop --drain: savepoint %d was aborted after the source ended its input (the task fails so that the job restarts from its latest checkpoint)",
-				t.d.GetId().GetTask(), t.subtask+1, t.parallelism, m.ID))
+			t.fail(fmt.Errorf("task %s (subtask %d of %d): stop --drain: savepoint %d was aborted after the source ended its input (the task fails so that the job restarts from its latest checkpoint)",
+				t.d.GetId().GetTask(), t.subtask, t.parallelism, m.ID))
 			return
 		}
 	}

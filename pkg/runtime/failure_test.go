@@ -96,7 +96,7 @@ func TestBadRecordFailsTask(t *testing.T) {
 	if err == nil || isCanceled(err) {
 		t.Fatalf("m/0 returned %v, want a failure", err)
 	}
-	want := `operator "m" (subtask 1/1): record 38 from channel 0: expression "seq == 37 ? int(key) : seq"`
+	want := `operator "m" (subtask 0 of 1): record 38 from channel 0: expression "seq == 37 ? int(key) : seq"`
 	if !strings.Contains(err.Error(), want) {
 		t.Fatalf("error %q\ndoes not contain %q", err, want)
 	}
@@ -137,7 +137,7 @@ func TestPanicFailsTask(t *testing.T) {
 	reg := testRegistry(collectType("collect", st, 0), panicType("panicky", firstGenValue()))
 	j := startJob(t, c, reg, g, jobOptions{})
 	err := j.wait(t, 30*time.Second)["gen/0"]
-	if err == nil || !strings.Contains(err.Error(), `operator "p" (subtask 1/1): record 1 from the source: panic: boom`) {
+	if err == nil || !strings.Contains(err.Error(), `operator "p" (subtask 0 of 1): record 1 from the source: panic: boom`) {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -217,7 +217,7 @@ func TestKeyByErrorNamesEmittingOperator(t *testing.T) {
 		Edges:    []*jobgraphv1.Edge{edge("gen", "sink", pHash)}}
 	j := startJob(t, c, testRegistry(), g, jobOptions{})
 	err := j.wait(t, 30*time.Second)["gen/0"]
-	if err == nil || !strings.Contains(err.Error(), `operator "gen" (subtask 1/1): record 4 from the source: keyBy of "sink": expression "seq == 3 ? int(key) : key"`) {
+	if err == nil || !strings.Contains(err.Error(), `operator "gen" (subtask 0 of 1): record 4 from the source: keyBy of "sink": expression "seq == 3 ? int(key) : key"`) {
 		t.Fatalf("err = %v", err)
 	}
 }

@@ -35,8 +35,8 @@ func TestKeyByMissingFieldIsRecordError(t *testing.T) {
 		null bool
 		want string
 	}{
-		{"missing", false, `operator "m" (subtask 1/1): record 2 from the source: keyBy of "sink": expression "user": field "user" is missing in the record (its fields are seq), so the key is null`},
-		{"null", true, `operator "m" (subtask 1/1): record 2 from the source: keyBy of "sink": expression "user": field "user" is null in the record (its fields are seq, user), so the key is null`},
+		{"missing", false, `operator "m" (subtask 0 of 1): record 2 from the source: keyBy of "sink": expression "user": field "user" is missing in the record (its fields are seq), so the key is null`},
+		{"null", true, `operator "m" (subtask 0 of 1): record 2 from the source: keyBy of "sink": expression "user": field "user" is null in the record (its fields are seq, user), so the key is null`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			st := newStore()
@@ -88,7 +88,7 @@ func TestExpressionErrorNamesMissingField(t *testing.T) {
 	cl := newCluster(t, 1, exchange.Options{})
 	j := startJob(t, cl, testRegistry(), g, jobOptions{})
 	err := j.wait(t, 30*time.Second)["f/0"]
-	want := `operator "f" (subtask 1/1): record 1 from channel 0: expression "valeu > 3": field "valeu" is missing in the record (its fields are key, seq, ts, value): invalid operation: <nil> > int (1:7)`
+	want := `operator "f" (subtask 0 of 1): record 1 from channel 0: expression "valeu > 3": field "valeu" is missing in the record (its fields are key, seq, ts, value): invalid operation: <nil> > int (1:7)`
 	if err == nil || err.Error() != want {
 		t.Fatalf("error %q\n      want %q", err, want)
 	}

@@ -157,11 +157,11 @@ func RunTask(ctx context.Context, d *clusterv1.TaskDeployment, env TaskEnv) (err
 			err = cerr
 		}
 		if err != nil && canceled {
-			err = fmt.Errorf("task %s (subtask %d/%d) canceled: %w", d.GetId().GetTask(), t.subtask+1, t.parallelism, ctx.Err())
+			err = fmt.Errorf("task %s (subtask %d of %d) canceled: %w", d.GetId().GetTask(), t.subtask, t.parallelism, ctx.Err())
 		}
 	}()
 	if err := t.setup(); err != nil {
-		return fmt.Errorf("deploy task %s (subtask %d/%d): %w", d.GetId().GetTask(), d.GetId().GetSubtask()+1, d.GetParallelism(), err)
+		return fmt.Errorf("deploy task %s (subtask %d of %d): %w", d.GetId().GetTask(), d.GetId().GetSubtask(), d.GetParallelism(), err)
 	}
 	if t.source != nil {
 		return t.runSource()
@@ -619,7 +619,7 @@ func (t *task) runInputs() error {
 				if errors.Is(err, exchange.ErrPartitionReleased) && t.awaitCancel(releasedGrace) {
 					return t.ctx.Err()
 				}
-				return fmt.Errorf("task %s (subtask %d/%d): input: %w", t.d.GetId().GetTask(), t.subtask+1, t.parallelism, err)
+				return fmt.Errorf("task %s (subtask %d of %d): input: %w", t.d.GetId().GetTask(), t.subtask, t.parallelism, err)
 			}
 			if !ok {
 				continue
@@ -743,7 +743,7 @@ func (t *task) processFrame(ch int, frame []byte) {
 	for {
 		kind, ts, idle, err := t.rd.next(&t.rec)
 		if err != nil {
-			t.fail(fmt.Errorf("task %s (subtask %d/%d): channel %d after record %d: %w", t.d.GetId().GetTask(), t.subtask+1, t.parallelism, ch, t.recs[ch], err))
+			t.fail(fmt.Errorf("task %s (subtask %d of %d): channel %d after record %d: %w", t.d.GetId().GetTask(), t.subtask, t.parallelism, ch, t.recs[ch], err))
 			return
 		}
 		switch kind {
@@ -884,7 +884,7 @@ func (t *task) finish() error {
 	}
 	for _, p := range t.parts {
 		if err := p.Finish(); err != nil {
-			return fmt.Errorf("task %s (subtask %d/%d): finish partition: %w", t.d.GetId().GetTask(), t.subtask+1, t.parallelism, err)
+			return fmt.Errorf("task %s (subtask %d of %d): finish partition: %w", t.d.GetId().GetTask(), t.subtask, t.parallelism, err)
 		}
 	}
 	for _, p := range t.parts {
