@@ -70,7 +70,7 @@ func localPath(p string) (string, error) {
 	if !filepath.IsAbs(local) {
 		return "", fmt.Errorf("%q is relative (it would resolve against each TaskManager's working directory): give an absolute path or file:// URL such as /data/out", p)
 	}
-	return filepath.Clean(local), nil
+	return local, nil
 }
 
 // Sink is one file sink subtask. With checkpoints it is an exactly-once
@@ -429,6 +429,9 @@ func (s *Sink) InitializeState(restored bool) error {
 	var mine []pendingPart
 	for i, b := range elems {
 		sub, parts, err := s.decodeState(b)
+		if err == nil && sub < 0 {
+			err = fmt.Errorf("subtask %d is negative", sub)
+		}
 		if err != nil {
 			return fmt.Errorf("file sink: restored state element %d: %w", i, err)
 		}
