@@ -19,10 +19,12 @@ import (
 var (
 	// ErrCorrupt is wrapped by every error reporting a corrupt Pebble file:
 	// a block whose checksum does not match, a truncated or unreadable SST,
-	// a MANIFEST Pebble cannot replay, a file whose size differs from the
-	// one its checkpoint recorded. It is returned by VerifyFile, by Open and
-	// OpenReadOnly, and by every operation of a backend after Pebble found
-	// corruption while it ran. The message names the file.
+	// a MANIFEST Pebble cannot replay or that does not list every SST, an
+	// OPTIONS file that does not parse, a file whose size differs from the
+	// one its checkpoint recorded. It is returned by VerifyFile,
+	// VerifyCheckpoint, Open and OpenReadOnly, and by every operation of a
+	// backend after Pebble found corruption while it ran. The message
+	// names the file.
 	// errors.Is(err, statebackend.ErrCorrupt) holds as well.
 	ErrCorrupt error = corruptError{}
 	// ErrFatal is wrapped when Pebble reported an error it treats as fatal
