@@ -13,20 +13,20 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/flowrt/flow/internal/minicluster"
+	"github.com/flowrt/flow/pkg/jobgraph"
 	"github.com/flowrt/flow/pkg/jobspec"
-	"github.com/flowrt/flow/pkg/runtime"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
 
 // loadSpec parses and validates a spec file against the registry. Spec
 // problems come back as the *jobspec.Errors (one line each), exit code 2.
-func (g *globals) loadSpec(path string, sets []string) (*jobgraphv1.JobGraph, *runtime.Plan, error) {
+func (g *globals) loadSpec(path string, sets []string) (*jobgraphv1.JobGraph, *jobgraph.Plan, error) {
 	graph, err := jobspec.LoadFile(path, g.env.Registry, sets)
 	if err != nil {
 		return nil, nil, withCode(ExitUsage, err)
 	}
-	plan, err := runtime.BuildPlan(graph)
+	plan, err := jobgraph.BuildPlan(graph)
 	if err != nil { // jobspec already ran BuildPlan; kept for the task count
 		return nil, nil, withCode(ExitUsage, fmt.Errorf("%s: %w", path, err))
 	}

@@ -14,9 +14,9 @@ import (
 
 	"github.com/flowrt/flow/pkg/checkpoint"
 	"github.com/flowrt/flow/pkg/checkpoint/storage"
+	"github.com/flowrt/flow/pkg/jobgraph"
 	"github.com/flowrt/flow/pkg/jobspec"
 	"github.com/flowrt/flow/pkg/keygroup"
-	"github.com/flowrt/flow/pkg/runtime"
 	checkpointv1 "github.com/flowrt/flow/proto/flow/checkpoint/v1"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
@@ -707,7 +707,7 @@ func (jm *JobManager) metadataLocked(j *job, a checkpoint.Action) (*checkpointv1
 			uid = v.GetId()
 		}
 		op := &checkpointv1.OperatorState{Uid: uid, OperatorId: v.GetId(), Type: v.GetType(),
-			Parallelism: int32(runtime.VertexParallelism(g, v)), MaxParallelism: maxP}
+			Parallelism: int32(jobgraph.VertexParallelism(g, v)), MaxParallelism: maxP}
 		byUID[uid] = op
 		md.Operators = append(md.Operators, op)
 	}

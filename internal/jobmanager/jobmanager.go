@@ -22,9 +22,9 @@ import (
 
 	"github.com/flowrt/flow/pkg/api"
 	"github.com/flowrt/flow/pkg/checkpoint"
+	"github.com/flowrt/flow/pkg/jobgraph"
 	"github.com/flowrt/flow/pkg/jobspec"
 	"github.com/flowrt/flow/pkg/keygroup"
-	"github.com/flowrt/flow/pkg/runtime"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
@@ -136,7 +136,7 @@ type taskManager struct {
 
 type job struct {
 	d     *clusterv1.JobDetails
-	plan  *runtime.Plan
+	plan  *jobgraph.Plan
 	slots []string // TaskManager id per slot, while the job holds slots
 	// changed is closed and replaced on every change, waking watchers.
 	changed chan struct{}
@@ -206,7 +206,7 @@ func New(opts Options) (*JobManager, error) {
 		j := &job{d: d, changed: make(chan struct{}), waitingSince: time.UnixMilli(d.GetSummary().GetSubmitTimeMs())}
 		j.restart = jm.restartStrategyOf(d.GetGraph())
 		j.ck = newJobCheckpoints(jobspec.Checkpoints{})
-		if p, err := runtime.BuildPlan(d.GetGraph()); err == nil {
+		if p, err := jobgraph.BuildPlan(d.GetGraph()); err == nil {
 			j.plan = p
 		}
 		id := d.GetSummary().GetJobId()
@@ -377,8 +377,8 @@ func (jm *JobManager) SubmitJob(ctx context.Context, req *clusterv1.SubmitJobReq
 
 // validate checks what the JobManager can check of a graph: its shape, its
 // parallelism against max parallelism, and (with a registry) operator types.
-func (jm *JobManager) validate(g *jobgraphv1.JobGraph) (*runtime.Plan, error) {
-	plan, err := runtime.BuildPlan(g)
+func (jm *JobManager) validate(g *jobgraphv1.JobGraph) (*jobgraph.Plan, error) {
+	plan, err := jobgraph.BuildPlan(g)
 	if err != nil {
 		return nil, err
 	}
@@ -388,7 +388,7 @@ func (jm *JobManager) validate(g *jobgraphv1.JobGraph) (*runtime.Plan, error) {
 	}
 	var errs []error
 	for _, v := range g.GetVertices() {
-		if err := keygroup.Validate(runtime.VertexParallelism(g, v), maxP); err != nil {
+		if err := keygroup.Validate(jobgraph.VertexParallelism(g, v), maxP); err != nil {
 			errs = append(errs, fmt.Errorf("operator %q: %w", v.GetId(), err))
 		}
 		if jm.opts.Registry != nil {
@@ -1007,7 +1007,7 @@ func (jm *JobManager) assignLocked(j *job, slots []string) {
 		return jm.tms[slots[subtask]].info.GetAddress()
 	}
 	sum := j.d.GetSummary()
-	deps := runtime.BuildDeployments(sum.GetJobId(), sum.GetAttempt(), j.d.GetGraph(), j.plan, addrOf)
+	deps := jobgraph.BuildDeployments(sum.GetJobId(), sum.GetAttempt(), j.d.GetGraph(), j.plan, addrOf)
 	if j.ck != nil {
 		for _, dep := range deps {
 			dep.Restore = restoreFor(j.ck.restore, dep)
@@ -1065,7 +1065,7 @@ func subtasksOf(j *job, task string) []*clusterv1.SubtaskInfo {
 	return nil
 }
 
-func maxParallelism(p *runtime.Plan) int {
+func maxParallelism(p *jobgraph.Plan) int {
 	n := 0
 	for _, t := range p.Tasks {
 		n = max(n, t.Parallelism)

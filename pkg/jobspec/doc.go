@@ -28,7 +28,7 @@
 //     stored, with defaults, as the JSON of StateBackend, Checkpoints and
 //     Restart (read them back with DecodeStateBackend, DecodeCheckpoints,
 //     DecodeRestart).
-//   - The graph passes runtime.BuildPlan, so chaining errors surface before
+//   - The graph passes jobgraph.BuildPlan, so chaining errors surface before
 //     submission.
 //
 // Overrides ("--set path=value") are applied to the YAML tree before

@@ -16,8 +16,8 @@ import (
 
 	"github.com/flowrt/flow/internal/expression"
 	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/jobgraph"
 	"github.com/flowrt/flow/pkg/keygroup"
-	"github.com/flowrt/flow/pkg/runtime"
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
 
@@ -226,7 +226,7 @@ func (p *parser) parse(data []byte, sets []string) *jobgraphv1.JobGraph {
 		p.errAt(root, "encode job settings: %v", err)
 		return nil
 	}
-	if _, err := runtime.BuildPlan(g); err != nil {
+	if _, err := jobgraph.BuildPlan(g); err != nil {
 		p.errAt(top["operators"].key, "%v", err)
 		return nil
 	}

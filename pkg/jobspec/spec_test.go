@@ -11,7 +11,7 @@ import (
 
 	"github.com/flowrt/flow/pkg/api"
 	_ "github.com/flowrt/flow/pkg/builtin"
-	"github.com/flowrt/flow/pkg/runtime"
+	"github.com/flowrt/flow/pkg/jobgraph"
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
 
@@ -53,7 +53,7 @@ func render(t *testing.T, g *jobgraphv1.JobGraph) string {
 		fmt.Fprintf(&b, "edge %s -> %s %s\n", e.GetSource(), e.GetTarget(), strings.TrimPrefix(e.GetPartitioning().String(), "PARTITIONING_"))
 	}
 	fmt.Fprintf(&b, "stateBackend %s\ncheckpoints %s\nrestart %s\n", g.GetStateBackend(), g.GetCheckpoints(), g.GetRestart())
-	plan, err := runtime.BuildPlan(g)
+	plan, err := jobgraph.BuildPlan(g)
 	if err != nil {
 		t.Fatalf("BuildPlan: %v", err)
 	}

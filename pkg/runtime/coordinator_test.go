@@ -12,6 +12,7 @@ import (
 
 	"github.com/flowrt/flow/pkg/checkpoint"
 	"github.com/flowrt/flow/pkg/checkpoint/storage"
+	"github.com/flowrt/flow/pkg/jobgraph"
 	checkpointv1 "github.com/flowrt/flow/proto/flow/checkpoint/v1"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
@@ -71,7 +72,7 @@ func newTestCoordinator(t testing.TB, g *jobgraphv1.JobGraph, storeURL string, o
 func (c *testCoordinator) start(o jobOptions, interval time.Duration) jobOptions {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	plan, err := BuildPlan(c.g)
+	plan, err := jobgraph.BuildPlan(c.g)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -223,7 +224,7 @@ func (c *testCoordinator) metadata(a checkpoint.Action) *checkpointv1.Checkpoint
 			uid = v.GetId()
 		}
 		op := &checkpointv1.OperatorState{Uid: uid, OperatorId: v.GetId(), Type: v.GetType(),
-			Parallelism: int32(VertexParallelism(c.g, v)), MaxParallelism: 128}
+			Parallelism: int32(jobgraph.VertexParallelism(c.g, v)), MaxParallelism: 128}
 		byUID[uid] = op
 		md.Operators = append(md.Operators, op)
 	}

@@ -1,6 +1,8 @@
-// Package runtime runs job graphs: it chains operators into tasks
-// (BuildPlan), turns a plan into per-subtask deployments (BuildDeployments),
-// and runs one subtask (RunTask).
+// Package runtime runs one subtask of a job graph (RunTask): the chain of
+// operators of one task vertex, its input gates and outputs over the
+// exchange, its state and its checkpoints. Planning (chaining operators
+// into task vertices, parallelism, per-subtask deployments) is package
+// pkg/jobgraph.
 //
 // Promises of RunTask:
 //   - One goroutine (the caller's) owns the subtask: sources, operators,

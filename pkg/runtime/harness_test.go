@@ -19,6 +19,7 @@ import (
 	"github.com/flowrt/flow/pkg/connectors/blackhole"
 	"github.com/flowrt/flow/pkg/connectors/datagen"
 	"github.com/flowrt/flow/pkg/connectors/file"
+	"github.com/flowrt/flow/pkg/jobgraph"
 	"github.com/flowrt/flow/pkg/operators/transform"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
@@ -108,7 +109,7 @@ type jobOptions struct {
 
 func startJob(t testing.TB, c *cluster, reg *api.Registry, g *jobgraphv1.JobGraph, o jobOptions) *job {
 	t.Helper()
-	plan, err := BuildPlan(g)
+	plan, err := jobgraph.BuildPlan(g)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +121,7 @@ func startJob(t testing.TB, c *cluster, reg *api.Registry, g *jobgraphv1.JobGrap
 	if jobID == "" {
 		jobID = "job-1"
 	}
-	ds := BuildDeployments(jobID, o.attempt, g, plan, func(task string, s int) string { return c.addrs[assign(task, s)] })
+	ds := jobgraph.BuildDeployments(jobID, o.attempt, g, plan, func(task string, s int) string { return c.addrs[assign(task, s)] })
 	ctx, cancel := context.WithCancel(context.Background())
 	j := &job{deployments: ds, errs: map[string]error{}, cancel: cancel}
 	for _, d := range ds {

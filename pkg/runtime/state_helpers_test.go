@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/jobgraph"
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
 
@@ -35,7 +36,7 @@ type stateJob struct {
 // startStateJob is startJob with an injected clock and recorded data dirs.
 func startStateJob(t testing.TB, c *cluster, reg *api.Registry, g *jobgraphv1.JobGraph, o stateJobOptions) *stateJob {
 	t.Helper()
-	plan, err := BuildPlan(g)
+	plan, err := jobgraph.BuildPlan(g)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +44,7 @@ func startStateJob(t testing.TB, c *cluster, reg *api.Registry, g *jobgraphv1.Jo
 	if assign == nil {
 		assign = func(_ string, s int) int { return s % len(c.managers) }
 	}
-	ds := BuildDeployments("job-1", 0, g, plan, func(task string, s int) string { return c.addrs[assign(task, s)] })
+	ds := jobgraph.BuildDeployments("job-1", 0, g, plan, func(task string, s int) string { return c.addrs[assign(task, s)] })
 	ctx, cancel := context.WithCancel(context.Background())
 	j := &stateJob{job: &job{deployments: ds, errs: map[string]error{}, cancel: cancel}, dataDirs: map[string]string{}}
 	for _, d := range ds {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/flowrt/flow/internal/exchange"
 	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/jobgraph"
 	"github.com/flowrt/flow/pkg/keygroup"
 	"github.com/flowrt/flow/pkg/operators/count"
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
@@ -383,11 +384,11 @@ func TestOperatorStatesReachable(t *testing.T) {
 			g := &jobgraphv1.JobGraph{Name: "st", MaxParallelism: 128, StateBackend: backendBytes(backend),
 				Vertices: []*jobgraphv1.Vertex{gen, k, p, sink},
 				Edges:    []*jobgraphv1.Edge{edge("gen", "k", pHash), edge("k", "p", pForward), edge("p", "out", pForward)}}
-			plan, err := BuildPlan(g)
+			plan, err := jobgraph.BuildPlan(g)
 			if err != nil {
 				t.Fatal(err)
 			}
-			ds := BuildDeployments("job-1", 0, g, plan, func(string, int) string { return c.addrs[0] })
+			ds := jobgraph.BuildDeployments("job-1", 0, g, plan, func(string, int) string { return c.addrs[0] })
 			var d = ds[len(ds)-1] // k, subtask 2
 			if d.GetId().GetTask() != "k" || d.GetId().GetSubtask() != 2 {
 				t.Fatalf("deployment %v", d.GetId())

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/flowrt/flow/internal/exchange"
+	"github.com/flowrt/flow/pkg/jobgraph"
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
 
@@ -35,7 +36,7 @@ func TestChainedForward(t *testing.T) {
 			vertex("sink", "collect", kSink, 2, nil),
 		},
 		Edges: []*jobgraphv1.Edge{edge("gen", "f", pForward), edge("f", "sink", pForward)}}
-	plan, err := BuildPlan(g)
+	plan, err := jobgraph.BuildPlan(g)
 	if err != nil {
 		t.Fatal(err)
 	}

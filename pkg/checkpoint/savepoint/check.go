@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/jobgraph"
 	"github.com/flowrt/flow/pkg/keygroup"
-	"github.com/flowrt/flow/pkg/runtime"
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
 
@@ -164,7 +164,7 @@ func Check(ctx context.Context, graph *jobgraphv1.JobGraph, reg *api.Registry, s
 	for _, v := range graph.GetVertices() {
 		uid := VertexUID(v)
 		vertexUIDs[uid] = true
-		par := runtime.VertexParallelism(graph, v)
+		par := jobgraph.VertexParallelism(graph, v)
 		old := byUID[uid]
 		typ, err := reg.LookupKind(v.GetType(), vertexKind(v.GetKind()))
 		if err != nil {

@@ -17,9 +17,9 @@ import (
 	_ "github.com/flowrt/flow/pkg/builtin"
 	"github.com/flowrt/flow/pkg/checkpoint/snapshot"
 	"github.com/flowrt/flow/pkg/checkpoint/storage"
+	"github.com/flowrt/flow/pkg/jobgraph"
 	"github.com/flowrt/flow/pkg/jobspec"
 	"github.com/flowrt/flow/pkg/keygroup"
-	"github.com/flowrt/flow/pkg/runtime"
 	"github.com/flowrt/flow/pkg/statebackend"
 	"github.com/flowrt/flow/pkg/statebackend/heap"
 	"github.com/flowrt/flow/pkg/statebackend/pebble"
@@ -281,7 +281,7 @@ func buildSavepoint(t testing.TB, reg *api.Registry, graph *jobgraphv1.JobGraph,
 		TriggerTimeMs: 1_767_225_600_000, CompletionTimeMs: 1_767_225_600_250, Savepoint: !opts.Checkpoint, Graph: graph,
 	}
 	for _, v := range graph.GetVertices() {
-		par := runtime.VertexParallelism(graph, v)
+		par := jobgraph.VertexParallelism(graph, v)
 		uid := v.GetUid()
 		if uid == "" {
 			uid = v.GetId()

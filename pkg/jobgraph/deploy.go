@@ -1,4 +1,4 @@
-package runtime
+package jobgraph
 
 import (
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
