@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
 )
 
 // topology returns the producer and consumer Managers: the same one for
@@ -367,7 +369,15 @@ func TestBackpressureRemote(t *testing.T) {
 // registered waits for it.
 func TestConsumerBeforeProducer(t *testing.T) {
 	modes(t, func(t *testing.T, remote bool) {
-		prod, cons := topology(t, remote, Options{BufferSize: 16})
+		opts := Options{BufferSize: 16}
+		var o opens
+		prod := newManager(t, opts)
+		serve(t, prod, grpc.StreamInterceptor(o.intercept))
+		cons := prod
+		if remote {
+			cons = newManager(t, opts)
+			serve(t, cons)
+		}
 		g, err := cons.OpenInputGate(context.Background(), []ChannelSpec{{Address: addr(prod), Partition: pid("late", 0), Subpartition: 1}})
 		if err != nil {
 			t.Fatal(err)
@@ -376,7 +386,15 @@ func TestConsumerBeforeProducer(t *testing.T) {
 		if _, ok, err := g.Poll(); ok || err != nil {
 			t.Fatalf("Poll before registration: ok=%v err=%v", ok, err)
 		}
-		time.Sleep(50 * time.Millisecond) // let a remote subscription reach the producer first
+		// The consumer waits at the producer before the partition exists.
+		eventually(t, 5*time.Second, "the consumer waiting for the partition", func() bool {
+			if remote {
+				return o.n.Load() == 1
+			}
+			prod.mu.Lock()
+			defer prod.mu.Unlock()
+			return len(prod.pending[pid("late", 0)]) == 1
+		})
 		p, err := prod.CreatePartition(pid("late", 0), 2)
 		if err != nil {
 			t.Fatal(err)
@@ -469,7 +487,7 @@ func TestBlockUnblock(t *testing.T) {
 				g.Recycle(1, ev.Frame)
 			}
 		}
-		time.Sleep(50 * time.Millisecond) // give channel 0 frames time to arrive
+		eventually(t, 5*time.Second, "channel 0's frames and end at the gate", func() bool { return endAtGate(g, 0) })
 		if ev, ok, err := g.Poll(); ok || err != nil {
 			t.Fatalf("Poll with channel 0 blocked: %+v ok=%v err=%v", ev, ok, err)
 		}
@@ -525,7 +543,17 @@ func TestReleaseUnfinished(t *testing.T) {
 				}
 			}
 		}()
-		time.Sleep(50 * time.Millisecond)
+		// The consumer is attached (a consumer that subscribes after the
+		// release finds no partition: ErrPartitionNotFound) and every
+		// pooled buffer is out (queued, or sent within the consumer's
+		// credit): the producer blocks in RequestBuffer, or is about to.
+		eventually(t, 5*time.Second, "the consumer attached and the producer's pool exhausted", func() bool {
+			sp := p.subs[0]
+			sp.mu.Lock()
+			attached := sp.reader != nil
+			sp.mu.Unlock()
+			return attached && p.Outstanding() == 2
+		})
 		p.Release()
 		select {
 		case err := <-blocked:

@@ -257,7 +257,7 @@ func TestMetrics(t *testing.T) {
 	// Produce with a slow consumer so the producer blocks for a while.
 	errc := make(chan error, 1)
 	go func() { errc <- produce(context.Background(), p, 0, 10, 20) }()
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // the slow consumer: it reads nothing for 100ms
 	if err := drain(g, 5*time.Second, nil); err != nil {
 		t.Fatal(err)
 	}

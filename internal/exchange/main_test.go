@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,13 +31,13 @@ func newManager(t testing.TB, opts Options) *Manager {
 
 // serve starts a real gRPC server for m on a loopback port and sets m's
 // self address to it. It returns the server (stopped at cleanup).
-func serve(t testing.TB, m *Manager) *grpc.Server {
+func serve(t testing.TB, m *Manager, opts ...grpc.ServerOption) *grpc.Server {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	s := grpc.NewServer()
+	s := grpc.NewServer(opts...)
 	m.RegisterService(s)
 	done := make(chan struct{})
 	go func() {
@@ -177,6 +178,51 @@ func waitErr(t testing.TB, g *InputGate, timeout time.Duration) error {
 			t.Fatalf("no error within %s", timeout)
 		}
 	}
+}
+
+// opens counts the Subscribe streams whose Open message reached a
+// producer's server: install it with grpc.StreamInterceptor(o.intercept).
+// Subscribe goes straight from reading Open to waiting for the partition.
+type opens struct{ n atomic.Int32 }
+
+func (o *opens) intercept(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	return h(srv, &openCounting{ServerStream: ss, o: o})
+}
+
+type openCounting struct {
+	grpc.ServerStream
+	o    *opens
+	seen bool
+}
+
+func (s *openCounting) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	if err == nil && !s.seen {
+		s.seen = true
+		s.o.n.Add(1)
+	}
+	return err
+}
+
+// endAtGate reports whether the end of channel i (and so every frame sent
+// before it) has reached g: for a remote channel, received from the stream;
+// for a local one, queued on the subpartition it reads.
+func endAtGate(g *InputGate, i int) bool {
+	switch c := g.chans[i].(type) {
+	case *remoteChannel:
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.end
+	case *localChannel:
+		sp := c.sp.Load()
+		if sp == nil {
+			return false
+		}
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		return sp.finished
+	}
+	return false
 }
 
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
