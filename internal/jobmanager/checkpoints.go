@@ -506,8 +506,8 @@ func (jm *JobManager) triggerSourcesLocked(j *job, a checkpoint.Action, opts *cl
 	sum := j.d.GetSummary()
 	for src := range c.sources {
 		s := subtaskOf(j, src.Vertex, int32(src.Subtask))
-		tm := jm.tms[s.GetTaskManagerId()]
-		if tm == nil || tm.client == nil || s.GetState() != clusterv1.TaskState_TASK_STATE_RUNNING {
+		tm, ok := jm.reg.lookup(s.GetTaskManagerId())
+		if !ok || s.GetState() != clusterv1.TaskState_TASK_STATE_RUNNING {
 			jm.stepLocked(j, checkpoint.Event{Type: checkpoint.EventDecline, ID: a.ID, Task: src, Reason: checkpoint.ReasonTaskNotReady})
 			continue
 		}
@@ -560,7 +560,7 @@ func (jm *JobManager) attemptClientsLocked(j *job) map[string]clusterv1.TaskExec
 	out := map[string]clusterv1.TaskExecutorServiceClient{}
 	for _, t := range j.d.GetTasks() {
 		for _, s := range t.GetSubtasks() {
-			if tm := jm.tms[s.GetTaskManagerId()]; tm != nil && tm.client != nil {
+			if tm, ok := jm.reg.lookup(s.GetTaskManagerId()); ok {
 				out[s.GetTaskManagerId()] = tm.client
 			}
 		}
@@ -607,9 +607,9 @@ func (jm *JobManager) stillDelivering(tmID string, client clusterv1.TaskExecutor
 	jm.mu.Lock()
 	defer jm.mu.Unlock()
 	j := jm.jobs[req.GetJobId()]
-	tm := jm.tms[tmID]
+	tm, ok := jm.reg.lookup(tmID)
 	return !jm.closed && j != nil && j.d.GetSummary().GetAttempt() == req.GetAttempt() && !isTerminal(j.d.GetSummary().GetStatus()) &&
-		tm != nil && tm.client == client
+		ok && tm.client == client
 }
 
 // stopAfterCommitLocked ends a job stopped with savepoint id once every

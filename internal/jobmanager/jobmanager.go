@@ -10,6 +10,7 @@ import (
 	mathrand "math/rand/v2"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -107,8 +108,10 @@ type JobManager struct {
 	store   JobStore
 	persist *persister
 
+	// reg tracks the TaskManagers under its own lock (heartbeat.go).
+	reg *registry
+
 	mu    sync.Mutex
-	tms   map[string]*taskManager
 	jobs  map[string]*job
 	order []string // job ids in submission order
 
@@ -123,15 +126,6 @@ type JobManager struct {
 
 	lostTotal      prometheus.Counter
 	submittedTotal prometheus.Counter
-}
-
-type taskManager struct {
-	info   *clusterv1.TaskManagerInfo
-	conn   *grpc.ClientConn
-	client clusterv1.TaskExecutorServiceClient
-	timer  *time.Timer
-	// used counts slots held by running jobs.
-	used int
 }
 
 type job struct {
@@ -180,7 +174,6 @@ func New(opts Options) (*JobManager, error) {
 		opts:  opts,
 		log:   opts.Logger,
 		store: st,
-		tms:   map[string]*taskManager{},
 		jobs:  map[string]*job{},
 		kick:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
@@ -195,6 +188,8 @@ func New(opts Options) (*JobManager, error) {
 	}
 	jm.base, jm.stopBase = context.WithCancel(context.Background())
 	jm.persist = newPersister(jm, st)
+	jm.reg = newRegistry(opts.HeartbeatInterval, opts.HeartbeatTimeout, opts.DialOptions)
+	jm.reg.onLost = jm.taskManagerGone
 	stored, errs := st.LoadAll()
 	for _, err := range errs {
 		jm.log.Warn("job store", "err", err)
@@ -203,7 +198,9 @@ func New(opts Options) (*JobManager, error) {
 		return stored[i].GetSummary().GetSubmitTimeMs() < stored[j].GetSummary().GetSubmitTimeMs()
 	})
 	for _, d := range stored {
-		j := &job{d: d, changed: make(chan struct{}), waitingSince: time.UnixMilli(d.GetSummary().GetSubmitTimeMs())}
+		// A job still waiting for slots waits SlotTimeout from now: the
+		// TaskManagers need a heartbeat or two to register again.
+		j := &job{d: d, changed: make(chan struct{}), waitingSince: time.Now()}
 		j.restart = jm.restartStrategyOf(d.GetGraph())
 		j.ck = newJobCheckpoints(jobspec.Checkpoints{})
 		if p, err := jobgraph.BuildPlan(d.GetGraph()); err == nil {
@@ -261,6 +258,7 @@ func (jm *JobManager) Run(ctx context.Context) {
 	defer ckTick.Stop()
 	for {
 		jm.schedulePending(time.Now())
+		jm.reconcile()
 		select {
 		case <-ctx.Done():
 			return
@@ -285,24 +283,14 @@ func (jm *JobManager) Close() error {
 	jm.closed = true
 	close(jm.done)
 	jm.stopBase()
-	for _, tm := range jm.tms {
-		if tm.timer != nil {
-			tm.timer.Stop()
-		}
-	}
 	jm.mu.Unlock()
 	jm.wg.Wait()
 	jm.persist.close() // writes what is still dirty
+	jm.reg.close()
 	jm.mu.Lock()
 	defer jm.mu.Unlock()
 	for _, j := range jm.jobs {
 		j.ck.close()
-	}
-	for _, tm := range jm.tms {
-		if tm.conn != nil {
-			tm.conn.Close()
-			tm.conn = nil
-		}
 	}
 	return nil
 }
@@ -443,9 +431,7 @@ func (jm *JobManager) GetJob(ctx context.Context, req *clusterv1.GetJobRequest) 
 	// Fill in addresses of the TaskManagers that run subtasks.
 	for _, t := range d.GetTasks() {
 		for _, s := range t.GetSubtasks() {
-			if tm := jm.tms[s.GetTaskManagerId()]; tm != nil {
-				s.TaskManagerAddress = tm.info.GetAddress()
-			}
+			s.TaskManagerAddress = jm.reg.address(s.GetTaskManagerId())
 		}
 	}
 	return &clusterv1.GetJobResponse{Job: d}, nil
@@ -508,28 +494,7 @@ func (jm *JobManager) WatchJob(req *clusterv1.WatchJobRequest, stream clusterv1.
 }
 
 func (jm *JobManager) ListTaskManagers(ctx context.Context, _ *clusterv1.ListTaskManagersRequest) (*clusterv1.ListTaskManagersResponse, error) {
-	jm.mu.Lock()
-	defer jm.mu.Unlock()
-	resp := &clusterv1.ListTaskManagersResponse{}
-	ids := make([]string, 0, len(jm.tms))
-	for id := range jm.tms {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
-		tm := jm.tms[id]
-		info := proto.Clone(tm.info).(*clusterv1.TaskManagerInfo)
-		info.FreeSlots = int32(tm.freeSlots())
-		resp.TaskManagers = append(resp.TaskManagers, info)
-	}
-	return resp, nil
-}
-
-func (tm *taskManager) freeSlots() int {
-	if tm.info.GetState() != clusterv1.TaskManagerState_TASK_MANAGER_STATE_ACTIVE {
-		return 0
-	}
-	return int(tm.info.GetSlots()) - tm.used
+	return &clusterv1.ListTaskManagersResponse{TaskManagers: jm.reg.list()}, nil
 }
 
 // ------------------------------------------------------ TaskManager API
@@ -542,65 +507,51 @@ func (jm *JobManager) RegisterTaskManager(ctx context.Context, req *clusterv1.Re
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "register: bad TaskManager address %q: %v", req.GetAddress(), err)
 	}
-	now := time.Now()
-	jm.mu.Lock()
-	defer jm.mu.Unlock()
-	if jm.closed {
+	interval, ttl, ok := jm.reg.register(req, conn, time.Now())
+	if !ok {
 		conn.Close()
 		return nil, status.Error(codes.Unavailable, "the JobManager is shutting down")
 	}
-	id := req.GetTaskManagerId()
-	if old := jm.tms[id]; old != nil {
-		if old.timer != nil {
-			old.timer.Stop()
-		}
-		if old.conn != nil {
-			old.conn.Close()
-		}
-		if old.info.GetState() == clusterv1.TaskManagerState_TASK_MANAGER_STATE_ACTIVE {
-			// Re-registration of a live TaskManager (it lost contact with us):
-			// whatever it ran for us is gone from its point of view only if it
-			// says so; keep its slot accounting.
-			jm.log.Info("taskmanager re-registered", "id", id, "address", req.GetAddress())
-		}
-	}
-	tm := &taskManager{
-		info: &clusterv1.TaskManagerInfo{
-			Id: id, Address: req.GetAddress(), Slots: req.GetSlots(), HttpAddress: req.GetHttpAddress(),
-			State: clusterv1.TaskManagerState_TASK_MANAGER_STATE_ACTIVE, RegisteredTimeMs: now.UnixMilli(), LastHeartbeatMs: now.UnixMilli(),
-		},
-		conn: conn, client: clusterv1.NewTaskExecutorServiceClient(conn),
-	}
-	if old := jm.tms[id]; old != nil && old.info.GetState() == clusterv1.TaskManagerState_TASK_MANAGER_STATE_ACTIVE {
-		tm.used = old.used
-	}
-	tm.timer = time.AfterFunc(jm.opts.HeartbeatTimeout, func() { jm.heartbeatExpired(id, tm) })
-	jm.tms[id] = tm
-	jm.log.Info("taskmanager registered", "id", id, "address", req.GetAddress(), "slots", req.GetSlots())
+	jm.log.Info("taskmanager registered", "id", req.GetTaskManagerId(), "address", req.GetAddress(), "slots", req.GetSlots(), "heartbeat_interval", interval)
 	jm.wake()
 	return &clusterv1.RegisterTaskManagerResponse{
 		JobManagerId:        jm.id,
-		HeartbeatIntervalMs: jm.opts.HeartbeatInterval.Milliseconds(),
-		HeartbeatTimeoutMs:  jm.opts.HeartbeatTimeout.Milliseconds(),
+		HeartbeatIntervalMs: interval.Milliseconds(),
+		HeartbeatTimeoutMs:  ttl.Milliseconds(),
 	}, nil
 }
 
+// Heartbeat resets the TaskManager's TTL. It takes only the registry's
+// lock: the tasks it asks to cancel were found unwanted (by reconcile) in
+// the TaskManager's previous report.
 func (jm *JobManager) Heartbeat(ctx context.Context, req *clusterv1.HeartbeatRequest) (*clusterv1.HeartbeatResponse, error) {
-	jm.mu.Lock()
-	defer jm.mu.Unlock()
-	tm := jm.tms[req.GetTaskManagerId()]
-	if tm == nil || tm.info.GetState() != clusterv1.TaskManagerState_TASK_MANAGER_STATE_ACTIVE {
+	cancel, rereg := jm.reg.heartbeat(req.GetTaskManagerId(), req.GetRunningTasks(), time.Now())
+	if rereg {
 		return &clusterv1.HeartbeatResponse{Reregister: true}, nil
 	}
-	tm.timer.Reset(jm.opts.HeartbeatTimeout)
-	tm.info.LastHeartbeatMs = time.Now().UnixMilli()
-	resp := &clusterv1.HeartbeatResponse{}
-	for _, t := range req.GetRunningTasks() {
-		if !jm.wantsLocked(t, tm.info.GetId()) {
-			resp.CancelTasks = append(resp.CancelTasks, t)
+	return &clusterv1.HeartbeatResponse{CancelTasks: cancel}, nil
+}
+
+// reconcile compares what the TaskManagers reported running with what the
+// jobs want, for their next heartbeat answers.
+func (jm *JobManager) reconcile() {
+	reports := jm.reg.reports()
+	if len(reports) == 0 {
+		return
+	}
+	unwanted := map[string][]*clusterv1.TaskID{}
+	jm.mu.Lock()
+	for tmID, running := range reports {
+		for _, t := range running {
+			if !jm.wantsLocked(t, tmID) {
+				unwanted[tmID] = append(unwanted[tmID], t)
+			}
 		}
 	}
-	return resp, nil
+	jm.mu.Unlock()
+	for tmID, tasks := range unwanted {
+		jm.reg.setUnwanted(tmID, tasks)
+	}
 }
 
 // wantsLocked reports whether the task is one the JobManager expects to be
@@ -614,66 +565,45 @@ func (jm *JobManager) wantsLocked(t *clusterv1.TaskID, tmID string) bool {
 	return s != nil && s.GetTaskManagerId() == tmID && !isTerminalTask(s.GetState())
 }
 
-func (jm *JobManager) heartbeatExpired(id string, tm *taskManager) {
-	jm.mu.Lock()
-	defer jm.mu.Unlock()
-	if jm.closed || jm.tms[id] != tm || tm.info.GetState() != clusterv1.TaskManagerState_TASK_MANAGER_STATE_ACTIVE {
-		return
-	}
-	jm.lostTotal.Inc()
-	jm.log.Warn("taskmanager lost", "id", id, "address", tm.info.GetAddress(), "heartbeat_timeout", jm.opts.HeartbeatTimeout)
-	jm.removeTaskManagerLocked(tm, clusterv1.TaskManagerState_TASK_MANAGER_STATE_LOST,
-		fmt.Sprintf("TaskManager %s (%s) lost: no heartbeat for %s", id, tm.info.GetAddress(), jm.opts.HeartbeatTimeout))
-}
-
 // markUnreachable takes a TaskManager that failed an RPC with Unavailable
 // out of service, as a missed heartbeat would.
 func (jm *JobManager) markUnreachable(id, reason string) {
-	jm.mu.Lock()
-	defer jm.mu.Unlock()
-	tm := jm.tms[id]
-	if jm.closed || tm == nil || tm.info.GetState() != clusterv1.TaskManagerState_TASK_MANAGER_STATE_ACTIVE {
-		return
+	addr := jm.reg.address(id)
+	msg := fmt.Sprintf("TaskManager %s (%s) unreachable: %s", id, addr, reason)
+	if jm.reg.retire(id, clusterv1.TaskManagerState_TASK_MANAGER_STATE_LOST, msg) {
+		jm.log.Warn("taskmanager unreachable; marked lost", "id", id, "address", addr, "reason", reason)
 	}
-	jm.lostTotal.Inc()
-	jm.log.Warn("taskmanager unreachable; marked lost", "id", id, "address", tm.info.GetAddress(), "reason", reason)
-	jm.removeTaskManagerLocked(tm, clusterv1.TaskManagerState_TASK_MANAGER_STATE_LOST, fmt.Sprintf("TaskManager %s (%s) unreachable: %s", id, tm.info.GetAddress(), reason))
 }
 
 func (jm *JobManager) DeregisterTaskManager(ctx context.Context, req *clusterv1.DeregisterTaskManagerRequest) (*clusterv1.DeregisterTaskManagerResponse, error) {
-	jm.mu.Lock()
-	defer jm.mu.Unlock()
-	tm := jm.tms[req.GetTaskManagerId()]
-	if tm == nil {
-		return &clusterv1.DeregisterTaskManagerResponse{}, nil
+	id := req.GetTaskManagerId()
+	if jm.reg.retire(id, clusterv1.TaskManagerState_TASK_MANAGER_STATE_DEREGISTERED, fmt.Sprintf("TaskManager %s shut down", id)) {
+		jm.log.Info("taskmanager deregistered", "id", id)
 	}
-	jm.log.Info("taskmanager deregistered", "id", tm.info.GetId())
-	jm.removeTaskManagerLocked(tm, clusterv1.TaskManagerState_TASK_MANAGER_STATE_DEREGISTERED,
-		fmt.Sprintf("TaskManager %s shut down", tm.info.GetId()))
 	return &clusterv1.DeregisterTaskManagerResponse{}, nil
 }
 
-// removeTaskManagerLocked takes a TaskManager out of service and fails every
-// subtask it still ran.
-func (jm *JobManager) removeTaskManagerLocked(tm *taskManager, st clusterv1.TaskManagerState, reason string) {
-	if tm.timer != nil {
-		tm.timer.Stop()
+// taskManagerGone fails every subtask a TaskManager that left service
+// still ran (the registry calls it, without its lock).
+func (jm *JobManager) taskManagerGone(id, reason string) {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	if jm.closed {
+		return
 	}
-	tm.info.State = st
-	tm.used = 0
-	if tm.conn != nil {
-		tm.conn.Close()
-		tm.conn = nil
+	if strings.Contains(reason, " lost: ") || strings.Contains(reason, " unreachable: ") {
+		jm.lostTotal.Inc()
+		jm.log.Warn("taskmanager lost", "id", id, "reason", reason)
 	}
-	for _, id := range jm.order {
-		j := jm.jobs[id]
+	for _, jid := range jm.order {
+		j := jm.jobs[jid]
 		if isTerminal(j.d.GetSummary().GetStatus()) {
 			continue
 		}
 		hit := false
 		for _, t := range j.d.GetTasks() {
 			for _, s := range t.GetSubtasks() {
-				if s.GetTaskManagerId() == tm.info.GetId() && !isTerminalTask(s.GetState()) {
+				if s.GetTaskManagerId() == id && !isTerminalTask(s.GetState()) {
 					s.State = clusterv1.TaskState_TASK_STATE_FAILED
 					s.Failure = reason
 					hit = true
@@ -686,6 +616,7 @@ func (jm *JobManager) removeTaskManagerLocked(tm *taskManager, st clusterv1.Task
 			jm.persistLocked(j)
 		}
 	}
+	jm.wake()
 }
 
 func (jm *JobManager) UpdateTaskState(ctx context.Context, req *clusterv1.UpdateTaskStateRequest) (*clusterv1.UpdateTaskStateResponse, error) {
@@ -775,14 +706,14 @@ func (jm *JobManager) cancelSubtasksLocked(j *job, reason string) {
 			if isTerminalTask(s.GetState()) {
 				continue
 			}
-			tm := jm.tms[s.GetTaskManagerId()]
-			if tm == nil || tm.client == nil || s.GetState() == clusterv1.TaskState_TASK_STATE_UNSPECIFIED {
+			tm, ok := jm.reg.lookup(s.GetTaskManagerId())
+			if !ok || s.GetState() == clusterv1.TaskState_TASK_STATE_UNSPECIFIED {
 				s.State = clusterv1.TaskState_TASK_STATE_CANCELED
 				continue
 			}
 			s.State = clusterv1.TaskState_TASK_STATE_CANCELING
 			id := &clusterv1.TaskID{JobId: j.d.GetSummary().GetJobId(), Attempt: attempt, Task: t.GetId(), Subtask: s.GetIndex()}
-			client, tmID := tm.client, tm.info.GetId()
+			client, tmID := tm.client, tm.id
 			jm.wg.Add(1)
 			go func() {
 				defer jm.wg.Done()
@@ -867,11 +798,7 @@ func (jm *JobManager) maybeCompleteLocked(j *job) {
 }
 
 func (jm *JobManager) releaseSlotsLocked(j *job) {
-	for _, tmID := range j.slots {
-		if tm := jm.tms[tmID]; tm != nil && tm.used > 0 {
-			tm.used--
-		}
-	}
+	jm.reg.release(j.slots)
 	j.slots = nil
 }
 
@@ -933,13 +860,7 @@ func (jm *JobManager) schedulePending(now time.Time) {
 			continue
 		}
 		need := maxParallelism(j.plan)
-		var offers []slotOffer
-		for _, tm := range jm.tms {
-			if f := tm.freeSlots(); f > 0 {
-				offers = append(offers, slotOffer{TaskManager: tm.info.GetId(), Free: f})
-			}
-		}
-		slots, err := allocateSlots(need, offers)
+		slots, err := allocateSlots(need, jm.reg.offers())
 		if err != nil {
 			waited := now.Sub(j.waitingSince)
 			if waited >= jm.opts.SlotTimeout {
@@ -989,9 +910,7 @@ func (jm *JobManager) restartStrategyOf(g *jobgraphv1.JobGraph) restartStrategy 
 // assignLocked places subtask i of every task vertex in slot i and deploys.
 func (jm *JobManager) assignLocked(j *job, slots []string) {
 	j.slots = slots
-	for _, tmID := range slots {
-		jm.tms[tmID].used++
-	}
+	jm.reg.take(slots)
 	for _, t := range j.d.GetTasks() {
 		for _, s := range t.GetSubtasks() {
 			s.TaskManagerId = slots[s.GetIndex()]
@@ -1004,7 +923,7 @@ func (jm *JobManager) assignLocked(j *job, slots []string) {
 	jm.persistLocked(j)
 
 	addrOf := func(task string, subtask int) string {
-		return jm.tms[slots[subtask]].info.GetAddress()
+		return jm.reg.address(slots[subtask])
 	}
 	sum := j.d.GetSummary()
 	deps := jobgraph.BuildDeployments(sum.GetJobId(), sum.GetAttempt(), j.d.GetGraph(), j.plan, addrOf)
@@ -1020,8 +939,9 @@ func (jm *JobManager) assignLocked(j *job, slots []string) {
 	}
 	calls := make([]call, 0, len(deps))
 	for _, dep := range deps {
-		tm := jm.tms[slots[dep.GetId().GetSubtask()]]
-		calls = append(calls, call{client: tm.client, tmID: tm.info.GetId(), dep: dep})
+		tmID := slots[dep.GetId().GetSubtask()]
+		tm, _ := jm.reg.lookup(tmID)
+		calls = append(calls, call{client: tm.client, tmID: tmID, dep: dep})
 	}
 	for _, c := range calls {
 		jm.wg.Add(1)
@@ -1029,7 +949,11 @@ func (jm *JobManager) assignLocked(j *job, slots []string) {
 			defer jm.wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), jm.opts.RPCTimeout)
 			defer cancel()
-			if _, err := c.client.DeployTask(ctx, &clusterv1.DeployTaskRequest{Deployment: c.dep}); err != nil {
+			err := status.Error(codes.Unavailable, "the TaskManager left")
+			if c.client != nil {
+				_, err = c.client.DeployTask(ctx, &clusterv1.DeployTaskRequest{Deployment: c.dep})
+			}
+			if err != nil {
 				id := c.dep.GetId()
 				jm.log.Warn("deploy task", "task", id.GetTask(), "subtask", id.GetSubtask(), "taskmanager", c.tmID, "err", err)
 				msg := fmt.Sprintf("deploy to TaskManager %s failed: %v", c.tmID, status.Convert(err).Message())

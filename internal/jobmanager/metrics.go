@@ -37,21 +37,17 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, j := range jm.jobs {
 		jobs[j.d.GetSummary().GetStatus().String()]++
 	}
+	jm.mu.Unlock()
 	tms := map[string]float64{}
 	for name, v := range clusterv1.TaskManagerState_value {
 		if v != 0 {
 			tms[name] = 0
 		}
 	}
-	var free, used float64
-	for _, tm := range jm.tms {
-		tms[tm.info.GetState().String()]++
-		if tm.info.GetState() == clusterv1.TaskManagerState_TASK_MANAGER_STATE_ACTIVE {
-			free += float64(tm.freeSlots())
-			used += float64(tm.used)
-		}
+	byState, free, used := jm.reg.stats()
+	for name, n := range byState {
+		tms[name] += n
 	}
-	jm.mu.Unlock()
 	for name, n := range jobs {
 		ch <- prometheus.MustNewConstMetric(descJobs, prometheus.GaugeValue, n, trimPrefix(name, "JOB_STATUS_"))
 	}
