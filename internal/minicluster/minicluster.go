@@ -48,7 +48,7 @@ type Cluster struct {
 	jmSrv   *grpc.Server
 	jmAddr  string
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	wg      sync.WaitGroup // the gRPC servers' Serve loops and the JobManager's Run
 	tms     []*tmProc
 }
 
@@ -139,7 +139,8 @@ func (c *Cluster) startTaskManager(i int) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
 	c.tms = append(c.tms, p)
-	go func() { _ = p.srv.Serve(l) }()
+	c.wg.Add(1)
+	go func() { defer c.wg.Done(); _ = p.srv.Serve(l) }()
 	go func() {
 		defer close(p.done)
 		_ = tm.Run(ctx)
