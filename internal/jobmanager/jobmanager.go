@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	mathrand "math/rand/v2"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/flowrt/flow/internal/fencing"
 	"github.com/flowrt/flow/pkg/api"
 	"github.com/flowrt/flow/pkg/checkpoint"
 	"github.com/flowrt/flow/pkg/jobgraph"
@@ -503,7 +505,7 @@ func (jm *JobManager) RegisterTaskManager(ctx context.Context, req *clusterv1.Re
 	if req.GetTaskManagerId() == "" || req.GetAddress() == "" || req.GetSlots() < 0 {
 		return nil, status.Error(codes.InvalidArgument, "register: task_manager_id, address and a non-negative slot count are required")
 	}
-	conn, err := grpc.NewClient(req.GetAddress(), jm.opts.DialOptions...)
+	conn, err := grpc.NewClient(req.GetAddress(), append(slices.Clip(jm.opts.DialOptions), grpc.WithChainUnaryInterceptor(fencing.Interceptor(jm.id)))...)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "register: bad TaskManager address %q: %v", req.GetAddress(), err)
 	}

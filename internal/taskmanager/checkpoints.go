@@ -18,6 +18,9 @@ const controlBuffer = 16
 // TriggerCheckpoint hands a checkpoint trigger to a source subtask's
 // mailbox.
 func (tm *TaskManager) TriggerCheckpoint(ctx context.Context, req *clusterv1.TriggerCheckpointRequest) (*clusterv1.TriggerCheckpointResponse, error) {
+	if err := tm.fenced(ctx); err != nil {
+		return nil, err
+	}
 	tm.mu.Lock()
 	t := tm.tasks[keyOf(req.GetTask())]
 	tm.mu.Unlock()
@@ -40,6 +43,9 @@ func (tm *TaskManager) TriggerCheckpoint(ctx context.Context, req *clusterv1.Tri
 // subtask takes it. With await_processed the answer waits until each of
 // those subtasks acted on it (or ended), bounded by the call's deadline.
 func (tm *TaskManager) NotifyCheckpoint(ctx context.Context, req *clusterv1.NotifyCheckpointRequest) (*clusterv1.NotifyCheckpointResponse, error) {
+	if err := tm.fenced(ctx); err != nil {
+		return nil, err
+	}
 	var tasks []*task
 	tm.mu.Lock()
 	for k, t := range tm.tasks {

@@ -149,12 +149,15 @@ type TaskManager struct {
 	// stateCache is the block cache shared by every Pebble state backend.
 	stateCache *statepebble.Cache
 
-	mu       sync.Mutex
-	address  string
-	link     link // registration with the JobManager, for Ready
-	tasks    map[taskKey]*task
-	stopping bool
-	wg       sync.WaitGroup
+	mu      sync.Mutex
+	address string
+	link    link // registration with the JobManager, for Ready
+	// jobManagerID is the JobManager this TaskManager is registered with
+	// (the fencing token its calls must carry).
+	jobManagerID string
+	tasks        map[taskKey]*task
+	stopping     bool
+	wg           sync.WaitGroup
 
 	registered prometheus.Gauge
 	tasksGauge prometheus.GaugeFunc
@@ -335,6 +338,9 @@ func (tm *TaskManager) Run(ctx context.Context) error {
 		var timeout time.Duration
 		interval, timeout = heartbeatTimes(resp)
 		tm.setLink(true, timeout, nil)
+		tm.mu.Lock()
+		tm.jobManagerID = resp.GetJobManagerId()
+		tm.mu.Unlock()
 		tm.registered.Set(1)
 		tm.log.Info("registered with the JobManager", "jobmanager", tm.opts.JobManager, "jobmanager_id", resp.GetJobManagerId(), "slots", tm.opts.Slots)
 		tm.heartbeatLoop(ctx, interval, timeout)
@@ -361,6 +367,7 @@ func heartbeatTimes(reg *clusterv1.RegisterTaskManagerResponse) (interval, timeo
 
 func (tm *TaskManager) register(ctx context.Context) (*clusterv1.RegisterTaskManagerResponse, error) {
 	tm.mu.Lock()
+	tm.jobManagerID = "" // registering: the new JobManager's id is not known yet
 	req := &clusterv1.RegisterTaskManagerRequest{
 		TaskManagerId: tm.opts.ID, Address: tm.address, Slots: int32(tm.opts.Slots),
 		HttpAddress: tm.opts.HTTPAddress, RunningTasks: tm.runningLocked(),
@@ -430,6 +437,9 @@ func (tm *TaskManager) DeployTask(ctx context.Context, req *clusterv1.DeployTask
 	if id == nil || d.GetGraph() == nil || len(d.GetOperators()) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "deploy: the deployment lacks its id, graph or operators")
 	}
+	if err := tm.fenced(ctx); err != nil {
+		return nil, err
+	}
 	k := keyOf(id)
 	dir := filepath.Join(tm.opts.DataDir, "tasks", fmt.Sprintf("%s-%d", id.GetJobId(), id.GetAttempt()), fmt.Sprintf("%s-%d", id.GetTask(), id.GetSubtask()))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -439,6 +449,10 @@ func (tm *TaskManager) DeployTask(ctx context.Context, req *clusterv1.DeployTask
 	if tm.stopping {
 		tm.mu.Unlock()
 		return nil, status.Error(codes.Unavailable, "deploy: the TaskManager is shutting down")
+	}
+	if newer, stale := tm.staleAttemptLocked(id); stale {
+		tm.mu.Unlock()
+		return nil, status.Errorf(codes.FailedPrecondition, "deploy: attempt %d of job %s is stale: attempt %d runs here", id.GetAttempt(), id.GetJobId(), newer)
 	}
 	if _, dup := tm.tasks[k]; dup {
 		tm.mu.Unlock()
@@ -531,6 +545,9 @@ func (tm *TaskManager) report(req *clusterv1.UpdateTaskStateRequest) {
 // CancelTask cancels a running subtask. NotFound means it is not running
 // here (finished already, or never arrived).
 func (tm *TaskManager) CancelTask(ctx context.Context, req *clusterv1.CancelTaskRequest) (*clusterv1.CancelTaskResponse, error) {
+	if err := tm.fenced(ctx); err != nil {
+		return nil, err
+	}
 	if !tm.cancelTask(req.GetTask()) {
 		return nil, status.Errorf(codes.NotFound, "task %s/%d of job %s is not running on %s", req.GetTask().GetTask(), req.GetTask().GetSubtask(), req.GetTask().GetJobId(), tm.opts.ID)
 	}
