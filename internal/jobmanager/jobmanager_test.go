@@ -24,11 +24,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// grpc-go's resolver and balancer goroutines close asynchronously.
-		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-	)
+	goleak.VerifyTestMain(m)
 }
 
 // cluster is a JobManager and TaskManagers over real gRPC in one process,
@@ -97,8 +93,8 @@ func (c *cluster) addTaskManager(id string, slots int, body taskmanager.RunFunc)
 	tm.Register(srv)
 	tm.SetAddress(l.Addr().String())
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = srv.Serve(l) }()
+	done, served := make(chan struct{}), make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve(l) }()
 	go func() { defer close(done); _ = tm.Run(ctx) }()
 	var once sync.Once
 	stop := func() {
@@ -106,6 +102,7 @@ func (c *cluster) addTaskManager(id string, slots int, body taskmanager.RunFunc)
 			cancel()
 			<-done
 			srv.Stop()
+			<-served
 		})
 	}
 	c.stops = append(c.stops, stop)
