@@ -47,6 +47,7 @@ func (a *ackingSource) run(ctx context.Context, d *clusterv1.TaskDeployment, env
 		a.restored[d.GetId().GetAttempt()] = d.GetRestore()
 	}
 	a.mu.Unlock()
+	var failAfter int64 // fail once a checkpoint at or after it completed
 	for {
 		select {
 		case <-ctx.Done():
@@ -60,9 +61,8 @@ func (a *ackingSource) run(ctx context.Context, d *clusterv1.TaskDeployment, env
 				if err != nil {
 					return err
 				}
-				if a.failAt > 0 && m.ID >= a.failAt && d.GetId().GetAttempt() == 1 {
-					time.Sleep(100 * time.Millisecond) // let the checkpoint complete
-					return fmt.Errorf("injected failure after checkpoint %d", m.ID)
+				if a.failAt > 0 && m.ID >= a.failAt && d.GetId().GetAttempt() == 1 && failAfter == 0 {
+					failAfter = m.ID
 				}
 			}
 		case <-env.Notifications.Ready():
@@ -72,6 +72,9 @@ func (a *ackingSource) run(ctx context.Context, d *clusterv1.TaskDeployment, env
 				a.mu.Unlock()
 				if m.Completed {
 					env.Notifications.MarkProcessed(m.ID)
+				}
+				if m.Completed && failAfter > 0 && m.ID >= failAfter {
+					return fmt.Errorf("injected failure after checkpoint %d", m.ID)
 				}
 			}
 		}
@@ -295,9 +298,9 @@ func TestCheckpointsDeletedOnCancelUnlessRetained(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.await(id)
-			if retain {
-				time.Sleep(300 * time.Millisecond) // the deletion would have run by now
-			}
+			// The deletion runs in the background once the job is CANCELED;
+			// Close waits for it, so after Close it ran if it was going to.
+			c.jm.Close()
 			waitFor(t, func() bool {
 				all, err := storage.ListCompleted(context.Background(), openStorage(t, "file://"+dir), id)
 				return err == nil && (len(all) > 0) == retain
