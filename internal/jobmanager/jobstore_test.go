@@ -71,7 +71,7 @@ func TestSlowJobStoreDoesNotStallTheJobManager(t *testing.T) {
 			t.Fatalf("while a job store write hangs: %v", err)
 		}
 		answered++
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // the probing rate: a ListJobs and a heartbeat every 50ms
 	}
 	if answered == 0 {
 		t.Fatal("no job store write was in progress during the test")

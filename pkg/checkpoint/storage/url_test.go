@@ -12,13 +12,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// The AWS SDK's shared HTTP transport keeps idle keep-alive
-		// connections; they end when the test server is stopped, possibly
-		// after goleak looks.
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
-	)
+	goleak.VerifyTestMain(m)
 }
 
 func TestOpenBadURLs(t *testing.T) {
