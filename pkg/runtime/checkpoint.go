@@ -20,7 +20,7 @@ import (
 	"github.com/flowrt/flow/pkg/barrier"
 	"github.com/flowrt/flow/pkg/checkpoint/snapshot"
 	"github.com/flowrt/flow/pkg/checkpoint/storage"
-	"github.com/flowrt/flow/pkg/statebackend/pebble"
+	"github.com/flowrt/flow/pkg/statebackend"
 	checkpointv1 "github.com/flowrt/flow/proto/flow/checkpoint/v1"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 )
@@ -715,10 +715,10 @@ func (t *task) keyedSnapshotter(st *operatorState) (*snapshot.Keyed, error) {
 	if k := t.ck.keyed[st]; k != nil {
 		return k, nil
 	}
-	opts := snapshot.KeyedOptions{Restored: t.ck.restoredKeyed[st]}
-	if st.backendType == StateBackendPebble {
+	opts := snapshot.KeyedOptions{Restored: t.ck.restoredKeyed[st], Native: t.backendConfig(statebackend.Options{})}
+	if st.dir != "" {
+		// Native checkpoints (hard links) go next to the backend's files.
 		opts.WorkDir = filepath.Join(t.env.DataDir, "snapshots", url.PathEscape(st.UID()))
-		opts.Pebble = pebble.Options{Cache: t.env.StateCache, Logger: t.log}
 	}
 	k, err := snapshot.NewKeyed(st.keyed, opts)
 	if err != nil {

@@ -3,10 +3,8 @@ package runtime
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 
@@ -15,8 +13,6 @@ import (
 	"github.com/flowrt/flow/pkg/checkpoint/storage"
 	"github.com/flowrt/flow/pkg/keygroup"
 	"github.com/flowrt/flow/pkg/statebackend"
-	"github.com/flowrt/flow/pkg/statebackend/heap"
-	"github.com/flowrt/flow/pkg/statebackend/pebble"
 	checkpointv1 "github.com/flowrt/flow/proto/flow/checkpoint/v1"
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
@@ -376,57 +372,24 @@ func (t *task) readInFlight(ctx context.Context, r *restoreState, vi *vertexInfo
 	return nil
 }
 
-// restoreKeyedBackend opens an operator's keyed backend filled from the
-// restored handles of its key groups (nil, nil when there are none).
-func (t *task) restoreKeyedBackend(st *operatorState, opts statebackend.Options) (statebackend.Backend, error) {
+// restoreKeyedBackend opens an operator's keyed backend of kind f, as cfg
+// says, filled from the restored handles of its key groups (nil, nil when
+// there are none).
+func (t *task) restoreKeyedBackend(st *operatorState, f statebackend.Factory, cfg statebackend.Config) (statebackend.Backend, error) {
 	r := t.restore
 	if r == nil || r.store == nil || len(r.keyed[st.vi]) == 0 {
 		return nil, nil
 	}
-	handles := r.keyed[st.vi]
 	workDir := filepath.Join(t.env.DataDir, "restore", url.PathEscape(st.UID()))
-	switch t.sb.Type {
-	case StateBackendPebble:
-		if t.env.DataDir == "" {
-			return nil, errors.New("the pebble state backend needs a data directory: set TaskEnv.DataDir (the TaskManager's --data-dir)")
-		}
-		dir := filepath.Join(t.env.DataDir, "state", url.PathEscape(st.UID()))
-		if err := os.RemoveAll(dir); err != nil {
-			return nil, fmt.Errorf("clear state directory %s: %w", dir, err)
-		}
-		e, err := snapshot.RestorePebble(t.ctx, r.store, handles, dir, t.pebbleOptions(opts), workDir)
-		if err != nil {
-			return nil, r.errorf("operator uid %q: keyed state: %w", st.UID(), err)
-		}
-		if len(handles) == 1 && handles[0].GetFormat() == snapshot.FormatPebble &&
-			int(handles[0].GetKeyGroupStart()) == opts.KeyGroups.Start && int(handles[0].GetKeyGroupEnd()) == opts.KeyGroups.End {
-			t.ck.restoredKeyed[st] = handles
-		}
-		st.backendType, st.dir = StateBackendPebble, dir
-		return e, nil
-	default:
-		be, err := heap.New(opts)
-		if err != nil {
-			return nil, err
-		}
-		if err := snapshot.Restore(t.ctx, be, handles, r.store, opts.KeyGroups, workDir); err != nil {
-			_ = be.Close()
-			return nil, r.errorf("operator uid %q: keyed state: %w", st.UID(), err)
-		}
-		st.backendType = StateBackendHeap
-		return be, nil
+	be, native, err := snapshot.RestoreBackend(t.ctx, f, cfg, r.store, r.keyed[st.vi], workDir)
+	if err != nil {
+		return nil, r.errorf("operator uid %q: keyed state: %w", st.UID(), err)
 	}
-}
-
-func (t *task) pebbleOptions(opts statebackend.Options) pebble.Options {
-	return pebble.Options{
-		Options:      opts,
-		Cache:        t.env.StateCache,
-		CacheSize:    t.sb.BlockCacheSize,
-		MemTableSize: uint64(t.sb.MemtableSize),
-		Compression:  t.sb.Compression,
-		Logger:       t.log,
+	if native != nil {
+		t.ck.restoredKeyed[st] = native
 	}
+	st.backendType, st.dir = f.Name(), cfg.Dir
+	return be, nil
 }
 
 // finishRestore runs after the operators opened: the source rewinds, the

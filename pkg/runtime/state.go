@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/flowrt/flow/pkg/api"
@@ -16,10 +17,12 @@ import (
 	"github.com/flowrt/flow/pkg/statebackend/pebble"
 )
 
-// State backend types of JobGraph.state_backend.
+// State backend types of JobGraph.state_backend: the names of the
+// statebackend.Factory registered by the heap and pebble packages (which
+// this package imports, so both are always registered).
 const (
-	StateBackendHeap   = "heap"
-	StateBackendPebble = "pebble"
+	StateBackendHeap   = heap.Name
+	StateBackendPebble = pebble.Name
 )
 
 // sweepBatch is how many (state, key group) pairs one idle step of the
@@ -35,6 +38,8 @@ type stateBackendConfig struct {
 	BlockCacheSize int64  `json:"blockCacheSize,omitempty"`
 	MemtableSize   int64  `json:"memtableSize,omitempty"`
 	Compression    string `json:"compression,omitempty"`
+	// factory is the registered factory named Type.
+	factory statebackend.Factory
 }
 
 func decodeStateBackend(b []byte) (stateBackendConfig, error) {
@@ -44,13 +49,14 @@ func decodeStateBackend(b []byte) (stateBackendConfig, error) {
 			return c, fmt.Errorf("decode job graph stateBackend section: %w", err)
 		}
 	}
-	switch c.Type {
-	case "":
+	if c.Type == "" {
 		c.Type = StateBackendHeap
-	case StateBackendHeap, StateBackendPebble:
-	default:
-		return c, fmt.Errorf("stateBackend type %q is unknown: use %s or %s", c.Type, StateBackendHeap, StateBackendPebble)
 	}
+	f, err := statebackend.Lookup(c.Type)
+	if err != nil {
+		return c, fmt.Errorf("stateBackend type %q is unknown: use %s: %w", c.Type, strings.Join(statebackend.Names(), " or "), statebackend.ErrUnknownBackend)
+	}
+	c.factory = f
 	if c.BlockCacheSize < 0 || c.MemtableSize < 0 {
 		return c, fmt.Errorf("stateBackend sizes must not be negative (blockCacheSize %d, memtableSize %d)", c.BlockCacheSize, c.MemtableSize)
 	}
@@ -94,53 +100,50 @@ func (t *task) operatorStates() []*operatorState {
 	return out
 }
 
-// openKeyedBackend creates the keyed backend of one operator: heap, or a
-// Pebble DB in a directory named after the operator's uid under the
-// subtask's data dir. The key groups are the subtask's share of the job's
-// max parallelism.
+// openKeyedBackend creates the keyed backend of one operator with the
+// factory the job graph names: in memory, or (an on-disk kind: Pebble) in
+// a directory named after the operator's uid under the subtask's data
+// dir. The key groups are the subtask's share of the job's max
+// parallelism.
 func (t *task) openKeyedBackend(st *operatorState) (statebackend.Backend, error) {
-	opts := statebackend.Options{
+	f := t.sb.factory
+	cfg := t.backendConfig(statebackend.Options{
 		KeyGroups:      keygroup.RangeFor(t.maxPar, t.parallelism, t.subtask),
 		MaxParallelism: t.maxPar,
 		Clock:          t.env.Clock,
-	}
-	if be, err := t.restoreKeyedBackend(st, opts); be != nil || err != nil {
-		return be, err
-	}
-	switch t.sb.Type {
-	case StateBackendPebble:
+	})
+	cfg.BlockCacheSize, cfg.MemtableSize, cfg.Compression = t.sb.BlockCacheSize, t.sb.MemtableSize, t.sb.Compression
+	if f.OnDisk() {
 		if t.env.DataDir == "" {
-			return nil, errors.New("the pebble state backend needs a data directory: set TaskEnv.DataDir (the TaskManager's --data-dir)")
+			return nil, fmt.Errorf("the %s state backend needs a data directory: set TaskEnv.DataDir (the TaskManager's --data-dir)", f.Name())
 		}
-		dir := filepath.Join(t.env.DataDir, "state", url.PathEscape(st.UID()))
+		cfg.Dir = filepath.Join(t.env.DataDir, "state", url.PathEscape(st.UID()))
 		// Local state never outlives its task attempt: restored state comes
 		// from checkpoints, so a leftover directory is stale.
-		if err := os.RemoveAll(dir); err != nil {
-			return nil, fmt.Errorf("clear state directory %s: %w", dir, err)
+		if err := os.RemoveAll(cfg.Dir); err != nil {
+			return nil, fmt.Errorf("clear state directory %s: %w", cfg.Dir, err)
 		}
-		be, err := pebble.Open(dir, pebble.Options{
-			Options:      opts,
-			Cache:        t.env.StateCache,
-			CacheSize:    t.sb.BlockCacheSize,
-			MemTableSize: uint64(t.sb.MemtableSize),
-			Compression:  t.sb.Compression,
-			Logger:       t.log,
-		})
-		if err != nil {
-			return nil, err
-		}
-		st.backendType, st.dir = StateBackendPebble, dir
-		t.log.Debug("opened keyed state backend", "operator", st.vi.id, "type", StateBackendPebble, "dir", dir, "keyGroups", opts.KeyGroups.String())
-		return be, nil
-	default:
-		be, err := heap.New(opts)
-		if err != nil {
-			return nil, err
-		}
-		st.backendType = StateBackendHeap
-		t.log.Debug("opened keyed state backend", "operator", st.vi.id, "type", StateBackendHeap, "keyGroups", opts.KeyGroups.String())
-		return be, nil
 	}
+	if be, err := t.restoreKeyedBackend(st, f, cfg); be != nil || err != nil {
+		return be, err
+	}
+	be, err := f.Open(cfg)
+	if err != nil {
+		return nil, err
+	}
+	st.backendType, st.dir = f.Name(), cfg.Dir
+	t.log.Debug("opened keyed state backend", "operator", st.vi.id, "type", f.Name(), "dir", cfg.Dir, "keyGroups", cfg.KeyGroups.String())
+	return be, nil
+}
+
+// backendConfig is what every keyed backend of the task shares: the
+// TaskManager's block cache and the task's logger.
+func (t *task) backendConfig(opts statebackend.Options) statebackend.Config {
+	cfg := statebackend.Config{Options: opts, Logger: t.log}
+	if t.env.StateCache != nil {
+		cfg.SharedCache = t.env.StateCache
+	}
+	return cfg
 }
 
 // ---- timers ----

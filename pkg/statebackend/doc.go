@@ -10,6 +10,14 @@
 // order is firing order) and the canonical, backend-neutral entry stream
 // used for snapshots, rescaling and switching backends.
 //
+// Backends are chosen by name, never by type: each kind registers a
+// Factory (Register; the heap and pebble subpackages do so when imported)
+// and callers open backends through Lookup(name). A kind whose stores
+// copy their state natively (NativeStore: Pebble's hard-linked
+// checkpoints) registers a NativeFactory, which snapshots look up by the
+// format a keyed-state handle records (LookupNative) to verify and read
+// those copies. An unknown name is one line listing the known ones.
+//
 // Promises:
 //   - One goroutine (the task's) uses a backend; no locks, channel
 //     operations or goroutines on the access path.

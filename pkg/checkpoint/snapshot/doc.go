@@ -4,8 +4,9 @@
 // A snapshot has two phases, matching the task loop:
 //
 //  1. Sync (Keyed.Sync, or Sync for a whole operator) runs on the task
-//     goroutine and is short. Pebble backends commit, flush their memtables
-//     and hard-link a native checkpoint (pebble.Checkpoint); heap backends
+//     goroutine and is short. Backends whose store is a
+//     statebackend.NativeStore write a native checkpoint (Pebble commits,
+//     flushes its memtables and hard-links its files); heap backends
 //     take a copy-on-write view (statebackend.Engine.View) in time
 //     independent of the number of keys; backends without views copy
 //     every entry into an immutable buffer in one pass.
@@ -31,8 +32,14 @@
 // Restore: RestoreKeyed (canonical) and Restore (any format) restore
 // exactly a key-group range from any number of handles, so a new subtask
 // after rescaling reads the overlapping sections of several old handles;
-// RestorePebble reopens a native snapshot in place when the key-group
-// range did not change (otherwise it ingests canonically).
+// RestoreBackend opens a backend of the kind a statebackend.Factory names
+// and reopens a native snapshot of that kind in place when the key-group
+// range did not change (otherwise it ingests canonically; RestorePebble is
+// the same with all of pebble.Options). Native handles are verified and
+// read by the statebackend.NativeFactory of their format
+// (statebackend.LookupNative), never by the type of a backend; the
+// package imports pkg/statebackend/pebble, so the "pebble" format is
+// always registered where snapshots are read.
 // RedistributeOperatorState splits operator state across a new
 // parallelism.
 //

@@ -18,7 +18,6 @@ import (
 
 	"github.com/flowrt/flow/pkg/keygroup"
 	"github.com/flowrt/flow/pkg/statebackend"
-	"github.com/flowrt/flow/pkg/statebackend/pebble"
 	checkpointv1 "github.com/flowrt/flow/proto/flow/checkpoint/v1"
 )
 
@@ -101,16 +100,18 @@ func (m Mode) String() string {
 
 // KeyedOptions configure a Keyed snapshotter.
 type KeyedOptions struct {
-	// WorkDir is a local directory for Pebble's native checkpoints (hard
-	// links: put it on the file system of the backend's directory, e.g.
-	// the subtask's data dir). Required for Pebble backends.
+	// WorkDir is a local directory for native checkpoints (Pebble's are
+	// hard links: put it on the file system of the backend's directory,
+	// e.g. the subtask's data dir). Required for backends whose store is a
+	// statebackend.NativeStore.
 	WorkDir string
-	// Pebble configures opening checkpoints and downloaded snapshots
-	// read-only (the block cache to share); key groups and max parallelism
-	// are taken from the backend.
-	Pebble pebble.Options
-	// Restored are the handles the backend was restored from with
-	// RestorePebble's native path: their shared files are already in
+	// Native configures opening native checkpoints read-only (Full and
+	// Savepoint snapshots of native backends: the block cache to share,
+	// the logger) with the NativeFactory of their format; key groups and
+	// max parallelism are taken from the backend.
+	Native statebackend.Config
+	// Restored are the handles the backend was restored from natively
+	// (RestoreBackend's second result): their shared files are already in
 	// storage and are not uploaded again.
 	Restored []*checkpointv1.KeyedStateHandle
 }
@@ -120,8 +121,11 @@ type KeyedOptions struct {
 // Async of the pendings it returns run on any goroutine, concurrently with
 // the task and with each other.
 type Keyed struct {
-	b   statebackend.Backend
-	eng *statebackend.Engine // non-nil for Pebble backends
+	b statebackend.Backend
+	// native is the backend's store when it checkpoints natively (Pebble),
+	// nf the factory of its format, which reads the checkpoints back.
+	native statebackend.NativeStore
+	nf     statebackend.NativeFactory
 	// cow is the backend when it takes copy-on-write views (heap).
 	cow  *statebackend.Engine
 	opts KeyedOptions
@@ -141,18 +145,22 @@ func NewKeyed(b statebackend.Backend, opts KeyedOptions) (*Keyed, error) {
 	_, _ = rand.Read(rnd[:])
 	k := &Keyed{b: b, opts: opts, id: hex.EncodeToString(rnd[:]),
 		confirmed: map[string]*checkpointv1.FileHandle{}, pending: map[int64]map[string]*checkpointv1.FileHandle{}}
-	if e, ok := b.(*statebackend.Engine); ok && pebble.IsPebble(e) {
-		k.eng = e
-		if opts.WorkDir == "" {
-			return nil, errors.New("keyed snapshots of a pebble backend: empty WorkDir: pass a directory on the backend's file system (e.g. the subtask's data dir)")
-		}
-	} else if ok {
-		if _, views := e.Store().(statebackend.ViewStore); views {
+	if e, ok := b.(*statebackend.Engine); ok {
+		if ns, native := e.Store().(statebackend.NativeStore); native {
+			nf, err := statebackend.LookupNative(ns.NativeFormat())
+			if err != nil {
+				return nil, fmt.Errorf("keyed snapshots: %w", err)
+			}
+			if opts.WorkDir == "" {
+				return nil, fmt.Errorf("keyed snapshots of a %s backend: empty WorkDir: pass a directory on the backend's file system (e.g. the subtask's data dir)", ns.NativeFormat())
+			}
+			k.native, k.nf = ns, nf
+		} else if _, views := e.Store().(statebackend.ViewStore); views {
 			k.cow = e
 		}
 	}
 	for _, h := range opts.Restored {
-		if h.GetFormat() != FormatPebble {
+		if k.native == nil || h.GetFormat() != k.native.NativeFormat() {
 			continue
 		}
 		for _, f := range h.GetFiles() {
@@ -178,7 +186,7 @@ type KeyedPending struct {
 	idx  map[string]uint64
 	// captured: a copy of every entry (backends without views)
 	secs []section
-	// pebble: a native checkpoint directory
+	// native backends: a native checkpoint directory
 	dir string
 }
 
@@ -191,8 +199,8 @@ type KeyedResult struct {
 }
 
 // Sync takes the synchronous part of snapshot id on the task goroutine.
-// Pebble: commit, flush the memtables and hard-link a native checkpoint
-// into WorkDir. Heap: take a copy-on-write view (statebackend.Engine.View),
+// Native backends (Pebble: commit, flush the memtables and hard-link) write
+// a native checkpoint into WorkDir (statebackend.NativeStore.Checkpoint). Heap: take a copy-on-write view (statebackend.Engine.View),
 // in time independent of the number of keys; Async reads it while the task
 // keeps writing. Other backends: copy every entry into an immutable buffer
 // (one pass over the state). The sort and the encoding of the canonical
@@ -200,14 +208,14 @@ type KeyedResult struct {
 func (k *Keyed) Sync(id int64, mode Mode) (*KeyedPending, error) {
 	r := k.b.KeyGroups()
 	p := &KeyedPending{k: k, id: id, mode: mode, r: r}
-	if k.eng != nil {
+	if k.native != nil {
 		if err := os.MkdirAll(k.opts.WorkDir, 0o755); err != nil {
 			return nil, fmt.Errorf("snapshot %d: %w", id, err)
 		}
 		var rnd [4]byte
 		_, _ = rand.Read(rnd[:])
 		p.dir = filepath.Join(k.opts.WorkDir, fmt.Sprintf("snapshot-%d-%s", id, hex.EncodeToString(rnd[:])))
-		if err := pebble.Checkpoint(k.eng, p.dir); err != nil {
+		if err := k.native.Checkpoint(p.dir); err != nil {
 			_ = os.RemoveAll(p.dir)
 			return nil, fmt.Errorf("snapshot %d: %w", id, err)
 		}
@@ -263,8 +271,8 @@ func (p *KeyedPending) Discard() error {
 }
 
 // Async writes the pending snapshot to t and returns its handle. It runs
-// off the task goroutine; the local checkpoint directory (Pebble) is
-// removed and the heap view released when it returns.
+// off the task goroutine; the local checkpoint directory (native
+// backends) is removed and the heap view released when it returns.
 func (p *KeyedPending) Async(ctx context.Context, t Target) (*KeyedResult, error) {
 	defer func() { _ = p.Discard() }()
 	if err := t.validate(); err != nil {
@@ -274,9 +282,9 @@ func (p *KeyedPending) Async(ctx context.Context, t Target) (*KeyedResult, error
 		return p.uploadNative(ctx, t)
 	}
 	if p.dir != "" {
-		ro := p.k.opts.Pebble
-		ro.KeyGroups, ro.MaxParallelism = p.r, p.k.b.MaxParallelism()
-		e, err := pebble.OpenReadOnly(p.dir, ro)
+		ro := p.k.opts.Native
+		ro.Options = statebackend.Options{KeyGroups: p.r, MaxParallelism: p.k.b.MaxParallelism()}
+		e, err := p.k.nf.OpenReadOnly(p.dir, ro)
 		if err != nil {
 			return nil, fmt.Errorf("snapshot %d: %w", p.id, err)
 		}
@@ -329,8 +337,9 @@ func writeCanonical(ctx context.Context, t Target, id int64, r keygroup.Range, w
 	}, nil
 }
 
-// immutable reports whether a Pebble file never changes once written (SST
-// and blob files), so it can be shared across checkpoints.
+// immutable reports whether a file of a native checkpoint never changes
+// once written (Pebble's SST and blob files), so it can be shared across
+// checkpoints.
 func immutable(name string) bool {
 	return strings.HasSuffix(name, ".sst") || strings.HasSuffix(name, ".blob")
 }
@@ -345,13 +354,13 @@ func (p *KeyedPending) uploadNative(ctx context.Context, t Target) (*KeyedResult
 		if e.Type().IsRegular() {
 			names = append(names, e.Name())
 		} else {
-			return nil, fmt.Errorf("snapshot %d: unexpected %s in pebble checkpoint %s", p.id, e.Name(), p.dir)
+			return nil, fmt.Errorf("snapshot %d: unexpected %s in %s checkpoint %s", p.id, e.Name(), p.k.native.NativeFormat(), p.dir)
 		}
 	}
 	sort.Strings(names)
 	k := p.k
 	res := &KeyedResult{Handle: &checkpointv1.KeyedStateHandle{
-		KeyGroupStart: int32(p.r.Start), KeyGroupEnd: int32(p.r.End), Format: FormatPebble}}
+		KeyGroupStart: int32(p.r.Start), KeyGroupEnd: int32(p.r.End), Format: k.native.NativeFormat()}}
 	uploaded := map[string]*checkpointv1.FileHandle{}
 	present := map[string]bool{}
 	for _, name := range names {

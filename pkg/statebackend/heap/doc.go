@@ -27,4 +27,8 @@
 // task's writes, without data races. Release unregisters it: frozen data
 // no other view holds becomes garbage and everything is written in place
 // again. Any number of views may be live at once.
+//
+// Importing the package registers its Factory as "heap" with
+// statebackend.Register, so that a job graph's state_backend selects it by
+// name.
 package heap

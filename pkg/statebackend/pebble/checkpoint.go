@@ -30,12 +30,24 @@ func IsPebble(e *statebackend.Engine) bool {
 // call is in the checkpoint, none made after.
 //
 // It runs on the task goroutine (it is the synchronous part of a snapshot);
-// its cost is the memtable flush plus one hard link per SST file.
+// its cost is the memtable flush plus one hard link per SST file. The
+// store of a Pebble backend implements statebackend.NativeStore with it.
 func Checkpoint(e *statebackend.Engine, dir string) error {
 	s, ok := e.Store().(*store)
 	if !ok {
 		return fmt.Errorf("pebble checkpoint to %s: %w", dir, ErrNotPebble)
 	}
+	return s.Checkpoint(dir)
+}
+
+var _ statebackend.NativeStore = (*store)(nil)
+
+// NativeFormat implements statebackend.NativeStore: Name.
+func (s *store) NativeFormat() string { return Name }
+
+// Checkpoint implements statebackend.NativeStore (see the package's
+// Checkpoint).
+func (s *store) Checkpoint(dir string) error {
 	if s.closed {
 		return fmt.Errorf("pebble checkpoint to %s: backend is closed", dir)
 	}

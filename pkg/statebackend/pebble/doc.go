@@ -32,6 +32,12 @@
 // against Pebble's block checksums, and VerifyCheckpoint its OPTIONS and
 // MANIFEST (which must list every SST), before a restore opens them.
 //
+// Importing the package registers its Factory as "pebble" with
+// statebackend.Register: a job graph's state_backend selects it by name,
+// and snapshots find it by the format of a native handle
+// (statebackend.LookupNative). Its stores are statebackend.NativeStores
+// (Checkpoint).
+//
 // Promises: one goroutine uses a backend; no goroutine is started besides
 // Pebble's own (flushes, compactions), which stop on Close.
 package pebble
