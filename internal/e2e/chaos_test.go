@@ -170,7 +170,10 @@ restart: {strategy: fixed_delay, attempts: 50, delay: 300ms}
 	// 2. The newest checkpoint is corrupted, then another TaskManager dies:
 	// recovery falls back past it.
 	j = runningWithCheckpoint(j.GetSummary().GetAttempt())
-	time.Sleep(500 * time.Millisecond) // let a few checkpoints complete
+	first := latestCompleted(j.GetSummary().GetAttempt())
+	waitFor(t, 20*time.Second, "two more checkpoints completed in this attempt", func() bool {
+		return latestCompleted(j.GetSummary().GetAttempt()) >= first+2
+	})
 	newest := latestCompleted(0)
 	md := filepath.Join(ckDir, jobID, fmt.Sprintf("chk-%d", newest), "_metadata")
 	b, err := os.ReadFile(md)

@@ -11,12 +11,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -40,9 +42,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	// The tests' own goroutines (log readers, gRPC clients) must end too.
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}))
 }
 
 // proc is a daemon started from a built binary.
@@ -55,6 +59,8 @@ type proc struct {
 	// addrs receives "rpc_address"/"http_address" from the listening line.
 	rpc, http chan string
 	exited    chan struct{}
+	// rpcAddr and httpAddr keep what addresses returned.
+	rpcAddr, httpAddr string
 }
 
 var listenRE = regexp.MustCompile(`msg=listening rpc_address=(\S+)(?: http_address=(\S+))?`)
@@ -106,9 +112,13 @@ func (p *proc) logs() string {
 
 func (p *proc) addresses() (rpc, http string) {
 	p.t.Helper()
+	if p.rpcAddr != "" {
+		return p.rpcAddr, p.httpAddr
+	}
 	select {
 	case rpc = <-p.rpc:
-		return rpc, <-p.http
+		p.rpcAddr, p.httpAddr = rpc, <-p.http
+		return p.rpcAddr, p.httpAddr
 	case <-p.exited:
 		p.t.Fatalf("%s exited before listening:\n%s", p.name, p.logs())
 	case <-time.After(20 * time.Second):
@@ -344,6 +354,35 @@ func httpGet(t *testing.T, url string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// metricsClient scrapes /metrics without keeping connections open.
+var metricsClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 3 * time.Second}
+
+// recordsIn sums flow_task_records_in_total of one task of a job (for a
+// source: the records it generated) over the /metrics of the given
+// daemons; one that does not answer (killed) counts nothing.
+func recordsIn(procs []*proc, job, task string) float64 {
+	var sum float64
+	for _, p := range procs {
+		resp, err := metricsClient.Get("http://" + p.httpAddr + "/metrics")
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			l := sc.Text()
+			if !strings.HasPrefix(l, "flow_task_records_in_total{") ||
+				!strings.Contains(l, `job="`+job+`"`) || !strings.Contains(l, `task="`+task+`"`) {
+				continue
+			}
+			if v, err := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64); err == nil {
+				sum += v
+			}
+		}
+		resp.Body.Close()
+	}
+	return sum
 }
 
 func grepLines(s, sub string) string {

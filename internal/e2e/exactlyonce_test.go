@@ -167,7 +167,15 @@ restart:
 		})
 		base := completedCheckpoints()
 		waitFor(t, 20*time.Second, "a checkpoint completed in this attempt", func() bool { return completedCheckpoints() > base })
-		time.Sleep(700 * time.Millisecond)
+		// Records generated after that checkpoint: the restore replays them.
+		live := make([]*proc, 0, len(tms))
+		for _, p := range tms {
+			live = append(live, p)
+		}
+		from := recordsIn(live, jobID, "src")
+		waitFor(t, 20*time.Second, "records generated after the checkpoint", func() bool {
+			return recordsIn(live, jobID, "src") >= from+rate/2
+		})
 		hosts := map[string]int{}
 		for _, tv := range j.GetTasks() {
 			for _, s := range tv.GetSubtasks() {

@@ -47,11 +47,13 @@ func TestSavepointStopRescaleRestore(t *testing.T) {
 	jm := start(t, "jobmanager", "--rpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
 		"--data-dir", filepath.Join(dir, "jm"), "--log-format", "text")
 	jmAddr, _ := jm.addresses()
+	var tms []*proc
 	for i := 0; i < 2; i++ {
 		id := fmt.Sprintf("tm-%d", i)
 		p := start(t, "taskmanager "+id, "--jobmanager", jmAddr, "--slots", "4", "--id", id,
 			"--rpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0", "--data-dir", filepath.Join(dir, id), "--log-format", "text")
 		p.addresses()
+		tms = append(tms, p)
 	}
 	c := client(t, jmAddr)
 	waitFor(t, 20*time.Second, "two active TaskManagers", func() bool {
@@ -93,9 +95,19 @@ checkpoints: {interval: 1s, storage: %q}
 		}
 		return resp.GetJob()
 	}
-	// running waits until every subtask of the job runs and then lets it
-	// work for a while.
-	running := func(id string, work time.Duration) {
+	// generated is how many records the job's source generated so far.
+	generated := func(id string) float64 { return recordsIn(tms, id, "src") }
+	// work waits until the job's source generated n more records than
+	// from: a share of the rated input for each run.
+	work := func(id string, from, n float64) {
+		t.Helper()
+		waitFor(t, 30*time.Second, fmt.Sprintf("job %s to generate %.0f more records", id, n), func() bool {
+			return generated(id) >= from+n
+		})
+	}
+	// running waits until every subtask of the job runs and then lets its
+	// source generate n records.
+	running := func(id string, n float64) {
 		t.Helper()
 		waitFor(t, 30*time.Second, "job "+id+" running", func() bool {
 			j := getJob(id)
@@ -111,7 +123,7 @@ checkpoints: {interval: 1s, storage: %q}
 			}
 			return true
 		})
-		time.Sleep(work)
+		work(id, 0, n)
 	}
 	submit := func(args ...string) string {
 		t.Helper()
@@ -181,7 +193,7 @@ checkpoints: {interval: 1s, storage: %q}
 
 	// Run 1: parallelism 1, heap. A savepoint while it runs, then stop.
 	job1 := submit()
-	running(job1, 1500*time.Millisecond)
+	running(job1, 1.5*rate)
 	sp1, stderr, err := flowctlStdout(t, jmAddr, "savepoint", "trigger", job1, "--dir", filepath.Join(dir, "d1"))
 	if err != nil || sp1 == "" {
 		t.Fatalf("flowctl savepoint trigger: %v\n%s\n%s", err, sp1, stderr)
@@ -190,7 +202,7 @@ checkpoints: {interval: 1s, storage: %q}
 		t.Fatalf("job %s after savepoint trigger: %s, want RUNNING", job1, st)
 	}
 	inspect(sp1)
-	time.Sleep(time.Second)
+	work(job1, generated(job1), rate)
 	sp2 := stop(job1, filepath.Join(dir, "d2"))
 	inspect(sp2)
 	t.Logf("run 1: savepoint %s while running, stopped with %s", sp1, sp2)
@@ -200,7 +212,7 @@ checkpoints: {interval: 1s, storage: %q}
 	check(sp2)
 	check(sp2, run2...)
 	job2 := submit(append([]string{"--from-checkpoint", sp2}, run2...)...)
-	running(job2, 3*time.Second)
+	running(job2, 3*rate)
 	sp3 := stop(job2, filepath.Join(dir, "d3"), "--drain")
 	inspect(sp3)
 
