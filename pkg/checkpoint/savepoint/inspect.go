@@ -17,7 +17,6 @@ import (
 	"github.com/flowrt/flow/pkg/checkpoint/storage"
 	"github.com/flowrt/flow/pkg/keygroup"
 	"github.com/flowrt/flow/pkg/statebackend"
-	"github.com/flowrt/flow/pkg/statebackend/pebble"
 	checkpointv1 "github.com/flowrt/flow/proto/flow/checkpoint/v1"
 )
 
@@ -432,8 +431,11 @@ func inspectKeyed(ctx context.Context, acc *operatorAcc, h *checkpointv1.KeyedSt
 		// Native files: only the metadata's declarations are known; a
 		// full read verifies them.
 		acc.counted = false
-		if counts && h.GetFormat() == snapshot.FormatPebble {
-			return verifyNative(ctx, h, src, acc.maxPar)
+		if !counts {
+			return nil
+		}
+		if nf, err := statebackend.LookupNative(h.GetFormat()); err == nil {
+			return verifyNative(ctx, nf, h, src, acc.maxPar)
 		}
 		return nil
 	}
@@ -467,48 +469,50 @@ func inspectKeyed(ctx context.Context, acc *operatorAcc, h *checkpointv1.KeyedSt
 	return err
 }
 
-// verifyNative checks the files of a native Pebble handle: it downloads
-// them into a temporary directory (removed after), checks each with
-// pebble.VerifyFile (the size the handle records, every SST block against
-// its checksum), its MANIFEST with pebble.VerifyCheckpoint, and opens the
-// DB read-only, which reads the states it registered.
-func verifyNative(ctx context.Context, h *checkpointv1.KeyedStateHandle, src snapshot.Source, maxPar int) error {
+// verifyNative checks the files of a native handle (Pebble's) with the
+// factory of its format: it downloads them into a temporary directory
+// (removed after), checks each with VerifyFile (the size the handle
+// records, every SST block against its checksum), the whole (Pebble's
+// MANIFEST) with VerifyCheckpoint, and opens it read-only, which reads the
+// states it registered.
+func verifyNative(ctx context.Context, nf statebackend.NativeFactory, h *checkpointv1.KeyedStateHandle, src snapshot.Source, maxPar int) error {
 	r := keygroup.Range{Start: int(h.GetKeyGroupStart()), End: int(h.GetKeyGroupEnd())}
+	format := nf.Name()
 	if len(h.GetFiles()) == 0 {
-		return fmt.Errorf("native pebble handle %v has no files: %w", r, snapshot.ErrCorrupt)
+		return fmt.Errorf("native %s handle %v has no files: %w", format, r, snapshot.ErrCorrupt)
 	}
 	dir, err := os.MkdirTemp("", "flow-inspect-")
 	if err != nil {
-		return fmt.Errorf("verify native pebble handle %v: %w", r, err)
+		return fmt.Errorf("verify native %s handle %v: %w", format, r, err)
 	}
 	defer os.RemoveAll(dir)
 	names := make(map[string]string, len(h.GetFiles()))
 	for _, f := range h.GetFiles() {
 		name := f.GetLocalName()
 		if name == "" || name != filepath.Base(name) || strings.HasPrefix(name, ".") {
-			return fmt.Errorf("native pebble handle %v: file %s has local name %q: %w", r, f.GetPath(), name, snapshot.ErrCorrupt)
+			return fmt.Errorf("native %s handle %v: file %s has local name %q: %w", format, r, f.GetPath(), name, snapshot.ErrCorrupt)
 		}
 		local := filepath.Join(dir, name)
 		if err := src.Download(ctx, f.GetPath(), local); err != nil {
 			return err
 		}
-		if err := pebble.VerifyFile(local, f.GetPath(), f.GetSize()); err != nil {
+		if err := nf.VerifyFile(local, f.GetPath(), f.GetSize()); err != nil {
 			return err
 		}
 		names[name] = f.GetPath()
 	}
-	if err := pebble.VerifyCheckpoint(dir, names); err != nil {
+	if err := nf.VerifyCheckpoint(dir, names); err != nil {
 		return err
 	}
-	e, err := pebble.OpenReadOnly(dir, pebble.Options{
+	e, err := nf.OpenReadOnly(dir, statebackend.Config{
 		Options: statebackend.Options{KeyGroups: r, MaxParallelism: maxPar},
 		Logger:  slog.New(slog.DiscardHandler), // its errors are returned
 	})
 	if err != nil {
-		return fmt.Errorf("native pebble handle %v: %w", r, err)
+		return fmt.Errorf("native %s handle %v: %w", format, r, err)
 	}
 	if err := e.Close(); err != nil {
-		return fmt.Errorf("native pebble handle %v: %w", r, err)
+		return fmt.Errorf("native %s handle %v: %w", format, r, err)
 	}
 	return nil
 }
