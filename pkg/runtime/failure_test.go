@@ -152,8 +152,11 @@ func TestCancelStopsPromptly(t *testing.T) {
 	g := &jobgraphv1.JobGraph{Name: "cancel",
 		Vertices: []*jobgraphv1.Vertex{vertex("gen", "datagen", kSource, 2, nil), m, vertex("sink", "blackhole", kSink, 2, nil)},
 		Edges:    []*jobgraphv1.Edge{edge("gen", "m", pHash), edge("m", "sink", pForward)}}
-	j := startJob(t, c, testRegistry(), g, jobOptions{})
-	time.Sleep(200 * time.Millisecond)
+	reg := newKeepRegistry()
+	j := startJob(t, c, testRegistry(), g, jobOptions{metrics: reg})
+	waitFor(t, 10*time.Second, "records across the exchange", func() bool {
+		return reg.sum(t, "flow_task_records_in_total", map[string]string{"task": "m"}) > 0
+	})
 	start := time.Now()
 	j.cancel()
 	errs := j.wait(t, 5*time.Second)
@@ -186,7 +189,7 @@ func TestBackpressure(t *testing.T) {
 	const bound = 8 * 16
 	var genStart, sinkStart float64
 	for i := 0; i < 12; i++ {
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // the sampling period of the rates
 		produced := reg.sum(t, "flow_task_records_in_total", map[string]string{"task": "gen"})
 		consumed := float64(st.count())
 		if produced-consumed > bound {

@@ -168,6 +168,18 @@ func (j *job) wait(t testing.TB, timeout time.Duration) map[string]error {
 	return j.errs
 }
 
+// waitFor polls cond until it holds, failing the test after timeout.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // firstError returns a non-cancellation error, else any error.
 func firstError(errs map[string]error) error {
 	var any error

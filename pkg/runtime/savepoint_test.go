@@ -164,6 +164,8 @@ func TestSavepointRescaleSourceSplits(t *testing.T) {
 		g := rescaledKeyedCount(out, records, keys, rate, a.backend, a.par)
 		coord.g = g
 		o := coord.start(jobOptions{attempt: int32(i), flushInterval: 5 * time.Millisecond}, time.Hour)
+		reg := newKeepRegistry()
+		o.metrics = reg
 		j := startJob(t, c, checkpointRegistry(), g, o)
 		if i == len(attempts)-1 {
 			if err := firstError(j.wait(t, 60*time.Second)); err != nil {
@@ -172,7 +174,10 @@ func TestSavepointRescaleSourceSplits(t *testing.T) {
 			coord.halt()
 			break
 		}
-		time.Sleep(300 * time.Millisecond) // let records flow
+		// A share of the input reaches count before the savepoint.
+		waitFor(t, 20*time.Second, "records at count", func() bool {
+			return reg.sum(t, "flow_task_records_in_total", map[string]string{"task": "count"}) >= records/9
+		})
 		md := coord.awaitCompleted(t, coord.savepoint(t, false), 20*time.Second)
 		j.cancel() // stop after the savepoint, as the JobManager does
 		errs := j.wait(t, 20*time.Second)
@@ -218,14 +223,21 @@ func TestStopWithDrain(t *testing.T) {
 	c := newCluster(t, 2, exchange.Options{})
 	coord := newTestCoordinator(t, g, "file://"+filepath.ToSlash(t.TempDir()), nil)
 	o := coord.start(jobOptions{flushInterval: 5 * time.Millisecond}, time.Hour)
+	reg := newKeepRegistry()
+	o.metrics = reg
 	j := startJob(t, c, testRegistry(window.Type(), count.Type()), g, o)
+	atWindows := func() float64 {
+		return reg.sum(t, "flow_task_records_in_total", map[string]string{"task": "win"})
+	}
 
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, 20*time.Second, "records at the windows", func() bool { return atWindows() > 0 })
 	plain := coord.awaitCompleted(t, coord.savepoint(t, false), 20*time.Second)
 	if n := coord.keyedEntries(t, plain, "win-v1"); n == 0 {
 		t.Fatal("a savepoint without drain holds no window state: no records reached the windows")
 	}
-	time.Sleep(200 * time.Millisecond)
+	// The job goes on after a plain savepoint.
+	after := atWindows()
+	waitFor(t, 20*time.Second, "records at the windows after the savepoint", func() bool { return atWindows() > after })
 	drained := coord.awaitCompleted(t, coord.savepoint(t, true), 20*time.Second)
 	// Without a cancel, every subtask finishes by itself.
 	for task, err := range j.wait(t, 20*time.Second) {
