@@ -49,6 +49,8 @@ func benchOverhead(b *testing.B, backend string) {
 		// garbage, and collecting it during the next job made the second
 		// job of each pair ~15% slower, whichever mode it ran in.
 		runtime.GC()
+		// A quiet pause before the timed job (nothing to await: the
+		// previous job ended); it keeps the pairs' conditions alike.
 		time.Sleep(200 * time.Millisecond)
 		ck := ""
 		if checkpoints {

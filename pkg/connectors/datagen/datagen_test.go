@@ -63,7 +63,7 @@ func run(t *testing.T, cfg map[string]any, sub, par int) []api.Record {
 			return out.recs
 		}
 		if !st.WaitUntil.IsZero() {
-			time.Sleep(time.Until(st.WaitUntil))
+			time.Sleep(time.Until(st.WaitUntil)) // the rate: the source asked to be called again then
 		}
 	}
 }
