@@ -13,6 +13,7 @@ package jobgraphv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -24,6 +25,162 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+type StateBackendType int32
+
+const (
+	// Unset: heap.
+	StateBackendType_STATE_BACKEND_TYPE_UNSPECIFIED StateBackendType = 0
+	StateBackendType_STATE_BACKEND_TYPE_HEAP        StateBackendType = 1
+	StateBackendType_STATE_BACKEND_TYPE_PEBBLE      StateBackendType = 2
+)
+
+// Enum value maps for StateBackendType.
+var (
+	StateBackendType_name = map[int32]string{
+		0: "STATE_BACKEND_TYPE_UNSPECIFIED",
+		1: "STATE_BACKEND_TYPE_HEAP",
+		2: "STATE_BACKEND_TYPE_PEBBLE",
+	}
+	StateBackendType_value = map[string]int32{
+		"STATE_BACKEND_TYPE_UNSPECIFIED": 0,
+		"STATE_BACKEND_TYPE_HEAP":        1,
+		"STATE_BACKEND_TYPE_PEBBLE":      2,
+	}
+)
+
+func (x StateBackendType) Enum() *StateBackendType {
+	p := new(StateBackendType)
+	*p = x
+	return p
+}
+
+func (x StateBackendType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StateBackendType) Descriptor() protoreflect.EnumDescriptor {
+	return file_flow_jobgraph_v1_jobgraph_proto_enumTypes[0].Descriptor()
+}
+
+func (StateBackendType) Type() protoreflect.EnumType {
+	return &file_flow_jobgraph_v1_jobgraph_proto_enumTypes[0]
+}
+
+func (x StateBackendType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StateBackendType.Descriptor instead.
+func (StateBackendType) EnumDescriptor() ([]byte, []int) {
+	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{0}
+}
+
+type CheckpointMode int32
+
+const (
+	// Unset: exactly once.
+	CheckpointMode_CHECKPOINT_MODE_UNSPECIFIED   CheckpointMode = 0
+	CheckpointMode_CHECKPOINT_MODE_EXACTLY_ONCE  CheckpointMode = 1
+	CheckpointMode_CHECKPOINT_MODE_AT_LEAST_ONCE CheckpointMode = 2
+)
+
+// Enum value maps for CheckpointMode.
+var (
+	CheckpointMode_name = map[int32]string{
+		0: "CHECKPOINT_MODE_UNSPECIFIED",
+		1: "CHECKPOINT_MODE_EXACTLY_ONCE",
+		2: "CHECKPOINT_MODE_AT_LEAST_ONCE",
+	}
+	CheckpointMode_value = map[string]int32{
+		"CHECKPOINT_MODE_UNSPECIFIED":   0,
+		"CHECKPOINT_MODE_EXACTLY_ONCE":  1,
+		"CHECKPOINT_MODE_AT_LEAST_ONCE": 2,
+	}
+)
+
+func (x CheckpointMode) Enum() *CheckpointMode {
+	p := new(CheckpointMode)
+	*p = x
+	return p
+}
+
+func (x CheckpointMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CheckpointMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_flow_jobgraph_v1_jobgraph_proto_enumTypes[1].Descriptor()
+}
+
+func (CheckpointMode) Type() protoreflect.EnumType {
+	return &file_flow_jobgraph_v1_jobgraph_proto_enumTypes[1]
+}
+
+func (x CheckpointMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CheckpointMode.Descriptor instead.
+func (CheckpointMode) EnumDescriptor() ([]byte, []int) {
+	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{1}
+}
+
+type RestartStrategy int32
+
+const (
+	// Unset: none.
+	RestartStrategy_RESTART_STRATEGY_UNSPECIFIED       RestartStrategy = 0
+	RestartStrategy_RESTART_STRATEGY_NONE              RestartStrategy = 1
+	RestartStrategy_RESTART_STRATEGY_FIXED_DELAY       RestartStrategy = 2
+	RestartStrategy_RESTART_STRATEGY_FAILURE_RATE      RestartStrategy = 3
+	RestartStrategy_RESTART_STRATEGY_EXPONENTIAL_DELAY RestartStrategy = 4
+)
+
+// Enum value maps for RestartStrategy.
+var (
+	RestartStrategy_name = map[int32]string{
+		0: "RESTART_STRATEGY_UNSPECIFIED",
+		1: "RESTART_STRATEGY_NONE",
+		2: "RESTART_STRATEGY_FIXED_DELAY",
+		3: "RESTART_STRATEGY_FAILURE_RATE",
+		4: "RESTART_STRATEGY_EXPONENTIAL_DELAY",
+	}
+	RestartStrategy_value = map[string]int32{
+		"RESTART_STRATEGY_UNSPECIFIED":       0,
+		"RESTART_STRATEGY_NONE":              1,
+		"RESTART_STRATEGY_FIXED_DELAY":       2,
+		"RESTART_STRATEGY_FAILURE_RATE":      3,
+		"RESTART_STRATEGY_EXPONENTIAL_DELAY": 4,
+	}
+)
+
+func (x RestartStrategy) Enum() *RestartStrategy {
+	p := new(RestartStrategy)
+	*p = x
+	return p
+}
+
+func (x RestartStrategy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RestartStrategy) Descriptor() protoreflect.EnumDescriptor {
+	return file_flow_jobgraph_v1_jobgraph_proto_enumTypes[2].Descriptor()
+}
+
+func (RestartStrategy) Type() protoreflect.EnumType {
+	return &file_flow_jobgraph_v1_jobgraph_proto_enumTypes[2]
+}
+
+func (x RestartStrategy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RestartStrategy.Descriptor instead.
+func (RestartStrategy) EnumDescriptor() ([]byte, []int) {
+	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{2}
+}
 
 type VertexKind int32
 
@@ -61,11 +218,11 @@ func (x VertexKind) String() string {
 }
 
 func (VertexKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_flow_jobgraph_v1_jobgraph_proto_enumTypes[0].Descriptor()
+	return file_flow_jobgraph_v1_jobgraph_proto_enumTypes[3].Descriptor()
 }
 
 func (VertexKind) Type() protoreflect.EnumType {
-	return &file_flow_jobgraph_v1_jobgraph_proto_enumTypes[0]
+	return &file_flow_jobgraph_v1_jobgraph_proto_enumTypes[3]
 }
 
 func (x VertexKind) Number() protoreflect.EnumNumber {
@@ -74,7 +231,7 @@ func (x VertexKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use VertexKind.Descriptor instead.
 func (VertexKind) EnumDescriptor() ([]byte, []int) {
-	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{0}
+	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{3}
 }
 
 type Partitioning int32
@@ -116,11 +273,11 @@ func (x Partitioning) String() string {
 }
 
 func (Partitioning) Descriptor() protoreflect.EnumDescriptor {
-	return file_flow_jobgraph_v1_jobgraph_proto_enumTypes[1].Descriptor()
+	return file_flow_jobgraph_v1_jobgraph_proto_enumTypes[4].Descriptor()
 }
 
 func (Partitioning) Type() protoreflect.EnumType {
-	return &file_flow_jobgraph_v1_jobgraph_proto_enumTypes[1]
+	return &file_flow_jobgraph_v1_jobgraph_proto_enumTypes[4]
 }
 
 func (x Partitioning) Number() protoreflect.EnumNumber {
@@ -129,7 +286,7 @@ func (x Partitioning) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Partitioning.Descriptor instead.
 func (Partitioning) EnumDescriptor() ([]byte, []int) {
-	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{1}
+	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{4}
 }
 
 type JobGraph struct {
@@ -141,15 +298,30 @@ type JobGraph struct {
 	MaxParallelism int32     `protobuf:"varint,3,opt,name=max_parallelism,json=maxParallelism,proto3" json:"max_parallelism,omitempty"`
 	Vertices       []*Vertex `protobuf:"bytes,4,rep,name=vertices,proto3" json:"vertices,omitempty"`
 	Edges          []*Edge   `protobuf:"bytes,5,rep,name=edges,proto3" json:"edges,omitempty"`
-	// Opaque, JSON-encoded job-level sections (stateBackend, checkpoints,
-	// restart), interpreted by the subsystems that own them.
+	// Legacy job-level sections: the JSON of the job spec's stateBackend,
+	// checkpoints and restart sections (durations in integer nanoseconds),
+	// as graphs built before the typed fields 10-12 carry them. Readers use
+	// them only when the matching typed field is unset, so job records and
+	// checkpoint metadata stored by older versions still load; new graphs
+	// leave them empty. Go code reads the configuration with
+	// JobGraph.EffectiveStateBackendConfig, EffectiveCheckpointConfig and
+	// EffectiveRestartConfig (config.go), never these bytes.
+	//
+	// Deprecated: Marked as deprecated in flow/jobgraph/v1/jobgraph.proto.
 	StateBackend []byte `protobuf:"bytes,6,opt,name=state_backend,json=stateBackend,proto3" json:"state_backend,omitempty"`
-	Checkpoints  []byte `protobuf:"bytes,7,opt,name=checkpoints,proto3" json:"checkpoints,omitempty"`
-	Restart      []byte `protobuf:"bytes,8,opt,name=restart,proto3" json:"restart,omitempty"`
+	// Deprecated: Marked as deprecated in flow/jobgraph/v1/jobgraph.proto.
+	Checkpoints []byte `protobuf:"bytes,7,opt,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	// Deprecated: Marked as deprecated in flow/jobgraph/v1/jobgraph.proto.
+	Restart []byte `protobuf:"bytes,8,opt,name=restart,proto3" json:"restart,omitempty"`
 	// The spec text the graph was built from, kept for display.
-	Spec          string `protobuf:"bytes,9,opt,name=spec,proto3" json:"spec,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Spec string `protobuf:"bytes,9,opt,name=spec,proto3" json:"spec,omitempty"`
+	// Typed job-level configuration (unset: the legacy field above, else the
+	// defaults).
+	StateBackendConfig *StateBackendConfig `protobuf:"bytes,10,opt,name=state_backend_config,json=stateBackendConfig,proto3" json:"state_backend_config,omitempty"`
+	CheckpointConfig   *CheckpointConfig   `protobuf:"bytes,11,opt,name=checkpoint_config,json=checkpointConfig,proto3" json:"checkpoint_config,omitempty"`
+	RestartConfig      *RestartConfig      `protobuf:"bytes,12,opt,name=restart_config,json=restartConfig,proto3" json:"restart_config,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *JobGraph) Reset() {
@@ -217,6 +389,7 @@ func (x *JobGraph) GetEdges() []*Edge {
 	return nil
 }
 
+// Deprecated: Marked as deprecated in flow/jobgraph/v1/jobgraph.proto.
 func (x *JobGraph) GetStateBackend() []byte {
 	if x != nil {
 		return x.StateBackend
@@ -224,6 +397,7 @@ func (x *JobGraph) GetStateBackend() []byte {
 	return nil
 }
 
+// Deprecated: Marked as deprecated in flow/jobgraph/v1/jobgraph.proto.
 func (x *JobGraph) GetCheckpoints() []byte {
 	if x != nil {
 		return x.Checkpoints
@@ -231,6 +405,7 @@ func (x *JobGraph) GetCheckpoints() []byte {
 	return nil
 }
 
+// Deprecated: Marked as deprecated in flow/jobgraph/v1/jobgraph.proto.
 func (x *JobGraph) GetRestart() []byte {
 	if x != nil {
 		return x.Restart
@@ -243,6 +418,370 @@ func (x *JobGraph) GetSpec() string {
 		return x.Spec
 	}
 	return ""
+}
+
+func (x *JobGraph) GetStateBackendConfig() *StateBackendConfig {
+	if x != nil {
+		return x.StateBackendConfig
+	}
+	return nil
+}
+
+func (x *JobGraph) GetCheckpointConfig() *CheckpointConfig {
+	if x != nil {
+		return x.CheckpointConfig
+	}
+	return nil
+}
+
+func (x *JobGraph) GetRestartConfig() *RestartConfig {
+	if x != nil {
+		return x.RestartConfig
+	}
+	return nil
+}
+
+type StateBackendConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  StateBackendType       `protobuf:"varint,1,opt,name=type,proto3,enum=flow.jobgraph.v1.StateBackendType" json:"type,omitempty"`
+	// Pebble's block cache in bytes (0: Pebble's default).
+	BlockCacheSize int64 `protobuf:"varint,2,opt,name=block_cache_size,json=blockCacheSize,proto3" json:"block_cache_size,omitempty"`
+	// Pebble's memtable size in bytes (0: Pebble's default).
+	MemtableSize int64 `protobuf:"varint,3,opt,name=memtable_size,json=memtableSize,proto3" json:"memtable_size,omitempty"`
+	// Compression of Pebble's SST blocks: "none", "snappy" or "zstd"
+	// (empty: snappy).
+	Compression   string `protobuf:"bytes,4,opt,name=compression,proto3" json:"compression,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateBackendConfig) Reset() {
+	*x = StateBackendConfig{}
+	mi := &file_flow_jobgraph_v1_jobgraph_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateBackendConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateBackendConfig) ProtoMessage() {}
+
+func (x *StateBackendConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_jobgraph_v1_jobgraph_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateBackendConfig.ProtoReflect.Descriptor instead.
+func (*StateBackendConfig) Descriptor() ([]byte, []int) {
+	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *StateBackendConfig) GetType() StateBackendType {
+	if x != nil {
+		return x.Type
+	}
+	return StateBackendType_STATE_BACKEND_TYPE_UNSPECIFIED
+}
+
+func (x *StateBackendConfig) GetBlockCacheSize() int64 {
+	if x != nil {
+		return x.BlockCacheSize
+	}
+	return 0
+}
+
+func (x *StateBackendConfig) GetMemtableSize() int64 {
+	if x != nil {
+		return x.MemtableSize
+	}
+	return 0
+}
+
+func (x *StateBackendConfig) GetCompression() string {
+	if x != nil {
+		return x.Compression
+	}
+	return ""
+}
+
+type CheckpointConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Between checkpoint triggers; unset or 0 disables checkpoints.
+	Interval *durationpb.Duration `protobuf:"bytes,1,opt,name=interval,proto3" json:"interval,omitempty"`
+	Mode     CheckpointMode       `protobuf:"varint,2,opt,name=mode,proto3,enum=flow.jobgraph.v1.CheckpointMode" json:"mode,omitempty"`
+	// Unaligned checkpoints (exactly once only).
+	Unaligned bool `protobuf:"varint,3,opt,name=unaligned,proto3" json:"unaligned,omitempty"`
+	// Start aligned and switch to unaligned after this long (needs
+	// unaligned; unset or 0: unaligned from the start).
+	AlignedTimeout *durationpb.Duration `protobuf:"bytes,4,opt,name=aligned_timeout,json=alignedTimeout,proto3" json:"aligned_timeout,omitempty"`
+	// A pending checkpoint is aborted after this long (unset: 10m).
+	Timeout *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// Between the end of one checkpoint and the next trigger (unset: 0).
+	MinPause *durationpb.Duration `protobuf:"bytes,6,opt,name=min_pause,json=minPause,proto3" json:"min_pause,omitempty"`
+	// Checkpoints in flight at once (unset: 1).
+	MaxConcurrent *int32 `protobuf:"varint,7,opt,name=max_concurrent,json=maxConcurrent,proto3,oneof" json:"max_concurrent,omitempty"`
+	// Consecutive failed checkpoints before the job fails (unset: 3).
+	TolerableFailures *int32 `protobuf:"varint,8,opt,name=tolerable_failures,json=tolerableFailures,proto3,oneof" json:"tolerable_failures,omitempty"`
+	// Checkpoint storage URL; empty uses the cluster's default.
+	Storage string `protobuf:"bytes,9,opt,name=storage,proto3" json:"storage,omitempty"`
+	// Completed checkpoints kept (unset: 1).
+	Retain *int32 `protobuf:"varint,10,opt,name=retain,proto3,oneof" json:"retain,omitempty"`
+	// Upload only new SST files (pebble backend).
+	Incremental bool `protobuf:"varint,11,opt,name=incremental,proto3" json:"incremental,omitempty"`
+	// Keep the checkpoints when the job is canceled.
+	RetainOnCancel bool `protobuf:"varint,12,opt,name=retain_on_cancel,json=retainOnCancel,proto3" json:"retain_on_cancel,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *CheckpointConfig) Reset() {
+	*x = CheckpointConfig{}
+	mi := &file_flow_jobgraph_v1_jobgraph_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointConfig) ProtoMessage() {}
+
+func (x *CheckpointConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_jobgraph_v1_jobgraph_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointConfig.ProtoReflect.Descriptor instead.
+func (*CheckpointConfig) Descriptor() ([]byte, []int) {
+	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CheckpointConfig) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
+func (x *CheckpointConfig) GetMode() CheckpointMode {
+	if x != nil {
+		return x.Mode
+	}
+	return CheckpointMode_CHECKPOINT_MODE_UNSPECIFIED
+}
+
+func (x *CheckpointConfig) GetUnaligned() bool {
+	if x != nil {
+		return x.Unaligned
+	}
+	return false
+}
+
+func (x *CheckpointConfig) GetAlignedTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.AlignedTimeout
+	}
+	return nil
+}
+
+func (x *CheckpointConfig) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *CheckpointConfig) GetMinPause() *durationpb.Duration {
+	if x != nil {
+		return x.MinPause
+	}
+	return nil
+}
+
+func (x *CheckpointConfig) GetMaxConcurrent() int32 {
+	if x != nil && x.MaxConcurrent != nil {
+		return *x.MaxConcurrent
+	}
+	return 0
+}
+
+func (x *CheckpointConfig) GetTolerableFailures() int32 {
+	if x != nil && x.TolerableFailures != nil {
+		return *x.TolerableFailures
+	}
+	return 0
+}
+
+func (x *CheckpointConfig) GetStorage() string {
+	if x != nil {
+		return x.Storage
+	}
+	return ""
+}
+
+func (x *CheckpointConfig) GetRetain() int32 {
+	if x != nil && x.Retain != nil {
+		return *x.Retain
+	}
+	return 0
+}
+
+func (x *CheckpointConfig) GetIncremental() bool {
+	if x != nil {
+		return x.Incremental
+	}
+	return false
+}
+
+func (x *CheckpointConfig) GetRetainOnCancel() bool {
+	if x != nil {
+		return x.RetainOnCancel
+	}
+	return false
+}
+
+// Only the parameters of the strategy apply; the others are left unset.
+type RestartConfig struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Strategy RestartStrategy        `protobuf:"varint,1,opt,name=strategy,proto3,enum=flow.jobgraph.v1.RestartStrategy" json:"strategy,omitempty"`
+	// fixed_delay (unset: 1) and exponential_delay (unset: 2147483647, i.e.
+	// unlimited; 0 also means unlimited).
+	Attempts *int32 `protobuf:"varint,2,opt,name=attempts,proto3,oneof" json:"attempts,omitempty"`
+	// Between attempts: fixed_delay and failure_rate (unset: 1s).
+	Delay *durationpb.Duration `protobuf:"bytes,3,opt,name=delay,proto3" json:"delay,omitempty"`
+	// failure_rate: the job fails after more than max_failures_per_interval
+	// (unset: 1) failures within failure_rate_interval (unset: 1m).
+	MaxFailuresPerInterval *int32               `protobuf:"varint,4,opt,name=max_failures_per_interval,json=maxFailuresPerInterval,proto3,oneof" json:"max_failures_per_interval,omitempty"`
+	FailureRateInterval    *durationpb.Duration `protobuf:"bytes,5,opt,name=failure_rate_interval,json=failureRateInterval,proto3" json:"failure_rate_interval,omitempty"`
+	// exponential_delay: the delay starts at initial_backoff (unset: 1s), is
+	// multiplied by backoff_multiplier (unset: 1.5) after each failure up to
+	// max_backoff (unset: 5m), with +-jitter_factor (unset: 0.1) random
+	// jitter, and starts over after reset_backoff_threshold (unset: 1h)
+	// without failure.
+	InitialBackoff        *durationpb.Duration `protobuf:"bytes,6,opt,name=initial_backoff,json=initialBackoff,proto3" json:"initial_backoff,omitempty"`
+	MaxBackoff            *durationpb.Duration `protobuf:"bytes,7,opt,name=max_backoff,json=maxBackoff,proto3" json:"max_backoff,omitempty"`
+	BackoffMultiplier     *float64             `protobuf:"fixed64,8,opt,name=backoff_multiplier,json=backoffMultiplier,proto3,oneof" json:"backoff_multiplier,omitempty"`
+	ResetBackoffThreshold *durationpb.Duration `protobuf:"bytes,9,opt,name=reset_backoff_threshold,json=resetBackoffThreshold,proto3" json:"reset_backoff_threshold,omitempty"`
+	JitterFactor          *float64             `protobuf:"fixed64,10,opt,name=jitter_factor,json=jitterFactor,proto3,oneof" json:"jitter_factor,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *RestartConfig) Reset() {
+	*x = RestartConfig{}
+	mi := &file_flow_jobgraph_v1_jobgraph_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartConfig) ProtoMessage() {}
+
+func (x *RestartConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_jobgraph_v1_jobgraph_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartConfig.ProtoReflect.Descriptor instead.
+func (*RestartConfig) Descriptor() ([]byte, []int) {
+	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RestartConfig) GetStrategy() RestartStrategy {
+	if x != nil {
+		return x.Strategy
+	}
+	return RestartStrategy_RESTART_STRATEGY_UNSPECIFIED
+}
+
+func (x *RestartConfig) GetAttempts() int32 {
+	if x != nil && x.Attempts != nil {
+		return *x.Attempts
+	}
+	return 0
+}
+
+func (x *RestartConfig) GetDelay() *durationpb.Duration {
+	if x != nil {
+		return x.Delay
+	}
+	return nil
+}
+
+func (x *RestartConfig) GetMaxFailuresPerInterval() int32 {
+	if x != nil && x.MaxFailuresPerInterval != nil {
+		return *x.MaxFailuresPerInterval
+	}
+	return 0
+}
+
+func (x *RestartConfig) GetFailureRateInterval() *durationpb.Duration {
+	if x != nil {
+		return x.FailureRateInterval
+	}
+	return nil
+}
+
+func (x *RestartConfig) GetInitialBackoff() *durationpb.Duration {
+	if x != nil {
+		return x.InitialBackoff
+	}
+	return nil
+}
+
+func (x *RestartConfig) GetMaxBackoff() *durationpb.Duration {
+	if x != nil {
+		return x.MaxBackoff
+	}
+	return nil
+}
+
+func (x *RestartConfig) GetBackoffMultiplier() float64 {
+	if x != nil && x.BackoffMultiplier != nil {
+		return *x.BackoffMultiplier
+	}
+	return 0
+}
+
+func (x *RestartConfig) GetResetBackoffThreshold() *durationpb.Duration {
+	if x != nil {
+		return x.ResetBackoffThreshold
+	}
+	return nil
+}
+
+func (x *RestartConfig) GetJitterFactor() float64 {
+	if x != nil && x.JitterFactor != nil {
+		return *x.JitterFactor
+	}
+	return 0
 }
 
 type Vertex struct {
@@ -269,7 +808,7 @@ type Vertex struct {
 
 func (x *Vertex) Reset() {
 	*x = Vertex{}
-	mi := &file_flow_jobgraph_v1_jobgraph_proto_msgTypes[1]
+	mi := &file_flow_jobgraph_v1_jobgraph_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -281,7 +820,7 @@ func (x *Vertex) String() string {
 func (*Vertex) ProtoMessage() {}
 
 func (x *Vertex) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_jobgraph_v1_jobgraph_proto_msgTypes[1]
+	mi := &file_flow_jobgraph_v1_jobgraph_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -294,7 +833,7 @@ func (x *Vertex) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vertex.ProtoReflect.Descriptor instead.
 func (*Vertex) Descriptor() ([]byte, []int) {
-	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{1}
+	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Vertex) GetId() string {
@@ -371,7 +910,7 @@ type Edge struct {
 
 func (x *Edge) Reset() {
 	*x = Edge{}
-	mi := &file_flow_jobgraph_v1_jobgraph_proto_msgTypes[2]
+	mi := &file_flow_jobgraph_v1_jobgraph_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -383,7 +922,7 @@ func (x *Edge) String() string {
 func (*Edge) ProtoMessage() {}
 
 func (x *Edge) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_jobgraph_v1_jobgraph_proto_msgTypes[2]
+	mi := &file_flow_jobgraph_v1_jobgraph_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -396,7 +935,7 @@ func (x *Edge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Edge.ProtoReflect.Descriptor instead.
 func (*Edge) Descriptor() ([]byte, []int) {
-	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{2}
+	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Edge) GetSource() string {
@@ -437,7 +976,7 @@ type WatermarkStrategy struct {
 
 func (x *WatermarkStrategy) Reset() {
 	*x = WatermarkStrategy{}
-	mi := &file_flow_jobgraph_v1_jobgraph_proto_msgTypes[3]
+	mi := &file_flow_jobgraph_v1_jobgraph_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -449,7 +988,7 @@ func (x *WatermarkStrategy) String() string {
 func (*WatermarkStrategy) ProtoMessage() {}
 
 func (x *WatermarkStrategy) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_jobgraph_v1_jobgraph_proto_msgTypes[3]
+	mi := &file_flow_jobgraph_v1_jobgraph_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -462,7 +1001,7 @@ func (x *WatermarkStrategy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatermarkStrategy.ProtoReflect.Descriptor instead.
 func (*WatermarkStrategy) Descriptor() ([]byte, []int) {
-	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{3}
+	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *WatermarkStrategy) GetTimestamp() string {
@@ -497,17 +1036,60 @@ var File_flow_jobgraph_v1_jobgraph_proto protoreflect.FileDescriptor
 
 const file_flow_jobgraph_v1_jobgraph_proto_rawDesc = "" +
 	"\n" +
-	"\x1fflow/jobgraph/v1/jobgraph.proto\x12\x10flow.jobgraph.v1\"\xc2\x02\n" +
+	"\x1fflow/jobgraph/v1/jobgraph.proto\x12\x10flow.jobgraph.v1\x1a\x1egoogle/protobuf/duration.proto\"\xbf\x04\n" +
 	"\bJobGraph\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vparallelism\x18\x02 \x01(\x05R\vparallelism\x12'\n" +
 	"\x0fmax_parallelism\x18\x03 \x01(\x05R\x0emaxParallelism\x124\n" +
 	"\bvertices\x18\x04 \x03(\v2\x18.flow.jobgraph.v1.VertexR\bvertices\x12,\n" +
-	"\x05edges\x18\x05 \x03(\v2\x16.flow.jobgraph.v1.EdgeR\x05edges\x12#\n" +
-	"\rstate_backend\x18\x06 \x01(\fR\fstateBackend\x12 \n" +
-	"\vcheckpoints\x18\a \x01(\fR\vcheckpoints\x12\x18\n" +
-	"\arestart\x18\b \x01(\fR\arestart\x12\x12\n" +
-	"\x04spec\x18\t \x01(\tR\x04spec\"\xa1\x02\n" +
+	"\x05edges\x18\x05 \x03(\v2\x16.flow.jobgraph.v1.EdgeR\x05edges\x12'\n" +
+	"\rstate_backend\x18\x06 \x01(\fB\x02\x18\x01R\fstateBackend\x12$\n" +
+	"\vcheckpoints\x18\a \x01(\fB\x02\x18\x01R\vcheckpoints\x12\x1c\n" +
+	"\arestart\x18\b \x01(\fB\x02\x18\x01R\arestart\x12\x12\n" +
+	"\x04spec\x18\t \x01(\tR\x04spec\x12V\n" +
+	"\x14state_backend_config\x18\n" +
+	" \x01(\v2$.flow.jobgraph.v1.StateBackendConfigR\x12stateBackendConfig\x12O\n" +
+	"\x11checkpoint_config\x18\v \x01(\v2\".flow.jobgraph.v1.CheckpointConfigR\x10checkpointConfig\x12F\n" +
+	"\x0erestart_config\x18\f \x01(\v2\x1f.flow.jobgraph.v1.RestartConfigR\rrestartConfig\"\xbd\x01\n" +
+	"\x12StateBackendConfig\x126\n" +
+	"\x04type\x18\x01 \x01(\x0e2\".flow.jobgraph.v1.StateBackendTypeR\x04type\x12(\n" +
+	"\x10block_cache_size\x18\x02 \x01(\x03R\x0eblockCacheSize\x12#\n" +
+	"\rmemtable_size\x18\x03 \x01(\x03R\fmemtableSize\x12 \n" +
+	"\vcompression\x18\x04 \x01(\tR\vcompression\"\xe6\x04\n" +
+	"\x10CheckpointConfig\x125\n" +
+	"\binterval\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\binterval\x124\n" +
+	"\x04mode\x18\x02 \x01(\x0e2 .flow.jobgraph.v1.CheckpointModeR\x04mode\x12\x1c\n" +
+	"\tunaligned\x18\x03 \x01(\bR\tunaligned\x12B\n" +
+	"\x0faligned_timeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x0ealignedTimeout\x123\n" +
+	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x126\n" +
+	"\tmin_pause\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\bminPause\x12*\n" +
+	"\x0emax_concurrent\x18\a \x01(\x05H\x00R\rmaxConcurrent\x88\x01\x01\x122\n" +
+	"\x12tolerable_failures\x18\b \x01(\x05H\x01R\x11tolerableFailures\x88\x01\x01\x12\x18\n" +
+	"\astorage\x18\t \x01(\tR\astorage\x12\x1b\n" +
+	"\x06retain\x18\n" +
+	" \x01(\x05H\x02R\x06retain\x88\x01\x01\x12 \n" +
+	"\vincremental\x18\v \x01(\bR\vincremental\x12(\n" +
+	"\x10retain_on_cancel\x18\f \x01(\bR\x0eretainOnCancelB\x11\n" +
+	"\x0f_max_concurrentB\x15\n" +
+	"\x13_tolerable_failuresB\t\n" +
+	"\a_retain\"\xb4\x05\n" +
+	"\rRestartConfig\x12=\n" +
+	"\bstrategy\x18\x01 \x01(\x0e2!.flow.jobgraph.v1.RestartStrategyR\bstrategy\x12\x1f\n" +
+	"\battempts\x18\x02 \x01(\x05H\x00R\battempts\x88\x01\x01\x12/\n" +
+	"\x05delay\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12>\n" +
+	"\x19max_failures_per_interval\x18\x04 \x01(\x05H\x01R\x16maxFailuresPerInterval\x88\x01\x01\x12M\n" +
+	"\x15failure_rate_interval\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x13failureRateInterval\x12B\n" +
+	"\x0finitial_backoff\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x0einitialBackoff\x12:\n" +
+	"\vmax_backoff\x18\a \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"maxBackoff\x122\n" +
+	"\x12backoff_multiplier\x18\b \x01(\x01H\x02R\x11backoffMultiplier\x88\x01\x01\x12Q\n" +
+	"\x17reset_backoff_threshold\x18\t \x01(\v2\x19.google.protobuf.DurationR\x15resetBackoffThreshold\x12(\n" +
+	"\rjitter_factor\x18\n" +
+	" \x01(\x01H\x03R\fjitterFactor\x88\x01\x01B\v\n" +
+	"\t_attemptsB\x1c\n" +
+	"\x1a_max_failures_per_intervalB\x15\n" +
+	"\x13_backoff_multiplierB\x10\n" +
+	"\x0e_jitter_factor\"\xa1\x02\n" +
 	"\x06Vertex\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x10\n" +
@@ -529,7 +1111,21 @@ const file_flow_jobgraph_v1_jobgraph_proto_rawDesc = "" +
 	"\x13out_of_orderness_ms\x18\x02 \x01(\x03R\x10outOfOrdernessMs\x12\x1f\n" +
 	"\vinterval_ms\x18\x03 \x01(\x03R\n" +
 	"intervalMs\x12&\n" +
-	"\x0fidle_timeout_ms\x18\x04 \x01(\x03R\ridleTimeoutMs*q\n" +
+	"\x0fidle_timeout_ms\x18\x04 \x01(\x03R\ridleTimeoutMs*r\n" +
+	"\x10StateBackendType\x12\"\n" +
+	"\x1eSTATE_BACKEND_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17STATE_BACKEND_TYPE_HEAP\x10\x01\x12\x1d\n" +
+	"\x19STATE_BACKEND_TYPE_PEBBLE\x10\x02*v\n" +
+	"\x0eCheckpointMode\x12\x1f\n" +
+	"\x1bCHECKPOINT_MODE_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cCHECKPOINT_MODE_EXACTLY_ONCE\x10\x01\x12!\n" +
+	"\x1dCHECKPOINT_MODE_AT_LEAST_ONCE\x10\x02*\xbb\x01\n" +
+	"\x0fRestartStrategy\x12 \n" +
+	"\x1cRESTART_STRATEGY_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15RESTART_STRATEGY_NONE\x10\x01\x12 \n" +
+	"\x1cRESTART_STRATEGY_FIXED_DELAY\x10\x02\x12!\n" +
+	"\x1dRESTART_STRATEGY_FAILURE_RATE\x10\x03\x12&\n" +
+	"\"RESTART_STRATEGY_EXPONENTIAL_DELAY\x10\x04*q\n" +
 	"\n" +
 	"VertexKind\x12\x1b\n" +
 	"\x17VERTEX_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -555,27 +1151,49 @@ func file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP() []byte {
 	return file_flow_jobgraph_v1_jobgraph_proto_rawDescData
 }
 
-var file_flow_jobgraph_v1_jobgraph_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_flow_jobgraph_v1_jobgraph_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_flow_jobgraph_v1_jobgraph_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_flow_jobgraph_v1_jobgraph_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_flow_jobgraph_v1_jobgraph_proto_goTypes = []any{
-	(VertexKind)(0),           // 0: flow.jobgraph.v1.VertexKind
-	(Partitioning)(0),         // 1: flow.jobgraph.v1.Partitioning
-	(*JobGraph)(nil),          // 2: flow.jobgraph.v1.JobGraph
-	(*Vertex)(nil),            // 3: flow.jobgraph.v1.Vertex
-	(*Edge)(nil),              // 4: flow.jobgraph.v1.Edge
-	(*WatermarkStrategy)(nil), // 5: flow.jobgraph.v1.WatermarkStrategy
+	(StateBackendType)(0),       // 0: flow.jobgraph.v1.StateBackendType
+	(CheckpointMode)(0),         // 1: flow.jobgraph.v1.CheckpointMode
+	(RestartStrategy)(0),        // 2: flow.jobgraph.v1.RestartStrategy
+	(VertexKind)(0),             // 3: flow.jobgraph.v1.VertexKind
+	(Partitioning)(0),           // 4: flow.jobgraph.v1.Partitioning
+	(*JobGraph)(nil),            // 5: flow.jobgraph.v1.JobGraph
+	(*StateBackendConfig)(nil),  // 6: flow.jobgraph.v1.StateBackendConfig
+	(*CheckpointConfig)(nil),    // 7: flow.jobgraph.v1.CheckpointConfig
+	(*RestartConfig)(nil),       // 8: flow.jobgraph.v1.RestartConfig
+	(*Vertex)(nil),              // 9: flow.jobgraph.v1.Vertex
+	(*Edge)(nil),                // 10: flow.jobgraph.v1.Edge
+	(*WatermarkStrategy)(nil),   // 11: flow.jobgraph.v1.WatermarkStrategy
+	(*durationpb.Duration)(nil), // 12: google.protobuf.Duration
 }
 var file_flow_jobgraph_v1_jobgraph_proto_depIdxs = []int32{
-	3, // 0: flow.jobgraph.v1.JobGraph.vertices:type_name -> flow.jobgraph.v1.Vertex
-	4, // 1: flow.jobgraph.v1.JobGraph.edges:type_name -> flow.jobgraph.v1.Edge
-	0, // 2: flow.jobgraph.v1.Vertex.kind:type_name -> flow.jobgraph.v1.VertexKind
-	5, // 3: flow.jobgraph.v1.Vertex.watermarks:type_name -> flow.jobgraph.v1.WatermarkStrategy
-	1, // 4: flow.jobgraph.v1.Edge.partitioning:type_name -> flow.jobgraph.v1.Partitioning
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	9,  // 0: flow.jobgraph.v1.JobGraph.vertices:type_name -> flow.jobgraph.v1.Vertex
+	10, // 1: flow.jobgraph.v1.JobGraph.edges:type_name -> flow.jobgraph.v1.Edge
+	6,  // 2: flow.jobgraph.v1.JobGraph.state_backend_config:type_name -> flow.jobgraph.v1.StateBackendConfig
+	7,  // 3: flow.jobgraph.v1.JobGraph.checkpoint_config:type_name -> flow.jobgraph.v1.CheckpointConfig
+	8,  // 4: flow.jobgraph.v1.JobGraph.restart_config:type_name -> flow.jobgraph.v1.RestartConfig
+	0,  // 5: flow.jobgraph.v1.StateBackendConfig.type:type_name -> flow.jobgraph.v1.StateBackendType
+	12, // 6: flow.jobgraph.v1.CheckpointConfig.interval:type_name -> google.protobuf.Duration
+	1,  // 7: flow.jobgraph.v1.CheckpointConfig.mode:type_name -> flow.jobgraph.v1.CheckpointMode
+	12, // 8: flow.jobgraph.v1.CheckpointConfig.aligned_timeout:type_name -> google.protobuf.Duration
+	12, // 9: flow.jobgraph.v1.CheckpointConfig.timeout:type_name -> google.protobuf.Duration
+	12, // 10: flow.jobgraph.v1.CheckpointConfig.min_pause:type_name -> google.protobuf.Duration
+	2,  // 11: flow.jobgraph.v1.RestartConfig.strategy:type_name -> flow.jobgraph.v1.RestartStrategy
+	12, // 12: flow.jobgraph.v1.RestartConfig.delay:type_name -> google.protobuf.Duration
+	12, // 13: flow.jobgraph.v1.RestartConfig.failure_rate_interval:type_name -> google.protobuf.Duration
+	12, // 14: flow.jobgraph.v1.RestartConfig.initial_backoff:type_name -> google.protobuf.Duration
+	12, // 15: flow.jobgraph.v1.RestartConfig.max_backoff:type_name -> google.protobuf.Duration
+	12, // 16: flow.jobgraph.v1.RestartConfig.reset_backoff_threshold:type_name -> google.protobuf.Duration
+	3,  // 17: flow.jobgraph.v1.Vertex.kind:type_name -> flow.jobgraph.v1.VertexKind
+	11, // 18: flow.jobgraph.v1.Vertex.watermarks:type_name -> flow.jobgraph.v1.WatermarkStrategy
+	4,  // 19: flow.jobgraph.v1.Edge.partitioning:type_name -> flow.jobgraph.v1.Partitioning
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_flow_jobgraph_v1_jobgraph_proto_init() }
@@ -583,13 +1201,15 @@ func file_flow_jobgraph_v1_jobgraph_proto_init() {
 	if File_flow_jobgraph_v1_jobgraph_proto != nil {
 		return
 	}
+	file_flow_jobgraph_v1_jobgraph_proto_msgTypes[2].OneofWrappers = []any{}
+	file_flow_jobgraph_v1_jobgraph_proto_msgTypes[3].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flow_jobgraph_v1_jobgraph_proto_rawDesc), len(file_flow_jobgraph_v1_jobgraph_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   4,
+			NumEnums:      5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
