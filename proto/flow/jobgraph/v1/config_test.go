@@ -44,7 +44,7 @@ func same(t *testing.T, what string, got, want proto.Message) {
 func TestEffectiveConfigDefaults(t *testing.T) {
 	for name, g := range map[string]*jobgraphv1.JobGraph{
 		"nil graph": nil, "empty graph": {},
-		"empty typed": {StateBackendConfig: &jobgraphv1.StateBackendConfig{}, CheckpointConfig: &jobgraphv1.CheckpointConfig{}, RestartConfig: &jobgraphv1.RestartConfig{}},
+		"empty typed":  {StateBackendConfig: &jobgraphv1.StateBackendConfig{}, CheckpointConfig: &jobgraphv1.CheckpointConfig{}, RestartConfig: &jobgraphv1.RestartConfig{}},
 		"empty legacy": {StateBackend: []byte(`{}`), Checkpoints: []byte(`{}`), Restart: []byte(`{}`)},
 	} {
 		t.Run(name, func(t *testing.T) {
