@@ -22,6 +22,8 @@ var ErrInvalidConfig = errors.New("invalid job configuration")
 // Defaults of the job-level configuration: what an unset field means. The
 // job spec (pkg/jobspec) applies the same defaults, from these constants.
 const (
+	DefaultStateBackend = "heap"
+
 	DefaultCheckpointTimeout           = 10 * time.Minute
 	DefaultMaxConcurrentCheckpoints    = 1
 	DefaultTolerableCheckpointFailures = 3
@@ -42,8 +44,9 @@ const (
 // EffectiveStateBackendConfig returns the graph's state backend
 // configuration: the typed state_backend_config when set, else the legacy
 // JSON of state_backend decoded into the typed form, else the defaults
-// (heap). The result is a new message with the type resolved (never
-// UNSPECIFIED); g is not modified.
+// (heap). The result is a new message whose type is never empty; g is not
+// modified. Whether the type names a registered backend is for the
+// TaskManager to check (statebackend.Lookup): backends register by name.
 func (g *JobGraph) EffectiveStateBackendConfig() (*StateBackendConfig, error) {
 	c := g.GetStateBackendConfig()
 	if c != nil {
@@ -54,12 +57,8 @@ func (g *JobGraph) EffectiveStateBackendConfig() (*StateBackendConfig, error) {
 			return nil, err
 		}
 	}
-	switch c.GetType() {
-	case StateBackendType_STATE_BACKEND_TYPE_UNSPECIFIED:
-		c.Type = StateBackendType_STATE_BACKEND_TYPE_HEAP
-	case StateBackendType_STATE_BACKEND_TYPE_HEAP, StateBackendType_STATE_BACKEND_TYPE_PEBBLE:
-	default:
-		return nil, fmt.Errorf("job graph state backend: type %d is unknown: use STATE_BACKEND_TYPE_HEAP or STATE_BACKEND_TYPE_PEBBLE: %w", c.GetType(), ErrInvalidConfig)
+	if c.GetType() == "" {
+		c.Type = DefaultStateBackend
 	}
 	if c.GetBlockCacheSize() < 0 || c.GetMemtableSize() < 0 {
 		return nil, fmt.Errorf("job graph state backend: sizes must not be negative (block cache %d, memtable %d): %w",

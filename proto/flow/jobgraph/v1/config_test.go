@@ -49,7 +49,7 @@ func TestEffectiveConfigDefaults(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			sb, ck, rs := effective(t, g)
-			same(t, "state backend", sb, &jobgraphv1.StateBackendConfig{Type: jobgraphv1.StateBackendType_STATE_BACKEND_TYPE_HEAP})
+			same(t, "state backend", sb, &jobgraphv1.StateBackendConfig{Type: "heap"})
 			same(t, "checkpoints", ck, &jobgraphv1.CheckpointConfig{
 				Interval: d(0), Mode: jobgraphv1.CheckpointMode_CHECKPOINT_MODE_EXACTLY_ONCE, AlignedTimeout: d(0),
 				Timeout: d(10 * time.Minute), MinPause: d(0), MaxConcurrent: proto.Int32(1), TolerableFailures: proto.Int32(3),
@@ -77,7 +77,7 @@ func TestLegacyAndTypedConfigResolveIdentically(t *testing.T) {
 			Restart: []byte(`{"strategy":"failure_rate","delay":10000000000,"maxFailuresPerInterval":3,"failureRateInterval":300000000000}`),
 		},
 		typed: &jobgraphv1.JobGraph{
-			StateBackendConfig: &jobgraphv1.StateBackendConfig{Type: jobgraphv1.StateBackendType_STATE_BACKEND_TYPE_PEBBLE,
+			StateBackendConfig: &jobgraphv1.StateBackendConfig{Type: "pebble",
 				BlockCacheSize: 64 << 20, MemtableSize: 4 << 20, Compression: "zstd"},
 			CheckpointConfig: &jobgraphv1.CheckpointConfig{Interval: d(time.Second), Mode: jobgraphv1.CheckpointMode_CHECKPOINT_MODE_EXACTLY_ONCE,
 				Unaligned: true, AlignedTimeout: d(100 * time.Millisecond), Timeout: d(time.Minute), MinPause: d(500 * time.Millisecond),
@@ -96,7 +96,7 @@ func TestLegacyAndTypedConfigResolveIdentically(t *testing.T) {
 				`"backoffMultiplier":2,"resetBackoffThreshold":1800000000000,"jitterFactor":0.25}`),
 		},
 		typed: &jobgraphv1.JobGraph{
-			StateBackendConfig: &jobgraphv1.StateBackendConfig{Type: jobgraphv1.StateBackendType_STATE_BACKEND_TYPE_HEAP},
+			StateBackendConfig: &jobgraphv1.StateBackendConfig{Type: "heap"},
 			CheckpointConfig: &jobgraphv1.CheckpointConfig{Interval: d(30 * time.Second), Mode: jobgraphv1.CheckpointMode_CHECKPOINT_MODE_AT_LEAST_ONCE,
 				AlignedTimeout: d(0), Timeout: d(10 * time.Minute), MinPause: d(0), MaxConcurrent: proto.Int32(1),
 				TolerableFailures: proto.Int32(3), Retain: proto.Int32(1)},
@@ -191,10 +191,8 @@ func TestEffectiveConfigErrors(t *testing.T) {
 		"broken legacy state backend JSON": {StateBackend: []byte(`{"type":1}`)},
 		"broken legacy restart JSON":       {Restart: []byte(`[]`)},
 		"unknown legacy mode":              {Checkpoints: []byte(`{"mode":"twice"}`)},
-		"unknown legacy backend":           {StateBackend: []byte(`{"type":"rocksdb"}`)},
 		"unknown legacy strategy":          {Restart: []byte(`{"strategy":"always"}`)},
 		"unknown mode":                     {CheckpointConfig: &jobgraphv1.CheckpointConfig{Mode: 9}},
-		"unknown backend":                  {StateBackendConfig: &jobgraphv1.StateBackendConfig{Type: 9}},
 		"unknown strategy":                 {RestartConfig: &jobgraphv1.RestartConfig{Strategy: 9}},
 		"negative size":                    {StateBackendConfig: &jobgraphv1.StateBackendConfig{MemtableSize: -1}},
 		"negative interval":                {CheckpointConfig: &jobgraphv1.CheckpointConfig{Interval: d(-time.Second)}},

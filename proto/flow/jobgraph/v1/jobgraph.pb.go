@@ -26,56 +26,6 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-type StateBackendType int32
-
-const (
-	// Unset: heap.
-	StateBackendType_STATE_BACKEND_TYPE_UNSPECIFIED StateBackendType = 0
-	StateBackendType_STATE_BACKEND_TYPE_HEAP        StateBackendType = 1
-	StateBackendType_STATE_BACKEND_TYPE_PEBBLE      StateBackendType = 2
-)
-
-// Enum value maps for StateBackendType.
-var (
-	StateBackendType_name = map[int32]string{
-		0: "STATE_BACKEND_TYPE_UNSPECIFIED",
-		1: "STATE_BACKEND_TYPE_HEAP",
-		2: "STATE_BACKEND_TYPE_PEBBLE",
-	}
-	StateBackendType_value = map[string]int32{
-		"STATE_BACKEND_TYPE_UNSPECIFIED": 0,
-		"STATE_BACKEND_TYPE_HEAP":        1,
-		"STATE_BACKEND_TYPE_PEBBLE":      2,
-	}
-)
-
-func (x StateBackendType) Enum() *StateBackendType {
-	p := new(StateBackendType)
-	*p = x
-	return p
-}
-
-func (x StateBackendType) String() string {
-	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
-}
-
-func (StateBackendType) Descriptor() protoreflect.EnumDescriptor {
-	return file_flow_jobgraph_v1_jobgraph_proto_enumTypes[0].Descriptor()
-}
-
-func (StateBackendType) Type() protoreflect.EnumType {
-	return &file_flow_jobgraph_v1_jobgraph_proto_enumTypes[0]
-}
-
-func (x StateBackendType) Number() protoreflect.EnumNumber {
-	return protoreflect.EnumNumber(x)
-}
-
-// Deprecated: Use StateBackendType.Descriptor instead.
-func (StateBackendType) EnumDescriptor() ([]byte, []int) {
-	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{0}
-}
-
 type CheckpointMode int32
 
 const (
@@ -110,11 +60,11 @@ func (x CheckpointMode) String() string {
 }
 
 func (CheckpointMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_flow_jobgraph_v1_jobgraph_proto_enumTypes[1].Descriptor()
+	return file_flow_jobgraph_v1_jobgraph_proto_enumTypes[0].Descriptor()
 }
 
 func (CheckpointMode) Type() protoreflect.EnumType {
-	return &file_flow_jobgraph_v1_jobgraph_proto_enumTypes[1]
+	return &file_flow_jobgraph_v1_jobgraph_proto_enumTypes[0]
 }
 
 func (x CheckpointMode) Number() protoreflect.EnumNumber {
@@ -123,7 +73,7 @@ func (x CheckpointMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CheckpointMode.Descriptor instead.
 func (CheckpointMode) EnumDescriptor() ([]byte, []int) {
-	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{1}
+	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{0}
 }
 
 type RestartStrategy int32
@@ -166,11 +116,11 @@ func (x RestartStrategy) String() string {
 }
 
 func (RestartStrategy) Descriptor() protoreflect.EnumDescriptor {
-	return file_flow_jobgraph_v1_jobgraph_proto_enumTypes[2].Descriptor()
+	return file_flow_jobgraph_v1_jobgraph_proto_enumTypes[1].Descriptor()
 }
 
 func (RestartStrategy) Type() protoreflect.EnumType {
-	return &file_flow_jobgraph_v1_jobgraph_proto_enumTypes[2]
+	return &file_flow_jobgraph_v1_jobgraph_proto_enumTypes[1]
 }
 
 func (x RestartStrategy) Number() protoreflect.EnumNumber {
@@ -179,7 +129,7 @@ func (x RestartStrategy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RestartStrategy.Descriptor instead.
 func (RestartStrategy) EnumDescriptor() ([]byte, []int) {
-	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{2}
+	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{1}
 }
 
 type VertexKind int32
@@ -218,11 +168,11 @@ func (x VertexKind) String() string {
 }
 
 func (VertexKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_flow_jobgraph_v1_jobgraph_proto_enumTypes[3].Descriptor()
+	return file_flow_jobgraph_v1_jobgraph_proto_enumTypes[2].Descriptor()
 }
 
 func (VertexKind) Type() protoreflect.EnumType {
-	return &file_flow_jobgraph_v1_jobgraph_proto_enumTypes[3]
+	return &file_flow_jobgraph_v1_jobgraph_proto_enumTypes[2]
 }
 
 func (x VertexKind) Number() protoreflect.EnumNumber {
@@ -231,7 +181,7 @@ func (x VertexKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use VertexKind.Descriptor instead.
 func (VertexKind) EnumDescriptor() ([]byte, []int) {
-	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{3}
+	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{2}
 }
 
 type Partitioning int32
@@ -273,11 +223,11 @@ func (x Partitioning) String() string {
 }
 
 func (Partitioning) Descriptor() protoreflect.EnumDescriptor {
-	return file_flow_jobgraph_v1_jobgraph_proto_enumTypes[4].Descriptor()
+	return file_flow_jobgraph_v1_jobgraph_proto_enumTypes[3].Descriptor()
 }
 
 func (Partitioning) Type() protoreflect.EnumType {
-	return &file_flow_jobgraph_v1_jobgraph_proto_enumTypes[4]
+	return &file_flow_jobgraph_v1_jobgraph_proto_enumTypes[3]
 }
 
 func (x Partitioning) Number() protoreflect.EnumNumber {
@@ -286,7 +236,7 @@ func (x Partitioning) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Partitioning.Descriptor instead.
 func (Partitioning) EnumDescriptor() ([]byte, []int) {
-	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{4}
+	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{3}
 }
 
 type JobGraph struct {
@@ -443,7 +393,9 @@ func (x *JobGraph) GetRestartConfig() *RestartConfig {
 
 type StateBackendConfig struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Type  StateBackendType       `protobuf:"varint,1,opt,name=type,proto3,enum=flow.jobgraph.v1.StateBackendType" json:"type,omitempty"`
+	// The name of a registered state backend (statebackend.Lookup): "heap"
+	// or "pebble" in the stock binaries; empty: heap.
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
 	// Pebble's block cache in bytes (0: Pebble's default).
 	BlockCacheSize int64 `protobuf:"varint,2,opt,name=block_cache_size,json=blockCacheSize,proto3" json:"block_cache_size,omitempty"`
 	// Pebble's memtable size in bytes (0: Pebble's default).
@@ -485,11 +437,11 @@ func (*StateBackendConfig) Descriptor() ([]byte, []int) {
 	return file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP(), []int{1}
 }
 
-func (x *StateBackendConfig) GetType() StateBackendType {
+func (x *StateBackendConfig) GetType() string {
 	if x != nil {
 		return x.Type
 	}
-	return StateBackendType_STATE_BACKEND_TYPE_UNSPECIFIED
+	return ""
 }
 
 func (x *StateBackendConfig) GetBlockCacheSize() int64 {
@@ -1050,9 +1002,9 @@ const file_flow_jobgraph_v1_jobgraph_proto_rawDesc = "" +
 	"\x14state_backend_config\x18\n" +
 	" \x01(\v2$.flow.jobgraph.v1.StateBackendConfigR\x12stateBackendConfig\x12O\n" +
 	"\x11checkpoint_config\x18\v \x01(\v2\".flow.jobgraph.v1.CheckpointConfigR\x10checkpointConfig\x12F\n" +
-	"\x0erestart_config\x18\f \x01(\v2\x1f.flow.jobgraph.v1.RestartConfigR\rrestartConfig\"\xbd\x01\n" +
-	"\x12StateBackendConfig\x126\n" +
-	"\x04type\x18\x01 \x01(\x0e2\".flow.jobgraph.v1.StateBackendTypeR\x04type\x12(\n" +
+	"\x0erestart_config\x18\f \x01(\v2\x1f.flow.jobgraph.v1.RestartConfigR\rrestartConfig\"\x99\x01\n" +
+	"\x12StateBackendConfig\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12(\n" +
 	"\x10block_cache_size\x18\x02 \x01(\x03R\x0eblockCacheSize\x12#\n" +
 	"\rmemtable_size\x18\x03 \x01(\x03R\fmemtableSize\x12 \n" +
 	"\vcompression\x18\x04 \x01(\tR\vcompression\"\xe6\x04\n" +
@@ -1111,11 +1063,7 @@ const file_flow_jobgraph_v1_jobgraph_proto_rawDesc = "" +
 	"\x13out_of_orderness_ms\x18\x02 \x01(\x03R\x10outOfOrdernessMs\x12\x1f\n" +
 	"\vinterval_ms\x18\x03 \x01(\x03R\n" +
 	"intervalMs\x12&\n" +
-	"\x0fidle_timeout_ms\x18\x04 \x01(\x03R\ridleTimeoutMs*r\n" +
-	"\x10StateBackendType\x12\"\n" +
-	"\x1eSTATE_BACKEND_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n" +
-	"\x17STATE_BACKEND_TYPE_HEAP\x10\x01\x12\x1d\n" +
-	"\x19STATE_BACKEND_TYPE_PEBBLE\x10\x02*v\n" +
+	"\x0fidle_timeout_ms\x18\x04 \x01(\x03R\ridleTimeoutMs*v\n" +
 	"\x0eCheckpointMode\x12\x1f\n" +
 	"\x1bCHECKPOINT_MODE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cCHECKPOINT_MODE_EXACTLY_ONCE\x10\x01\x12!\n" +
@@ -1151,49 +1099,47 @@ func file_flow_jobgraph_v1_jobgraph_proto_rawDescGZIP() []byte {
 	return file_flow_jobgraph_v1_jobgraph_proto_rawDescData
 }
 
-var file_flow_jobgraph_v1_jobgraph_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_flow_jobgraph_v1_jobgraph_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_flow_jobgraph_v1_jobgraph_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_flow_jobgraph_v1_jobgraph_proto_goTypes = []any{
-	(StateBackendType)(0),       // 0: flow.jobgraph.v1.StateBackendType
-	(CheckpointMode)(0),         // 1: flow.jobgraph.v1.CheckpointMode
-	(RestartStrategy)(0),        // 2: flow.jobgraph.v1.RestartStrategy
-	(VertexKind)(0),             // 3: flow.jobgraph.v1.VertexKind
-	(Partitioning)(0),           // 4: flow.jobgraph.v1.Partitioning
-	(*JobGraph)(nil),            // 5: flow.jobgraph.v1.JobGraph
-	(*StateBackendConfig)(nil),  // 6: flow.jobgraph.v1.StateBackendConfig
-	(*CheckpointConfig)(nil),    // 7: flow.jobgraph.v1.CheckpointConfig
-	(*RestartConfig)(nil),       // 8: flow.jobgraph.v1.RestartConfig
-	(*Vertex)(nil),              // 9: flow.jobgraph.v1.Vertex
-	(*Edge)(nil),                // 10: flow.jobgraph.v1.Edge
-	(*WatermarkStrategy)(nil),   // 11: flow.jobgraph.v1.WatermarkStrategy
-	(*durationpb.Duration)(nil), // 12: google.protobuf.Duration
+	(CheckpointMode)(0),         // 0: flow.jobgraph.v1.CheckpointMode
+	(RestartStrategy)(0),        // 1: flow.jobgraph.v1.RestartStrategy
+	(VertexKind)(0),             // 2: flow.jobgraph.v1.VertexKind
+	(Partitioning)(0),           // 3: flow.jobgraph.v1.Partitioning
+	(*JobGraph)(nil),            // 4: flow.jobgraph.v1.JobGraph
+	(*StateBackendConfig)(nil),  // 5: flow.jobgraph.v1.StateBackendConfig
+	(*CheckpointConfig)(nil),    // 6: flow.jobgraph.v1.CheckpointConfig
+	(*RestartConfig)(nil),       // 7: flow.jobgraph.v1.RestartConfig
+	(*Vertex)(nil),              // 8: flow.jobgraph.v1.Vertex
+	(*Edge)(nil),                // 9: flow.jobgraph.v1.Edge
+	(*WatermarkStrategy)(nil),   // 10: flow.jobgraph.v1.WatermarkStrategy
+	(*durationpb.Duration)(nil), // 11: google.protobuf.Duration
 }
 var file_flow_jobgraph_v1_jobgraph_proto_depIdxs = []int32{
-	9,  // 0: flow.jobgraph.v1.JobGraph.vertices:type_name -> flow.jobgraph.v1.Vertex
-	10, // 1: flow.jobgraph.v1.JobGraph.edges:type_name -> flow.jobgraph.v1.Edge
-	6,  // 2: flow.jobgraph.v1.JobGraph.state_backend_config:type_name -> flow.jobgraph.v1.StateBackendConfig
-	7,  // 3: flow.jobgraph.v1.JobGraph.checkpoint_config:type_name -> flow.jobgraph.v1.CheckpointConfig
-	8,  // 4: flow.jobgraph.v1.JobGraph.restart_config:type_name -> flow.jobgraph.v1.RestartConfig
-	0,  // 5: flow.jobgraph.v1.StateBackendConfig.type:type_name -> flow.jobgraph.v1.StateBackendType
-	12, // 6: flow.jobgraph.v1.CheckpointConfig.interval:type_name -> google.protobuf.Duration
-	1,  // 7: flow.jobgraph.v1.CheckpointConfig.mode:type_name -> flow.jobgraph.v1.CheckpointMode
-	12, // 8: flow.jobgraph.v1.CheckpointConfig.aligned_timeout:type_name -> google.protobuf.Duration
-	12, // 9: flow.jobgraph.v1.CheckpointConfig.timeout:type_name -> google.protobuf.Duration
-	12, // 10: flow.jobgraph.v1.CheckpointConfig.min_pause:type_name -> google.protobuf.Duration
-	2,  // 11: flow.jobgraph.v1.RestartConfig.strategy:type_name -> flow.jobgraph.v1.RestartStrategy
-	12, // 12: flow.jobgraph.v1.RestartConfig.delay:type_name -> google.protobuf.Duration
-	12, // 13: flow.jobgraph.v1.RestartConfig.failure_rate_interval:type_name -> google.protobuf.Duration
-	12, // 14: flow.jobgraph.v1.RestartConfig.initial_backoff:type_name -> google.protobuf.Duration
-	12, // 15: flow.jobgraph.v1.RestartConfig.max_backoff:type_name -> google.protobuf.Duration
-	12, // 16: flow.jobgraph.v1.RestartConfig.reset_backoff_threshold:type_name -> google.protobuf.Duration
-	3,  // 17: flow.jobgraph.v1.Vertex.kind:type_name -> flow.jobgraph.v1.VertexKind
-	11, // 18: flow.jobgraph.v1.Vertex.watermarks:type_name -> flow.jobgraph.v1.WatermarkStrategy
-	4,  // 19: flow.jobgraph.v1.Edge.partitioning:type_name -> flow.jobgraph.v1.Partitioning
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	8,  // 0: flow.jobgraph.v1.JobGraph.vertices:type_name -> flow.jobgraph.v1.Vertex
+	9,  // 1: flow.jobgraph.v1.JobGraph.edges:type_name -> flow.jobgraph.v1.Edge
+	5,  // 2: flow.jobgraph.v1.JobGraph.state_backend_config:type_name -> flow.jobgraph.v1.StateBackendConfig
+	6,  // 3: flow.jobgraph.v1.JobGraph.checkpoint_config:type_name -> flow.jobgraph.v1.CheckpointConfig
+	7,  // 4: flow.jobgraph.v1.JobGraph.restart_config:type_name -> flow.jobgraph.v1.RestartConfig
+	11, // 5: flow.jobgraph.v1.CheckpointConfig.interval:type_name -> google.protobuf.Duration
+	0,  // 6: flow.jobgraph.v1.CheckpointConfig.mode:type_name -> flow.jobgraph.v1.CheckpointMode
+	11, // 7: flow.jobgraph.v1.CheckpointConfig.aligned_timeout:type_name -> google.protobuf.Duration
+	11, // 8: flow.jobgraph.v1.CheckpointConfig.timeout:type_name -> google.protobuf.Duration
+	11, // 9: flow.jobgraph.v1.CheckpointConfig.min_pause:type_name -> google.protobuf.Duration
+	1,  // 10: flow.jobgraph.v1.RestartConfig.strategy:type_name -> flow.jobgraph.v1.RestartStrategy
+	11, // 11: flow.jobgraph.v1.RestartConfig.delay:type_name -> google.protobuf.Duration
+	11, // 12: flow.jobgraph.v1.RestartConfig.failure_rate_interval:type_name -> google.protobuf.Duration
+	11, // 13: flow.jobgraph.v1.RestartConfig.initial_backoff:type_name -> google.protobuf.Duration
+	11, // 14: flow.jobgraph.v1.RestartConfig.max_backoff:type_name -> google.protobuf.Duration
+	11, // 15: flow.jobgraph.v1.RestartConfig.reset_backoff_threshold:type_name -> google.protobuf.Duration
+	2,  // 16: flow.jobgraph.v1.Vertex.kind:type_name -> flow.jobgraph.v1.VertexKind
+	10, // 17: flow.jobgraph.v1.Vertex.watermarks:type_name -> flow.jobgraph.v1.WatermarkStrategy
+	3,  // 18: flow.jobgraph.v1.Edge.partitioning:type_name -> flow.jobgraph.v1.Partitioning
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_flow_jobgraph_v1_jobgraph_proto_init() }
@@ -1208,7 +1154,7 @@ func file_flow_jobgraph_v1_jobgraph_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flow_jobgraph_v1_jobgraph_proto_rawDesc), len(file_flow_jobgraph_v1_jobgraph_proto_rawDesc)),
-			NumEnums:      5,
+			NumEnums:      4,
 			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,

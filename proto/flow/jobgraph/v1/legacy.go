@@ -65,20 +65,11 @@ func decodeLegacy(section string, b []byte, v any) error {
 }
 
 func legacyStateBackendConfig(b []byte) (*StateBackendConfig, error) {
-	l := legacyStateBackend{Type: "heap"}
+	l := legacyStateBackend{Type: DefaultStateBackend}
 	if err := decodeLegacy("state backend", b, &l); err != nil {
 		return nil, err
 	}
-	c := &StateBackendConfig{BlockCacheSize: l.BlockCacheSize, MemtableSize: l.MemtableSize, Compression: l.Compression}
-	switch l.Type {
-	case "", "heap":
-		c.Type = StateBackendType_STATE_BACKEND_TYPE_HEAP
-	case "pebble":
-		c.Type = StateBackendType_STATE_BACKEND_TYPE_PEBBLE
-	default:
-		return nil, fmt.Errorf("job graph state backend: type %q is unknown: use heap or pebble: %w", l.Type, ErrInvalidConfig)
-	}
-	return c, nil
+	return &StateBackendConfig{Type: l.Type, BlockCacheSize: l.BlockCacheSize, MemtableSize: l.MemtableSize, Compression: l.Compression}, nil
 }
 
 func legacyCheckpointConfig(b []byte) (*CheckpointConfig, error) {
