@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -23,6 +22,7 @@ import (
 	"github.com/flowrt/flow/pkg/statebackend"
 	checkpointv1 "github.com/flowrt/flow/proto/flow/checkpoint/v1"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
+	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
 
 // ackTimeout bounds one Acknowledge or Decline call.
@@ -32,46 +32,17 @@ const ackTimeout = 30 * time.Second
 // aligned timeout steps the barrier machine with the time.
 const alignTick = 10 * time.Millisecond
 
-// Checkpoint modes of JobGraph.checkpoints (mirrors pkg/jobspec, which
-// imports this package).
-const (
-	modeExactlyOnce = "exactly_once"
-	modeAtLeastOnce = "at_least_once"
-)
+const modeAtLeastOnce = jobgraphv1.CheckpointMode_CHECKPOINT_MODE_AT_LEAST_ONCE
 
-// checkpointsConfig is the part of JobGraph.checkpoints the runtime needs:
-// the JSON of jobspec.Checkpoints (durations in nanoseconds).
-type checkpointsConfig struct {
-	Mode           string        `json:"mode"`
-	Unaligned      bool          `json:"unaligned"`
-	AlignedTimeout time.Duration `json:"alignedTimeout"`
-}
-
-func decodeCheckpointsConfig(b []byte) (checkpointsConfig, error) {
-	c := checkpointsConfig{Mode: modeExactlyOnce}
-	if len(b) > 0 {
-		if err := json.Unmarshal(b, &c); err != nil {
-			return c, fmt.Errorf("decode job graph checkpoints section: %w", err)
-		}
-	}
-	switch c.Mode {
-	case "":
-		c.Mode = modeExactlyOnce
-	case modeExactlyOnce, modeAtLeastOnce:
-	default:
-		return c, fmt.Errorf("checkpoints mode %q is unknown: use %s or %s", c.Mode, modeExactlyOnce, modeAtLeastOnce)
-	}
-	return c, nil
-}
-
-// barrierConfig maps the job's checkpoint settings to the barrier machine's.
-func (c checkpointsConfig) barrierConfig(channels int) barrier.Config {
+// barrierConfig maps the job's checkpoint settings (the graph's
+// EffectiveCheckpointConfig) to the barrier machine's.
+func barrierConfig(c *jobgraphv1.CheckpointConfig, channels int) barrier.Config {
 	switch {
-	case c.Mode == modeAtLeastOnce:
+	case c.GetMode() == modeAtLeastOnce:
 		return barrier.Config{Channels: channels, Mode: barrier.ModeAtLeastOnce}
-	case c.Unaligned && c.AlignedTimeout > 0:
-		return barrier.Config{Channels: channels, Mode: barrier.ModeAligned, AlignedTimeout: c.AlignedTimeout}
-	case c.Unaligned:
+	case c.GetUnaligned() && c.GetAlignedTimeout().AsDuration() > 0:
+		return barrier.Config{Channels: channels, Mode: barrier.ModeAligned, AlignedTimeout: c.GetAlignedTimeout().AsDuration()}
+	case c.GetUnaligned():
 		return barrier.Config{Channels: channels, Mode: barrier.ModeUnaligned}
 	}
 	return barrier.Config{Channels: channels, Mode: barrier.ModeAligned}
@@ -81,9 +52,9 @@ func (c checkpointsConfig) barrierConfig(channels int) barrier.Config {
 // every field except wg and what upload goroutines receive (immutable
 // snapshot data).
 type checkpointer struct {
-	cfg     checkpointsConfig
-	machine *barrier.Machine // nil on source tasks
-	actions []barrier.Action // copy of the machine's last actions
+	cfg     *jobgraphv1.CheckpointConfig // effective: every field set
+	machine *barrier.Machine             // nil on source tasks
+	actions []barrier.Action             // copy of the machine's last actions
 
 	stores map[string]*storage.Storage // by URL, opened once per task
 
@@ -145,7 +116,7 @@ type pendingOp struct {
 }
 
 func (t *task) setupCheckpoints() error {
-	cfg, err := decodeCheckpointsConfig(t.d.GetGraph().GetCheckpoints())
+	cfg, err := t.d.GetGraph().EffectiveCheckpointConfig()
 	if err != nil {
 		return err
 	}
@@ -160,7 +131,7 @@ func (t *task) setupCheckpoints() error {
 func (t *task) setupBarriers() error {
 	cfg := t.ck.cfg
 	if t.source == nil && len(t.wm) > 0 {
-		m, err := barrier.New(cfg.barrierConfig(len(t.wm)))
+		m, err := barrier.New(barrierConfig(cfg, len(t.wm)))
 		if err != nil {
 			return fmt.Errorf("checkpoint barriers: %w", err)
 		}
@@ -333,7 +304,7 @@ func (t *task) triggerCheckpoint(m TriggerCheckpoint) {
 	if m.Options.GetSavepoint() {
 		flags |= barrierSavepoint
 	}
-	if t.ck.cfg.Mode == modeAtLeastOnce {
+	if t.ck.cfg.GetMode() == modeAtLeastOnce {
 		flags |= barrierAtLeastOnce
 	} else if m.Options.GetUnaligned() && m.Options.GetAlignedTimeoutMs() <= 0 && !m.Options.GetSavepoint() {
 		flags |= barrierUnaligned
@@ -402,7 +373,7 @@ func (t *task) controlFrame(ch int, buf []byte, overtaken int) {
 		t.ck.overtaken[ch] = overtake{id: b.id, n: overtaken}
 	}
 	if t.ck.pending[b.id] == nil && b.id > t.ck.lastCompleted {
-		if pm := t.ck.machine.Pending(); len(pm) == 0 || int64(pm[len(pm)-1]) < b.id || t.ck.cfg.Mode == modeAtLeastOnce {
+		if pm := t.ck.machine.Pending(); len(pm) == 0 || int64(pm[len(pm)-1]) < b.id || t.ck.cfg.GetMode() == modeAtLeastOnce {
 			t.ck.pending[b.id] = &pendingCheckpoint{id: b.id, ts: b.timestampMs, opts: b.opts, flags: b.flags}
 		}
 	}
@@ -482,7 +453,7 @@ func (t *task) channelEndBarrier(ch int) {
 
 // tickBarriers drives the aligned timeout.
 func (t *task) tickBarriers(now time.Time) {
-	if t.ck.machine != nil && t.ck.cfg.barrierConfig(1).AlignedTimeout > 0 && len(t.ck.machine.Pending()) > 0 {
+	if t.ck.machine != nil && barrierConfig(t.ck.cfg, 1).AlignedTimeout > 0 && len(t.ck.machine.Pending()) > 0 {
 		t.stepMachine(barrier.Event{Type: barrier.EventTick, Time: now})
 	}
 }
@@ -490,7 +461,7 @@ func (t *task) tickBarriers(now time.Time) {
 // barrierDeadline is when the barrier machine next needs a tick (zero:
 // none).
 func (t *task) barrierDeadline(now time.Time) time.Time {
-	if t.ck == nil || t.ck.machine == nil || t.ck.cfg.barrierConfig(1).AlignedTimeout <= 0 || len(t.ck.machine.Pending()) == 0 {
+	if t.ck == nil || t.ck.machine == nil || barrierConfig(t.ck.cfg, 1).AlignedTimeout <= 0 || len(t.ck.machine.Pending()) == 0 {
 		return time.Time{}
 	}
 	return now.Add(alignTick)

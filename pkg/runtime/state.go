@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -15,9 +14,10 @@ import (
 	"github.com/flowrt/flow/pkg/statebackend"
 	"github.com/flowrt/flow/pkg/statebackend/heap"
 	"github.com/flowrt/flow/pkg/statebackend/pebble"
+	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
 
-// State backend types of JobGraph.state_backend: the names of the
+// State backend types of the job graph's StateBackendConfig: the names of the
 // statebackend.Factory registered by the heap and pebble packages (which
 // this package imports, so both are always registered).
 const (
@@ -29,38 +29,23 @@ const (
 // incremental TTL sweep cleans per backend.
 const sweepBatch = 8
 
-// stateBackendConfig is JobGraph.state_backend: the JSON that
-// jobspec.StateBackend encodes (jobspec imports this package, so the
-// decoding is mirrored here; the field names are part of the job graph
-// format).
-type stateBackendConfig struct {
-	Type           string `json:"type"`
-	BlockCacheSize int64  `json:"blockCacheSize,omitempty"`
-	MemtableSize   int64  `json:"memtableSize,omitempty"`
-	Compression    string `json:"compression,omitempty"`
-	// factory is the registered factory named Type.
+// stateBackend is the job's keyed state backend: the graph's effective
+// configuration and the registered factory its type names.
+type stateBackend struct {
+	cfg     *jobgraphv1.StateBackendConfig
 	factory statebackend.Factory
 }
 
-func decodeStateBackend(b []byte) (stateBackendConfig, error) {
-	c := stateBackendConfig{Type: StateBackendHeap}
-	if len(b) > 0 {
-		if err := json.Unmarshal(b, &c); err != nil {
-			return c, fmt.Errorf("decode job graph stateBackend section: %w", err)
-		}
-	}
-	if c.Type == "" {
-		c.Type = StateBackendHeap
-	}
-	f, err := statebackend.Lookup(c.Type)
+func newStateBackend(g *jobgraphv1.JobGraph) (stateBackend, error) {
+	c, err := g.EffectiveStateBackendConfig()
 	if err != nil {
-		return c, fmt.Errorf("stateBackend type %q is unknown: use %s: %w", c.Type, strings.Join(statebackend.Names(), " or "), statebackend.ErrUnknownBackend)
+		return stateBackend{}, err
 	}
-	c.factory = f
-	if c.BlockCacheSize < 0 || c.MemtableSize < 0 {
-		return c, fmt.Errorf("stateBackend sizes must not be negative (blockCacheSize %d, memtableSize %d)", c.BlockCacheSize, c.MemtableSize)
+	f, err := statebackend.Lookup(c.GetType())
+	if err != nil {
+		return stateBackend{}, fmt.Errorf("stateBackend type %q is unknown: use %s: %w", c.GetType(), strings.Join(statebackend.Names(), " or "), statebackend.ErrUnknownBackend)
 	}
-	return c, nil
+	return stateBackend{cfg: c, factory: f}, nil
 }
 
 // operatorState is the state of one operator of the chain: its operator
@@ -112,7 +97,7 @@ func (t *task) openKeyedBackend(st *operatorState) (statebackend.Backend, error)
 		MaxParallelism: t.maxPar,
 		Clock:          t.env.Clock,
 	})
-	cfg.BlockCacheSize, cfg.MemtableSize, cfg.Compression = t.sb.BlockCacheSize, t.sb.MemtableSize, t.sb.Compression
+	cfg.BlockCacheSize, cfg.MemtableSize, cfg.Compression = t.sb.cfg.GetBlockCacheSize(), t.sb.cfg.GetMemtableSize(), t.sb.cfg.GetCompression()
 	if f.OnDisk() {
 		if t.env.DataDir == "" {
 			return nil, fmt.Errorf("the %s state backend needs a data directory: set TaskEnv.DataDir (the TaskManager's --data-dir)", f.Name())

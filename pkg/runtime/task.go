@@ -111,7 +111,7 @@ type task struct {
 	outIdle bool
 
 	// state
-	sb         stateBackendConfig
+	sb         stateBackend
 	keyedLinks []*opLink // links with a keyed backend, in chain order
 	inTimer    bool      // an OnTimer call is running (for error positions)
 	timerAt    api.Timer
@@ -210,7 +210,7 @@ func (t *task) setup() error {
 		return fmt.Errorf("register task metrics: %w", err)
 	}
 	t.metrics = m
-	if t.sb, err = decodeStateBackend(g.GetStateBackend()); err != nil {
+	if t.sb, err = newStateBackend(g); err != nil {
 		return err
 	}
 
