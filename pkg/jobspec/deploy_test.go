@@ -206,7 +206,7 @@ func parseForDeploy(t *testing.T, path string) (_ *jobgraphv1.JobGraph, bounded 
 			bounded = false // unknown source: treat as unbounded
 		}
 	}
-	if ck, err := jobspec.DecodeCheckpoints(g.GetCheckpoints()); err != nil {
+	if ck, err := jobspec.CheckpointsOf(g); err != nil {
 		t.Fatal(err)
 	} else if ck.Storage != "" {
 		sets = append(sets, "checkpoints.storage=file://"+filepath.ToSlash(filepath.Join(dir, "checkpoints")))

@@ -25,9 +25,12 @@
 //   - Vertices are in topological order (stable in spec order); each has its
 //     parallelism resolved and its uid defaulted to its id.
 //   - The stateBackend, checkpoints and restart sections are validated and
-//     stored, with defaults, as the JSON of StateBackend, Checkpoints and
-//     Restart (read them back with DecodeStateBackend, DecodeCheckpoints,
-//     DecodeRestart).
+//     stored, with every default applied, as the graph's typed
+//     StateBackendConfig, CheckpointConfig and RestartConfig (never the
+//     legacy JSON bytes fields). StateBackendOf, CheckpointsOf and RestartOf
+//     read them back as StateBackend, Checkpoints and Restart from any
+//     graph, including one stored by an older version in the legacy JSON
+//     form (through JobGraph.Effective*Config, the one reader of it).
 //   - The graph passes jobgraph.BuildPlan, so chaining errors surface before
 //     submission.
 //

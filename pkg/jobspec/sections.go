@@ -1,32 +1,34 @@
 package jobspec
 
 import (
-	"encoding/json"
-	"fmt"
 	"math"
 	"net/url"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
 
-// The job-level sections are stored in the JobGraph's bytes fields
-// (state_backend, checkpoints, restart) as the JSON encoding of these
-// structs, with every default applied. Durations are encoded as integer
-// nanoseconds (encoding/json's time.Duration); decode them with
-// DecodeStateBackend, DecodeCheckpoints and DecodeRestart.
+// The job-level sections become the JobGraph's typed fields
+// (state_backend_config, checkpoint_config, restart_config) with every
+// default applied: see the config methods below. Read them back from any
+// graph, typed or stored in the legacy JSON form by an older version, with
+// StateBackendOf, CheckpointsOf and RestartOf.
 
 // StateBackend is the stateBackend section.
 type StateBackend struct {
 	// Type is "heap" (default) or "pebble".
-	Type string `json:"type"`
+	Type string
 	// BlockCacheSize is Pebble's block cache in bytes (0: Pebble's default).
-	BlockCacheSize int64 `json:"blockCacheSize,omitempty"`
+	BlockCacheSize int64
 	// MemtableSize is Pebble's memtable size in bytes (0: Pebble's default).
-	MemtableSize int64 `json:"memtableSize,omitempty"`
+	MemtableSize int64
 	// Compression of Pebble's SST blocks: none, snappy (default) or zstd.
-	Compression string `json:"compression,omitempty"`
+	Compression string
 }
 
 // Checkpoint modes.
@@ -38,32 +40,32 @@ const (
 // Checkpoints is the checkpoints section.
 type Checkpoints struct {
 	// Interval between checkpoint triggers; 0 (default) disables checkpoints.
-	Interval time.Duration `json:"interval"`
+	Interval time.Duration
 	// Mode is exactly_once (default) or at_least_once.
-	Mode string `json:"mode"`
+	Mode string
 	// Unaligned checkpoints (exactly_once only).
-	Unaligned bool `json:"unaligned"`
+	Unaligned bool
 	// AlignedTimeout: start aligned and switch to unaligned after this long
 	// (needs Unaligned; 0 = unaligned from the start).
-	AlignedTimeout time.Duration `json:"alignedTimeout"`
+	AlignedTimeout time.Duration
 	// Timeout after which a pending checkpoint is aborted (default 10m).
-	Timeout time.Duration `json:"timeout"`
+	Timeout time.Duration
 	// MinPause between the end of one checkpoint and the next trigger.
-	MinPause time.Duration `json:"minPause"`
+	MinPause time.Duration
 	// MaxConcurrent checkpoints in flight (default 1).
-	MaxConcurrent int `json:"maxConcurrent"`
+	MaxConcurrent int
 	// TolerableFailures: consecutive failed checkpoints before the job fails
 	// (default 3).
-	TolerableFailures int `json:"tolerableFailures"`
+	TolerableFailures int
 	// Storage is the checkpoint storage URL (file://, s3://, gs://,
 	// azblob://, mem://); empty uses the cluster's default.
-	Storage string `json:"storage,omitempty"`
+	Storage string
 	// Retain is the number of completed checkpoints kept (default 1).
-	Retain int `json:"retain"`
+	Retain int
 	// Incremental uploads only new SST files (pebble backend).
-	Incremental bool `json:"incremental"`
+	Incremental bool
 	// RetainOnCancel keeps the checkpoints when the job is canceled.
-	RetainOnCancel bool `json:"retainOnCancel"`
+	RetainOnCancel bool
 }
 
 // Restart strategies.
@@ -76,26 +78,26 @@ const (
 
 // Restart is the restart section. Only the parameters of Strategy are set.
 type Restart struct {
-	Strategy string `json:"strategy"`
+	Strategy string
 	// Attempts: fixed_delay (default 1); exponential_delay (default
 	// unlimited: math.MaxInt32).
-	Attempts int `json:"attempts,omitempty"`
+	Attempts int
 	// Delay between attempts: fixed_delay and failure_rate (default 1s).
-	Delay time.Duration `json:"delay,omitempty"`
+	Delay time.Duration
 	// failure_rate: fail the job after more than MaxFailuresPerInterval
 	// (default 1) failures within FailureRateInterval (default 1m).
-	MaxFailuresPerInterval int           `json:"maxFailuresPerInterval,omitempty"`
-	FailureRateInterval    time.Duration `json:"failureRateInterval,omitempty"`
+	MaxFailuresPerInterval int
+	FailureRateInterval    time.Duration
 	// exponential_delay: the delay starts at InitialBackoff (default 1s),
 	// is multiplied by BackoffMultiplier (default 1.5) after each failure up
 	// to MaxBackoff (default 5m), with +-JitterFactor (default 0.1) random
 	// jitter, and resets after ResetBackoffThreshold (default 1h) without
 	// failure.
-	InitialBackoff        time.Duration `json:"initialBackoff,omitempty"`
-	MaxBackoff            time.Duration `json:"maxBackoff,omitempty"`
-	BackoffMultiplier     float64       `json:"backoffMultiplier,omitempty"`
-	ResetBackoffThreshold time.Duration `json:"resetBackoffThreshold,omitempty"`
-	JitterFactor          float64       `json:"jitterFactor,omitempty"`
+	InitialBackoff        time.Duration
+	MaxBackoff            time.Duration
+	BackoffMultiplier     float64
+	ResetBackoffThreshold time.Duration
+	JitterFactor          float64
 }
 
 // DefaultRestart is the strategy of a spec without a restart section:
@@ -103,43 +105,121 @@ type Restart struct {
 // checkpoints are enabled, none otherwise.
 func DefaultRestart(checkpointsEnabled bool) Restart {
 	if checkpointsEnabled {
-		return Restart{Strategy: RestartFixedDelay, Attempts: math.MaxInt32, Delay: time.Second}
+		return Restart{Strategy: RestartFixedDelay, Attempts: math.MaxInt32, Delay: jobgraphv1.DefaultRestartDelay}
 	}
 	return Restart{Strategy: RestartNone}
 }
 
-// DecodeStateBackend decodes JobGraph.state_backend; empty input gives the
-// defaults.
-func DecodeStateBackend(b []byte) (StateBackend, error) {
-	s := StateBackend{Type: "heap"}
-	return s, decodeSection("stateBackend", b, &s)
-}
-
-// DecodeCheckpoints decodes JobGraph.checkpoints; empty input gives the
-// defaults (checkpoints disabled).
-func DecodeCheckpoints(b []byte) (Checkpoints, error) {
-	c := defaultCheckpoints()
-	return c, decodeSection("checkpoints", b, &c)
-}
-
-// DecodeRestart decodes JobGraph.restart; empty input gives strategy none.
-func DecodeRestart(b []byte) (Restart, error) {
-	r := DefaultRestart(false)
-	return r, decodeSection("restart", b, &r)
-}
-
-func decodeSection(name string, b []byte, v any) error {
-	if len(b) == 0 {
-		return nil
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("decode job graph %s section: %w", name, err)
-	}
-	return nil
-}
-
 func defaultCheckpoints() Checkpoints {
-	return Checkpoints{Mode: ModeExactlyOnce, Timeout: 10 * time.Minute, MaxConcurrent: 1, TolerableFailures: 3, Retain: 1}
+	return Checkpoints{Mode: ModeExactlyOnce, Timeout: jobgraphv1.DefaultCheckpointTimeout,
+		MaxConcurrent: jobgraphv1.DefaultMaxConcurrentCheckpoints, TolerableFailures: jobgraphv1.DefaultTolerableCheckpointFailures,
+		Retain: jobgraphv1.DefaultRetainedCheckpoints}
+}
+
+var (
+	checkpointModes = map[string]jobgraphv1.CheckpointMode{
+		ModeExactlyOnce: jobgraphv1.CheckpointMode_CHECKPOINT_MODE_EXACTLY_ONCE,
+		ModeAtLeastOnce: jobgraphv1.CheckpointMode_CHECKPOINT_MODE_AT_LEAST_ONCE,
+	}
+	restartStrategies = map[string]jobgraphv1.RestartStrategy{
+		RestartNone:             jobgraphv1.RestartStrategy_RESTART_STRATEGY_NONE,
+		RestartFixedDelay:       jobgraphv1.RestartStrategy_RESTART_STRATEGY_FIXED_DELAY,
+		RestartFailureRate:      jobgraphv1.RestartStrategy_RESTART_STRATEGY_FAILURE_RATE,
+		RestartExponentialDelay: jobgraphv1.RestartStrategy_RESTART_STRATEGY_EXPONENTIAL_DELAY,
+	}
+)
+
+func nameOf[E comparable](names map[string]E, v E) string {
+	for n, e := range names {
+		if e == v {
+			return n
+		}
+	}
+	return ""
+}
+
+// config is the section as the graph's typed state_backend_config.
+func (s StateBackend) config() *jobgraphv1.StateBackendConfig {
+	return &jobgraphv1.StateBackendConfig{Type: s.Type, BlockCacheSize: s.BlockCacheSize, MemtableSize: s.MemtableSize, Compression: s.Compression}
+}
+
+// config is the section as the graph's typed checkpoint_config, every
+// field set.
+func (c Checkpoints) config() *jobgraphv1.CheckpointConfig {
+	return &jobgraphv1.CheckpointConfig{
+		Interval: durationpb.New(c.Interval), Mode: checkpointModes[c.Mode], Unaligned: c.Unaligned,
+		AlignedTimeout: durationpb.New(c.AlignedTimeout), Timeout: durationpb.New(c.Timeout), MinPause: durationpb.New(c.MinPause),
+		MaxConcurrent: proto.Int32(int32(c.MaxConcurrent)), TolerableFailures: proto.Int32(int32(c.TolerableFailures)),
+		Storage: c.Storage, Retain: proto.Int32(int32(c.Retain)), Incremental: c.Incremental, RetainOnCancel: c.RetainOnCancel,
+	}
+}
+
+// config is the section as the graph's typed restart_config: the strategy
+// and every one of its parameters set (a zero one too).
+func (r Restart) config() *jobgraphv1.RestartConfig {
+	c := &jobgraphv1.RestartConfig{Strategy: restartStrategies[r.Strategy]}
+	switch r.Strategy {
+	case RestartFixedDelay:
+		c.Attempts, c.Delay = proto.Int32(int32(r.Attempts)), durationpb.New(r.Delay)
+	case RestartFailureRate:
+		c.MaxFailuresPerInterval, c.FailureRateInterval = proto.Int32(int32(r.MaxFailuresPerInterval)), durationpb.New(r.FailureRateInterval)
+		c.Delay = durationpb.New(r.Delay)
+	case RestartExponentialDelay:
+		c.InitialBackoff, c.MaxBackoff = durationpb.New(r.InitialBackoff), durationpb.New(r.MaxBackoff)
+		c.BackoffMultiplier, c.ResetBackoffThreshold = proto.Float64(r.BackoffMultiplier), durationpb.New(r.ResetBackoffThreshold)
+		c.JitterFactor, c.Attempts = proto.Float64(r.JitterFactor), proto.Int32(int32(r.Attempts))
+	}
+	return c
+}
+
+// StateBackendOf returns the stateBackend section of g (typed, or the
+// legacy JSON of a graph built by an older version; see
+// JobGraph.EffectiveStateBackendConfig).
+func StateBackendOf(g *jobgraphv1.JobGraph) (StateBackend, error) {
+	c, err := g.EffectiveStateBackendConfig()
+	if err != nil {
+		return StateBackend{}, err
+	}
+	return StateBackend{Type: c.GetType(), BlockCacheSize: c.GetBlockCacheSize(), MemtableSize: c.GetMemtableSize(), Compression: c.GetCompression()}, nil
+}
+
+// CheckpointsOf returns the checkpoints section of g (typed, or the legacy
+// JSON of a graph built by an older version; see
+// JobGraph.EffectiveCheckpointConfig); a graph without one gives the
+// defaults (checkpoints disabled).
+func CheckpointsOf(g *jobgraphv1.JobGraph) (Checkpoints, error) {
+	c, err := g.EffectiveCheckpointConfig()
+	if err != nil {
+		return Checkpoints{}, err
+	}
+	return Checkpoints{
+		Interval: c.GetInterval().AsDuration(), Mode: nameOf(checkpointModes, c.GetMode()), Unaligned: c.GetUnaligned(),
+		AlignedTimeout: c.GetAlignedTimeout().AsDuration(), Timeout: c.GetTimeout().AsDuration(), MinPause: c.GetMinPause().AsDuration(),
+		MaxConcurrent: int(c.GetMaxConcurrent()), TolerableFailures: int(c.GetTolerableFailures()), Storage: c.GetStorage(),
+		Retain: int(c.GetRetain()), Incremental: c.GetIncremental(), RetainOnCancel: c.GetRetainOnCancel(),
+	}, nil
+}
+
+// RestartOf returns the restart section of g (typed, or the legacy JSON of
+// a graph built by an older version; see JobGraph.EffectiveRestartConfig);
+// a graph without one gives strategy none.
+func RestartOf(g *jobgraphv1.JobGraph) (Restart, error) {
+	c, err := g.EffectiveRestartConfig()
+	if err != nil {
+		return Restart{}, err
+	}
+	r := Restart{Strategy: nameOf(restartStrategies, c.GetStrategy())}
+	switch c.GetStrategy() {
+	case jobgraphv1.RestartStrategy_RESTART_STRATEGY_FIXED_DELAY:
+		r.Attempts, r.Delay = int(c.GetAttempts()), c.GetDelay().AsDuration()
+	case jobgraphv1.RestartStrategy_RESTART_STRATEGY_FAILURE_RATE:
+		r.MaxFailuresPerInterval, r.FailureRateInterval = int(c.GetMaxFailuresPerInterval()), c.GetFailureRateInterval().AsDuration()
+		r.Delay = c.GetDelay().AsDuration()
+	case jobgraphv1.RestartStrategy_RESTART_STRATEGY_EXPONENTIAL_DELAY:
+		r.InitialBackoff, r.MaxBackoff, r.BackoffMultiplier = c.GetInitialBackoff().AsDuration(), c.GetMaxBackoff().AsDuration(), c.GetBackoffMultiplier()
+		r.ResetBackoffThreshold, r.JitterFactor, r.Attempts = c.GetResetBackoffThreshold().AsDuration(), c.GetJitterFactor(), int(c.GetAttempts())
+	}
+	return r, nil
 }
 
 var (
@@ -153,7 +233,7 @@ var (
 var storageSchemes = []string{"file", "s3", "gs", "azblob", "mem"}
 
 func (p *parser) stateBackend(n *yaml.Node) StateBackend {
-	s := StateBackend{Type: "heap"}
+	s := StateBackend{Type: jobgraphv1.DefaultStateBackend}
 	if n == nil {
 		return s
 	}
@@ -356,19 +436,19 @@ func (p *parser) restart(n *yaml.Node, checkpointsEnabled bool) Restart {
 	}
 	switch strategy {
 	case RestartFixedDelay:
-		r.Attempts = integer("attempts", 1)
-		r.Delay = dur("delay", time.Second, false)
+		r.Attempts = integer("attempts", jobgraphv1.DefaultFixedDelayAttempts)
+		r.Delay = dur("delay", jobgraphv1.DefaultRestartDelay, false)
 	case RestartFailureRate:
-		r.MaxFailuresPerInterval = integer("maxFailuresPerInterval", 1)
-		r.FailureRateInterval = dur("failureRateInterval", time.Minute, true)
-		r.Delay = dur("delay", time.Second, false)
+		r.MaxFailuresPerInterval = integer("maxFailuresPerInterval", jobgraphv1.DefaultMaxFailuresPerInterval)
+		r.FailureRateInterval = dur("failureRateInterval", jobgraphv1.DefaultFailureRateInterval, true)
+		r.Delay = dur("delay", jobgraphv1.DefaultRestartDelay, false)
 	case RestartExponentialDelay:
-		r.InitialBackoff = dur("initialBackoff", time.Second, true)
-		r.MaxBackoff = dur("maxBackoff", 5*time.Minute, true)
-		r.BackoffMultiplier = float("backoffMultiplier", 1.5, 1, math.MaxFloat64, "a factor of at least 1.0")
-		r.ResetBackoffThreshold = dur("resetBackoffThreshold", time.Hour, true)
-		r.JitterFactor = float("jitterFactor", 0.1, 0, 1, "0.0..1.0")
-		r.Attempts = integer("attempts", math.MaxInt32)
+		r.InitialBackoff = dur("initialBackoff", jobgraphv1.DefaultInitialBackoff, true)
+		r.MaxBackoff = dur("maxBackoff", jobgraphv1.DefaultMaxBackoff, true)
+		r.BackoffMultiplier = float("backoffMultiplier", jobgraphv1.DefaultBackoffMultiplier, 1, math.MaxFloat64, "a factor of at least 1.0")
+		r.ResetBackoffThreshold = dur("resetBackoffThreshold", jobgraphv1.DefaultResetBackoffThreshold, true)
+		r.JitterFactor = float("jitterFactor", jobgraphv1.DefaultJitterFactor, 0, 1, "0.0..1.0")
+		r.Attempts = integer("attempts", jobgraphv1.DefaultExponentialAttempts)
 		if r.MaxBackoff < r.InitialBackoff {
 			at := n
 			if e, ok := m["maxBackoff"]; ok {
@@ -385,4 +465,18 @@ func paramList(ps []string) string {
 		return "none"
 	}
 	return strings.Join(ps, ", ")
+}
+
+// DecodeCheckpoints reads a legacy checkpoints section.
+//
+// Deprecated: use CheckpointsOf on the graph (typed or legacy).
+func DecodeCheckpoints(b []byte) (Checkpoints, error) {
+	return CheckpointsOf(&jobgraphv1.JobGraph{Checkpoints: b})
+}
+
+// DecodeRestart reads a legacy restart section.
+//
+// Deprecated: use RestartOf on the graph (typed or legacy).
+func DecodeRestart(b []byte) (Restart, error) {
+	return RestartOf(&jobgraphv1.JobGraph{Restart: b})
 }

@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/flowrt/flow/pkg/api"
+	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
 
 func TestSectionsRoundTrip(t *testing.T) {
@@ -20,14 +21,14 @@ func TestSectionsRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sb, err := DecodeStateBackend(g.GetStateBackend())
+	sb, err := StateBackendOf(g)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := (StateBackend{Type: "pebble", BlockCacheSize: 64 << 20, MemtableSize: 4 << 20, Compression: "zstd"}); sb != want {
 		t.Errorf("state backend %+v, want %+v", sb, want)
 	}
-	ck, err := DecodeCheckpoints(g.GetCheckpoints())
+	ck, err := CheckpointsOf(g)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +38,7 @@ func TestSectionsRoundTrip(t *testing.T) {
 	if ck != wantCk {
 		t.Errorf("checkpoints %+v, want %+v", ck, wantCk)
 	}
-	rs, err := DecodeRestart(g.GetRestart())
+	rs, err := RestartOf(g)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,18 +46,19 @@ func TestSectionsRoundTrip(t *testing.T) {
 		t.Errorf("restart %+v, want %+v", rs, want)
 	}
 
-	// Empty bytes decode to the defaults.
-	if sb, _ := DecodeStateBackend(nil); sb.Type != "heap" {
+	// A graph without the sections gives the defaults.
+	empty := &jobgraphv1.JobGraph{}
+	if sb, _ := StateBackendOf(empty); sb.Type != "heap" {
 		t.Errorf("default backend %+v", sb)
 	}
-	if ck, _ := DecodeCheckpoints(nil); !reflect.DeepEqual(ck, defaultCheckpoints()) || ck.Timeout != 10*time.Minute {
+	if ck, _ := CheckpointsOf(empty); !reflect.DeepEqual(ck, defaultCheckpoints()) || ck.Timeout != 10*time.Minute {
 		t.Errorf("default checkpoints %+v", ck)
 	}
-	if rs, _ := DecodeRestart(nil); rs.Strategy != RestartNone {
+	if rs, _ := RestartOf(empty); rs.Strategy != RestartNone {
 		t.Errorf("default restart %+v", rs)
 	}
-	if _, err := DecodeCheckpoints([]byte("{")); err == nil {
-		t.Error("DecodeCheckpoints accepted broken JSON")
+	if _, err := CheckpointsOf(&jobgraphv1.JobGraph{Checkpoints: []byte("{")}); !errors.Is(err, jobgraphv1.ErrInvalidConfig) {
+		t.Errorf("CheckpointsOf a broken legacy section: %v, want ErrInvalidConfig", err)
 	}
 	if r := DefaultRestart(true); r.Strategy != RestartFixedDelay || r.Attempts != math.MaxInt32 || r.Delay != time.Second {
 		t.Errorf("DefaultRestart(true) = %+v", r)

@@ -2,7 +2,6 @@ package jobspec
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -216,16 +215,7 @@ func (p *parser) parse(data []byte, sets []string) *jobgraphv1.JobGraph {
 			g.Edges = append(g.Edges, &jobgraphv1.Edge{Source: in, Target: op.id, Partitioning: edgePartitioning(byID[in], op)})
 		}
 	}
-	var err error
-	if g.StateBackend, err = json.Marshal(backend); err == nil {
-		if g.Checkpoints, err = json.Marshal(ckpt); err == nil {
-			g.Restart, err = json.Marshal(rst)
-		}
-	}
-	if err != nil {
-		p.errAt(root, "encode job settings: %v", err)
-		return nil
-	}
+	g.StateBackendConfig, g.CheckpointConfig, g.RestartConfig = backend.config(), ckpt.config(), rst.config()
 	if _, err := jobgraph.BuildPlan(g); err != nil {
 		p.errAt(top["operators"].key, "%v", err)
 		return nil

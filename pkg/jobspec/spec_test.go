@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	"github.com/flowrt/flow/pkg/api"
 	_ "github.com/flowrt/flow/pkg/builtin"
 	"github.com/flowrt/flow/pkg/jobgraph"
@@ -52,7 +55,11 @@ func render(t *testing.T, g *jobgraphv1.JobGraph) string {
 	for _, e := range g.GetEdges() {
 		fmt.Fprintf(&b, "edge %s -> %s %s\n", e.GetSource(), e.GetTarget(), strings.TrimPrefix(e.GetPartitioning().String(), "PARTITIONING_"))
 	}
-	fmt.Fprintf(&b, "stateBackend %s\ncheckpoints %s\nrestart %s\n", g.GetStateBackend(), g.GetCheckpoints(), g.GetRestart())
+	if len(g.GetStateBackend())+len(g.GetCheckpoints())+len(g.GetRestart()) > 0 {
+		t.Errorf("the graph carries legacy JSON sections: %q %q %q", g.GetStateBackend(), g.GetCheckpoints(), g.GetRestart())
+	}
+	fmt.Fprintf(&b, "stateBackend %s\ncheckpoints %s\nrestart %s\n", renderConfig(g.GetStateBackendConfig()),
+		renderConfig(g.GetCheckpointConfig()), renderConfig(g.GetRestartConfig()))
 	plan, err := jobgraph.BuildPlan(g)
 	if err != nil {
 		t.Fatalf("BuildPlan: %v", err)
@@ -148,4 +155,33 @@ func TestBadSpecs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// renderConfig prints the set fields of a typed job-level section in field
+// order (durations as Go durations), deterministically, unlike prototext.
+func renderConfig(m proto.Message) string {
+	if m == nil || !m.ProtoReflect().IsValid() {
+		return "<unset>"
+	}
+	r := m.ProtoReflect()
+	var parts []string
+	fields := r.Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		f := fields.Get(i)
+		if !r.Has(f) {
+			continue
+		}
+		v := r.Get(f)
+		var s string
+		switch {
+		case f.Message() != nil && f.Message().FullName() == "google.protobuf.Duration":
+			s = v.Message().Interface().(*durationpb.Duration).AsDuration().String()
+		case f.Enum() != nil:
+			s = string(f.Enum().Values().ByNumber(v.Enum()).Name())
+		default:
+			s = fmt.Sprint(v.Interface())
+		}
+		parts = append(parts, string(f.Name())+"="+s)
+	}
+	return "{" + strings.Join(parts, " ") + "}"
 }

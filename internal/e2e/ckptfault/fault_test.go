@@ -8,7 +8,6 @@ package ckptfault
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -97,14 +96,7 @@ func start(t *testing.T, rules ...blobfault.Rule) *env {
 	}
 	// The spec parser accepts only the documented schemes; the JobManager
 	// and the tasks open whatever storage.Open opens.
-	var ck map[string]any
-	if err := json.Unmarshal(g.GetCheckpoints(), &ck); err != nil {
-		t.Fatal(err)
-	}
-	ck["storage"] = fs.URL("checkpoints")
-	if g.Checkpoints, err = json.Marshal(ck); err != nil {
-		t.Fatal(err)
-	}
+	g.CheckpointConfig.Storage = fs.URL("checkpoints")
 	conn, err := grpc.NewClient(c.JobManagerAddress(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
