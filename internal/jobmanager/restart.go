@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/flowrt/flow/pkg/jobspec"
+	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
 
 // restartStrategy decides, for each failure of a job, whether to restart it
@@ -16,8 +17,28 @@ type restartStrategy interface {
 	onFailure(now time.Time) (delay time.Duration, ok bool, reason string)
 }
 
-// newRestartStrategy builds the strategy of a job's restart section.
-// random returns a number in [0, 1) (jitter).
+// restartStrategyFor builds the strategy of a job's restart
+// configuration (the graph's EffectiveRestartConfig: every parameter of
+// the strategy set). random returns a number in [0, 1) (jitter).
+func restartStrategyFor(r *jobgraphv1.RestartConfig, random func() float64) restartStrategy {
+	switch r.GetStrategy() {
+	case jobgraphv1.RestartStrategy_RESTART_STRATEGY_FIXED_DELAY:
+		return &fixedDelay{attempts: int(r.GetAttempts()), delay: r.GetDelay().AsDuration()}
+	case jobgraphv1.RestartStrategy_RESTART_STRATEGY_FAILURE_RATE:
+		return &failureRate{max: int(r.GetMaxFailuresPerInterval()), interval: r.GetFailureRateInterval().AsDuration(), delay: r.GetDelay().AsDuration()}
+	case jobgraphv1.RestartStrategy_RESTART_STRATEGY_EXPONENTIAL_DELAY:
+		return &exponentialDelay{
+			initial: r.GetInitialBackoff().AsDuration(), max: r.GetMaxBackoff().AsDuration(), multiplier: r.GetBackoffMultiplier(),
+			reset: r.GetResetBackoffThreshold().AsDuration(), jitter: r.GetJitterFactor(), maxAttempts: int(r.GetAttempts()),
+			random: random,
+		}
+	}
+	return noRestart{}
+}
+
+// newRestartStrategy builds the strategy of a spec's restart section.
+//
+// Deprecated: being replaced by restartStrategyFor.
 func newRestartStrategy(r jobspec.Restart, random func() float64) restartStrategy {
 	switch r.Strategy {
 	case jobspec.RestartFixedDelay:
@@ -25,7 +46,8 @@ func newRestartStrategy(r jobspec.Restart, random func() float64) restartStrateg
 	case jobspec.RestartFailureRate:
 		return &failureRate{max: r.MaxFailuresPerInterval, interval: r.FailureRateInterval, delay: r.Delay}
 	case jobspec.RestartExponentialDelay:
-		return &exponentialDelay{cfg: r, random: random}
+		return &exponentialDelay{initial: r.InitialBackoff, max: r.MaxBackoff, multiplier: r.BackoffMultiplier,
+			reset: r.ResetBackoffThreshold, jitter: r.JitterFactor, maxAttempts: r.Attempts, random: random}
 	}
 	return noRestart{}
 }
@@ -76,28 +98,33 @@ func (s *failureRate) onFailure(now time.Time) (time.Duration, bool, string) {
 // maximum, with random jitter, and starts over once the job ran without
 // failure for the reset threshold.
 type exponentialDelay struct {
-	cfg      jobspec.Restart
-	random   func() float64
+	initial, max time.Duration
+	multiplier   float64
+	reset        time.Duration // a healthy period this long starts over
+	jitter       float64
+	maxAttempts  int // 0: unlimited
+	random       func() float64
+
 	current  time.Duration
 	last     time.Time
 	attempts int
 }
 
 func (s *exponentialDelay) onFailure(now time.Time) (time.Duration, bool, string) {
-	if s.current == 0 || (!s.last.IsZero() && now.Sub(s.last) >= s.cfg.ResetBackoffThreshold) {
-		s.current = s.cfg.InitialBackoff
+	if s.current == 0 || (!s.last.IsZero() && now.Sub(s.last) >= s.reset) {
+		s.current = s.initial
 		s.attempts = 0
 	}
 	s.last = now
 	s.attempts++
-	if s.cfg.Attempts > 0 && s.attempts > s.cfg.Attempts {
-		return 0, false, fmt.Sprintf("restart strategy exponential_delay: all %d restart attempts used", s.cfg.Attempts)
+	if s.maxAttempts > 0 && s.attempts > s.maxAttempts {
+		return 0, false, fmt.Sprintf("restart strategy exponential_delay: all %d restart attempts used", s.maxAttempts)
 	}
 	d := s.current
-	if j := s.cfg.JitterFactor; j > 0 {
+	if j := s.jitter; j > 0 {
 		d = time.Duration(float64(d) * (1 + j*(2*s.random()-1)))
 	}
-	next := time.Duration(math.Min(float64(s.current)*s.cfg.BackoffMultiplier, float64(s.cfg.MaxBackoff)))
-	s.current = max(next, s.cfg.InitialBackoff)
+	next := time.Duration(math.Min(float64(s.current)*s.multiplier, float64(s.max)))
+	s.current = max(next, s.initial)
 	return d, true, ""
 }
