@@ -164,7 +164,7 @@ func (jm *JobManager) openCheckpoints(ctx context.Context, jobID string, cfg job
 // --from-checkpoint. It lists the storage without jm.mu.
 func (jm *JobManager) recoverCheckpointHistory(id string, g *jobgraphv1.JobGraph) {
 	defer jm.wg.Done()
-	cfg, err := jobspec.DecodeCheckpoints(g.GetCheckpoints())
+	cfg, err := jobspec.CheckpointsOf(g)
 	if err != nil || cfg.Interval <= 0 {
 		return
 	}

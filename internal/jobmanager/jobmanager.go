@@ -315,7 +315,7 @@ func (jm *JobManager) SubmitJob(ctx context.Context, req *clusterv1.SubmitJobReq
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	ckCfg, err := jobspec.DecodeCheckpoints(g.GetCheckpoints())
+	ckCfg, err := jobspec.CheckpointsOf(g)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -901,12 +901,11 @@ func (jm *JobManager) beginAttemptLocked(j *job) {
 
 // restartStrategyOf reads a graph's restart section (defaults: none).
 func (jm *JobManager) restartStrategyOf(g *jobgraphv1.JobGraph) restartStrategy {
-	r, err := jobspec.DecodeRestart(g.GetRestart())
+	r, err := g.EffectiveRestartConfig()
 	if err != nil {
 		jm.log.Warn("bad restart section; not restarting", "job", g.GetName(), "err", err)
-		r = jobspec.DefaultRestart(false)
 	}
-	return newRestartStrategy(r, mathrand.Float64)
+	return restartStrategyFor(r, mathrand.Float64)
 }
 
 // assignLocked places subtask i of every task vertex in slot i and deploys.
