@@ -5,7 +5,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/flowrt/flow/pkg/jobspec"
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
 
@@ -32,22 +31,6 @@ func restartStrategyFor(r *jobgraphv1.RestartConfig, random func() float64) rest
 			reset: r.GetResetBackoffThreshold().AsDuration(), jitter: r.GetJitterFactor(), maxAttempts: int(r.GetAttempts()),
 			random: random,
 		}
-	}
-	return noRestart{}
-}
-
-// newRestartStrategy builds the strategy of a spec's restart section.
-//
-// Deprecated: being replaced by restartStrategyFor.
-func newRestartStrategy(r jobspec.Restart, random func() float64) restartStrategy {
-	switch r.Strategy {
-	case jobspec.RestartFixedDelay:
-		return &fixedDelay{attempts: r.Attempts, delay: r.Delay}
-	case jobspec.RestartFailureRate:
-		return &failureRate{max: r.MaxFailuresPerInterval, interval: r.FailureRateInterval, delay: r.Delay}
-	case jobspec.RestartExponentialDelay:
-		return &exponentialDelay{initial: r.InitialBackoff, max: r.MaxBackoff, multiplier: r.BackoffMultiplier,
-			reset: r.ResetBackoffThreshold, jitter: r.JitterFactor, maxAttempts: r.Attempts, random: random}
 	}
 	return noRestart{}
 }

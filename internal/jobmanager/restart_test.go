@@ -1,24 +1,30 @@
 package jobmanager
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/flowrt/flow/pkg/jobspec"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
+var dur = durationpb.New
+
 func TestNoRestart(t *testing.T) {
-	s := newRestartStrategy(jobspec.Restart{Strategy: jobspec.RestartNone}, nil)
+	s := restartStrategyFor(&jobgraphv1.RestartConfig{Strategy: jobgraphv1.RestartStrategy_RESTART_STRATEGY_NONE}, nil)
 	if _, ok, reason := s.onFailure(t0); ok || !strings.Contains(reason, "none") {
 		t.Fatalf("none restarted (%v, %q)", ok, reason)
 	}
 }
 
 func TestFixedDelay(t *testing.T) {
-	s := newRestartStrategy(jobspec.Restart{Strategy: jobspec.RestartFixedDelay, Attempts: 2, Delay: 3 * time.Second}, nil)
+	s := restartStrategyFor(&jobgraphv1.RestartConfig{Strategy: jobgraphv1.RestartStrategy_RESTART_STRATEGY_FIXED_DELAY, Attempts: proto.Int32(2), Delay: dur(3 * time.Second)}, nil)
 	for i := 0; i < 2; i++ {
 		d, ok, _ := s.onFailure(t0)
 		if !ok || d != 3*time.Second {
@@ -31,8 +37,8 @@ func TestFixedDelay(t *testing.T) {
 }
 
 func TestFailureRate(t *testing.T) {
-	s := newRestartStrategy(jobspec.Restart{Strategy: jobspec.RestartFailureRate, MaxFailuresPerInterval: 2,
-		FailureRateInterval: time.Minute, Delay: time.Second}, nil)
+	s := restartStrategyFor(&jobgraphv1.RestartConfig{Strategy: jobgraphv1.RestartStrategy_RESTART_STRATEGY_FAILURE_RATE, MaxFailuresPerInterval: proto.Int32(2),
+		FailureRateInterval: dur(time.Minute), Delay: dur(time.Second)}, nil)
 	steps := []struct {
 		at time.Duration
 		ok bool
@@ -51,9 +57,9 @@ func TestFailureRate(t *testing.T) {
 }
 
 func TestExponentialDelayGrowsCapsAndResets(t *testing.T) {
-	cfg := jobspec.Restart{Strategy: jobspec.RestartExponentialDelay, InitialBackoff: time.Second, MaxBackoff: 5 * time.Second,
-		BackoffMultiplier: 2, ResetBackoffThreshold: time.Hour, JitterFactor: 0}
-	s := newRestartStrategy(cfg, func() float64 { return 0.5 })
+	cfg := &jobgraphv1.RestartConfig{Strategy: jobgraphv1.RestartStrategy_RESTART_STRATEGY_EXPONENTIAL_DELAY, InitialBackoff: dur(time.Second), MaxBackoff: dur(5 * time.Second),
+		BackoffMultiplier: proto.Float64(2), ResetBackoffThreshold: dur(time.Hour), JitterFactor: proto.Float64(0)}
+	s := restartStrategyFor(cfg, func() float64 { return 0.5 })
 	now := t0
 	var got []time.Duration
 	for i := 0; i < 5; i++ {
@@ -77,10 +83,10 @@ func TestExponentialDelayGrowsCapsAndResets(t *testing.T) {
 }
 
 func TestExponentialDelayJitterAndAttempts(t *testing.T) {
-	cfg := jobspec.Restart{Strategy: jobspec.RestartExponentialDelay, InitialBackoff: 10 * time.Second, MaxBackoff: time.Minute,
-		BackoffMultiplier: 1.5, ResetBackoffThreshold: time.Hour, JitterFactor: 0.1, Attempts: 2}
+	cfg := &jobgraphv1.RestartConfig{Strategy: jobgraphv1.RestartStrategy_RESTART_STRATEGY_EXPONENTIAL_DELAY, InitialBackoff: dur(10 * time.Second), MaxBackoff: dur(time.Minute),
+		BackoffMultiplier: proto.Float64(1.5), ResetBackoffThreshold: dur(time.Hour), JitterFactor: proto.Float64(0.1), Attempts: proto.Int32(2)}
 	r := 0.0
-	s := newRestartStrategy(cfg, func() float64 { return r })
+	s := restartStrategyFor(cfg, func() float64 { return r })
 	if d, _, _ := s.onFailure(t0); d != 9*time.Second { // -10%
 		t.Fatalf("jitter low: %s", d)
 	}
@@ -90,5 +96,33 @@ func TestExponentialDelayJitterAndAttempts(t *testing.T) {
 	}
 	if _, ok, reason := s.onFailure(t0.Add(2 * time.Second)); ok || !strings.Contains(reason, "all 2 restart attempts used") {
 		t.Fatalf("third failure: %v %q", ok, reason)
+	}
+}
+
+// A job stored by an older JobManager (legacy JSON restart section)
+// restarts exactly as the same job with a typed RestartConfig.
+func TestRestartStrategyOfLegacyAndTypedGraphs(t *testing.T) {
+	legacy := &jobgraphv1.JobGraph{Restart: []byte(`{"strategy":"exponential_delay","attempts":3,"initialBackoff":1000000000,` +
+		`"maxBackoff":4000000000,"backoffMultiplier":2,"resetBackoffThreshold":3600000000000}`)} // jitterFactor 0: omitted
+	typed := &jobgraphv1.JobGraph{RestartConfig: &jobgraphv1.RestartConfig{Strategy: jobgraphv1.RestartStrategy_RESTART_STRATEGY_EXPONENTIAL_DELAY,
+		Attempts: proto.Int32(3), InitialBackoff: dur(time.Second), MaxBackoff: dur(4 * time.Second), BackoffMultiplier: proto.Float64(2),
+		ResetBackoffThreshold: dur(time.Hour), JitterFactor: proto.Float64(0)}}
+	var runs [2][]string
+	for i, g := range []*jobgraphv1.JobGraph{legacy, typed} {
+		r, err := g.EffectiveRestartConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := restartStrategyFor(r, func() float64 { return 0 })
+		for k := 0; k < 4; k++ {
+			d, ok, reason := s.onFailure(t0.Add(time.Duration(k) * time.Minute))
+			runs[i] = append(runs[i], fmt.Sprintf("%v %v %s", d, ok, reason))
+		}
+	}
+	want := []string{"1s true ", "2s true ", "4s true ", "0s false restart strategy exponential_delay: all 3 restart attempts used"}
+	for i, name := range []string{"legacy", "typed"} {
+		if strings.Join(runs[i], "|") != strings.Join(want, "|") {
+			t.Errorf("%s graph: %q, want %q", name, runs[i], want)
+		}
 	}
 }

@@ -466,17 +466,3 @@ func paramList(ps []string) string {
 	}
 	return strings.Join(ps, ", ")
 }
-
-// DecodeCheckpoints reads a legacy checkpoints section.
-//
-// Deprecated: use CheckpointsOf on the graph (typed or legacy).
-func DecodeCheckpoints(b []byte) (Checkpoints, error) {
-	return CheckpointsOf(&jobgraphv1.JobGraph{Checkpoints: b})
-}
-
-// DecodeRestart reads a legacy restart section.
-//
-// Deprecated: use RestartOf on the graph (typed or legacy).
-func DecodeRestart(b []byte) (Restart, error) {
-	return RestartOf(&jobgraphv1.JobGraph{Restart: b})
-}
