@@ -1,13 +1,19 @@
 package jobmanager_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/flowrt/flow/internal/jobmanager"
 	"github.com/flowrt/flow/pkg/checkpoint/storage"
@@ -17,16 +23,22 @@ import (
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
 
+// checkpointsEvery is a checkpoint config triggering every interval that
+// keeps retain completed checkpoints (the defaults for the rest).
+func checkpointsEvery(interval time.Duration, retain int32) *jobgraphv1.CheckpointConfig {
+	return &jobgraphv1.CheckpointConfig{Interval: durationpb.New(interval), Retain: proto.Int32(retain)}
+}
+
 // chainGraph is one task vertex: a source chained to a sink.
-func chainGraph(name string, p int32, checkpoints string) *jobgraphv1.JobGraph {
+func chainGraph(name string, p int32, checkpoints *jobgraphv1.CheckpointConfig) *jobgraphv1.JobGraph {
 	g := &jobgraphv1.JobGraph{
 		Name: name, Parallelism: p, MaxParallelism: 128,
 		Vertices: []*jobgraphv1.Vertex{
 			{Id: "src", Uid: "src-v1", Type: "datagen", Kind: jobgraphv1.VertexKind_VERTEX_KIND_SOURCE},
 			{Id: "sink", Type: "blackhole", Kind: jobgraphv1.VertexKind_VERTEX_KIND_SINK},
 		},
-		Edges:       []*jobgraphv1.Edge{{Source: "src", Target: "sink", Partitioning: jobgraphv1.Partitioning_PARTITIONING_FORWARD}},
-		Checkpoints: []byte(checkpoints),
+		Edges:            []*jobgraphv1.Edge{{Source: "src", Target: "sink", Partitioning: jobgraphv1.Partitioning_PARTITIONING_FORWARD}},
+		CheckpointConfig: checkpoints,
 	}
 	return g
 }
@@ -87,7 +99,7 @@ func TestCheckpointsCompleteAndRestoreAfterFailure(t *testing.T) {
 	src := &ackingSource{restored: map[int32]*clusterv1.TaskRestore{}, failAt: 3, notified: map[int64]bool{}}
 	c.addTaskManager("tm-a", 2, src.run)
 	c.addTaskManager("tm-b", 2, src.run)
-	g := withRestart(chainGraph("ck", 2, `{"interval":50000000,"retain":2}`), `{"strategy":"fixed_delay","attempts":3,"delay":50000000}`)
+	g := withRestart(chainGraph("ck", 2, checkpointsEvery(50*time.Millisecond, 2)), fixedDelay(3, 50*time.Millisecond))
 	id := c.submit(g)
 
 	// Attempt 1 fails after checkpoint 3; attempt 2 must restore from the
@@ -168,7 +180,7 @@ func TestCheckpointFailuresFailTheJob(t *testing.T) {
 			}
 		}
 	})
-	id := c.submit(chainGraph("declines", 1, `{"interval":20000000,"tolerableFailures":2}`))
+	id := c.submit(chainGraph("declines", 1, &jobgraphv1.CheckpointConfig{Interval: durationpb.New(20 * time.Millisecond), TolerableFailures: proto.Int32(2)}))
 	last, _ := c.await(id)
 	f := last.GetSummary().GetFailure()
 	if last.GetSummary().GetStatus() != clusterv1.JobStatus_JOB_STATUS_FAILED || !strings.Contains(f, "3 consecutive checkpoints failed (tolerableFailures is 2)") {
@@ -183,7 +195,7 @@ func TestCheckpointFailuresFailTheJob(t *testing.T) {
 func TestSubmitFromMissingCheckpoint(t *testing.T) {
 	c := newCluster(t, jobmanager.Options{})
 	u := url.URL{Scheme: "file", Path: t.TempDir() + "/nope/chk-1"}
-	_, err := c.client.SubmitJob(context.Background(), &clusterv1.SubmitJobRequest{Graph: chainGraph("x", 1, ""), RestorePath: u.String()})
+	_, err := c.client.SubmitJob(context.Background(), &clusterv1.SubmitJobRequest{Graph: chainGraph("x", 1, nil), RestorePath: u.String()})
 	if err == nil || !strings.Contains(err.Error(), "chk-1") {
 		t.Fatalf("submit from a missing checkpoint: %v", err)
 	}
@@ -214,7 +226,7 @@ func TestSavepointTriggerAndStop(t *testing.T) {
 	src := &ackingSource{restored: map[int32]*clusterv1.TaskRestore{}, notified: map[int64]bool{}}
 	c.addTaskManager("tm-a", 2, src.run)
 	// No periodic checkpoints: savepoints work anyway.
-	id := c.submit(chainGraph("sp", 2, ""))
+	id := c.submit(chainGraph("sp", 2, nil))
 	waitStatus(t, c, id, clusterv1.JobStatus_JOB_STATUS_RUNNING)
 	target := t.TempDir()
 
@@ -264,7 +276,7 @@ func TestSavepointTriggerAndStop(t *testing.T) {
 		t.Fatalf("savepoint of a finished job: %v", err)
 	}
 	// Resubmitting from the savepoint hands the state to the new job.
-	resp, err := c.client.SubmitJob(context.Background(), &clusterv1.SubmitJobRequest{Graph: chainGraph("sp-restored", 2, ""), RestorePath: path})
+	resp, err := c.client.SubmitJob(context.Background(), &clusterv1.SubmitJobRequest{Graph: chainGraph("sp-restored", 2, nil), RestorePath: path})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +301,7 @@ func TestCheckpointsDeletedOnCancelUnlessRetained(t *testing.T) {
 			c := newCluster(t, jobmanager.Options{CheckpointStorage: "file://" + dir})
 			src := &ackingSource{restored: map[int32]*clusterv1.TaskRestore{}, notified: map[int64]bool{}}
 			c.addTaskManager("tm-a", 2, src.run)
-			id := c.submit(chainGraph("cancel", 1, fmt.Sprintf(`{"interval":20000000,"retainOnCancel":%v}`, retain)))
+			id := c.submit(chainGraph("cancel", 1, &jobgraphv1.CheckpointConfig{Interval: durationpb.New(20 * time.Millisecond), RetainOnCancel: retain}))
 			waitFor(t, func() bool {
 				all, err := storage.ListCompleted(context.Background(), openStorage(t, "file://"+dir), id)
 				return err == nil && len(all) > 0
@@ -313,17 +325,47 @@ func TestCheckpointsDeletedOnCancelUnlessRetained(t *testing.T) {
 // the completed checkpoints in storage: `flowctl checkpoints` still lists
 // them and names the latest one for --from-checkpoint.
 func TestCheckpointHistoryAfterJobManagerRestart(t *testing.T) {
+	checkpointHistoryAfterRestart(t, chainGraph("ck", 2, checkpointsEvery(50*time.Millisecond, 2)))
+}
+
+// A job record stored by an older JobManager (its graph's checkpoints
+// section in the legacy JSON form, no typed CheckpointConfig) still loads
+// in a restarted JobManager, with that configuration: the checkpoint
+// history is found in the storage the section configures.
+func TestLegacyStoredJobAfterJobManagerRestart(t *testing.T) {
+	g := chainGraph("ck", 2, nil)
+	g.Checkpoints = []byte(`{"interval":50000000,"mode":"exactly_once","unaligned":false,"alignedTimeout":0,"timeout":600000000000,` +
+		`"minPause":0,"maxConcurrent":1,"tolerableFailures":3,"retain":2,"incremental":false,"retainOnCancel":false}`)
+	g.Restart = []byte(`{"strategy":"none"}`)
+	checkpointHistoryAfterRestart(t, g)
+}
+
+func checkpointHistoryAfterRestart(t *testing.T, g *jobgraphv1.JobGraph) {
+	t.Helper()
 	dataDir, ckDir := t.TempDir(), t.TempDir()
 	opts := jobmanager.Options{DataDir: dataDir, CheckpointStorage: "file://" + ckDir}
 	c := newCluster(t, opts)
 	src := &ackingSource{restored: map[int32]*clusterv1.TaskRestore{}, notified: map[int64]bool{}}
 	c.addTaskManager("tm-a", 2, src.run)
-	id := c.submit(chainGraph("ck", 2, `{"interval":50000000,"retain":2}`))
+	id := c.submit(g)
 	waitFor(t, func() bool {
 		all, err := storage.ListCompleted(context.Background(), openStorage(t, "file://"+ckDir), id)
 		return err == nil && len(all) == 2
 	})
 	c.jm.Close() // the JobManager goes away while the job runs
+
+	// The job record keeps the graph in the form it was submitted in.
+	rec, err := os.ReadFile(filepath.Join(dataDir, "jobs", id+".pb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := &clusterv1.JobDetails{}
+	if err := proto.Unmarshal(rec, stored); err != nil {
+		t.Fatal(err)
+	}
+	if sg := stored.GetGraph(); !bytes.Equal(sg.GetCheckpoints(), g.GetCheckpoints()) || !proto.Equal(sg.GetCheckpointConfig(), g.GetCheckpointConfig()) {
+		t.Fatalf("stored graph sections: legacy %q, typed %v; submitted %q, %v", sg.GetCheckpoints(), sg.GetCheckpointConfig(), g.GetCheckpoints(), g.GetCheckpointConfig())
+	}
 
 	all, err := storage.ListCompleted(context.Background(), openStorage(t, "file://"+ckDir), id)
 	if err != nil || len(all) == 0 {

@@ -29,7 +29,7 @@ func TestTaskManagerRefusesAStaleJobManager(t *testing.T) {
 		<-ctx.Done()
 		return ctx.Err()
 	})
-	id := c.submit(chainGraph("fenced", 1, ""))
+	id := c.submit(chainGraph("fenced", 1, nil))
 	deployed = <-got
 
 	tms, err := c.client.ListTaskManagers(context.Background(), &clusterv1.ListTaskManagersRequest{})

@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/flowrt/flow/internal/jobmanager"
 	"github.com/flowrt/flow/internal/taskmanager"
@@ -455,9 +457,15 @@ func jobNote(t *testing.T, jm *jobmanager.JobManager, id string) string {
 	return h[len(h)-1].GetMessage()
 }
 
-func withRestart(g *jobgraphv1.JobGraph, r string) *jobgraphv1.JobGraph {
-	g.Restart = []byte(r)
+func withRestart(g *jobgraphv1.JobGraph, r *jobgraphv1.RestartConfig) *jobgraphv1.JobGraph {
+	g.RestartConfig = r
 	return g
+}
+
+// fixedDelay is the restart strategy fixed_delay.
+func fixedDelay(attempts int32, delay time.Duration) *jobgraphv1.RestartConfig {
+	return &jobgraphv1.RestartConfig{Strategy: jobgraphv1.RestartStrategy_RESTART_STRATEGY_FIXED_DELAY,
+		Attempts: proto.Int32(attempts), Delay: durationpb.New(delay)}
 }
 
 func TestRestartStrategyRestartsFailedJob(t *testing.T) {
@@ -470,7 +478,7 @@ func TestRestartStrategyRestartsFailedJob(t *testing.T) {
 	}
 	c.addTaskManager("tm-a", 2, body)
 	c.addTaskManager("tm-b", 2, body)
-	id := c.submit(withRestart(graph("restarts", 2), `{"strategy":"fixed_delay","attempts":2,"delay":100000000}`))
+	id := c.submit(withRestart(graph("restarts", 2), fixedDelay(2, 100*time.Millisecond)))
 	last, seen := c.await(id)
 	if got := last.GetSummary().GetStatus(); got != clusterv1.JobStatus_JOB_STATUS_FINISHED || last.GetSummary().GetAttempt() != 2 {
 		t.Fatalf("status %v attempt %d, want FINISHED on attempt 2 (seen %v)", got, last.GetSummary().GetAttempt(), seen)
@@ -496,7 +504,7 @@ func TestRestartStrategyGivesUp(t *testing.T) {
 		mu.Unlock()
 		return errors.New("always broken")
 	})
-	id := c.submit(withRestart(graph("gives-up", 1), `{"strategy":"fixed_delay","attempts":1,"delay":10000000}`))
+	id := c.submit(withRestart(graph("gives-up", 1), fixedDelay(1, 10*time.Millisecond)))
 	last, _ := c.await(id)
 	f := last.GetSummary().GetFailure()
 	if last.GetSummary().GetStatus() != clusterv1.JobStatus_JOB_STATUS_FAILED || !strings.Contains(f, "always broken") || !strings.Contains(f, "all 1 restart attempts used") {

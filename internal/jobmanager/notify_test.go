@@ -51,7 +51,7 @@ func TestNotificationsAreNotDroppedByAFullMailbox(t *testing.T) {
 			}
 		}
 	})
-	id := c.submit(chainGraph("notify", 1, ""))
+	id := c.submit(chainGraph("notify", 1, nil))
 	task := <-started
 
 	tms, err := c.client.ListTaskManagers(context.Background(), &clusterv1.ListTaskManagersRequest{})

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/flowrt/flow/internal/jobmanager"
 	"github.com/flowrt/flow/pkg/checkpoint/snapshot"
@@ -123,7 +124,7 @@ func TestRecoveryFallsBackPastCorruptCheckpoint(t *testing.T) {
 		corruptFile(t, filepath.Join(dir, id, fmt.Sprintf("chk-%d", n), "_metadata"))
 	}
 	c.addTaskManager("tm-a", 2, src.run)
-	g := withRestart(chainGraph("fallback", 2, `{"interval":30000000,"retain":3}`), `{"strategy":"fixed_delay","attempts":3,"delay":10000000}`)
+	g := withRestart(chainGraph("fallback", 2, checkpointsEvery(30*time.Millisecond, 3)), fixedDelay(3, 10*time.Millisecond))
 	id = c.submit(g)
 	waitFor(t, func() bool { return src.restoredIn(2) != 0 })
 	if got := src.restoredIn(2); got >= src.failAt || got < src.failAt-2 {
@@ -161,7 +162,7 @@ func TestRecoveryFallsBackWhenASubtaskCannotRead(t *testing.T) {
 		return &runtime.RestoreError{CheckpointID: id, Where: dir, Err: fmt.Errorf("state file src-v1-0: %w", snapshot.ErrCorrupt)}
 	}
 	c.addTaskManager("tm-a", 2, src.run)
-	g := withRestart(chainGraph("unreadable", 2, `{"interval":30000000,"retain":3}`), `{"strategy":"fixed_delay","attempts":3,"delay":10000000}`)
+	g := withRestart(chainGraph("unreadable", 2, checkpointsEvery(30*time.Millisecond, 3)), fixedDelay(3, 10*time.Millisecond))
 	id := c.submit(g)
 	waitFor(t, func() bool { return src.restoredIn(3) != 0 })
 	if got := src.restoredIn(3); got >= bad {
@@ -199,7 +200,7 @@ func TestRecoveryFailsWhenNoCheckpointIsReadable(t *testing.T) {
 		}
 	}
 	c.addTaskManager("tm-a", 2, src.run)
-	g := withRestart(chainGraph("none-left", 2, `{"interval":30000000,"retain":2}`), `{"strategy":"fixed_delay","attempts":3,"delay":10000000}`)
+	g := withRestart(chainGraph("none-left", 2, checkpointsEvery(30*time.Millisecond, 2)), fixedDelay(3, 10*time.Millisecond))
 	id = c.submit(g)
 	last, _ := c.await(id)
 	f := last.GetSummary().GetFailure()
