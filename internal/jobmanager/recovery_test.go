@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -153,18 +154,19 @@ func TestRecoveryFallsBackWhenASubtaskCannotRead(t *testing.T) {
 	dir := t.TempDir()
 	c := newCluster(t, jobmanager.Options{CheckpointStorage: "file://" + dir})
 	src := &scriptedSource{failAt: 4, restored: map[int32]int64{}, breakStorage: func(int64) {}}
-	var bad int64
+	var badID atomic.Int64 // both subtasks of attempt 2 set it, to the same id
 	src.restoreFails = func(attempt int32, id int64) error {
 		if attempt != 2 {
 			return nil
 		}
-		bad = id
+		badID.Store(id)
 		return &runtime.RestoreError{CheckpointID: id, Where: dir, Err: fmt.Errorf("state file src-v1-0: %w", snapshot.ErrCorrupt)}
 	}
 	c.addTaskManager("tm-a", 2, src.run)
 	g := withRestart(chainGraph("unreadable", 2, checkpointsEvery(30*time.Millisecond, 3)), fixedDelay(3, 10*time.Millisecond))
 	id := c.submit(g)
 	waitFor(t, func() bool { return src.restoredIn(3) != 0 })
+	bad := badID.Load()
 	if got := src.restoredIn(3); got >= bad {
 		t.Fatalf("attempt 3 restored checkpoint %d; want one older than the unreadable %d", got, bad)
 	}
