@@ -470,7 +470,7 @@ func (tm *TaskManager) DeployTask(ctx context.Context, req *clusterv1.DeployTask
 
 	env := runtime.TaskEnv{
 		Registry: tm.opts.Registry, Exchange: tm.exchange, DataDir: dir,
-		Logger:  tm.log.With("job", id.GetJobId(), "task", id.GetTask(), "subtask", id.GetSubtask()),
+		Logger:  tm.log.With("job", id.GetJobId(), "attempt", id.GetAttempt(), "task", id.GetTask(), "subtask", id.GetSubtask()),
 		Metrics: tm.opts.Metrics, StateCache: tm.stateCache,
 		Control: t.control, Notifications: t.notes, Checkpoints: &responder{tm: tm, id: id},
 	}

@@ -37,7 +37,9 @@ type TaskEnv struct {
 	// DataDir is a directory private to this subtask (it exists); each
 	// operator of the chain gets a subdirectory named after its id.
 	DataDir string
-	Logger  *slog.Logger
+	// Logger carries the subtask's attributes (job, attempt, task,
+	// subtask); nil: slog.Default() with them.
+	Logger *slog.Logger
 	// Metrics is the TaskManager's registry; may be nil (no export).
 	Metrics prometheus.Registerer
 	// Clock is the processing-time clock given to operators; nil = wall clock.
@@ -190,9 +192,8 @@ func (t *task) setup() error {
 	}
 	t.log = env.Logger
 	if t.log == nil {
-		t.log = slog.Default()
+		t.log = slog.Default().With("job", t.job, "attempt", d.GetId().GetAttempt(), "task", d.GetId().GetTask(), "subtask", t.subtask)
 	}
-	t.log = t.log.With("job", t.job, "task", d.GetId().GetTask(), "subtask", t.subtask)
 	if env.Clock == nil {
 		t.env.Clock = wallClock{}
 	}
