@@ -46,6 +46,25 @@ type cluster struct {
 	flowctl string // host flowctl (static, staged by stage.sh)
 	work    string // host scratch dir
 	jm      clusterv1.JobManagerServiceClient
+	// anonymous are the /data volumes of TaskManager containers that
+	// `down` (without -v) leaves behind; cleanup removes them.
+	anonymous []string
+}
+
+var anonymousRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// rememberAnonymousVolumes records the anonymous volumes of the project's
+// containers (the TaskManagers' /data).
+func (c *cluster) rememberAnonymousVolumes() {
+	c.t.Helper()
+	for id := range c.containers("taskmanager") {
+		out := c.must(30*time.Second, "docker", "inspect", "-f", `{{range .Mounts}}{{.Name}} {{end}}`, id)
+		for _, v := range strings.Fields(out) {
+			if anonymousRE.MatchString(v) {
+				c.anonymous = append(c.anonymous, v)
+			}
+		}
+	}
 }
 
 // composeCommand finds the Compose tool: the v2 plugin or docker-compose.
@@ -522,6 +541,9 @@ func TestComposeCluster(t *testing.T) {
 		if out, err := c.run(3*time.Minute, name, args...); err != nil {
 			t.Errorf("compose down -v: %v\n%s", err, out)
 		}
+		if len(c.anonymous) > 0 {
+			_, _ = c.run(time.Minute, "docker", append([]string{"volume", "rm", "-f"}, c.anonymous...)...)
+		}
 		_, _ = c.run(time.Minute, "docker", "rmi", "-f", image, s3Image)
 		t.Logf("whole test incl. cleanup: %s", time.Since(start).Round(time.Second))
 	})
@@ -662,6 +684,7 @@ func TestComposeCluster(t *testing.T) {
 	c.waitRunning(jobD, time.Minute)
 	c.waitCheckpoints(jobD, 3, time.Minute)
 	t0 = time.Now()
+	c.rememberAnonymousVolumes()
 	c.composeRun(3*time.Minute, "down")
 	c.composeRun(5*time.Minute, "up", "-d")
 	c.waitHealthy("jobmanager", 1, 2*time.Minute)
