@@ -3,6 +3,7 @@ module github.com/flowrt/flow/deploy/kubernetes
 go 1.26.8
 
 require (
+	go.uber.org/goleak v1.3.0
 	k8s.io/api v0.37.2
 	k8s.io/apimachinery v0.37.2
 	sigs.k8s.io/yaml v1.6.0
