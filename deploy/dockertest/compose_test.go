@@ -342,10 +342,10 @@ func (c *cluster) flowctlOut(args ...string) (stdout, stderr string, err error) 
 
 var submittedRE = regexp.MustCompile(`submitted job "[^"]*" as (\S+)`)
 
-// submit runs `flowctl run -d spec args...` and returns the job id.
-func (c *cluster) submit(spec string, args ...string) string {
+// submit runs `flowctl run -d spec... args...` and returns the job id.
+func (c *cluster) submit(spec []string, args ...string) string {
 	c.t.Helper()
-	o, e, err := c.flowctlOut(append([]string{"run", "-d", spec}, args...)...)
+	o, e, err := c.flowctlOut(append(append([]string{"run", "-d"}, spec...), args...)...)
 	if err != nil {
 		c.t.Fatalf("flowctl run %s %v: %v\n%s\n%s", spec, args, err, o, e)
 	}
@@ -359,42 +359,20 @@ func (c *cluster) submit(spec string, args ...string) string {
 	return id
 }
 
-// writeSpec writes a checkpointed keyed-count job (datagen -> count keyed
-// by key -> file sink under /shared/out/<out> inside the containers). It
-// names no checkpoint storage: the JobManager's default, the S3 service.
-func (c *cluster) writeSpec(name string, records, keys, rate, parallelism int, out string) string {
-	c.t.Helper()
-	spec := filepath.Join(c.work, name+".yaml")
-	body := fmt.Sprintf(`name: %s
-parallelism: %d
-maxParallelism: 128
-operators:
-  - id: src
-    type: datagen
-    uid: src-v1
-    config: {count: %d, keys: %d, rate: %d}
-  - id: count
-    type: count
-    uid: count-v1
-    inputs: [src]
-    keyBy: key
-  - id: sink
-    type: file
-    uid: sink-v1
-    inputs: [count]
-    config: {path: /shared/out/%s}
-stateBackend:
-  type: pebble
-checkpoints: {interval: 500ms, mode: exactly_once, incremental: true, tolerableFailures: 100}
-restart:
-  strategy: fixed_delay
-  attempts: 50
-  delay: 1s
-`, name, parallelism, records, keys, rate, out)
-	if err := os.WriteFile(spec, []byte(body), 0o644); err != nil {
-		c.t.Fatal(err)
+// keyedCount is deploy/examples/keyed-count.yaml (datagen -> count keyed
+// by key -> file sink under /shared/out/<out> inside the containers, no
+// checkpoints.storage: the JobManager's default, the S3 service) with the
+// test's sizes, as flowctl run arguments.
+func (c *cluster) keyedCount(name string, records, keys, rate, parallelism int, out string) []string {
+	return []string{filepath.Join(c.root, "deploy", "examples", "keyed-count.yaml"),
+		"--set", "name=" + name,
+		"--set", fmt.Sprintf("parallelism=%d", parallelism),
+		"--set", fmt.Sprintf("operators.src.config.count=%d", records),
+		"--set", fmt.Sprintf("operators.src.config.keys=%d", keys),
+		"--set", fmt.Sprintf("operators.src.config.rate=%d", rate),
+		"--set", "operators.sink.config.path=/shared/out/" + out,
+		"--set", "checkpoints.interval=500ms",
 	}
-	return spec
 }
 
 // fetchOutput copies /shared/out/<out> out of the JobManager container (it
@@ -572,8 +550,8 @@ func TestComposeCluster(t *testing.T) {
 	t.Logf("flowctl taskmanagers from the host:\n%s", tmOut)
 
 	// 2. docker kill of the TaskManager running job A.
-	const recA, keysA = 48000, 50
-	specA := c.writeSpec("job-a", recA, keysA, 2000, 1, "a")
+	const recA, keysA = 60000, 50
+	specA := c.keyedCount("job-a", recA, keysA, 2000, 1, "a")
 	jobA := c.submit(specA)
 	j := c.waitRunning(jobA, time.Minute)
 	c.waitCheckpoints(jobA, 2, time.Minute)
@@ -610,7 +588,7 @@ func TestComposeCluster(t *testing.T) {
 	if err != nil || !strings.HasPrefix(sp, "s3://flow/savepoints") {
 		t.Fatalf("flowctl stop %s: %v\nstdout: %s\nstderr: %s", jobA, err, sp, spErr)
 	}
-	jobB := c.submit(specA, "--from-checkpoint", sp, "--set", "parallelism=3")
+	jobB := c.submit(c.keyedCount("job-a", recA, keysA, 2000, 3, "a"), "--from-checkpoint", sp)
 	j = c.waitRunning(jobB, 2*time.Minute)
 	if h := hosts(j); len(h) != 3 {
 		t.Fatalf("job B at parallelism 3 runs on %d TaskManagers %v, want all 3 (one slot each)", len(h), h)
@@ -621,7 +599,7 @@ func TestComposeCluster(t *testing.T) {
 
 	// 4. Cut a TaskManager running job C off the network.
 	const recC, keysC = 40000, 40
-	specC := c.writeSpec("job-c", recC, keysC, 2500, 2, "c")
+	specC := c.keyedCount("job-c", recC, keysC, 2500, 2, "c")
 	jobC := c.submit(specC)
 	j = c.waitRunning(jobC, time.Minute)
 	c.waitCheckpoints(jobC, 2, time.Minute)
@@ -679,7 +657,7 @@ func TestComposeCluster(t *testing.T) {
 
 	// 6. down and up with the volumes kept, under a running job D.
 	const recD, keysD = 48000, 30
-	specD := c.writeSpec("job-d", recD, keysD, 2000, 2, "d")
+	specD := c.keyedCount("job-d", recD, keysD, 2000, 2, "d")
 	jobD := c.submit(specD)
 	c.waitRunning(jobD, time.Minute)
 	c.waitCheckpoints(jobD, 3, time.Minute)
