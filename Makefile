@@ -1,6 +1,6 @@
 PROTOS := $(shell find proto -name '*.proto')
 
-.PHONY: build test tools proto proto-check vet bench docker-images test-docker test-kubernetes
+.PHONY: build test test-load tools proto proto-check vet bench docker-images test-docker test-kubernetes
 
 build:
 	go build -o bin/ ./cmd/...
@@ -9,6 +9,12 @@ build:
 # vet, then every test with the race detector.
 test: tools proto-check vet
 	go test -race -count=1 -timeout 20m ./...
+
+# The JobManager load test (256 subtasks over 4 TaskManagers, 2 s heartbeat
+# timeout) runs on its own, so that other packages' tests do not share the
+# cores with it.
+test-load:
+	go test -tags load -count=1 -timeout 10m -run TestLargeJob -v ./internal/e2e/
 
 VERSITYGW_VERSION := v1.8.0
 GOBIN := $(shell go env GOPATH)/bin
