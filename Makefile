@@ -1,6 +1,6 @@
 PROTOS := $(shell find proto -name '*.proto')
 
-.PHONY: build test test-load tools proto proto-check vet bench docker-images test-docker test-kubernetes
+.PHONY: build test test-load test-alerts tools proto proto-check vet bench docker-images test-docker test-kubernetes
 
 build:
 	go build -o bin/ ./cmd/...
@@ -15,6 +15,15 @@ test: tools proto-check vet
 # cores with it.
 test-load:
 	go test -tags load -count=1 -timeout 10m -run TestLargeJob -v ./internal/e2e/
+
+# Prometheus alerting rules: syntax and promtool's unit tests (Debian's
+# prometheus package has promtool).
+test-alerts:
+	@command -v promtool >/dev/null 2>&1 || { \
+		echo "installing promtool (Debian prometheus)"; \
+		$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo) apt-get install -y prometheus >/dev/null; }
+	promtool check rules deploy/prometheus/alerts.yml
+	cd deploy/prometheus && promtool test rules alerts_test.yml
 
 VERSITYGW_VERSION := v1.8.0
 GOBIN := $(shell go env GOPATH)/bin
