@@ -24,7 +24,7 @@ type Context interface {
 	Info() TaskInfo
 	Logger() *slog.Logger
 	// Metrics is the registerer for the operator's own metrics; the runtime
-	// adds job/operator/subtask labels.
+	// adds flow_job, flow_job_name, operator and subtask labels.
 	Metrics() prometheus.Registerer
 	// Clock is the processing-time clock (injectable in tests).
 	Clock() Clock

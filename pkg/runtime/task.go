@@ -466,7 +466,7 @@ func (t *task) openUser(vi *vertexInfo, open func(api.Context) error) (err error
 		info: api.TaskInfo{JobID: t.job, JobName: t.d.GetGraph().GetName(), OperatorID: vi.id, OperatorUID: vi.v.GetUid(),
 			SubtaskIndex: t.subtask, Parallelism: t.parallelism, MaxParallelism: t.maxPar, Attempt: int(t.d.GetId().GetAttempt())},
 		logger:  t.log.With("operator", vi.id),
-		metrics: prometheus.WrapRegistererWith(prometheus.Labels{"job": t.job, "operator": vi.id, "subtask": fmt.Sprint(t.subtask)}, t.reg),
+		metrics: prometheus.WrapRegistererWith(metricLabels(t.job, t.d.GetGraph().GetName(), "operator", vi.id, "subtask", fmt.Sprint(t.subtask)), t.reg),
 		clock:   t.env.Clock,
 		done:    t.ctx.Done(),
 		dataDir: dir,
