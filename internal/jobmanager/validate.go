@@ -1,0 +1,100 @@
+package jobmanager
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/flowrt/flow/internal/opinfo"
+	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/checkpoint/savepoint"
+	"github.com/flowrt/flow/pkg/jobgraph"
+	"github.com/flowrt/flow/pkg/jobspec"
+	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
+	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
+)
+
+// The JobManager's registry is the cluster's authority on operator types:
+// flowctl sends specs here to be parsed, lists the types from here, and
+// checks savepoints here, so a stock flowctl works with a cluster built
+// with user-defined types. These handlers read only opts.Registry (set at
+// New, never changed) and take no JobManager lock.
+
+// typeRegistry is the registry specs are checked against: opts.Registry,
+// else api.Default (what the stock binaries register the built-ins in).
+func (jm *JobManager) typeRegistry() *api.Registry {
+	if jm.opts.Registry != nil {
+		return jm.opts.Registry
+	}
+	return api.Default
+}
+
+// ValidateSpec parses a YAML job spec against the JobManager's operator
+// types. Problems of the spec are the response's problems (not an error
+// status); the status is InvalidArgument only for a request without a spec.
+func (jm *JobManager) ValidateSpec(_ context.Context, req *clusterv1.ValidateSpecRequest) (*clusterv1.ValidateSpecResponse, error) {
+	graph, problems, err := jm.parseSpec(req.GetSpec(), req.GetFilename(), req.GetSets())
+	if err != nil {
+		return nil, err
+	}
+	if len(problems) > 0 {
+		return &clusterv1.ValidateSpecResponse{Problems: problems}, nil
+	}
+	plan, err := jobgraph.BuildPlan(graph) // jobspec ran it already; this gives the task count
+	if err != nil {
+		return &clusterv1.ValidateSpecResponse{Problems: []string{req.GetFilename() + ": " + err.Error()}}, nil
+	}
+	return &clusterv1.ValidateSpecResponse{Graph: graph, Tasks: int32(len(plan.Tasks))}, nil
+}
+
+func (jm *JobManager) parseSpec(spec []byte, filename string, sets []string) (*jobgraphv1.JobGraph, []string, error) {
+	if len(spec) == 0 {
+		return nil, nil, status.Error(codes.InvalidArgument, "the request carries no job spec: send the spec file's bytes")
+	}
+	if filename == "" {
+		filename = "job spec"
+	}
+	graph, err := jobspec.Parse(spec, filename, jm.typeRegistry(), sets)
+	var perr *jobspec.Errors
+	if errors.As(err, &perr) {
+		return nil, perr.Lines(), nil
+	}
+	if err != nil {
+		return nil, []string{filename + ": " + err.Error()}, nil
+	}
+	return graph, nil, nil
+}
+
+// ListOperatorTypes lists the JobManager's operator types.
+func (jm *JobManager) ListOperatorTypes(context.Context, *clusterv1.ListOperatorTypesRequest) (*clusterv1.ListOperatorTypesResponse, error) {
+	return &clusterv1.ListOperatorTypesResponse{Types: opinfo.Describe(jm.typeRegistry())}, nil
+}
+
+// CheckSavepoint runs savepoint.Check for the spec against the snapshot at
+// the request's path with the JobManager's operator types. An unreadable
+// snapshot is FailedPrecondition naming it.
+func (jm *JobManager) CheckSavepoint(ctx context.Context, req *clusterv1.CheckSavepointRequest) (*clusterv1.CheckSavepointResponse, error) {
+	if req.GetPath() == "" {
+		return nil, status.Error(codes.InvalidArgument, "the request names no snapshot: give its directory URL or path")
+	}
+	graph, problems, err := jm.parseSpec(req.GetSpec(), req.GetFilename(), req.GetSets())
+	if err != nil {
+		return nil, err
+	}
+	if len(problems) > 0 {
+		return &clusterv1.CheckSavepointResponse{Problems: problems}, nil
+	}
+	rep, err := savepoint.Check(ctx, graph, jm.typeRegistry(), savepoint.URL(req.GetPath()),
+		savepoint.CheckOptions{AllowNonRestoredState: req.GetAllowNonRestoredState(), ReadData: req.GetDeep()})
+	if rep == nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "%v", err)
+	}
+	b, err := json.Marshal(rep)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "encode the check report: %v", err)
+	}
+	return &clusterv1.CheckSavepointResponse{ReportJson: b}, nil
+}
