@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -38,6 +39,11 @@ type Options struct {
 	// HeartbeatTimeout and SlotTimeout as for the JobManager.
 	HeartbeatTimeout time.Duration
 	SlotTimeout      time.Duration
+	// JobManagerMetrics receives the JobManager's metrics; nil disables them.
+	JobManagerMetrics prometheus.Registerer
+	// TaskManagerMetrics, when set, returns the registerer of TaskManager i
+	// (one each: their metrics share names); nil disables them.
+	TaskManagerMetrics func(i int) prometheus.Registerer
 }
 
 // Cluster is a running mini cluster.
@@ -93,6 +99,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	c.jm, err = jobmanager.New(jobmanager.Options{
 		DataDir: filepath.Join(c.opts.DataDir, "jobmanager"), HeartbeatTimeout: opts.HeartbeatTimeout,
 		SlotTimeout: opts.SlotTimeout, Registry: opts.Registry, Logger: opts.Logger.With("component", "jobmanager"),
+		Metrics: opts.JobManagerMetrics,
 	})
 	if err != nil {
 		return nil, err
@@ -121,10 +128,14 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 
 func (c *Cluster) startTaskManager(i int) error {
 	id := fmt.Sprintf("tm-%d", i)
+	var metrics prometheus.Registerer
+	if c.opts.TaskManagerMetrics != nil {
+		metrics = c.opts.TaskManagerMetrics(i)
+	}
 	tm, err := taskmanager.New(taskmanager.Options{
 		ID: id, JobManager: c.jmAddr, Slots: c.opts.Slots,
 		DataDir: filepath.Join(c.opts.DataDir, id), Registry: c.opts.Registry,
-		Logger: c.opts.Logger.With("component", id),
+		Logger: c.opts.Logger.With("component", id), Metrics: metrics,
 	})
 	if err != nil {
 		return err
