@@ -1,0 +1,25 @@
+// Package jobs is this module's operator registry: Flow's built-ins plus
+// the module's own types. The cluster binaries in cmd/ and the tests use it.
+package jobs
+
+import (
+	"sync"
+
+	"github.com/flowrt/flow/examples/sdk/dedup"
+	"github.com/flowrt/flow/pkg/api"
+	_ "github.com/flowrt/flow/pkg/builtin" // the built-in operator library
+)
+
+var (
+	once sync.Once
+	reg  *api.Registry
+)
+
+// Registry returns the registry: the built-ins and example-dedup.
+func Registry() *api.Registry {
+	once.Do(func() {
+		reg = api.Default.Clone()
+		reg.MustRegister(dedup.Type())
+	})
+	return reg
+}
