@@ -1,6 +1,6 @@
 PROTOS := $(shell find proto -name '*.proto')
 
-.PHONY: build test tools proto proto-check vet bench
+.PHONY: build test test-examples tools proto proto-check vet bench
 
 build:
 	go build -o bin/ ./cmd/...
@@ -9,6 +9,12 @@ build:
 # vet, then every test with the race detector.
 test: tools proto-check vet
 	go test -race -count=1 -timeout 20m ./...
+
+# The Go SDK example module (examples/sdk, its own go.mod): vet and every
+# test with the race detector, among them its end-to-end tests on real
+# processes of its own cluster binaries.
+test-examples:
+	cd examples/sdk && go vet ./... && go test -race -count=1 -timeout 10m ./...
 
 VERSITYGW_VERSION := v1.8.0
 GOBIN := $(shell go env GOPATH)/bin
