@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -57,7 +58,11 @@ func (jm *JobManager) parseSpec(spec []byte, filename string, sets []string) (*j
 	if filename == "" {
 		filename = "job spec"
 	}
-	graph, err := jobspec.Parse(spec, filename, jm.typeRegistry(), sets)
+	var graph *jobgraphv1.JobGraph
+	err := guard("parse the spec", func() (err error) {
+		graph, err = jobspec.Parse(spec, filename, jm.typeRegistry(), sets)
+		return err
+	})
 	var perr *jobspec.Errors
 	if errors.As(err, &perr) {
 		return nil, perr.Lines(), nil
@@ -87,8 +92,12 @@ func (jm *JobManager) CheckSavepoint(ctx context.Context, req *clusterv1.CheckSa
 	if len(problems) > 0 {
 		return &clusterv1.CheckSavepointResponse{Problems: problems}, nil
 	}
-	rep, err := savepoint.Check(ctx, graph, jm.typeRegistry(), savepoint.URL(req.GetPath()),
-		savepoint.CheckOptions{AllowNonRestoredState: req.GetAllowNonRestoredState(), ReadData: req.GetDeep()})
+	var rep *savepoint.CheckReport
+	err = guard("check the savepoint", func() (err error) {
+		rep, err = savepoint.Check(ctx, graph, jm.typeRegistry(), savepoint.URL(req.GetPath()),
+			savepoint.CheckOptions{AllowNonRestoredState: req.GetAllowNonRestoredState(), ReadData: req.GetDeep()})
+		return err
+	})
 	if rep == nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "%v", err)
 	}
@@ -97,4 +106,16 @@ func (jm *JobManager) CheckSavepoint(ctx context.Context, req *clusterv1.CheckSa
 		return nil, status.Errorf(codes.Internal, "encode the check report: %v", err)
 	}
 	return &clusterv1.CheckSavepointResponse{ReportJson: b}, nil
+}
+
+// guard runs f, turning a panic (an operator type's constructor or Open
+// run in a dry run) into an error: a spec must not bring the JobManager
+// down.
+func guard(what string, f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%s: an operator type panicked: %v: fix the operator's constructor or Open", what, r)
+		}
+	}()
+	return f()
 }
