@@ -108,3 +108,26 @@ func TestClusterOperatorTypes(t *testing.T) {
 		t.Errorf("the job wrote %d records, want 500", n)
 	}
 }
+
+// TestTaskManagerLacksAType: the JobManager knows the type but its
+// TaskManager does not (stock binaries beside a user's JobManager):
+// validate passes and warns, naming the TaskManager and the type.
+func TestTaskManagerLacksAType(t *testing.T) {
+	reg := api.Default.Clone()
+	reg.MustRegister(tagType())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := minicluster.Start(ctx, minicluster.Options{TaskManagers: 1, Slots: 2, DataDir: t.TempDir(), Registry: reg,
+		TaskManagerRegistry: api.Default})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	env := map[string]string{EnvJobManager: c.JobManagerAddress()}
+	spec := writeSpec(t, strings.NewReplacer("OUT", t.TempDir(), "LABEL", "a").Replace(taggedJob))
+	r := flowctl(t, env, "validate", spec)
+	want := `warning: TaskManager "tm-0" lacks operator type "test-tag": a task of it placed there fails: build every TaskManager with the JobManager's registry` + "\n"
+	if r.code != 0 || r.stderr != want {
+		t.Fatalf("validate: exit %d, stderr %q, want %q", r.code, r.stderr, want)
+	}
+}

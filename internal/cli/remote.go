@@ -100,6 +100,9 @@ func (g *globals) clusterSpec(ctx context.Context, path string, sets []string) (
 	if len(resp.GetProblems()) > 0 {
 		return nil, problemsError(resp.GetProblems())
 	}
+	for _, w := range resp.GetWarnings() {
+		fmt.Fprintf(g.env.Stderr, "warning: %s\n", w)
+	}
 	return resp, nil
 }
 

@@ -5,7 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
+	"sync"
+	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -36,7 +40,7 @@ func (jm *JobManager) typeRegistry() *api.Registry {
 // ValidateSpec parses a YAML job spec against the JobManager's operator
 // types. Problems of the spec are the response's problems (not an error
 // status); the status is InvalidArgument only for a request without a spec.
-func (jm *JobManager) ValidateSpec(_ context.Context, req *clusterv1.ValidateSpecRequest) (*clusterv1.ValidateSpecResponse, error) {
+func (jm *JobManager) ValidateSpec(ctx context.Context, req *clusterv1.ValidateSpecRequest) (*clusterv1.ValidateSpecResponse, error) {
 	graph, problems, err := jm.parseSpec(req.GetSpec(), req.GetFilename(), req.GetSets())
 	if err != nil {
 		return nil, err
@@ -48,7 +52,84 @@ func (jm *JobManager) ValidateSpec(_ context.Context, req *clusterv1.ValidateSpe
 	if err != nil {
 		return &clusterv1.ValidateSpecResponse{Problems: []string{req.GetFilename() + ": " + err.Error()}}, nil
 	}
-	return &clusterv1.ValidateSpecResponse{Graph: graph, Tasks: int32(len(plan.Tasks))}, nil
+	return &clusterv1.ValidateSpecResponse{Graph: graph, Tasks: int32(len(plan.Tasks)), Warnings: jm.taskManagerGaps(ctx, graph)}, nil
+}
+
+// askTaskManagerTimeout bounds each TaskManager's ListOperatorTypes.
+const askTaskManagerTimeout = 3 * time.Second
+
+// taskManagerGaps asks every active TaskManager for its operator types (in
+// parallel, each within askTaskManagerTimeout) and returns a line for each
+// type of graph one of them lacks. TaskManagers that do not answer, or
+// predate the call, are left out: this is advice, the deployment decides.
+func (jm *JobManager) taskManagerGaps(ctx context.Context, graph *jobgraphv1.JobGraph) []string {
+	tms, err := jm.ListTaskManagers(ctx, &clusterv1.ListTaskManagersRequest{})
+	if err != nil {
+		return nil
+	}
+	need := map[string]bool{}
+	for _, v := range graph.GetVertices() {
+		need[v.GetType()] = true
+	}
+	var active []*clusterv1.TaskManagerInfo
+	for _, tm := range tms.GetTaskManagers() {
+		if tm.GetState() == clusterv1.TaskManagerState_TASK_MANAGER_STATE_ACTIVE && tm.GetAddress() != "" {
+			active = append(active, tm)
+		}
+	}
+	gaps := make([][]string, len(active))
+	var wg sync.WaitGroup
+	for i, tm := range active {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			have, ok := jm.taskManagerTypes(ctx, tm.GetAddress())
+			if !ok {
+				return
+			}
+			for _, name := range sortedKeys(need) {
+				if !have[name] {
+					gaps[i] = append(gaps[i], fmt.Sprintf("TaskManager %q lacks operator type %q: a task of it placed there fails: build every TaskManager with the JobManager's registry",
+						tm.GetId(), name))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var out []string
+	for _, g := range gaps {
+		out = append(out, g...)
+	}
+	return out
+}
+
+// taskManagerTypes is the set of type names the TaskManager at addr has.
+func (jm *JobManager) taskManagerTypes(ctx context.Context, addr string) (map[string]bool, bool) {
+	conn, err := grpc.NewClient(addr, jm.opts.DialOptions...)
+	if err != nil {
+		return nil, false
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, askTaskManagerTimeout)
+	defer cancel()
+	resp, err := clusterv1.NewTaskExecutorServiceClient(conn).ListOperatorTypes(ctx, &clusterv1.ListOperatorTypesRequest{})
+	if err != nil {
+		return nil, false
+	}
+	have := map[string]bool{}
+	for _, t := range resp.GetTypes() {
+		have[t.GetName()] = true
+	}
+	return have, true
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (jm *JobManager) parseSpec(spec []byte, filename string, sets []string) (*jobgraphv1.JobGraph, []string, error) {

@@ -35,7 +35,10 @@ type Options struct {
 	DataDir string
 	// Registry of operator types. Default api.Default.
 	Registry *api.Registry
-	Logger   *slog.Logger
+	// TaskManagerRegistry, when set, is the TaskManagers' registry instead
+	// of Registry (to test a cluster whose binaries disagree).
+	TaskManagerRegistry *api.Registry
+	Logger              *slog.Logger
 	// HeartbeatTimeout and SlotTimeout as for the JobManager.
 	HeartbeatTimeout time.Duration
 	SlotTimeout      time.Duration
@@ -76,6 +79,9 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}
 	if opts.Registry == nil {
 		opts.Registry = api.Default
+	}
+	if opts.TaskManagerRegistry == nil {
+		opts.TaskManagerRegistry = opts.Registry
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -134,7 +140,7 @@ func (c *Cluster) startTaskManager(i int) error {
 	}
 	tm, err := taskmanager.New(taskmanager.Options{
 		ID: id, JobManager: c.jmAddr, Slots: c.opts.Slots,
-		DataDir: filepath.Join(c.opts.DataDir, id), Registry: c.opts.Registry,
+		DataDir: filepath.Join(c.opts.DataDir, id), Registry: c.opts.TaskManagerRegistry,
 		Logger: c.opts.Logger.With("component", id), Metrics: metrics,
 	})
 	if err != nil {

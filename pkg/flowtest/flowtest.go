@@ -168,6 +168,9 @@ func (c *Cluster) ParseSpec(spec string, sets ...string) *jobgraphv1.JobGraph {
 	if p := resp.GetProblems(); len(p) > 0 {
 		c.t.Fatalf("flowtest: the spec has problems:\n%s", strings.Join(p, "\n"))
 	}
+	for _, w := range resp.GetWarnings() {
+		c.t.Logf("flowtest: warning: %s", w)
+	}
 	return resp.GetGraph()
 }
 

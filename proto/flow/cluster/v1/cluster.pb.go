@@ -3460,7 +3460,10 @@ type ValidateSpecResponse struct {
 	// when the spec is valid.
 	Problems []string `protobuf:"bytes,2,rep,name=problems,proto3" json:"problems,omitempty"`
 	// Tasks after chaining, when valid.
-	Tasks         int32 `protobuf:"varint,3,opt,name=tasks,proto3" json:"tasks,omitempty"`
+	Tasks int32 `protobuf:"varint,3,opt,name=tasks,proto3" json:"tasks,omitempty"`
+	// When valid: active TaskManagers that lack an operator type the job
+	// uses (a task of it placed there would fail), one line each.
+	Warnings      []string `protobuf:"bytes,4,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3514,6 +3517,13 @@ func (x *ValidateSpecResponse) GetTasks() int32 {
 		return x.Tasks
 	}
 	return 0
+}
+
+func (x *ValidateSpecResponse) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
 }
 
 type ListOperatorTypesRequest struct {
@@ -4141,11 +4151,12 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x13ValidateSpecRequest\x12\x12\n" +
 	"\x04spec\x18\x01 \x01(\fR\x04spec\x12\x1a\n" +
 	"\bfilename\x18\x02 \x01(\tR\bfilename\x12\x12\n" +
-	"\x04sets\x18\x03 \x03(\tR\x04sets\"z\n" +
+	"\x04sets\x18\x03 \x03(\tR\x04sets\"\x96\x01\n" +
 	"\x14ValidateSpecResponse\x120\n" +
 	"\x05graph\x18\x01 \x01(\v2\x1a.flow.jobgraph.v1.JobGraphR\x05graph\x12\x1a\n" +
 	"\bproblems\x18\x02 \x03(\tR\bproblems\x12\x14\n" +
-	"\x05tasks\x18\x03 \x01(\x05R\x05tasks\"\x1a\n" +
+	"\x05tasks\x18\x03 \x01(\x05R\x05tasks\x12\x1a\n" +
+	"\bwarnings\x18\x04 \x03(\tR\bwarnings\"\x1a\n" +
 	"\x18ListOperatorTypesRequest\"T\n" +
 	"\x19ListOperatorTypesResponse\x127\n" +
 	"\x05types\x18\x01 \x03(\v2!.flow.cluster.v1.OperatorTypeInfoR\x05types\"\xb8\x01\n" +
@@ -4223,14 +4234,15 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x13RegisterTaskManager\x12+.flow.cluster.v1.RegisterTaskManagerRequest\x1a,.flow.cluster.v1.RegisterTaskManagerResponse\x12R\n" +
 	"\tHeartbeat\x12!.flow.cluster.v1.HeartbeatRequest\x1a\".flow.cluster.v1.HeartbeatResponse\x12d\n" +
 	"\x0fUpdateTaskState\x12'.flow.cluster.v1.UpdateTaskStateRequest\x1a(.flow.cluster.v1.UpdateTaskStateResponse\x12v\n" +
-	"\x15DeregisterTaskManager\x12-.flow.cluster.v1.DeregisterTaskManagerRequest\x1a..flow.cluster.v1.DeregisterTaskManagerResponse2\x98\x03\n" +
+	"\x15DeregisterTaskManager\x12-.flow.cluster.v1.DeregisterTaskManagerRequest\x1a..flow.cluster.v1.DeregisterTaskManagerResponse2\x84\x04\n" +
 	"\x13TaskExecutorService\x12U\n" +
 	"\n" +
 	"DeployTask\x12\".flow.cluster.v1.DeployTaskRequest\x1a#.flow.cluster.v1.DeployTaskResponse\x12U\n" +
 	"\n" +
 	"CancelTask\x12\".flow.cluster.v1.CancelTaskRequest\x1a#.flow.cluster.v1.CancelTaskResponse\x12j\n" +
 	"\x11TriggerCheckpoint\x12).flow.cluster.v1.TriggerCheckpointRequest\x1a*.flow.cluster.v1.TriggerCheckpointResponse\x12g\n" +
-	"\x10NotifyCheckpoint\x12(.flow.cluster.v1.NotifyCheckpointRequest\x1a).flow.cluster.v1.NotifyCheckpointResponseB8Z6github.com/flowrt/flow/proto/flow/cluster/v1;clusterv1b\x06proto3"
+	"\x10NotifyCheckpoint\x12(.flow.cluster.v1.NotifyCheckpointRequest\x1a).flow.cluster.v1.NotifyCheckpointResponse\x12j\n" +
+	"\x11ListOperatorTypes\x12).flow.cluster.v1.ListOperatorTypesRequest\x1a*.flow.cluster.v1.ListOperatorTypesResponseB8Z6github.com/flowrt/flow/proto/flow/cluster/v1;clusterv1b\x06proto3"
 
 var (
 	file_flow_cluster_v1_cluster_proto_rawDescOnce sync.Once
@@ -4384,29 +4396,31 @@ var file_flow_cluster_v1_cluster_proto_depIdxs = []int32{
 	54, // 63: flow.cluster.v1.TaskExecutorService.CancelTask:input_type -> flow.cluster.v1.CancelTaskRequest
 	42, // 64: flow.cluster.v1.TaskExecutorService.TriggerCheckpoint:input_type -> flow.cluster.v1.TriggerCheckpointRequest
 	44, // 65: flow.cluster.v1.TaskExecutorService.NotifyCheckpoint:input_type -> flow.cluster.v1.NotifyCheckpointRequest
-	11, // 66: flow.cluster.v1.JobManagerService.SubmitJob:output_type -> flow.cluster.v1.SubmitJobResponse
-	13, // 67: flow.cluster.v1.JobManagerService.ListJobs:output_type -> flow.cluster.v1.ListJobsResponse
-	16, // 68: flow.cluster.v1.JobManagerService.GetJob:output_type -> flow.cluster.v1.GetJobResponse
-	22, // 69: flow.cluster.v1.JobManagerService.CancelJob:output_type -> flow.cluster.v1.CancelJobResponse
-	24, // 70: flow.cluster.v1.JobManagerService.WatchJob:output_type -> flow.cluster.v1.JobStatusEvent
-	26, // 71: flow.cluster.v1.JobManagerService.ListTaskManagers:output_type -> flow.cluster.v1.ListTaskManagersResponse
-	7,  // 72: flow.cluster.v1.JobManagerService.ListCheckpoints:output_type -> flow.cluster.v1.ListCheckpointsResponse
-	5,  // 73: flow.cluster.v1.JobManagerService.TriggerSavepoint:output_type -> flow.cluster.v1.SavepointProgress
-	57, // 74: flow.cluster.v1.JobManagerService.ValidateSpec:output_type -> flow.cluster.v1.ValidateSpecResponse
-	59, // 75: flow.cluster.v1.JobManagerService.ListOperatorTypes:output_type -> flow.cluster.v1.ListOperatorTypesResponse
-	63, // 76: flow.cluster.v1.JobManagerService.CheckSavepoint:output_type -> flow.cluster.v1.CheckSavepointResponse
-	33, // 77: flow.cluster.v1.ResourceManagerService.AcknowledgeCheckpoint:output_type -> flow.cluster.v1.AcknowledgeCheckpointResponse
-	35, // 78: flow.cluster.v1.ResourceManagerService.DeclineCheckpoint:output_type -> flow.cluster.v1.DeclineCheckpointResponse
-	29, // 79: flow.cluster.v1.ResourceManagerService.RegisterTaskManager:output_type -> flow.cluster.v1.RegisterTaskManagerResponse
-	31, // 80: flow.cluster.v1.ResourceManagerService.Heartbeat:output_type -> flow.cluster.v1.HeartbeatResponse
-	38, // 81: flow.cluster.v1.ResourceManagerService.UpdateTaskState:output_type -> flow.cluster.v1.UpdateTaskStateResponse
-	40, // 82: flow.cluster.v1.ResourceManagerService.DeregisterTaskManager:output_type -> flow.cluster.v1.DeregisterTaskManagerResponse
-	53, // 83: flow.cluster.v1.TaskExecutorService.DeployTask:output_type -> flow.cluster.v1.DeployTaskResponse
-	55, // 84: flow.cluster.v1.TaskExecutorService.CancelTask:output_type -> flow.cluster.v1.CancelTaskResponse
-	43, // 85: flow.cluster.v1.TaskExecutorService.TriggerCheckpoint:output_type -> flow.cluster.v1.TriggerCheckpointResponse
-	45, // 86: flow.cluster.v1.TaskExecutorService.NotifyCheckpoint:output_type -> flow.cluster.v1.NotifyCheckpointResponse
-	66, // [66:87] is the sub-list for method output_type
-	45, // [45:66] is the sub-list for method input_type
+	58, // 66: flow.cluster.v1.TaskExecutorService.ListOperatorTypes:input_type -> flow.cluster.v1.ListOperatorTypesRequest
+	11, // 67: flow.cluster.v1.JobManagerService.SubmitJob:output_type -> flow.cluster.v1.SubmitJobResponse
+	13, // 68: flow.cluster.v1.JobManagerService.ListJobs:output_type -> flow.cluster.v1.ListJobsResponse
+	16, // 69: flow.cluster.v1.JobManagerService.GetJob:output_type -> flow.cluster.v1.GetJobResponse
+	22, // 70: flow.cluster.v1.JobManagerService.CancelJob:output_type -> flow.cluster.v1.CancelJobResponse
+	24, // 71: flow.cluster.v1.JobManagerService.WatchJob:output_type -> flow.cluster.v1.JobStatusEvent
+	26, // 72: flow.cluster.v1.JobManagerService.ListTaskManagers:output_type -> flow.cluster.v1.ListTaskManagersResponse
+	7,  // 73: flow.cluster.v1.JobManagerService.ListCheckpoints:output_type -> flow.cluster.v1.ListCheckpointsResponse
+	5,  // 74: flow.cluster.v1.JobManagerService.TriggerSavepoint:output_type -> flow.cluster.v1.SavepointProgress
+	57, // 75: flow.cluster.v1.JobManagerService.ValidateSpec:output_type -> flow.cluster.v1.ValidateSpecResponse
+	59, // 76: flow.cluster.v1.JobManagerService.ListOperatorTypes:output_type -> flow.cluster.v1.ListOperatorTypesResponse
+	63, // 77: flow.cluster.v1.JobManagerService.CheckSavepoint:output_type -> flow.cluster.v1.CheckSavepointResponse
+	33, // 78: flow.cluster.v1.ResourceManagerService.AcknowledgeCheckpoint:output_type -> flow.cluster.v1.AcknowledgeCheckpointResponse
+	35, // 79: flow.cluster.v1.ResourceManagerService.DeclineCheckpoint:output_type -> flow.cluster.v1.DeclineCheckpointResponse
+	29, // 80: flow.cluster.v1.ResourceManagerService.RegisterTaskManager:output_type -> flow.cluster.v1.RegisterTaskManagerResponse
+	31, // 81: flow.cluster.v1.ResourceManagerService.Heartbeat:output_type -> flow.cluster.v1.HeartbeatResponse
+	38, // 82: flow.cluster.v1.ResourceManagerService.UpdateTaskState:output_type -> flow.cluster.v1.UpdateTaskStateResponse
+	40, // 83: flow.cluster.v1.ResourceManagerService.DeregisterTaskManager:output_type -> flow.cluster.v1.DeregisterTaskManagerResponse
+	53, // 84: flow.cluster.v1.TaskExecutorService.DeployTask:output_type -> flow.cluster.v1.DeployTaskResponse
+	55, // 85: flow.cluster.v1.TaskExecutorService.CancelTask:output_type -> flow.cluster.v1.CancelTaskResponse
+	43, // 86: flow.cluster.v1.TaskExecutorService.TriggerCheckpoint:output_type -> flow.cluster.v1.TriggerCheckpointResponse
+	45, // 87: flow.cluster.v1.TaskExecutorService.NotifyCheckpoint:output_type -> flow.cluster.v1.NotifyCheckpointResponse
+	59, // 88: flow.cluster.v1.TaskExecutorService.ListOperatorTypes:output_type -> flow.cluster.v1.ListOperatorTypesResponse
+	67, // [67:89] is the sub-list for method output_type
+	45, // [45:67] is the sub-list for method input_type
 	45, // [45:45] is the sub-list for extension type_name
 	45, // [45:45] is the sub-list for extension extendee
 	0,  // [0:45] is the sub-list for field type_name

@@ -838,6 +838,7 @@ const (
 	TaskExecutorService_CancelTask_FullMethodName        = "/flow.cluster.v1.TaskExecutorService/CancelTask"
 	TaskExecutorService_TriggerCheckpoint_FullMethodName = "/flow.cluster.v1.TaskExecutorService/TriggerCheckpoint"
 	TaskExecutorService_NotifyCheckpoint_FullMethodName  = "/flow.cluster.v1.TaskExecutorService/NotifyCheckpoint"
+	TaskExecutorService_ListOperatorTypes_FullMethodName = "/flow.cluster.v1.TaskExecutorService/ListOperatorTypes"
 )
 
 // TaskExecutorServiceClient is the client API for TaskExecutorService service.
@@ -852,6 +853,9 @@ type TaskExecutorServiceClient interface {
 	// Tells every subtask of the job attempt on this TaskManager that a
 	// checkpoint completed (commit side effects) or was aborted.
 	NotifyCheckpoint(ctx context.Context, in *NotifyCheckpointRequest, opts ...grpc.CallOption) (*NotifyCheckpointResponse, error)
+	// The operator types this TaskManager can run (the JobManager compares
+	// them with a spec's in ValidateSpec). Not fenced: it only reads.
+	ListOperatorTypes(ctx context.Context, in *ListOperatorTypesRequest, opts ...grpc.CallOption) (*ListOperatorTypesResponse, error)
 }
 
 type taskExecutorServiceClient struct {
@@ -902,6 +906,16 @@ func (c *taskExecutorServiceClient) NotifyCheckpoint(ctx context.Context, in *No
 	return out, nil
 }
 
+func (c *taskExecutorServiceClient) ListOperatorTypes(ctx context.Context, in *ListOperatorTypesRequest, opts ...grpc.CallOption) (*ListOperatorTypesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListOperatorTypesResponse)
+	err := c.cc.Invoke(ctx, TaskExecutorService_ListOperatorTypes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TaskExecutorServiceServer is the server API for TaskExecutorService service.
 // All implementations must embed UnimplementedTaskExecutorServiceServer
 // for forward compatibility.
@@ -914,6 +928,9 @@ type TaskExecutorServiceServer interface {
 	// Tells every subtask of the job attempt on this TaskManager that a
 	// checkpoint completed (commit side effects) or was aborted.
 	NotifyCheckpoint(context.Context, *NotifyCheckpointRequest) (*NotifyCheckpointResponse, error)
+	// The operator types this TaskManager can run (the JobManager compares
+	// them with a spec's in ValidateSpec). Not fenced: it only reads.
+	ListOperatorTypes(context.Context, *ListOperatorTypesRequest) (*ListOperatorTypesResponse, error)
 	mustEmbedUnimplementedTaskExecutorServiceServer()
 }
 
@@ -935,6 +952,9 @@ func (UnimplementedTaskExecutorServiceServer) TriggerCheckpoint(context.Context,
 }
 func (UnimplementedTaskExecutorServiceServer) NotifyCheckpoint(context.Context, *NotifyCheckpointRequest) (*NotifyCheckpointResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method NotifyCheckpoint not implemented")
+}
+func (UnimplementedTaskExecutorServiceServer) ListOperatorTypes(context.Context, *ListOperatorTypesRequest) (*ListOperatorTypesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListOperatorTypes not implemented")
 }
 func (UnimplementedTaskExecutorServiceServer) mustEmbedUnimplementedTaskExecutorServiceServer() {}
 func (UnimplementedTaskExecutorServiceServer) testEmbeddedByValue()                             {}
@@ -1029,6 +1049,24 @@ func _TaskExecutorService_NotifyCheckpoint_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TaskExecutorService_ListOperatorTypes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListOperatorTypesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskExecutorServiceServer).ListOperatorTypes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskExecutorService_ListOperatorTypes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskExecutorServiceServer).ListOperatorTypes(ctx, req.(*ListOperatorTypesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TaskExecutorService_ServiceDesc is the grpc.ServiceDesc for TaskExecutorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1051,6 +1089,10 @@ var TaskExecutorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "NotifyCheckpoint",
 			Handler:    _TaskExecutorService_NotifyCheckpoint_Handler,
+		},
+		{
+			MethodName: "ListOperatorTypes",
+			Handler:    _TaskExecutorService_ListOperatorTypes_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
