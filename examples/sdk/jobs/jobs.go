@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/flowrt/flow/examples/sdk/dedup"
+	"github.com/flowrt/flow/examples/sdk/fraud"
 	"github.com/flowrt/flow/pkg/api"
 	_ "github.com/flowrt/flow/pkg/builtin" // the built-in operator library
 )
@@ -15,11 +16,12 @@ var (
 	reg  *api.Registry
 )
 
-// Registry returns the registry: the built-ins and example-dedup.
+// Registry returns the registry: the built-ins, example-dedup and example-fraud.
 func Registry() *api.Registry {
 	once.Do(func() {
 		reg = api.Default.Clone()
 		reg.MustRegister(dedup.Type())
+		reg.MustRegister(fraud.Type())
 	})
 	return reg
 }
