@@ -7,6 +7,7 @@ import (
 
 	"github.com/flowrt/flow/examples/sdk/dedup"
 	"github.com/flowrt/flow/examples/sdk/fraud"
+	"github.com/flowrt/flow/examples/sdk/sessions"
 	"github.com/flowrt/flow/pkg/api"
 	_ "github.com/flowrt/flow/pkg/builtin" // the built-in operator library
 )
@@ -16,12 +17,13 @@ var (
 	reg  *api.Registry
 )
 
-// Registry returns the registry: the built-ins, example-dedup and example-fraud.
+// Registry returns the registry: the built-ins, example-dedup, example-fraud and example-sessions.
 func Registry() *api.Registry {
 	once.Do(func() {
 		reg = api.Default.Clone()
 		reg.MustRegister(dedup.Type())
 		reg.MustRegister(fraud.Type())
+		reg.MustRegister(sessions.Type())
 	})
 	return reg
 }
