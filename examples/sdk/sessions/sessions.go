@@ -193,4 +193,3 @@ func (o *Operator) Finish(api.Collector) error { return nil }
 
 // Close implements api.Operator.
 func (o *Operator) Close() error { return nil }
-
