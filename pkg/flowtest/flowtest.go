@@ -273,6 +273,34 @@ func (c *Cluster) Cancel(id string) {
 	c.AwaitStatus(id, Canceled, rpcTimeout)
 }
 
+// Savepoint takes a savepoint of the running job into the cluster's
+// savepoint directory and returns its URL; with stop, the job then stops
+// (FINISHED) and Savepoint returns once it has. Restore from it with
+// SubmitRequest's RestorePath, possibly at other parallelisms.
+func (c *Cluster) Savepoint(id string, stop bool) string {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*rpcTimeout)
+	defer cancel()
+	stream, err := c.client.TriggerSavepoint(ctx, &clusterv1.TriggerSavepointRequest{JobId: id, Stop: stop})
+	if err != nil {
+		c.t.Fatalf("flowtest: savepoint of job %s: %v", id, err)
+	}
+	path := ""
+	for path == "" {
+		p, err := stream.Recv()
+		if err != nil {
+			c.t.Fatalf("flowtest: savepoint of job %s: %v", id, err)
+		}
+		if p.GetDone() {
+			path = p.GetPath()
+		}
+	}
+	if stop {
+		c.AwaitStatus(id, Finished, rpcTimeout)
+	}
+	return path
+}
+
 // Metric sums the current values of every series named name (counters,
 // gauges, untyped; histograms and summaries by their sample count) whose
 // labels include the given name/value pairs, over the JobManager and every
