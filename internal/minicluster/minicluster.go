@@ -197,6 +197,38 @@ func (c *Cluster) waitRegistered(ctx context.Context, n int) error {
 	}
 }
 
+// StopTaskManager stops TaskManager i as if its process went away: its
+// gRPC server stops at once (connections to it break), then it cancels its
+// tasks and deregisters. Stopping a stopped TaskManager is a no-op.
+func (c *Cluster) StopTaskManager(i int) error {
+	if i < 0 || i >= len(c.tms) {
+		return fmt.Errorf("minicluster: no TaskManager %d (there are %d)", i, len(c.tms))
+	}
+	p := c.tms[i]
+	p.srv.Stop()
+	p.cancel()
+	<-p.done
+	return nil
+}
+
+// AddTaskManager starts another TaskManager, waits until it registered and
+// returns its index (its id is tm-<index>).
+func (c *Cluster) AddTaskManager(ctx context.Context) (int, error) {
+	i := len(c.tms)
+	if err := c.startTaskManager(i); err != nil {
+		return 0, err
+	}
+	live := 0
+	for _, p := range c.tms {
+		select {
+		case <-p.done:
+		default:
+			live++
+		}
+	}
+	return i, c.waitRegistered(ctx, live)
+}
+
 // JobManagerAddress is the JobManager's RPC address (for flowctl).
 func (c *Cluster) JobManagerAddress() string { return c.jmAddr }
 

@@ -14,6 +14,9 @@
 //     in the user's package.
 //   - SubmitSpec parses the spec on the JobManager, exactly as `flowctl
 //     run` does; Submit takes a graph (for example from pkg/jobbuilder).
+//   - Savepoint, StopTaskManager and AddTaskManager drive upgrades,
+//     rescaling and failover in-process (for SIGKILLed processes, test the
+//     built binaries: see examples/sdk/e2e).
 //   - Methods that fail call t.Fatalf: call them from the test's
 //     goroutine.
 //   - The cluster's data (job store, checkpoints, savepoints, TaskManager
@@ -77,6 +80,7 @@ type Cluster struct {
 	mc      *minicluster.Cluster
 	conn    *grpc.ClientConn
 	client  clusterv1.JobManagerServiceClient
+	mu      sync.Mutex             // guards metrics (AddTaskManager appends)
 	metrics []*prometheus.Registry // the JobManager's, then each TaskManager's
 	log     *testLog
 	once    sync.Once
@@ -116,7 +120,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		Logger:           slog.New(slog.NewTextHandler(c.log, &slog.HandlerOptions{Level: opts.LogLevel})),
 		HeartbeatTimeout: opts.HeartbeatTimeout, SlotTimeout: opts.SlotTimeout,
 		JobManagerMetrics:  c.metrics[0],
-		TaskManagerMetrics: func(i int) prometheus.Registerer { return c.metrics[1+i] },
+		TaskManagerMetrics: c.taskManagerMetrics,
 	})
 	if err != nil {
 		c.log.close()
@@ -311,7 +315,10 @@ func (c *Cluster) Metric(name string, labelPairs ...string) float64 {
 		c.t.Fatalf("flowtest: Metric(%q): labels come in name, value pairs", name)
 	}
 	var sum float64
-	for _, reg := range c.metrics {
+	c.mu.Lock()
+	regs := append([]*prometheus.Registry(nil), c.metrics...)
+	c.mu.Unlock()
+	for _, reg := range regs {
 		families, err := reg.Gather()
 		if err != nil {
 			c.t.Fatalf("flowtest: gather metrics: %v", err)
@@ -347,6 +354,40 @@ func (c *Cluster) Metric(name string, labelPairs ...string) float64 {
 		}
 	}
 	return sum
+}
+
+// taskManagerMetrics is TaskManager i's registry (created for one added
+// after Start).
+func (c *Cluster) taskManagerMetrics(i int) prometheus.Registerer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.metrics) <= 1+i {
+		c.metrics = append(c.metrics, prometheus.NewRegistry())
+	}
+	return c.metrics[1+i]
+}
+
+// StopTaskManager stops TaskManager i (0-based, id tm-<i>) as if its
+// process went away: connections to it break, its tasks are canceled, and
+// the jobs running there fail over under their restart strategies.
+func (c *Cluster) StopTaskManager(i int) {
+	c.t.Helper()
+	if err := c.mc.StopTaskManager(i); err != nil {
+		c.t.Fatalf("flowtest: %v", err)
+	}
+}
+
+// AddTaskManager starts another TaskManager with the cluster's registry and
+// slots, waits until it registered, and returns its index.
+func (c *Cluster) AddTaskManager() int {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+	defer cancel()
+	i, err := c.mc.AddTaskManager(ctx)
+	if err != nil {
+		c.t.Fatalf("flowtest: add a TaskManager: %v", err)
+	}
+	return i
 }
 
 // Stop stops the TaskManagers (canceling their tasks), then the

@@ -124,6 +124,16 @@ func TestSavepointRestoreRescaled(t *testing.T) {
 	id = c.SubmitRequest(&clusterv1.SubmitJobRequest{Graph: job(3).MustBuild(api.Default), RestorePath: sp})
 	c.AwaitStatus(id, flowtest.Finished, time.Minute)
 
+	total := checkCounts(t, out)
+	if total != records {
+		t.Errorf("%d records counted over both runs, want %d", total, records)
+	}
+}
+
+// checkCounts checks that the keyed count's output holds, for every key,
+// the counts 1..n exactly once, and returns the number of records.
+func checkCounts(t *testing.T, out string) int {
+	t.Helper()
 	counts := map[string][]int{}
 	files, _ := filepath.Glob(filepath.Join(out, "part-*"))
 	for _, f := range files {
@@ -152,7 +162,50 @@ func TestSavepointRestoreRescaled(t *testing.T) {
 		}
 		total += len(cs)
 	}
-	if total != records {
-		t.Errorf("%d records counted over both runs, want %d", total, records)
+	return total
+}
+
+// TestTaskManagerFailover stops the TaskManager running most of a keyed
+// count's subtasks after a checkpoint, adds a replacement, and checks the
+// job restarted and still counts exactly once.
+func TestTaskManagerFailover(t *testing.T) {
+	const records = 8000
+	c := flowtest.Start(t, flowtest.Options{TaskManagers: 2, Slots: 2, HeartbeatTimeout: 2 * time.Second})
+	out := t.TempDir()
+	id := c.SubmitSpec(`name: failover
+parallelism: 2
+operators:
+  - {id: gen, type: datagen, config: {count: 8000, keys: 20, rate: 3000}}
+  - {id: count, type: count, inputs: [gen], keyBy: key}
+  - {id: out, type: file, inputs: [count], config: {path: ` + out + `}}
+checkpoints: {interval: 200ms}
+restart: {strategy: fixed_delay, attempts: 10, delay: 100ms}
+`)
+	c.AwaitStatus(id, flowtest.Running, 30*time.Second)
+	deadline := time.Now().Add(20 * time.Second)
+	for c.Metric("flow_task_records_in_total", "job", id) < 2000 {
+		if time.Now().After(deadline) {
+			t.Fatal("the job processed too few records")
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
+	}
+	hosts := map[string]int{}
+	for _, tv := range c.Job(id).GetTasks() {
+		for _, st := range tv.GetSubtasks() {
+			hosts[st.GetTaskManagerId()]++
+		}
+	}
+	victim := "tm-0"
+	if hosts["tm-1"] > hosts["tm-0"] {
+		victim = "tm-1"
+	}
+	c.StopTaskManager(int(victim[3] - '0'))
+	c.AddTaskManager()
+	d := c.AwaitStatus(id, flowtest.Finished, time.Minute)
+	if a := d.GetSummary().GetAttempt(); a < 2 {
+		t.Fatalf("the job finished in attempt %d: stopping %s did not hit it", a, victim)
+	}
+	if n := checkCounts(t, out); n != records {
+		t.Errorf("%d records counted, want %d", n, records)
 	}
 }
