@@ -397,7 +397,10 @@ func (tm *TaskManager) heartbeatLoop(ctx context.Context, interval, timeout time
 		tm.mu.Lock()
 		req := &clusterv1.HeartbeatRequest{TaskManagerId: tm.opts.ID, RunningTasks: tm.runningLocked()}
 		tm.mu.Unlock()
-		cctx, cancel := context.WithTimeout(ctx, interval)
+		// A slow answer is still an answer: a call may take until the
+		// heartbeat timeout runs out (a loaded JobManager answers late, but
+		// it did hear the heartbeat and keeps the TaskManager alive).
+		cctx, cancel := context.WithTimeout(ctx, max(interval, time.Until(lastOK.Add(timeout))))
 		resp, err := tm.rm.Heartbeat(cctx, req)
 		cancel()
 		if err != nil {
@@ -467,7 +470,7 @@ func (tm *TaskManager) DeployTask(ctx context.Context, req *clusterv1.DeployTask
 
 	env := runtime.TaskEnv{
 		Registry: tm.opts.Registry, Exchange: tm.exchange, DataDir: dir,
-		Logger:  tm.log.With("job", id.GetJobId(), "task", id.GetTask(), "subtask", id.GetSubtask()),
+		Logger:  tm.log.With("job", id.GetJobId(), "attempt", id.GetAttempt(), "task", id.GetTask(), "subtask", id.GetSubtask()),
 		Metrics: tm.opts.Metrics, StateCache: tm.stateCache,
 		Control: t.control, Notifications: t.notes, Checkpoints: &responder{tm: tm, id: id},
 	}

@@ -77,9 +77,9 @@ operators:
 `)
 	c.AwaitStatus(id, flowtest.Running, 30*time.Second)
 	deadline := time.Now().Add(30 * time.Second)
-	for c.Metric("flow_task_records_in_total", "job", id) < 100 {
+	for c.Metric("flow_task_records_in_total", "flow_job", id) < 100 {
 		if time.Now().After(deadline) {
-			t.Fatalf("records_in stayed at %v", c.Metric("flow_task_records_in_total", "job", id))
+			t.Fatalf("records_in stayed at %v", c.Metric("flow_task_records_in_total", "flow_job", id))
 		}
 		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
 	}
@@ -111,7 +111,7 @@ func TestSavepointRestoreRescaled(t *testing.T) {
 	id := c.Submit(job(2).MustBuild(api.Default))
 	c.AwaitStatus(id, flowtest.Running, 30*time.Second)
 	deadline := time.Now().Add(20 * time.Second)
-	for c.Metric("flow_task_records_in_total", "job", id) < 1000 {
+	for c.Metric("flow_task_records_in_total", "flow_job", id) < 1000 {
 		if time.Now().After(deadline) {
 			t.Fatal("the job processed no records")
 		}
@@ -183,7 +183,7 @@ restart: {strategy: fixed_delay, attempts: 10, delay: 100ms}
 `)
 	c.AwaitStatus(id, flowtest.Running, 30*time.Second)
 	deadline := time.Now().Add(20 * time.Second)
-	for c.Metric("flow_task_records_in_total", "job", id) < 2000 {
+	for c.Metric("flow_task_records_in_total", "flow_job", id) < 2000 {
 		if time.Now().After(deadline) {
 			t.Fatal("the job processed too few records")
 		}

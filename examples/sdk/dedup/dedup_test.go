@@ -69,7 +69,7 @@ func TestDedupOnEmbeddedCluster(t *testing.T) {
 
 	c.AwaitStatus(id, flowtest.Running, 30*time.Second)
 	deadline := time.Now().Add(20 * time.Second)
-	for c.Metric("example_dedup_dropped_total", "job", id) == 0 {
+	for c.Metric("example_dedup_dropped_total") == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("example_dedup_dropped_total stayed 0 while the job ran")
 		}
