@@ -29,6 +29,9 @@ type errNoCluster struct {
 }
 
 func (e *errNoCluster) Error() string {
+	if e.unimplemented {
+		return fmt.Sprintf("the JobManager at %s predates this call", e.addr)
+	}
 	return fmt.Sprintf("no JobManager answered at %s (%s)", e.addr, e.reason)
 }
 
@@ -56,7 +59,7 @@ func askCluster[R any](ctx context.Context, g *globals, what string, rpc func(co
 				return resp, &errNoCluster{addr: c.addr, reason: reason}
 			}
 		case codes.Unimplemented:
-			return resp, &errNoCluster{addr: c.addr, reason: "it predates this call", unimplemented: true}
+			return resp, &errNoCluster{addr: c.addr, reason: "unimplemented", unimplemented: true}
 		}
 	}
 	return resp, c.rpcError(err, what, "")
