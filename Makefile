@@ -1,6 +1,6 @@
 PROTOS := $(shell find proto -name '*.proto')
 
-.PHONY: build test test-load test-alerts tools proto proto-check vet bench docker-images test-docker test-kubernetes
+.PHONY: build test test-load test-alerts test-examples tools proto proto-check vet bench docker-images test-docker test-kubernetes
 
 build:
 	go build -o bin/ ./cmd/...
@@ -9,6 +9,12 @@ build:
 # vet, then every test with the race detector.
 test: tools proto-check vet
 	go test -race -count=1 -timeout 20m ./...
+
+# The Go SDK example module (examples/sdk, its own go.mod): vet and every
+# test with the race detector, among them its end-to-end tests on real
+# processes of its own cluster binaries.
+test-examples:
+	cd examples/sdk && go vet ./... && go test -race -count=1 -timeout 10m ./...
 
 # The JobManager load test (256 subtasks over 4 TaskManagers, 2 s heartbeat
 # timeout) runs on its own, so that other packages' tests do not share the

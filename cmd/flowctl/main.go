@@ -1,19 +1,12 @@
-// Command flowctl is Flow's command-line client; see internal/cli.
+// Command flowctl is Flow's command-line client (docs/reference/flowctl.md).
+// It asks the cluster for its operator types, so it needs no rebuild for a
+// cluster built with your own (docs/sdk.md).
 package main
 
 import (
-	"context"
-	"os"
-	"os/signal"
-	"syscall"
-
-	"github.com/flowrt/flow/internal/cli"
+	"github.com/flowrt/flow/pkg/api"
 	_ "github.com/flowrt/flow/pkg/builtin" // the built-in operator types
+	"github.com/flowrt/flow/pkg/cluster"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Main(ctx, os.Args[1:], cli.Env{})
-	stop()
-	os.Exit(code)
-}
+func main() { cluster.RunFlowctl(api.Default) }

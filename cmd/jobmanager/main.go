@@ -1,16 +1,11 @@
-// Command jobmanager runs a Flow JobManager. See docs/operations.md.
+// Command jobmanager runs a Flow JobManager with the built-in operator
+// library. See docs/operations.md; docs/sdk.md builds one with your own types.
 package main
 
 import (
-	"os"
-
-	"github.com/flowrt/flow/internal/daemon"
 	"github.com/flowrt/flow/pkg/api"
 	_ "github.com/flowrt/flow/pkg/builtin" // the built-in operator library
+	"github.com/flowrt/flow/pkg/cluster"
 )
 
-func main() {
-	if err := daemon.JobManagerCommand(api.Default).Execute(); err != nil {
-		os.Exit(1)
-	}
-}
+func main() { cluster.RunJobManager(api.Default) }

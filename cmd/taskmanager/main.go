@@ -1,16 +1,11 @@
-// Command taskmanager runs a Flow TaskManager. See docs/operations.md.
+// Command taskmanager runs a Flow TaskManager with the built-in operator
+// library. See docs/operations.md; docs/sdk.md builds one with your own types.
 package main
 
 import (
-	"os"
-
-	"github.com/flowrt/flow/internal/daemon"
 	"github.com/flowrt/flow/pkg/api"
 	_ "github.com/flowrt/flow/pkg/builtin" // the built-in operator library
+	"github.com/flowrt/flow/pkg/cluster"
 )
 
-func main() {
-	if err := daemon.TaskManagerCommand(api.Default).Execute(); err != nil {
-		os.Exit(1)
-	}
-}
+func main() { cluster.RunTaskManager(api.Default) }

@@ -35,10 +35,18 @@ func flowctl(t *testing.T, env map[string]string, args ...string) result {
 func flowctlCtx(t *testing.T, ctx context.Context, env map[string]string, args ...string) result {
 	t.Helper()
 	var out, errOut bytes.Buffer
+	// Without FLOW_JOBMANAGER, a closed port: the default localhost:6123
+	// may be a JobManager someone else runs on this machine.
+	noJM := closedPort(t)
 	code := Main(ctx, args, Env{
 		Registry: api.Default,
 		Stdout:   &out, Stderr: &errOut,
-		Getenv: func(k string) string { return env[k] },
+		Getenv: func(k string) string {
+			if v, ok := env[k]; ok || k != EnvJobManager {
+				return v
+			}
+			return noJM
+		},
 	})
 	return result{code: code, stdout: out.String(), stderr: errOut.String()}
 }
@@ -94,7 +102,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"list", "--bogus"}, `unknown flag: --bogus: see 'flowctl list --help'`},
 		{[]string{"local", "x.yaml", "--slots", "0"}, `--slots 0: use at least 1: see 'flowctl local --help'`},
 		{[]string{"local", "../../examples/hello.yaml", "--slots", "1", "--task-managers", "1"}, `the job needs 2 slots (its largest parallelism) but --task-managers 1 x --slots 1 gives 1`},
-		{[]string{"operators", "nope"}, `unknown operator type "nope" (known types: `},
+		{[]string{"operators", "nope", "--local"}, `unknown operator type "nope" (known types: `},
 		{[]string{"validate", "does-not-exist.yaml"}, `read job spec: open does-not-exist.yaml: no such file or directory`},
 		{[]string{"bogus"}, `unknown command "bogus" for "flowctl": see 'flowctl --help'`},
 		{[]string{"lst", "--jobmanager", "x:1"}, `unknown command "lst" for "flowctl" (did you mean "list"?): see 'flowctl --help'`},
@@ -123,12 +131,12 @@ func writeSpec(t *testing.T, text string) string {
 }
 
 func TestValidate(t *testing.T) {
-	r := flowctl(t, nil, "validate", "../../examples/hello.yaml")
+	r := flowctl(t, nil, "validate", "../../examples/hello.yaml", "--local")
 	if r.code != 0 || r.stdout != "ok: 4 operators, 1 tasks after chaining\n" {
 		t.Fatalf("validate hello: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 	// --set changes the plan: a different parallelism breaks the chain.
-	r = flowctl(t, nil, "validate", "../../examples/hello.yaml", "--set", "operators.out.parallelism=1")
+	r = flowctl(t, nil, "validate", "../../examples/hello.yaml", "--local", "--set", "operators.out.parallelism=1")
 	if r.code != 0 || r.stdout != "ok: 4 operators, 2 tasks after chaining\n" {
 		t.Fatalf("validate with --set: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
@@ -142,7 +150,7 @@ operators:
     type: cuonter
     inputs: [gen]
 `)
-	r = flowctl(t, nil, "validate", path, "--set", "operators.gen.parallelism=0")
+	r = flowctl(t, nil, "validate", path, "--local", "--set", "operators.gen.parallelism=0")
 	want := []string{
 		path + `: --set operators.gen.parallelism=0: operator "gen": parallelism 0 is out of range: use at least 1`,
 		path + `:5:21: operator "gen": config field "count": wrong type: want an integer, got string "many"`,
@@ -152,7 +160,7 @@ operators:
 		t.Fatalf("validate bad spec: exit %d\nstdout %q\nstderr:\n%s\nwant:\n%s", r.code, r.stdout, r.stderr, strings.Join(want, "\n"))
 	}
 
-	r = flowctl(t, nil, "validate", writeSpec(t, "name: x\noperators: [\n"))
+	r = flowctl(t, nil, "validate", writeSpec(t, "name: x\noperators: [\n"), "--local")
 	if r.code != ExitUsage || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "malformed YAML") {
 		t.Fatalf("malformed YAML: exit %d, stderr %q", r.code, r.stderr)
 	}

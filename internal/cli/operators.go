@@ -8,7 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/flowrt/flow/internal/opinfo"
 	"github.com/flowrt/flow/pkg/api"
+	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 )
 
 // fieldInfo and typeInfo are the JSON shape of `flowctl operators -o json`.
@@ -30,30 +32,38 @@ type typeInfo struct {
 	Example string      `json:"example,omitempty"`
 }
 
-func describeType(t *api.OperatorType) typeInfo {
-	ti := typeInfo{Name: t.Name, Kind: t.Kind.String(), Keyed: t.Keyed, Doc: t.Doc, Example: t.Example, Fields: []fieldInfo{}}
-	for _, f := range t.Fields {
-		ti.Fields = append(ti.Fields, fieldInfo{Name: f.Name, Type: string(f.Type), Required: f.Required,
-			Default: defaultText(f), Enum: f.Enum, Doc: f.Doc})
+func describeType(t *clusterv1.OperatorTypeInfo) typeInfo {
+	ti := typeInfo{Name: t.GetName(), Kind: t.GetKind(), Keyed: t.GetKeyed(), Doc: t.GetDoc(), Example: t.GetExample(), Fields: []fieldInfo{}}
+	for _, f := range t.GetFields() {
+		ti.Fields = append(ti.Fields, fieldInfo{Name: f.GetName(), Type: f.GetType(), Required: f.GetRequired(),
+			Default: defaultValue(f), Enum: f.GetEnum(), Doc: f.GetDoc()})
 	}
 	return ti
 }
 
-// defaultText renders a field default for display (durations as strings).
-func defaultText(f api.Field) any {
-	if f.Default == nil {
+// defaultValue decodes a field's default for display (nil: none).
+func defaultValue(f *clusterv1.OperatorFieldInfo) any {
+	if f.GetDefaultJson() == "" {
 		return nil
 	}
-	if s, ok := f.Default.(fmt.Stringer); ok {
-		return s.String()
+	dec := json.NewDecoder(strings.NewReader(f.GetDefaultJson()))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return f.GetDefaultJson()
 	}
-	return f.Default
+	return v
 }
 
 func operatorsCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var local bool
+	cmd := &cobra.Command{
 		Use:   "operators [TYPE]",
-		Short: "List the registered operator types, or show one type's config fields",
+		Short: "List the cluster's operator types, or show one type's config fields",
+		Long: `operators lists the operator types jobs may use, as the JobManager at
+--jobmanager knows them (a cluster built with the Go SDK adds its own), or
+shows one type's config fields. When no JobManager answers, or with --local,
+it lists flowctl's own types and says so on stderr.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usageError(cmd, "want at most one operator type, got %d arguments", len(args))
@@ -61,9 +71,24 @@ func operatorsCommand(g *globals) *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			reg := g.env.Registry
+			var types []*clusterv1.OperatorTypeInfo
+			if !local {
+				var err error
+				types, err = g.clusterTypes(cmd.Context())
+				if err != nil {
+					nc, ok := asNoCluster(err)
+					if !ok {
+						return err
+					}
+					g.fallbackNote(nc, "listing")
+					types = nil
+					local = true
+				}
+			}
+			if local {
+				types = opinfo.Describe(g.env.Registry)
+			}
 			if len(args) == 0 {
-				types := reg.Types()
 				if g.output == "json" {
 					out := make([]typeInfo, len(types))
 					for i, t := range types {
@@ -75,16 +100,25 @@ func operatorsCommand(g *globals) *cobra.Command {
 				row(w, "TYPE", "KIND", "KEYED", "DESCRIPTION")
 				for _, t := range types {
 					keyed := "no"
-					if t.Keyed {
+					if t.GetKeyed() {
 						keyed = "yes"
 					}
-					row(w, t.Name, t.Kind.String(), keyed, firstSentence(t.Doc))
+					row(w, t.GetName(), t.GetKind(), keyed, firstSentence(t.GetDoc()))
 				}
 				return w.Flush()
 			}
-			variants, err := reg.Variants(args[0])
-			if err != nil {
-				return withCode(ExitUsage, err)
+			var variants []*clusterv1.OperatorTypeInfo
+			names := []string{}
+			for _, t := range types {
+				if t.GetName() == args[0] {
+					variants = append(variants, t)
+				}
+				if len(names) == 0 || names[len(names)-1] != t.GetName() {
+					names = append(names, t.GetName())
+				}
+			}
+			if len(variants) == 0 {
+				return withCode(ExitUsage, fmt.Errorf("%w %q (known types: %s)", api.ErrUnknownType, args[0], strings.Join(names, ", ")))
 			}
 			if g.output == "json" {
 				if len(variants) == 1 {
@@ -107,53 +141,51 @@ func operatorsCommand(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&local, "local", false, "list flowctl's own operator types without asking the cluster")
+	return cmd
 }
 
-func (g *globals) describeTypeText(t *api.OperatorType) error {
+func (g *globals) describeTypeText(t *clusterv1.OperatorTypeInfo) error {
 	out := g.env.Stdout
-	{
-		{
-			fmt.Fprintf(out, "%s (%s", t.Name, t.Kind)
-			if t.Keyed {
-				fmt.Fprint(out, ", keyed: needs keyBy")
+	fmt.Fprintf(out, "%s (%s", t.GetName(), t.GetKind())
+	if t.GetKeyed() {
+		fmt.Fprint(out, ", keyed: needs keyBy")
+	}
+	fmt.Fprintln(out, ")")
+	if t.GetDoc() != "" {
+		fmt.Fprintf(out, "\n%s\n", strings.TrimSpace(t.GetDoc()))
+	}
+	fmt.Fprintln(out, "\nConfig fields:")
+	if len(t.GetFields()) == 0 {
+		fmt.Fprintln(out, "  (none)")
+	} else {
+		w := newTable(out)
+		row(w, "  NAME", "TYPE", "REQUIRED", "DEFAULT", "DESCRIPTION")
+		fields := append([]*clusterv1.OperatorFieldInfo(nil), t.GetFields()...)
+		sort.SliceStable(fields, func(i, j int) bool { return fields[i].GetRequired() && !fields[j].GetRequired() })
+		for _, f := range fields {
+			req := "no"
+			if f.GetRequired() {
+				req = "yes"
 			}
-			fmt.Fprintln(out, ")")
-			if t.Doc != "" {
-				fmt.Fprintf(out, "\n%s\n", strings.TrimSpace(t.Doc))
+			def := ""
+			if d := defaultValue(f); d != nil {
+				def = fmt.Sprint(d)
 			}
-			fmt.Fprintln(out, "\nConfig fields:")
-			if len(t.Fields) == 0 {
-				fmt.Fprintln(out, "  (none)")
-			} else {
-				w := newTable(out)
-				row(w, "  NAME", "TYPE", "REQUIRED", "DEFAULT", "DESCRIPTION")
-				fields := append([]api.Field(nil), t.Fields...)
-				sort.SliceStable(fields, func(i, j int) bool { return fields[i].Required && !fields[j].Required })
-				for _, f := range fields {
-					req := "no"
-					if f.Required {
-						req = "yes"
-					}
-					def := ""
-					if d := defaultText(f); d != nil {
-						def = fmt.Sprint(d)
-					}
-					doc := oneLine(f.Doc)
-					if len(f.Enum) > 0 {
-						doc = strings.TrimSpace(doc + " (one of " + strings.Join(f.Enum, ", ") + ")")
-					}
-					row(w, "  "+f.Name, string(f.Type), req, def, doc)
-				}
-				if err := w.Flush(); err != nil {
-					return err
-				}
+			doc := oneLine(f.GetDoc())
+			if len(f.GetEnum()) > 0 {
+				doc = strings.TrimSpace(doc + " (one of " + strings.Join(f.GetEnum(), ", ") + ")")
 			}
-			if t.Example != "" {
-				fmt.Fprintf(out, "\nExample:\n%s\n", indent(strings.TrimRight(t.Example, "\n"), "  "))
-			}
-			return nil
+			row(w, "  "+f.GetName(), f.GetType(), req, def, doc)
+		}
+		if err := w.Flush(); err != nil {
+			return err
 		}
 	}
+	if t.GetExample() != "" {
+		fmt.Fprintf(out, "\nExample:\n%s\n", indent(strings.TrimRight(t.GetExample(), "\n"), "  "))
+	}
+	return nil
 }
 
 func (g *globals) writeJSON(v any) error {

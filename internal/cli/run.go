@@ -35,15 +35,31 @@ func (g *globals) loadSpec(path string, sets []string) (*jobgraphv1.JobGraph, *j
 
 func validateCommand(g *globals) *cobra.Command {
 	var sets []string
+	var local bool
 	cmd := &cobra.Command{
 		Use:   "validate JOB.yaml",
-		Short: "Check a job spec locally and print every problem",
+		Short: "Check a job spec against the cluster's operator types and print every problem",
 		Long: `validate parses the job spec, applies --set overrides, checks every operator
-against the registered types and builds the execution plan, without contacting
-a cluster. It prints every problem (FILE:LINE:COL: what: fix) and exits 2, or
-prints a summary and exits 0.`,
+against the registered types and builds the execution plan. The JobManager at
+--jobmanager does the check with the operator types it was built with (so
+types of a cluster built with the Go SDK are known); when none answers, or
+with --local, flowctl checks against its own types and says so on stderr.
+It submits nothing. It prints every problem (FILE:LINE:COL: what: fix) and
+exits 2, or prints a summary and exits 0.`,
 		Args: exactArgs(1, "one job spec file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !local {
+				resp, err := g.clusterSpec(cmd.Context(), args[0], sets)
+				if err == nil {
+					fmt.Fprintf(g.env.Stdout, "ok: %d operators, %d tasks after chaining\n", len(resp.GetGraph().GetVertices()), resp.GetTasks())
+					return nil
+				}
+				nc, ok := asNoCluster(err)
+				if !ok {
+					return err
+				}
+				g.fallbackNote(nc, "validated against")
+			}
 			graph, plan, err := g.loadSpec(args[0], sets)
 			if err != nil {
 				return err
@@ -53,6 +69,7 @@ prints a summary and exits 0.`,
 		},
 	}
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a spec value: PATH=VALUE, e.g. operators.src.parallelism=4 (repeatable)")
+	cmd.Flags().BoolVar(&local, "local", false, "check against flowctl's own operator types without asking the cluster")
 	return cmd
 }
 
@@ -63,10 +80,11 @@ func runCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run JOB.yaml",
 		Short: "Submit a job spec to the cluster and follow it",
-		Long: `run validates the job spec locally, submits it to the JobManager and, unless
---detach is given, prints each status change until the job ends. It exits 0
-when the job finished, 3 when it failed and 4 when it was canceled. Interrupting
-an attached run leaves the job running.`,
+		Long: `run has the JobManager validate the job spec with its operator types (as
+validate does), submits it and, unless --detach is given, prints each status
+change until the job ends. It exits 0 when the job finished, 3 when it failed
+and 4 when it was canceled. Interrupting an attached run leaves the job
+running.`,
 		Args: exactArgs(1, "one job spec file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if fromCheckpoint != "" && fromSavepoint != "" {
@@ -78,7 +96,7 @@ an attached run leaves the job running.`,
 			if allowNonRestored && fromCheckpoint == "" {
 				return usageError(cmd, "--allow-non-restored-state goes with --from-savepoint or --from-checkpoint")
 			}
-			graph, _, err := g.loadSpec(args[0], sets)
+			graph, err := g.specFor(cmd.Context(), args[0], sets)
 			if err != nil {
 				return err
 			}

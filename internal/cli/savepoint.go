@@ -206,7 +206,7 @@ func countOrNA(n int64, ok bool) string {
 
 func savepointCheckCommand(g *globals) *cobra.Command {
 	var sets []string
-	var allowNonRestored, deep bool
+	var allowNonRestored, deep, local bool
 	cmd := &cobra.Command{
 		Use:   "check JOB.yaml PATH",
 		Short: "Dry run: can this job start from this savepoint?",
@@ -220,17 +220,35 @@ and codecs, TTL switched on or off, a changed max parallelism and a
 parallelism above the snapshot's max parallelism. Sources and sinks are
 matched by uid but not opened. With --deep it reads every state file (checksums,
 entry counts, the JSON codec versions stored). It exits 0 when the job can
-start from the snapshot and 2 when it cannot.`,
+start from the snapshot and 2 when it cannot.
+
+The check runs on the JobManager at --jobmanager, with the operator types it
+was built with, so PATH must be readable there (a local path is sent as an
+absolute file:// URL); when no JobManager answers, or with --local, flowctl
+checks here with its own types and says so on stderr.`,
 		Args: exactArgs(2, "a job spec file and a savepoint path"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			graph, _, err := g.loadSpec(args[0], sets)
-			if err != nil {
-				return err
+			opts := savepoint.CheckOptions{AllowNonRestoredState: allowNonRestored, ReadData: deep}
+			var rep *savepoint.CheckReport
+			var err error
+			if !local {
+				rep, err = g.clusterCheck(cmd.Context(), args[0], sets, savepoint.URL(args[1]), opts)
+				if nc, ok := asNoCluster(err); ok {
+					g.fallbackNote(nc, "checking with")
+					local = true
+				} else if rep == nil {
+					return err
+				}
 			}
-			rep, err := savepoint.Check(cmd.Context(), graph, g.env.Registry, savepoint.URL(args[1]),
-				savepoint.CheckOptions{AllowNonRestoredState: allowNonRestored, ReadData: deep})
-			if rep == nil {
-				return withCode(ExitError, err)
+			if local {
+				graph, _, lerr := g.loadSpec(args[0], sets)
+				if lerr != nil {
+					return lerr
+				}
+				rep, err = savepoint.Check(cmd.Context(), graph, g.env.Registry, savepoint.URL(args[1]), opts)
+				if rep == nil {
+					return withCode(ExitError, err)
+				}
 			}
 			if g.output == "json" {
 				if werr := g.writeValue(rep); werr != nil {
@@ -240,7 +258,7 @@ start from the snapshot and 2 when it cannot.`,
 				g.printCheck(rep)
 			}
 			if err != nil {
-				return withCode(ExitIncompatible, fmt.Errorf("job %q cannot start from %s: %d error(s) above", graph.GetName(), rep.Snapshot, rep.Errors))
+				return withCode(ExitIncompatible, fmt.Errorf("job %q cannot start from %s: %d error(s) above", rep.Job, rep.Snapshot, rep.Errors))
 			}
 			return nil
 		},
@@ -249,6 +267,7 @@ start from the snapshot and 2 when it cannot.`,
 	f.StringArrayVar(&sets, "set", nil, "override a spec value: PATH=VALUE (repeatable)")
 	f.BoolVar(&allowNonRestored, "allow-non-restored-state", false, "accept dropping snapshot state that no operator of the job claims (as run --allow-non-restored-state)")
 	f.BoolVar(&deep, "deep", false, "read every state file in full: verify checksums, count entries, find stored JSON codec versions")
+	f.BoolVar(&local, "local", false, "check here with flowctl's own operator types instead of on the JobManager")
 	return cmd
 }
 
@@ -304,4 +323,32 @@ checkpoints (retention deletes those) and incomplete directories.`,
 			return nil
 		},
 	}
+}
+
+// clusterCheck runs the savepoint check on the JobManager. The error is an
+// *errNoCluster when it could not be asked; the report is nil on any
+// other failure.
+func (g *globals) clusterCheck(ctx context.Context, path string, sets []string, snapshot string, opts savepoint.CheckOptions) (*savepoint.CheckReport, error) {
+	data, err := readSpec(path)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := askCluster(ctx, g, "check the savepoint", func(ctx context.Context, jm clusterv1.JobManagerServiceClient) (*clusterv1.CheckSavepointResponse, error) {
+		return jm.CheckSavepoint(ctx, &clusterv1.CheckSavepointRequest{Spec: data, Filename: path, Sets: sets, Path: snapshot,
+			AllowNonRestoredState: opts.AllowNonRestoredState, Deep: opts.ReadData})
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.GetProblems()) > 0 {
+		return nil, problemsError(resp.GetProblems())
+	}
+	var rep savepoint.CheckReport
+	if err := json.Unmarshal(resp.GetReportJson(), &rep); err != nil {
+		return nil, withCode(ExitError, fmt.Errorf("check the savepoint: the JobManager's report does not decode: %v", err))
+	}
+	if !rep.Compatible {
+		return &rep, errors.New("incompatible")
+	}
+	return &rep, nil
 }

@@ -100,12 +100,22 @@ operators:
   - {id: out, type: blackhole, inputs: [count], parallelism: 1}
 `
 
+// TestSavepointCheck runs the check in flowctl (no cluster answers: its
+// own registry, with a note) and on a JobManager: the same results.
 func TestSavepointCheck(t *testing.T) {
+	t.Run("flowctl", func(t *testing.T) { testSavepointCheck(t, nil) })
+	t.Run("jobmanager", func(t *testing.T) {
+		c := startCluster(t)
+		testSavepointCheck(t, map[string]string{EnvJobManager: c.JobManagerAddress()})
+	})
+}
+
+func testSavepointCheck(t *testing.T, env map[string]string) {
 	spec := writeSpec(t, checkJob)
 	sp := copyFixture(t)
 
 	// profile-uid's state has no operator: incompatible, exit 2, naming it.
-	r := flowctl(t, nil, "savepoint", "check", spec, sp)
+	r := flowctl(t, env, "savepoint", "check", spec, sp)
 	if r.code != ExitIncompatible {
 		t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", r.code, ExitIncompatible, r.stdout, r.stderr)
 	}
@@ -122,9 +132,12 @@ func TestSavepointCheck(t *testing.T) {
 	if !strings.Contains(r.stderr, `job "counts" cannot start from file://`+sp) {
 		t.Errorf("stderr %q", r.stderr)
 	}
+	if fellBack := strings.Contains(r.stderr, "note: no JobManager answered"); fellBack != (env == nil) {
+		t.Errorf("fell back to flowctl's registry: %v, want %v (stderr %q)", fellBack, env == nil, r.stderr)
+	}
 
 	// Allowed: compatible with a warning, exit 0.
-	r = flowctl(t, nil, "savepoint", "check", spec, sp, "--allow-non-restored-state")
+	r = flowctl(t, env, "savepoint", "check", spec, sp, "--allow-non-restored-state")
 	if r.code != 0 || !strings.Contains(r.stdout, "warning  the snapshot holds state of operator profile-uid") ||
 		!strings.Contains(r.stdout, "compatible: the job can start from this snapshot (1 warning(s))") {
 		t.Fatalf("allowed: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
@@ -132,7 +145,7 @@ func TestSavepointCheck(t *testing.T) {
 
 	// --set changes the job: parallelism above the max parallelism needs a
 	// larger maxParallelism, which changes the key groups.
-	r = flowctl(t, nil, "savepoint", "check", spec, sp, "--allow-non-restored-state", "--set", "maxParallelism=16", "--set", "operators.count.parallelism=12", "-o", "json")
+	r = flowctl(t, env, "savepoint", "check", spec, sp, "--allow-non-restored-state", "--set", "maxParallelism=16", "--set", "operators.count.parallelism=12", "-o", "json")
 	var rep struct {
 		Compatible bool `json:"compatible"`
 		Findings   []struct {
@@ -153,12 +166,12 @@ func TestSavepointCheck(t *testing.T) {
 	}
 
 	// A spec problem is a usage error, as in validate.
-	r = flowctl(t, nil, "savepoint", "check", writeSpec(t, "name: x\noperators: []\n"), sp)
+	r = flowctl(t, env, "savepoint", "check", writeSpec(t, "name: x\noperators: []\n"), sp)
 	if r.code != ExitUsage || r.stdout != "" {
 		t.Errorf("bad spec: exit %d\n%s", r.code, r.stderr)
 	}
 	// A missing snapshot is an error (1), not "incompatible".
-	r = flowctl(t, nil, "savepoint", "check", spec, filepath.Join(t.TempDir(), "nope"))
+	r = flowctl(t, env, "savepoint", "check", spec, filepath.Join(t.TempDir(), "nope"))
 	if r.code != ExitError || !strings.Contains(r.stderr, "nope") {
 		t.Errorf("missing snapshot: exit %d, %q", r.code, r.stderr)
 	}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -34,10 +35,18 @@ type Options struct {
 	DataDir string
 	// Registry of operator types. Default api.Default.
 	Registry *api.Registry
-	Logger   *slog.Logger
+	// TaskManagerRegistry, when set, is the TaskManagers' registry instead
+	// of Registry (to test a cluster whose binaries disagree).
+	TaskManagerRegistry *api.Registry
+	Logger              *slog.Logger
 	// HeartbeatTimeout and SlotTimeout as for the JobManager.
 	HeartbeatTimeout time.Duration
 	SlotTimeout      time.Duration
+	// JobManagerMetrics receives the JobManager's metrics; nil disables them.
+	JobManagerMetrics prometheus.Registerer
+	// TaskManagerMetrics, when set, returns the registerer of TaskManager i
+	// (one each: their metrics share names); nil disables them.
+	TaskManagerMetrics func(i int) prometheus.Registerer
 }
 
 // Cluster is a running mini cluster.
@@ -71,6 +80,9 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if opts.Registry == nil {
 		opts.Registry = api.Default
 	}
+	if opts.TaskManagerRegistry == nil {
+		opts.TaskManagerRegistry = opts.Registry
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -93,6 +105,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	c.jm, err = jobmanager.New(jobmanager.Options{
 		DataDir: filepath.Join(c.opts.DataDir, "jobmanager"), HeartbeatTimeout: opts.HeartbeatTimeout,
 		SlotTimeout: opts.SlotTimeout, Registry: opts.Registry, Logger: opts.Logger.With("component", "jobmanager"),
+		Metrics: opts.JobManagerMetrics,
 	})
 	if err != nil {
 		return nil, err
@@ -121,10 +134,14 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 
 func (c *Cluster) startTaskManager(i int) error {
 	id := fmt.Sprintf("tm-%d", i)
+	var metrics prometheus.Registerer
+	if c.opts.TaskManagerMetrics != nil {
+		metrics = c.opts.TaskManagerMetrics(i)
+	}
 	tm, err := taskmanager.New(taskmanager.Options{
 		ID: id, JobManager: c.jmAddr, Slots: c.opts.Slots,
-		DataDir: filepath.Join(c.opts.DataDir, id), Registry: c.opts.Registry,
-		Logger: c.opts.Logger.With("component", id),
+		DataDir: filepath.Join(c.opts.DataDir, id), Registry: c.opts.TaskManagerRegistry,
+		Logger: c.opts.Logger.With("component", id), Metrics: metrics,
 	})
 	if err != nil {
 		return err
@@ -178,6 +195,38 @@ func (c *Cluster) waitRegistered(ctx context.Context, n int) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// StopTaskManager stops TaskManager i as if its process went away: its
+// gRPC server stops at once (connections to it break), then it cancels its
+// tasks and deregisters. Stopping a stopped TaskManager is a no-op.
+func (c *Cluster) StopTaskManager(i int) error {
+	if i < 0 || i >= len(c.tms) {
+		return fmt.Errorf("minicluster: no TaskManager %d (there are %d)", i, len(c.tms))
+	}
+	p := c.tms[i]
+	p.srv.Stop()
+	p.cancel()
+	<-p.done
+	return nil
+}
+
+// AddTaskManager starts another TaskManager, waits until it registered and
+// returns its index (its id is tm-<index>).
+func (c *Cluster) AddTaskManager(ctx context.Context) (int, error) {
+	i := len(c.tms)
+	if err := c.startTaskManager(i); err != nil {
+		return 0, err
+	}
+	live := 0
+	for _, p := range c.tms {
+		select {
+		case <-p.done:
+		default:
+			live++
+		}
+	}
+	return i, c.waitRegistered(ctx, live)
 }
 
 // JobManagerAddress is the JobManager's RPC address (for flowctl).

@@ -134,6 +134,21 @@ func (r *Registry) Register(t OperatorType) error {
 	return nil
 }
 
+// Clone returns a new registry holding r's types, for a program that adds
+// its own types to the built-ins without changing Default:
+//
+//	reg := api.Default.Clone()
+//	reg.MustRegister(myType)
+func (r *Registry) Clone() *Registry {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	c := NewRegistry()
+	for n, vs := range r.types {
+		c.types[n] = append([]*OperatorType(nil), vs...)
+	}
+	return c
+}
+
 // MustRegister is Register for init functions of built-in packages.
 func (r *Registry) MustRegister(t OperatorType) {
 	if err := r.Register(t); err != nil {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -53,5 +54,21 @@ func TestRegistryRejectsDuplicatesAndMissingConstructors(t *testing.T) {
 	}
 	if err := r.Register(OperatorType{Name: "s", Kind: KindSink}); err == nil {
 		t.Fatal("sink without NewSink accepted")
+	}
+}
+
+func TestClone(t *testing.T) {
+	r := NewRegistry()
+	op := func(name string) OperatorType {
+		return OperatorType{Name: name, Kind: KindOperator, NewOperator: func(Config) (Operator, error) { return nil, nil }}
+	}
+	r.MustRegister(op("a"))
+	c := r.Clone()
+	c.MustRegister(op("b"))
+	if got := strings.Join(c.Names(), ","); got != "a,b" {
+		t.Errorf("clone has %s, want a,b", got)
+	}
+	if got := strings.Join(r.Names(), ","); got != "a" {
+		t.Errorf("the original has %s after the clone changed, want a", got)
 	}
 }

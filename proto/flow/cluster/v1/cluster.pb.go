@@ -3389,6 +3389,541 @@ func (*CancelTaskResponse) Descriptor() ([]byte, []int) {
 	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{51}
 }
 
+type ValidateSpecRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The YAML job spec, as in the file.
+	Spec []byte `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	// Names the spec in problems (FILE:LINE:COL: ...).
+	Filename string `protobuf:"bytes,2,opt,name=filename,proto3" json:"filename,omitempty"`
+	// --set overrides, PATH=VALUE.
+	Sets          []string `protobuf:"bytes,3,rep,name=sets,proto3" json:"sets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValidateSpecRequest) Reset() {
+	*x = ValidateSpecRequest{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidateSpecRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidateSpecRequest) ProtoMessage() {}
+
+func (x *ValidateSpecRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidateSpecRequest.ProtoReflect.Descriptor instead.
+func (*ValidateSpecRequest) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ValidateSpecRequest) GetSpec() []byte {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *ValidateSpecRequest) GetFilename() string {
+	if x != nil {
+		return x.Filename
+	}
+	return ""
+}
+
+func (x *ValidateSpecRequest) GetSets() []string {
+	if x != nil {
+		return x.Sets
+	}
+	return nil
+}
+
+type ValidateSpecResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The job graph, when the spec is valid.
+	Graph *v1.JobGraph `protobuf:"bytes,1,opt,name=graph,proto3" json:"graph,omitempty"`
+	// Every problem found, one line each (FILE:LINE:COL: what: fix); empty
+	// when the spec is valid.
+	Problems []string `protobuf:"bytes,2,rep,name=problems,proto3" json:"problems,omitempty"`
+	// Tasks after chaining, when valid.
+	Tasks int32 `protobuf:"varint,3,opt,name=tasks,proto3" json:"tasks,omitempty"`
+	// When valid: active TaskManagers that lack an operator type the job
+	// uses (a task of it placed there would fail), one line each.
+	Warnings      []string `protobuf:"bytes,4,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValidateSpecResponse) Reset() {
+	*x = ValidateSpecResponse{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidateSpecResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidateSpecResponse) ProtoMessage() {}
+
+func (x *ValidateSpecResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidateSpecResponse.ProtoReflect.Descriptor instead.
+func (*ValidateSpecResponse) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ValidateSpecResponse) GetGraph() *v1.JobGraph {
+	if x != nil {
+		return x.Graph
+	}
+	return nil
+}
+
+func (x *ValidateSpecResponse) GetProblems() []string {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
+func (x *ValidateSpecResponse) GetTasks() int32 {
+	if x != nil {
+		return x.Tasks
+	}
+	return 0
+}
+
+func (x *ValidateSpecResponse) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
+}
+
+type ListOperatorTypesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOperatorTypesRequest) Reset() {
+	*x = ListOperatorTypesRequest{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOperatorTypesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOperatorTypesRequest) ProtoMessage() {}
+
+func (x *ListOperatorTypesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOperatorTypesRequest.ProtoReflect.Descriptor instead.
+func (*ListOperatorTypesRequest) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{54}
+}
+
+type ListOperatorTypesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sorted by name, a source before a sink of the same name.
+	Types         []*OperatorTypeInfo `protobuf:"bytes,1,rep,name=types,proto3" json:"types,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOperatorTypesResponse) Reset() {
+	*x = ListOperatorTypesResponse{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOperatorTypesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOperatorTypesResponse) ProtoMessage() {}
+
+func (x *ListOperatorTypesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOperatorTypesResponse.ProtoReflect.Descriptor instead.
+func (*ListOperatorTypesResponse) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ListOperatorTypesResponse) GetTypes() []*OperatorTypeInfo {
+	if x != nil {
+		return x.Types
+	}
+	return nil
+}
+
+type OperatorTypeInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// source, operator or sink.
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Keyed types need a keyBy on their input.
+	Keyed  bool                 `protobuf:"varint,3,opt,name=keyed,proto3" json:"keyed,omitempty"`
+	Doc    string               `protobuf:"bytes,4,opt,name=doc,proto3" json:"doc,omitempty"`
+	Fields []*OperatorFieldInfo `protobuf:"bytes,5,rep,name=fields,proto3" json:"fields,omitempty"`
+	// A YAML snippet of the operator in a job spec.
+	Example       string `protobuf:"bytes,6,opt,name=example,proto3" json:"example,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OperatorTypeInfo) Reset() {
+	*x = OperatorTypeInfo{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OperatorTypeInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OperatorTypeInfo) ProtoMessage() {}
+
+func (x *OperatorTypeInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OperatorTypeInfo.ProtoReflect.Descriptor instead.
+func (*OperatorTypeInfo) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *OperatorTypeInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *OperatorTypeInfo) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *OperatorTypeInfo) GetKeyed() bool {
+	if x != nil {
+		return x.Keyed
+	}
+	return false
+}
+
+func (x *OperatorTypeInfo) GetDoc() string {
+	if x != nil {
+		return x.Doc
+	}
+	return ""
+}
+
+func (x *OperatorTypeInfo) GetFields() []*OperatorFieldInfo {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+func (x *OperatorTypeInfo) GetExample() string {
+	if x != nil {
+		return x.Example
+	}
+	return ""
+}
+
+type OperatorFieldInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// string, int, float, bool, duration, expression, []string or
+	// map[string]string.
+	Type     string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	Required bool   `protobuf:"varint,3,opt,name=required,proto3" json:"required,omitempty"`
+	// The default as JSON (durations as strings such as "500ms"); empty when
+	// the field has none.
+	DefaultJson   string   `protobuf:"bytes,4,opt,name=default_json,json=defaultJson,proto3" json:"default_json,omitempty"`
+	Enum          []string `protobuf:"bytes,5,rep,name=enum,proto3" json:"enum,omitempty"`
+	Doc           string   `protobuf:"bytes,6,opt,name=doc,proto3" json:"doc,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OperatorFieldInfo) Reset() {
+	*x = OperatorFieldInfo{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OperatorFieldInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OperatorFieldInfo) ProtoMessage() {}
+
+func (x *OperatorFieldInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OperatorFieldInfo.ProtoReflect.Descriptor instead.
+func (*OperatorFieldInfo) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *OperatorFieldInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *OperatorFieldInfo) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *OperatorFieldInfo) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
+func (x *OperatorFieldInfo) GetDefaultJson() string {
+	if x != nil {
+		return x.DefaultJson
+	}
+	return ""
+}
+
+func (x *OperatorFieldInfo) GetEnum() []string {
+	if x != nil {
+		return x.Enum
+	}
+	return nil
+}
+
+func (x *OperatorFieldInfo) GetDoc() string {
+	if x != nil {
+		return x.Doc
+	}
+	return ""
+}
+
+type CheckSavepointRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The job spec, its name and overrides, as in ValidateSpecRequest.
+	Spec     []byte   `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	Filename string   `protobuf:"bytes,2,opt,name=filename,proto3" json:"filename,omitempty"`
+	Sets     []string `protobuf:"bytes,3,rep,name=sets,proto3" json:"sets,omitempty"`
+	// The snapshot: a directory URL (file://, s3://, ...) or its _metadata.
+	Path                  string `protobuf:"bytes,4,opt,name=path,proto3" json:"path,omitempty"`
+	AllowNonRestoredState bool   `protobuf:"varint,5,opt,name=allow_non_restored_state,json=allowNonRestoredState,proto3" json:"allow_non_restored_state,omitempty"`
+	// Read every state file (checksums, entry counts, codec versions).
+	Deep          bool `protobuf:"varint,6,opt,name=deep,proto3" json:"deep,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckSavepointRequest) Reset() {
+	*x = CheckSavepointRequest{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckSavepointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckSavepointRequest) ProtoMessage() {}
+
+func (x *CheckSavepointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckSavepointRequest.ProtoReflect.Descriptor instead.
+func (*CheckSavepointRequest) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *CheckSavepointRequest) GetSpec() []byte {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *CheckSavepointRequest) GetFilename() string {
+	if x != nil {
+		return x.Filename
+	}
+	return ""
+}
+
+func (x *CheckSavepointRequest) GetSets() []string {
+	if x != nil {
+		return x.Sets
+	}
+	return nil
+}
+
+func (x *CheckSavepointRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *CheckSavepointRequest) GetAllowNonRestoredState() bool {
+	if x != nil {
+		return x.AllowNonRestoredState
+	}
+	return false
+}
+
+func (x *CheckSavepointRequest) GetDeep() bool {
+	if x != nil {
+		return x.Deep
+	}
+	return false
+}
+
+type CheckSavepointResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Problems of the spec (then there is no report).
+	Problems []string `protobuf:"bytes,1,rep,name=problems,proto3" json:"problems,omitempty"`
+	// The savepoint.CheckReport as JSON (the shape of
+	// `flowctl savepoint check -o json`).
+	ReportJson    []byte `protobuf:"bytes,2,opt,name=report_json,json=reportJson,proto3" json:"report_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckSavepointResponse) Reset() {
+	*x = CheckSavepointResponse{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckSavepointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckSavepointResponse) ProtoMessage() {}
+
+func (x *CheckSavepointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckSavepointResponse.ProtoReflect.Descriptor instead.
+func (*CheckSavepointResponse) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *CheckSavepointResponse) GetProblems() []string {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
+func (x *CheckSavepointResponse) GetReportJson() []byte {
+	if x != nil {
+		return x.ReportJson
+	}
+	return nil
+}
+
 var File_flow_cluster_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
@@ -3612,7 +4147,44 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x12DeployTaskResponse\"@\n" +
 	"\x11CancelTaskRequest\x12+\n" +
 	"\x04task\x18\x01 \x01(\v2\x17.flow.cluster.v1.TaskIDR\x04task\"\x14\n" +
-	"\x12CancelTaskResponse*\xd7\x01\n" +
+	"\x12CancelTaskResponse\"Y\n" +
+	"\x13ValidateSpecRequest\x12\x12\n" +
+	"\x04spec\x18\x01 \x01(\fR\x04spec\x12\x1a\n" +
+	"\bfilename\x18\x02 \x01(\tR\bfilename\x12\x12\n" +
+	"\x04sets\x18\x03 \x03(\tR\x04sets\"\x96\x01\n" +
+	"\x14ValidateSpecResponse\x120\n" +
+	"\x05graph\x18\x01 \x01(\v2\x1a.flow.jobgraph.v1.JobGraphR\x05graph\x12\x1a\n" +
+	"\bproblems\x18\x02 \x03(\tR\bproblems\x12\x14\n" +
+	"\x05tasks\x18\x03 \x01(\x05R\x05tasks\x12\x1a\n" +
+	"\bwarnings\x18\x04 \x03(\tR\bwarnings\"\x1a\n" +
+	"\x18ListOperatorTypesRequest\"T\n" +
+	"\x19ListOperatorTypesResponse\x127\n" +
+	"\x05types\x18\x01 \x03(\v2!.flow.cluster.v1.OperatorTypeInfoR\x05types\"\xb8\x01\n" +
+	"\x10OperatorTypeInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
+	"\x05keyed\x18\x03 \x01(\bR\x05keyed\x12\x10\n" +
+	"\x03doc\x18\x04 \x01(\tR\x03doc\x12:\n" +
+	"\x06fields\x18\x05 \x03(\v2\".flow.cluster.v1.OperatorFieldInfoR\x06fields\x12\x18\n" +
+	"\aexample\x18\x06 \x01(\tR\aexample\"\xa0\x01\n" +
+	"\x11OperatorFieldInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1a\n" +
+	"\brequired\x18\x03 \x01(\bR\brequired\x12!\n" +
+	"\fdefault_json\x18\x04 \x01(\tR\vdefaultJson\x12\x12\n" +
+	"\x04enum\x18\x05 \x03(\tR\x04enum\x12\x10\n" +
+	"\x03doc\x18\x06 \x01(\tR\x03doc\"\xbc\x01\n" +
+	"\x15CheckSavepointRequest\x12\x12\n" +
+	"\x04spec\x18\x01 \x01(\fR\x04spec\x12\x1a\n" +
+	"\bfilename\x18\x02 \x01(\tR\bfilename\x12\x12\n" +
+	"\x04sets\x18\x03 \x03(\tR\x04sets\x12\x12\n" +
+	"\x04path\x18\x04 \x01(\tR\x04path\x127\n" +
+	"\x18allow_non_restored_state\x18\x05 \x01(\bR\x15allowNonRestoredState\x12\x12\n" +
+	"\x04deep\x18\x06 \x01(\bR\x04deep\"U\n" +
+	"\x16CheckSavepointResponse\x12\x1a\n" +
+	"\bproblems\x18\x01 \x03(\tR\bproblems\x12\x1f\n" +
+	"\vreport_json\x18\x02 \x01(\fR\n" +
+	"reportJson*\xd7\x01\n" +
 	"\x10CheckpointStatus\x12!\n" +
 	"\x1dCHECKPOINT_STATUS_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dCHECKPOINT_STATUS_IN_PROGRESS\x10\x01\x12\x1f\n" +
@@ -3643,7 +4215,7 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x1eTASK_MANAGER_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19TASK_MANAGER_STATE_ACTIVE\x10\x01\x12\x1b\n" +
 	"\x17TASK_MANAGER_STATE_LOST\x10\x02\x12#\n" +
-	"\x1fTASK_MANAGER_STATE_DEREGISTERED\x10\x032\xdb\x05\n" +
+	"\x1fTASK_MANAGER_STATE_DEREGISTERED\x10\x032\x87\b\n" +
 	"\x11JobManagerService\x12R\n" +
 	"\tSubmitJob\x12!.flow.cluster.v1.SubmitJobRequest\x1a\".flow.cluster.v1.SubmitJobResponse\x12O\n" +
 	"\bListJobs\x12 .flow.cluster.v1.ListJobsRequest\x1a!.flow.cluster.v1.ListJobsResponse\x12I\n" +
@@ -3652,21 +4224,25 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\bWatchJob\x12 .flow.cluster.v1.WatchJobRequest\x1a\x1f.flow.cluster.v1.JobStatusEvent0\x01\x12g\n" +
 	"\x10ListTaskManagers\x12(.flow.cluster.v1.ListTaskManagersRequest\x1a).flow.cluster.v1.ListTaskManagersResponse\x12d\n" +
 	"\x0fListCheckpoints\x12'.flow.cluster.v1.ListCheckpointsRequest\x1a(.flow.cluster.v1.ListCheckpointsResponse\x12b\n" +
-	"\x10TriggerSavepoint\x12(.flow.cluster.v1.TriggerSavepointRequest\x1a\".flow.cluster.v1.SavepointProgress0\x012\xa0\x05\n" +
+	"\x10TriggerSavepoint\x12(.flow.cluster.v1.TriggerSavepointRequest\x1a\".flow.cluster.v1.SavepointProgress0\x01\x12[\n" +
+	"\fValidateSpec\x12$.flow.cluster.v1.ValidateSpecRequest\x1a%.flow.cluster.v1.ValidateSpecResponse\x12j\n" +
+	"\x11ListOperatorTypes\x12).flow.cluster.v1.ListOperatorTypesRequest\x1a*.flow.cluster.v1.ListOperatorTypesResponse\x12a\n" +
+	"\x0eCheckSavepoint\x12&.flow.cluster.v1.CheckSavepointRequest\x1a'.flow.cluster.v1.CheckSavepointResponse2\xa0\x05\n" +
 	"\x16ResourceManagerService\x12v\n" +
 	"\x15AcknowledgeCheckpoint\x12-.flow.cluster.v1.AcknowledgeCheckpointRequest\x1a..flow.cluster.v1.AcknowledgeCheckpointResponse\x12j\n" +
 	"\x11DeclineCheckpoint\x12).flow.cluster.v1.DeclineCheckpointRequest\x1a*.flow.cluster.v1.DeclineCheckpointResponse\x12p\n" +
 	"\x13RegisterTaskManager\x12+.flow.cluster.v1.RegisterTaskManagerRequest\x1a,.flow.cluster.v1.RegisterTaskManagerResponse\x12R\n" +
 	"\tHeartbeat\x12!.flow.cluster.v1.HeartbeatRequest\x1a\".flow.cluster.v1.HeartbeatResponse\x12d\n" +
 	"\x0fUpdateTaskState\x12'.flow.cluster.v1.UpdateTaskStateRequest\x1a(.flow.cluster.v1.UpdateTaskStateResponse\x12v\n" +
-	"\x15DeregisterTaskManager\x12-.flow.cluster.v1.DeregisterTaskManagerRequest\x1a..flow.cluster.v1.DeregisterTaskManagerResponse2\x98\x03\n" +
+	"\x15DeregisterTaskManager\x12-.flow.cluster.v1.DeregisterTaskManagerRequest\x1a..flow.cluster.v1.DeregisterTaskManagerResponse2\x84\x04\n" +
 	"\x13TaskExecutorService\x12U\n" +
 	"\n" +
 	"DeployTask\x12\".flow.cluster.v1.DeployTaskRequest\x1a#.flow.cluster.v1.DeployTaskResponse\x12U\n" +
 	"\n" +
 	"CancelTask\x12\".flow.cluster.v1.CancelTaskRequest\x1a#.flow.cluster.v1.CancelTaskResponse\x12j\n" +
 	"\x11TriggerCheckpoint\x12).flow.cluster.v1.TriggerCheckpointRequest\x1a*.flow.cluster.v1.TriggerCheckpointResponse\x12g\n" +
-	"\x10NotifyCheckpoint\x12(.flow.cluster.v1.NotifyCheckpointRequest\x1a).flow.cluster.v1.NotifyCheckpointResponseB8Z6github.com/flowrt/flow/proto/flow/cluster/v1;clusterv1b\x06proto3"
+	"\x10NotifyCheckpoint\x12(.flow.cluster.v1.NotifyCheckpointRequest\x1a).flow.cluster.v1.NotifyCheckpointResponse\x12j\n" +
+	"\x11ListOperatorTypes\x12).flow.cluster.v1.ListOperatorTypesRequest\x1a*.flow.cluster.v1.ListOperatorTypesResponseB8Z6github.com/flowrt/flow/proto/flow/cluster/v1;clusterv1b\x06proto3"
 
 var (
 	file_flow_cluster_v1_cluster_proto_rawDescOnce sync.Once
@@ -3681,7 +4257,7 @@ func file_flow_cluster_v1_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_flow_cluster_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_flow_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_flow_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_flow_cluster_v1_cluster_proto_goTypes = []any{
 	(CheckpointStatus)(0),                 // 0: flow.cluster.v1.CheckpointStatus
 	(JobStatus)(0),                        // 1: flow.cluster.v1.JobStatus
@@ -3739,22 +4315,30 @@ var file_flow_cluster_v1_cluster_proto_goTypes = []any{
 	(*DeployTaskResponse)(nil),            // 53: flow.cluster.v1.DeployTaskResponse
 	(*CancelTaskRequest)(nil),             // 54: flow.cluster.v1.CancelTaskRequest
 	(*CancelTaskResponse)(nil),            // 55: flow.cluster.v1.CancelTaskResponse
-	nil,                                   // 56: flow.cluster.v1.AcknowledgeCheckpointRequest.OperatorsEntry
-	nil,                                   // 57: flow.cluster.v1.TaskRestore.OperatorsEntry
-	(*v1.JobGraph)(nil),                   // 58: flow.jobgraph.v1.JobGraph
-	(*v11.SubtaskState)(nil),              // 59: flow.checkpoint.v1.SubtaskState
-	(v1.Partitioning)(0),                  // 60: flow.jobgraph.v1.Partitioning
+	(*ValidateSpecRequest)(nil),           // 56: flow.cluster.v1.ValidateSpecRequest
+	(*ValidateSpecResponse)(nil),          // 57: flow.cluster.v1.ValidateSpecResponse
+	(*ListOperatorTypesRequest)(nil),      // 58: flow.cluster.v1.ListOperatorTypesRequest
+	(*ListOperatorTypesResponse)(nil),     // 59: flow.cluster.v1.ListOperatorTypesResponse
+	(*OperatorTypeInfo)(nil),              // 60: flow.cluster.v1.OperatorTypeInfo
+	(*OperatorFieldInfo)(nil),             // 61: flow.cluster.v1.OperatorFieldInfo
+	(*CheckSavepointRequest)(nil),         // 62: flow.cluster.v1.CheckSavepointRequest
+	(*CheckSavepointResponse)(nil),        // 63: flow.cluster.v1.CheckSavepointResponse
+	nil,                                   // 64: flow.cluster.v1.AcknowledgeCheckpointRequest.OperatorsEntry
+	nil,                                   // 65: flow.cluster.v1.TaskRestore.OperatorsEntry
+	(*v1.JobGraph)(nil),                   // 66: flow.jobgraph.v1.JobGraph
+	(*v11.SubtaskState)(nil),              // 67: flow.checkpoint.v1.SubtaskState
+	(v1.Partitioning)(0),                  // 68: flow.jobgraph.v1.Partitioning
 }
 var file_flow_cluster_v1_cluster_proto_depIdxs = []int32{
 	8,  // 0: flow.cluster.v1.ListCheckpointsResponse.checkpoints:type_name -> flow.cluster.v1.CheckpointInfo
 	0,  // 1: flow.cluster.v1.CheckpointInfo.status:type_name -> flow.cluster.v1.CheckpointStatus
 	9,  // 2: flow.cluster.v1.CheckpointInfo.tasks:type_name -> flow.cluster.v1.TaskCheckpointTiming
-	58, // 3: flow.cluster.v1.SubmitJobRequest.graph:type_name -> flow.jobgraph.v1.JobGraph
+	66, // 3: flow.cluster.v1.SubmitJobRequest.graph:type_name -> flow.jobgraph.v1.JobGraph
 	14, // 4: flow.cluster.v1.ListJobsResponse.jobs:type_name -> flow.cluster.v1.JobSummary
 	1,  // 5: flow.cluster.v1.JobSummary.status:type_name -> flow.cluster.v1.JobStatus
 	17, // 6: flow.cluster.v1.GetJobResponse.job:type_name -> flow.cluster.v1.JobDetails
 	14, // 7: flow.cluster.v1.JobDetails.summary:type_name -> flow.cluster.v1.JobSummary
-	58, // 8: flow.cluster.v1.JobDetails.graph:type_name -> flow.jobgraph.v1.JobGraph
+	66, // 8: flow.cluster.v1.JobDetails.graph:type_name -> flow.jobgraph.v1.JobGraph
 	18, // 9: flow.cluster.v1.JobDetails.tasks:type_name -> flow.cluster.v1.TaskVertexInfo
 	20, // 10: flow.cluster.v1.JobDetails.history:type_name -> flow.cluster.v1.StatusChange
 	19, // 11: flow.cluster.v1.TaskVertexInfo.subtasks:type_name -> flow.cluster.v1.SubtaskInfo
@@ -3767,7 +4351,7 @@ var file_flow_cluster_v1_cluster_proto_depIdxs = []int32{
 	36, // 18: flow.cluster.v1.HeartbeatRequest.running_tasks:type_name -> flow.cluster.v1.TaskID
 	36, // 19: flow.cluster.v1.HeartbeatResponse.cancel_tasks:type_name -> flow.cluster.v1.TaskID
 	36, // 20: flow.cluster.v1.AcknowledgeCheckpointRequest.task:type_name -> flow.cluster.v1.TaskID
-	56, // 21: flow.cluster.v1.AcknowledgeCheckpointRequest.operators:type_name -> flow.cluster.v1.AcknowledgeCheckpointRequest.OperatorsEntry
+	64, // 21: flow.cluster.v1.AcknowledgeCheckpointRequest.operators:type_name -> flow.cluster.v1.AcknowledgeCheckpointRequest.OperatorsEntry
 	9,  // 22: flow.cluster.v1.AcknowledgeCheckpointRequest.timing:type_name -> flow.cluster.v1.TaskCheckpointTiming
 	36, // 23: flow.cluster.v1.DeclineCheckpointRequest.task:type_name -> flow.cluster.v1.TaskID
 	36, // 24: flow.cluster.v1.UpdateTaskStateRequest.task:type_name -> flow.cluster.v1.TaskID
@@ -3776,59 +4360,70 @@ var file_flow_cluster_v1_cluster_proto_depIdxs = []int32{
 	41, // 27: flow.cluster.v1.TriggerCheckpointRequest.options:type_name -> flow.cluster.v1.CheckpointOptions
 	47, // 28: flow.cluster.v1.DeployTaskRequest.deployment:type_name -> flow.cluster.v1.TaskDeployment
 	36, // 29: flow.cluster.v1.TaskDeployment.id:type_name -> flow.cluster.v1.TaskID
-	58, // 30: flow.cluster.v1.TaskDeployment.graph:type_name -> flow.jobgraph.v1.JobGraph
+	66, // 30: flow.cluster.v1.TaskDeployment.graph:type_name -> flow.jobgraph.v1.JobGraph
 	50, // 31: flow.cluster.v1.TaskDeployment.inputs:type_name -> flow.cluster.v1.InputGateDeployment
 	52, // 32: flow.cluster.v1.TaskDeployment.outputs:type_name -> flow.cluster.v1.OutputDeployment
 	48, // 33: flow.cluster.v1.TaskDeployment.restore:type_name -> flow.cluster.v1.TaskRestore
-	57, // 34: flow.cluster.v1.TaskRestore.operators:type_name -> flow.cluster.v1.TaskRestore.OperatorsEntry
-	59, // 35: flow.cluster.v1.RestoreOperator.states:type_name -> flow.checkpoint.v1.SubtaskState
-	60, // 36: flow.cluster.v1.InputGateDeployment.partitioning:type_name -> flow.jobgraph.v1.Partitioning
+	65, // 34: flow.cluster.v1.TaskRestore.operators:type_name -> flow.cluster.v1.TaskRestore.OperatorsEntry
+	67, // 35: flow.cluster.v1.RestoreOperator.states:type_name -> flow.checkpoint.v1.SubtaskState
+	68, // 36: flow.cluster.v1.InputGateDeployment.partitioning:type_name -> flow.jobgraph.v1.Partitioning
 	51, // 37: flow.cluster.v1.InputGateDeployment.channels:type_name -> flow.cluster.v1.ChannelSource
-	60, // 38: flow.cluster.v1.OutputDeployment.partitioning:type_name -> flow.jobgraph.v1.Partitioning
+	68, // 38: flow.cluster.v1.OutputDeployment.partitioning:type_name -> flow.jobgraph.v1.Partitioning
 	36, // 39: flow.cluster.v1.CancelTaskRequest.task:type_name -> flow.cluster.v1.TaskID
-	59, // 40: flow.cluster.v1.AcknowledgeCheckpointRequest.OperatorsEntry.value:type_name -> flow.checkpoint.v1.SubtaskState
-	49, // 41: flow.cluster.v1.TaskRestore.OperatorsEntry.value:type_name -> flow.cluster.v1.RestoreOperator
-	10, // 42: flow.cluster.v1.JobManagerService.SubmitJob:input_type -> flow.cluster.v1.SubmitJobRequest
-	12, // 43: flow.cluster.v1.JobManagerService.ListJobs:input_type -> flow.cluster.v1.ListJobsRequest
-	15, // 44: flow.cluster.v1.JobManagerService.GetJob:input_type -> flow.cluster.v1.GetJobRequest
-	21, // 45: flow.cluster.v1.JobManagerService.CancelJob:input_type -> flow.cluster.v1.CancelJobRequest
-	23, // 46: flow.cluster.v1.JobManagerService.WatchJob:input_type -> flow.cluster.v1.WatchJobRequest
-	25, // 47: flow.cluster.v1.JobManagerService.ListTaskManagers:input_type -> flow.cluster.v1.ListTaskManagersRequest
-	6,  // 48: flow.cluster.v1.JobManagerService.ListCheckpoints:input_type -> flow.cluster.v1.ListCheckpointsRequest
-	4,  // 49: flow.cluster.v1.JobManagerService.TriggerSavepoint:input_type -> flow.cluster.v1.TriggerSavepointRequest
-	32, // 50: flow.cluster.v1.ResourceManagerService.AcknowledgeCheckpoint:input_type -> flow.cluster.v1.AcknowledgeCheckpointRequest
-	34, // 51: flow.cluster.v1.ResourceManagerService.DeclineCheckpoint:input_type -> flow.cluster.v1.DeclineCheckpointRequest
-	28, // 52: flow.cluster.v1.ResourceManagerService.RegisterTaskManager:input_type -> flow.cluster.v1.RegisterTaskManagerRequest
-	30, // 53: flow.cluster.v1.ResourceManagerService.Heartbeat:input_type -> flow.cluster.v1.HeartbeatRequest
-	37, // 54: flow.cluster.v1.ResourceManagerService.UpdateTaskState:input_type -> flow.cluster.v1.UpdateTaskStateRequest
-	39, // 55: flow.cluster.v1.ResourceManagerService.DeregisterTaskManager:input_type -> flow.cluster.v1.DeregisterTaskManagerRequest
-	46, // 56: flow.cluster.v1.TaskExecutorService.DeployTask:input_type -> flow.cluster.v1.DeployTaskRequest
-	54, // 57: flow.cluster.v1.TaskExecutorService.CancelTask:input_type -> flow.cluster.v1.CancelTaskRequest
-	42, // 58: flow.cluster.v1.TaskExecutorService.TriggerCheckpoint:input_type -> flow.cluster.v1.TriggerCheckpointRequest
-	44, // 59: flow.cluster.v1.TaskExecutorService.NotifyCheckpoint:input_type -> flow.cluster.v1.NotifyCheckpointRequest
-	11, // 60: flow.cluster.v1.JobManagerService.SubmitJob:output_type -> flow.cluster.v1.SubmitJobResponse
-	13, // 61: flow.cluster.v1.JobManagerService.ListJobs:output_type -> flow.cluster.v1.ListJobsResponse
-	16, // 62: flow.cluster.v1.JobManagerService.GetJob:output_type -> flow.cluster.v1.GetJobResponse
-	22, // 63: flow.cluster.v1.JobManagerService.CancelJob:output_type -> flow.cluster.v1.CancelJobResponse
-	24, // 64: flow.cluster.v1.JobManagerService.WatchJob:output_type -> flow.cluster.v1.JobStatusEvent
-	26, // 65: flow.cluster.v1.JobManagerService.ListTaskManagers:output_type -> flow.cluster.v1.ListTaskManagersResponse
-	7,  // 66: flow.cluster.v1.JobManagerService.ListCheckpoints:output_type -> flow.cluster.v1.ListCheckpointsResponse
-	5,  // 67: flow.cluster.v1.JobManagerService.TriggerSavepoint:output_type -> flow.cluster.v1.SavepointProgress
-	33, // 68: flow.cluster.v1.ResourceManagerService.AcknowledgeCheckpoint:output_type -> flow.cluster.v1.AcknowledgeCheckpointResponse
-	35, // 69: flow.cluster.v1.ResourceManagerService.DeclineCheckpoint:output_type -> flow.cluster.v1.DeclineCheckpointResponse
-	29, // 70: flow.cluster.v1.ResourceManagerService.RegisterTaskManager:output_type -> flow.cluster.v1.RegisterTaskManagerResponse
-	31, // 71: flow.cluster.v1.ResourceManagerService.Heartbeat:output_type -> flow.cluster.v1.HeartbeatResponse
-	38, // 72: flow.cluster.v1.ResourceManagerService.UpdateTaskState:output_type -> flow.cluster.v1.UpdateTaskStateResponse
-	40, // 73: flow.cluster.v1.ResourceManagerService.DeregisterTaskManager:output_type -> flow.cluster.v1.DeregisterTaskManagerResponse
-	53, // 74: flow.cluster.v1.TaskExecutorService.DeployTask:output_type -> flow.cluster.v1.DeployTaskResponse
-	55, // 75: flow.cluster.v1.TaskExecutorService.CancelTask:output_type -> flow.cluster.v1.CancelTaskResponse
-	43, // 76: flow.cluster.v1.TaskExecutorService.TriggerCheckpoint:output_type -> flow.cluster.v1.TriggerCheckpointResponse
-	45, // 77: flow.cluster.v1.TaskExecutorService.NotifyCheckpoint:output_type -> flow.cluster.v1.NotifyCheckpointResponse
-	60, // [60:78] is the sub-list for method output_type
-	42, // [42:60] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	66, // 40: flow.cluster.v1.ValidateSpecResponse.graph:type_name -> flow.jobgraph.v1.JobGraph
+	60, // 41: flow.cluster.v1.ListOperatorTypesResponse.types:type_name -> flow.cluster.v1.OperatorTypeInfo
+	61, // 42: flow.cluster.v1.OperatorTypeInfo.fields:type_name -> flow.cluster.v1.OperatorFieldInfo
+	67, // 43: flow.cluster.v1.AcknowledgeCheckpointRequest.OperatorsEntry.value:type_name -> flow.checkpoint.v1.SubtaskState
+	49, // 44: flow.cluster.v1.TaskRestore.OperatorsEntry.value:type_name -> flow.cluster.v1.RestoreOperator
+	10, // 45: flow.cluster.v1.JobManagerService.SubmitJob:input_type -> flow.cluster.v1.SubmitJobRequest
+	12, // 46: flow.cluster.v1.JobManagerService.ListJobs:input_type -> flow.cluster.v1.ListJobsRequest
+	15, // 47: flow.cluster.v1.JobManagerService.GetJob:input_type -> flow.cluster.v1.GetJobRequest
+	21, // 48: flow.cluster.v1.JobManagerService.CancelJob:input_type -> flow.cluster.v1.CancelJobRequest
+	23, // 49: flow.cluster.v1.JobManagerService.WatchJob:input_type -> flow.cluster.v1.WatchJobRequest
+	25, // 50: flow.cluster.v1.JobManagerService.ListTaskManagers:input_type -> flow.cluster.v1.ListTaskManagersRequest
+	6,  // 51: flow.cluster.v1.JobManagerService.ListCheckpoints:input_type -> flow.cluster.v1.ListCheckpointsRequest
+	4,  // 52: flow.cluster.v1.JobManagerService.TriggerSavepoint:input_type -> flow.cluster.v1.TriggerSavepointRequest
+	56, // 53: flow.cluster.v1.JobManagerService.ValidateSpec:input_type -> flow.cluster.v1.ValidateSpecRequest
+	58, // 54: flow.cluster.v1.JobManagerService.ListOperatorTypes:input_type -> flow.cluster.v1.ListOperatorTypesRequest
+	62, // 55: flow.cluster.v1.JobManagerService.CheckSavepoint:input_type -> flow.cluster.v1.CheckSavepointRequest
+	32, // 56: flow.cluster.v1.ResourceManagerService.AcknowledgeCheckpoint:input_type -> flow.cluster.v1.AcknowledgeCheckpointRequest
+	34, // 57: flow.cluster.v1.ResourceManagerService.DeclineCheckpoint:input_type -> flow.cluster.v1.DeclineCheckpointRequest
+	28, // 58: flow.cluster.v1.ResourceManagerService.RegisterTaskManager:input_type -> flow.cluster.v1.RegisterTaskManagerRequest
+	30, // 59: flow.cluster.v1.ResourceManagerService.Heartbeat:input_type -> flow.cluster.v1.HeartbeatRequest
+	37, // 60: flow.cluster.v1.ResourceManagerService.UpdateTaskState:input_type -> flow.cluster.v1.UpdateTaskStateRequest
+	39, // 61: flow.cluster.v1.ResourceManagerService.DeregisterTaskManager:input_type -> flow.cluster.v1.DeregisterTaskManagerRequest
+	46, // 62: flow.cluster.v1.TaskExecutorService.DeployTask:input_type -> flow.cluster.v1.DeployTaskRequest
+	54, // 63: flow.cluster.v1.TaskExecutorService.CancelTask:input_type -> flow.cluster.v1.CancelTaskRequest
+	42, // 64: flow.cluster.v1.TaskExecutorService.TriggerCheckpoint:input_type -> flow.cluster.v1.TriggerCheckpointRequest
+	44, // 65: flow.cluster.v1.TaskExecutorService.NotifyCheckpoint:input_type -> flow.cluster.v1.NotifyCheckpointRequest
+	58, // 66: flow.cluster.v1.TaskExecutorService.ListOperatorTypes:input_type -> flow.cluster.v1.ListOperatorTypesRequest
+	11, // 67: flow.cluster.v1.JobManagerService.SubmitJob:output_type -> flow.cluster.v1.SubmitJobResponse
+	13, // 68: flow.cluster.v1.JobManagerService.ListJobs:output_type -> flow.cluster.v1.ListJobsResponse
+	16, // 69: flow.cluster.v1.JobManagerService.GetJob:output_type -> flow.cluster.v1.GetJobResponse
+	22, // 70: flow.cluster.v1.JobManagerService.CancelJob:output_type -> flow.cluster.v1.CancelJobResponse
+	24, // 71: flow.cluster.v1.JobManagerService.WatchJob:output_type -> flow.cluster.v1.JobStatusEvent
+	26, // 72: flow.cluster.v1.JobManagerService.ListTaskManagers:output_type -> flow.cluster.v1.ListTaskManagersResponse
+	7,  // 73: flow.cluster.v1.JobManagerService.ListCheckpoints:output_type -> flow.cluster.v1.ListCheckpointsResponse
+	5,  // 74: flow.cluster.v1.JobManagerService.TriggerSavepoint:output_type -> flow.cluster.v1.SavepointProgress
+	57, // 75: flow.cluster.v1.JobManagerService.ValidateSpec:output_type -> flow.cluster.v1.ValidateSpecResponse
+	59, // 76: flow.cluster.v1.JobManagerService.ListOperatorTypes:output_type -> flow.cluster.v1.ListOperatorTypesResponse
+	63, // 77: flow.cluster.v1.JobManagerService.CheckSavepoint:output_type -> flow.cluster.v1.CheckSavepointResponse
+	33, // 78: flow.cluster.v1.ResourceManagerService.AcknowledgeCheckpoint:output_type -> flow.cluster.v1.AcknowledgeCheckpointResponse
+	35, // 79: flow.cluster.v1.ResourceManagerService.DeclineCheckpoint:output_type -> flow.cluster.v1.DeclineCheckpointResponse
+	29, // 80: flow.cluster.v1.ResourceManagerService.RegisterTaskManager:output_type -> flow.cluster.v1.RegisterTaskManagerResponse
+	31, // 81: flow.cluster.v1.ResourceManagerService.Heartbeat:output_type -> flow.cluster.v1.HeartbeatResponse
+	38, // 82: flow.cluster.v1.ResourceManagerService.UpdateTaskState:output_type -> flow.cluster.v1.UpdateTaskStateResponse
+	40, // 83: flow.cluster.v1.ResourceManagerService.DeregisterTaskManager:output_type -> flow.cluster.v1.DeregisterTaskManagerResponse
+	53, // 84: flow.cluster.v1.TaskExecutorService.DeployTask:output_type -> flow.cluster.v1.DeployTaskResponse
+	55, // 85: flow.cluster.v1.TaskExecutorService.CancelTask:output_type -> flow.cluster.v1.CancelTaskResponse
+	43, // 86: flow.cluster.v1.TaskExecutorService.TriggerCheckpoint:output_type -> flow.cluster.v1.TriggerCheckpointResponse
+	45, // 87: flow.cluster.v1.TaskExecutorService.NotifyCheckpoint:output_type -> flow.cluster.v1.NotifyCheckpointResponse
+	59, // 88: flow.cluster.v1.TaskExecutorService.ListOperatorTypes:output_type -> flow.cluster.v1.ListOperatorTypesResponse
+	67, // [67:89] is the sub-list for method output_type
+	45, // [45:67] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_flow_cluster_v1_cluster_proto_init() }
@@ -3842,7 +4437,7 @@ func file_flow_cluster_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flow_cluster_v1_cluster_proto_rawDesc), len(file_flow_cluster_v1_cluster_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   54,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -24,14 +24,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	JobManagerService_SubmitJob_FullMethodName        = "/flow.cluster.v1.JobManagerService/SubmitJob"
-	JobManagerService_ListJobs_FullMethodName         = "/flow.cluster.v1.JobManagerService/ListJobs"
-	JobManagerService_GetJob_FullMethodName           = "/flow.cluster.v1.JobManagerService/GetJob"
-	JobManagerService_CancelJob_FullMethodName        = "/flow.cluster.v1.JobManagerService/CancelJob"
-	JobManagerService_WatchJob_FullMethodName         = "/flow.cluster.v1.JobManagerService/WatchJob"
-	JobManagerService_ListTaskManagers_FullMethodName = "/flow.cluster.v1.JobManagerService/ListTaskManagers"
-	JobManagerService_ListCheckpoints_FullMethodName  = "/flow.cluster.v1.JobManagerService/ListCheckpoints"
-	JobManagerService_TriggerSavepoint_FullMethodName = "/flow.cluster.v1.JobManagerService/TriggerSavepoint"
+	JobManagerService_SubmitJob_FullMethodName         = "/flow.cluster.v1.JobManagerService/SubmitJob"
+	JobManagerService_ListJobs_FullMethodName          = "/flow.cluster.v1.JobManagerService/ListJobs"
+	JobManagerService_GetJob_FullMethodName            = "/flow.cluster.v1.JobManagerService/GetJob"
+	JobManagerService_CancelJob_FullMethodName         = "/flow.cluster.v1.JobManagerService/CancelJob"
+	JobManagerService_WatchJob_FullMethodName          = "/flow.cluster.v1.JobManagerService/WatchJob"
+	JobManagerService_ListTaskManagers_FullMethodName  = "/flow.cluster.v1.JobManagerService/ListTaskManagers"
+	JobManagerService_ListCheckpoints_FullMethodName   = "/flow.cluster.v1.JobManagerService/ListCheckpoints"
+	JobManagerService_TriggerSavepoint_FullMethodName  = "/flow.cluster.v1.JobManagerService/TriggerSavepoint"
+	JobManagerService_ValidateSpec_FullMethodName      = "/flow.cluster.v1.JobManagerService/ValidateSpec"
+	JobManagerService_ListOperatorTypes_FullMethodName = "/flow.cluster.v1.JobManagerService/ListOperatorTypes"
+	JobManagerService_CheckSavepoint_FullMethodName    = "/flow.cluster.v1.JobManagerService/CheckSavepoint"
 )
 
 // JobManagerServiceClient is the client API for JobManagerService service.
@@ -52,6 +55,17 @@ type JobManagerServiceClient interface {
 	// stream ends with an error status). With stop, the job then stops and
 	// ends FINISHED.
 	TriggerSavepoint(ctx context.Context, in *TriggerSavepointRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SavepointProgress], error)
+	// Parses a YAML job spec against the operator types this JobManager was
+	// built with and returns the JobGraph it describes, or every problem
+	// found (flowctl validate and run, so that flowctl needs no rebuild for
+	// a cluster's own operator types).
+	ValidateSpec(ctx context.Context, in *ValidateSpecRequest, opts ...grpc.CallOption) (*ValidateSpecResponse, error)
+	// The operator types jobs on this cluster may use (flowctl operators).
+	ListOperatorTypes(ctx context.Context, in *ListOperatorTypesRequest, opts ...grpc.CallOption) (*ListOperatorTypesResponse, error)
+	// Dry run on the JobManager: can the spec start from the snapshot at
+	// path? (flowctl savepoint check). The snapshot must be readable by the
+	// JobManager.
+	CheckSavepoint(ctx context.Context, in *CheckSavepointRequest, opts ...grpc.CallOption) (*CheckSavepointResponse, error)
 }
 
 type jobManagerServiceClient struct {
@@ -160,6 +174,36 @@ func (c *jobManagerServiceClient) TriggerSavepoint(ctx context.Context, in *Trig
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type JobManagerService_TriggerSavepointClient = grpc.ServerStreamingClient[SavepointProgress]
 
+func (c *jobManagerServiceClient) ValidateSpec(ctx context.Context, in *ValidateSpecRequest, opts ...grpc.CallOption) (*ValidateSpecResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ValidateSpecResponse)
+	err := c.cc.Invoke(ctx, JobManagerService_ValidateSpec_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobManagerServiceClient) ListOperatorTypes(ctx context.Context, in *ListOperatorTypesRequest, opts ...grpc.CallOption) (*ListOperatorTypesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListOperatorTypesResponse)
+	err := c.cc.Invoke(ctx, JobManagerService_ListOperatorTypes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobManagerServiceClient) CheckSavepoint(ctx context.Context, in *CheckSavepointRequest, opts ...grpc.CallOption) (*CheckSavepointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckSavepointResponse)
+	err := c.cc.Invoke(ctx, JobManagerService_CheckSavepoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // JobManagerServiceServer is the server API for JobManagerService service.
 // All implementations must embed UnimplementedJobManagerServiceServer
 // for forward compatibility.
@@ -178,6 +222,17 @@ type JobManagerServiceServer interface {
 	// stream ends with an error status). With stop, the job then stops and
 	// ends FINISHED.
 	TriggerSavepoint(*TriggerSavepointRequest, grpc.ServerStreamingServer[SavepointProgress]) error
+	// Parses a YAML job spec against the operator types this JobManager was
+	// built with and returns the JobGraph it describes, or every problem
+	// found (flowctl validate and run, so that flowctl needs no rebuild for
+	// a cluster's own operator types).
+	ValidateSpec(context.Context, *ValidateSpecRequest) (*ValidateSpecResponse, error)
+	// The operator types jobs on this cluster may use (flowctl operators).
+	ListOperatorTypes(context.Context, *ListOperatorTypesRequest) (*ListOperatorTypesResponse, error)
+	// Dry run on the JobManager: can the spec start from the snapshot at
+	// path? (flowctl savepoint check). The snapshot must be readable by the
+	// JobManager.
+	CheckSavepoint(context.Context, *CheckSavepointRequest) (*CheckSavepointResponse, error)
 	mustEmbedUnimplementedJobManagerServiceServer()
 }
 
@@ -211,6 +266,15 @@ func (UnimplementedJobManagerServiceServer) ListCheckpoints(context.Context, *Li
 }
 func (UnimplementedJobManagerServiceServer) TriggerSavepoint(*TriggerSavepointRequest, grpc.ServerStreamingServer[SavepointProgress]) error {
 	return status.Error(codes.Unimplemented, "method TriggerSavepoint not implemented")
+}
+func (UnimplementedJobManagerServiceServer) ValidateSpec(context.Context, *ValidateSpecRequest) (*ValidateSpecResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ValidateSpec not implemented")
+}
+func (UnimplementedJobManagerServiceServer) ListOperatorTypes(context.Context, *ListOperatorTypesRequest) (*ListOperatorTypesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListOperatorTypes not implemented")
+}
+func (UnimplementedJobManagerServiceServer) CheckSavepoint(context.Context, *CheckSavepointRequest) (*CheckSavepointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckSavepoint not implemented")
 }
 func (UnimplementedJobManagerServiceServer) mustEmbedUnimplementedJobManagerServiceServer() {}
 func (UnimplementedJobManagerServiceServer) testEmbeddedByValue()                           {}
@@ -363,6 +427,60 @@ func _JobManagerService_TriggerSavepoint_Handler(srv interface{}, stream grpc.Se
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type JobManagerService_TriggerSavepointServer = grpc.ServerStreamingServer[SavepointProgress]
 
+func _JobManagerService_ValidateSpec_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ValidateSpecRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobManagerServiceServer).ValidateSpec(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobManagerService_ValidateSpec_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobManagerServiceServer).ValidateSpec(ctx, req.(*ValidateSpecRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobManagerService_ListOperatorTypes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListOperatorTypesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobManagerServiceServer).ListOperatorTypes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobManagerService_ListOperatorTypes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobManagerServiceServer).ListOperatorTypes(ctx, req.(*ListOperatorTypesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobManagerService_CheckSavepoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckSavepointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobManagerServiceServer).CheckSavepoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobManagerService_CheckSavepoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobManagerServiceServer).CheckSavepoint(ctx, req.(*CheckSavepointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // JobManagerService_ServiceDesc is the grpc.ServiceDesc for JobManagerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -393,6 +511,18 @@ var JobManagerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListCheckpoints",
 			Handler:    _JobManagerService_ListCheckpoints_Handler,
+		},
+		{
+			MethodName: "ValidateSpec",
+			Handler:    _JobManagerService_ValidateSpec_Handler,
+		},
+		{
+			MethodName: "ListOperatorTypes",
+			Handler:    _JobManagerService_ListOperatorTypes_Handler,
+		},
+		{
+			MethodName: "CheckSavepoint",
+			Handler:    _JobManagerService_CheckSavepoint_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
@@ -708,6 +838,7 @@ const (
 	TaskExecutorService_CancelTask_FullMethodName        = "/flow.cluster.v1.TaskExecutorService/CancelTask"
 	TaskExecutorService_TriggerCheckpoint_FullMethodName = "/flow.cluster.v1.TaskExecutorService/TriggerCheckpoint"
 	TaskExecutorService_NotifyCheckpoint_FullMethodName  = "/flow.cluster.v1.TaskExecutorService/NotifyCheckpoint"
+	TaskExecutorService_ListOperatorTypes_FullMethodName = "/flow.cluster.v1.TaskExecutorService/ListOperatorTypes"
 )
 
 // TaskExecutorServiceClient is the client API for TaskExecutorService service.
@@ -722,6 +853,9 @@ type TaskExecutorServiceClient interface {
 	// Tells every subtask of the job attempt on this TaskManager that a
 	// checkpoint completed (commit side effects) or was aborted.
 	NotifyCheckpoint(ctx context.Context, in *NotifyCheckpointRequest, opts ...grpc.CallOption) (*NotifyCheckpointResponse, error)
+	// The operator types this TaskManager can run (the JobManager compares
+	// them with a spec's in ValidateSpec). Not fenced: it only reads.
+	ListOperatorTypes(ctx context.Context, in *ListOperatorTypesRequest, opts ...grpc.CallOption) (*ListOperatorTypesResponse, error)
 }
 
 type taskExecutorServiceClient struct {
@@ -772,6 +906,16 @@ func (c *taskExecutorServiceClient) NotifyCheckpoint(ctx context.Context, in *No
 	return out, nil
 }
 
+func (c *taskExecutorServiceClient) ListOperatorTypes(ctx context.Context, in *ListOperatorTypesRequest, opts ...grpc.CallOption) (*ListOperatorTypesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListOperatorTypesResponse)
+	err := c.cc.Invoke(ctx, TaskExecutorService_ListOperatorTypes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TaskExecutorServiceServer is the server API for TaskExecutorService service.
 // All implementations must embed UnimplementedTaskExecutorServiceServer
 // for forward compatibility.
@@ -784,6 +928,9 @@ type TaskExecutorServiceServer interface {
 	// Tells every subtask of the job attempt on this TaskManager that a
 	// checkpoint completed (commit side effects) or was aborted.
 	NotifyCheckpoint(context.Context, *NotifyCheckpointRequest) (*NotifyCheckpointResponse, error)
+	// The operator types this TaskManager can run (the JobManager compares
+	// them with a spec's in ValidateSpec). Not fenced: it only reads.
+	ListOperatorTypes(context.Context, *ListOperatorTypesRequest) (*ListOperatorTypesResponse, error)
 	mustEmbedUnimplementedTaskExecutorServiceServer()
 }
 
@@ -805,6 +952,9 @@ func (UnimplementedTaskExecutorServiceServer) TriggerCheckpoint(context.Context,
 }
 func (UnimplementedTaskExecutorServiceServer) NotifyCheckpoint(context.Context, *NotifyCheckpointRequest) (*NotifyCheckpointResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method NotifyCheckpoint not implemented")
+}
+func (UnimplementedTaskExecutorServiceServer) ListOperatorTypes(context.Context, *ListOperatorTypesRequest) (*ListOperatorTypesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListOperatorTypes not implemented")
 }
 func (UnimplementedTaskExecutorServiceServer) mustEmbedUnimplementedTaskExecutorServiceServer() {}
 func (UnimplementedTaskExecutorServiceServer) testEmbeddedByValue()                             {}
@@ -899,6 +1049,24 @@ func _TaskExecutorService_NotifyCheckpoint_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TaskExecutorService_ListOperatorTypes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListOperatorTypesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskExecutorServiceServer).ListOperatorTypes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskExecutorService_ListOperatorTypes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskExecutorServiceServer).ListOperatorTypes(ctx, req.(*ListOperatorTypesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TaskExecutorService_ServiceDesc is the grpc.ServiceDesc for TaskExecutorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -921,6 +1089,10 @@ var TaskExecutorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "NotifyCheckpoint",
 			Handler:    _TaskExecutorService_NotifyCheckpoint_Handler,
+		},
+		{
+			MethodName: "ListOperatorTypes",
+			Handler:    _TaskExecutorService_ListOperatorTypes_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

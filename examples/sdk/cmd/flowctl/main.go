@@ -1,0 +1,9 @@
+// Command flowctl is Flow's flowctl with this module's operator types.
+package main
+
+import (
+	"github.com/flowrt/flow/examples/sdk/jobs"
+	"github.com/flowrt/flow/pkg/cluster"
+)
+
+func main() { cluster.RunFlowctl(jobs.Registry()) }

@@ -1,0 +1,9 @@
+// Command jobmanager is Flow's jobmanager with this module's operator types.
+package main
+
+import (
+	"github.com/flowrt/flow/examples/sdk/jobs"
+	"github.com/flowrt/flow/pkg/cluster"
+)
+
+func main() { cluster.RunJobManager(jobs.Registry()) }
