@@ -124,6 +124,11 @@ scrape_configs:
 		return err == nil && len(r) == 1 && r[0].Value[1] == "3"
 	})
 
+	// Every daemon reports its build.
+	if r, err := promQuery(api, `count(flow_build_info == 1)`); err != nil || len(r) != 1 || r[0].Value[1] != "3" {
+		t.Errorf("count(flow_build_info == 1) = %v (err %v), want 3: one per daemon", r, err)
+	}
+
 	// Every panel query, with the dashboard variables set to match all.
 	exprs := dashboardQueries(t, "../../deploy/grafana/dashboards")
 	if len(exprs) == 0 {
