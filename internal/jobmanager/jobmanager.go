@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/flowrt/flow/internal/fencing"
+	"github.com/flowrt/flow/internal/jobmanager/restart"
 	"github.com/flowrt/flow/pkg/api"
 	"github.com/flowrt/flow/pkg/checkpoint"
 	"github.com/flowrt/flow/pkg/jobgraph"
@@ -141,7 +142,7 @@ type job struct {
 	// restart decides what a failure leads to; restartAt is when a
 	// RESTARTING job is scheduled again; waitingSince is when the job
 	// started waiting for slots (submission or restart).
-	restart      restartStrategy
+	restart      restart.Strategy
 	restartAt    time.Time
 	waitingSince time.Time
 	// ck drives the job's checkpoints.
@@ -776,7 +777,7 @@ func (jm *JobManager) maybeCompleteLocked(j *job) {
 			// job again on the others; no restart attempt is used.
 			ok = true
 		} else {
-			delay, ok, reason = j.restart.onFailure(now)
+			delay, ok, reason = j.restart.OnFailure(now)
 		}
 		if ok {
 			jm.releaseSlotsLocked(j)
@@ -900,12 +901,12 @@ func (jm *JobManager) beginAttemptLocked(j *job) {
 }
 
 // restartStrategyOf reads a graph's restart section (defaults: none).
-func (jm *JobManager) restartStrategyOf(g *jobgraphv1.JobGraph) restartStrategy {
+func (jm *JobManager) restartStrategyOf(g *jobgraphv1.JobGraph) restart.Strategy {
 	r, err := g.EffectiveRestartConfig()
 	if err != nil {
 		jm.log.Warn("bad restart section; not restarting", "job", g.GetName(), "err", err)
 	}
-	return restartStrategyFor(r, mathrand.Float64)
+	return restart.For(r, mathrand.Float64)
 }
 
 // assignLocked places subtask i of every task vertex in slot i and deploys.
