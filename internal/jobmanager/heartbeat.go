@@ -21,9 +21,8 @@ const maxHeartbeatRate = 50
 // lost), slot accounting and the connection to each. It has its own lock,
 // so a heartbeat never waits for the JobManager's lock or for job work.
 //
-// Lock order: code holding jm.mu may call the registry; the registry never
-// calls the JobManager while it holds r.mu (onLost runs after it is
-// released).
+// Lock order: the registry never calls out while it holds r.mu (onLost
+// runs after it is released).
 type registry struct {
 	interval, ttl time.Duration // configured heartbeat interval and timeout
 	dial          []grpc.DialOption
@@ -203,29 +202,28 @@ func (r *registry) address(id string) string {
 	return ""
 }
 
-// offers lists the free slots of the active TaskManagers.
-func (r *registry) offers() []slotOffer {
+// allocate picks need free slots (allocateSlots) and takes them, in one
+// step under the registry's lock.
+func (r *registry) allocate(need int) ([]string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []slotOffer
+	var offers []slotOffer
 	for _, tm := range r.tms {
 		if f := tm.freeSlots(); f > 0 {
-			out = append(out, slotOffer{TaskManager: tm.info.GetId(), Free: f})
+			offers = append(offers, slotOffer{TaskManager: tm.info.GetId(), Free: f})
 		}
 	}
-	return out
+	slots, err := allocateSlots(need, offers)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range slots {
+		r.tms[id].used++
+	}
+	return slots, nil
 }
 
-// take and release account slots held by a job, one per entry.
-func (r *registry) take(slots []string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, id := range slots {
-		if tm := r.tms[id]; tm != nil {
-			tm.used++
-		}
-	}
-}
+// release gives back slots held by a job, one per entry.
 
 func (r *registry) release(slots []string) {
 	r.mu.Lock()

@@ -1,27 +1,26 @@
 package jobmanager
 
 import (
+	"log/slog"
 	"sync"
-
-	"google.golang.org/protobuf/proto"
 
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 )
 
-// persister writes job records to the JobStore from one goroutine, off the
-// JobManager's lock. persistLocked only marks a job dirty; the writer then
-// takes jm.mu briefly to copy the dirty jobs' details and writes the copies
-// without it. Updates that arrive while a write is in flight coalesce into
-// the next one: a job whose hundreds of subtasks report RUNNING in a burst
-// costs a few writes, not one fsync each under the lock that heartbeats
-// need.
+// persister writes job records to the JobStore from one goroutine. Job
+// masters hand it immutable snapshots of their records (mark); it keeps
+// the newest per job and writes them without any job's involvement.
+// Updates that arrive while a write is in flight coalesce into the next
+// one: a job whose hundreds of subtasks report RUNNING in a burst costs a
+// few writes, not one fsync each.
 type persister struct {
-	jm    *JobManager
 	store JobStore
+	log   *slog.Logger
 
-	// dirty and order are guarded by jm.mu.
-	dirty map[string]bool
-	order []string
+	// mu guards pending and order only (never held across a write).
+	mu      sync.Mutex
+	pending map[string]*clusterv1.JobDetails
+	order   []string
 
 	wake chan struct{}
 	stop chan struct{}
@@ -31,24 +30,27 @@ type persister struct {
 	flushMu sync.Mutex
 }
 
-func newPersister(jm *JobManager, st JobStore) *persister {
-	return &persister{jm: jm, store: st, dirty: map[string]bool{},
+func newPersister(st JobStore, log *slog.Logger) *persister {
+	return &persister{store: st, log: log, pending: map[string]*clusterv1.JobDetails{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
-// markLocked schedules the job's record for writing. Call with jm.mu held.
-func (p *persister) markLocked(id string) {
-	if !p.dirty[id] {
-		p.dirty[id] = true
+// mark schedules d, an immutable snapshot of a job's record, for writing.
+func (p *persister) mark(d *clusterv1.JobDetails) {
+	id := d.GetSummary().GetJobId()
+	p.mu.Lock()
+	if p.pending[id] == nil {
 		p.order = append(p.order, id)
 	}
+	p.pending[id] = d
+	p.mu.Unlock()
 	select {
 	case p.wake <- struct{}{}:
 	default:
 	}
 }
 
-// run writes dirty records until close is called.
+// run writes pending records until close is called.
 func (p *persister) run() {
 	defer close(p.done)
 	for {
@@ -61,29 +63,25 @@ func (p *persister) run() {
 	}
 }
 
-// flush writes every record marked dirty so far.
+// flush writes every record marked so far.
 func (p *persister) flush() {
 	p.flushMu.Lock()
 	defer p.flushMu.Unlock()
-	jm := p.jm
-	jm.mu.Lock()
-	order := p.order
-	p.order, p.dirty = nil, map[string]bool{}
-	recs := make([]*clusterv1.JobDetails, 0, len(order))
-	for _, id := range order {
-		if j := jm.jobs[id]; j != nil {
-			recs = append(recs, proto.Clone(j.d).(*clusterv1.JobDetails))
-		}
+	p.mu.Lock()
+	recs := make([]*clusterv1.JobDetails, 0, len(p.order))
+	for _, id := range p.order {
+		recs = append(recs, p.pending[id])
 	}
-	jm.mu.Unlock()
+	p.order, p.pending = nil, map[string]*clusterv1.JobDetails{}
+	p.mu.Unlock()
 	for _, d := range recs {
 		if err := p.store.Save(d); err != nil {
-			jm.log.Error("persist job", "job", d.GetSummary().GetJobId(), "store", p.store.String(), "err", err)
+			p.log.Error("persist job", "job", d.GetSummary().GetJobId(), "store", p.store.String(), "err", err)
 		}
 	}
 }
 
-// close stops the writer after writing what is still dirty.
+// close stops the writer after writing what is still pending.
 func (p *persister) close() {
 	close(p.stop)
 	<-p.done

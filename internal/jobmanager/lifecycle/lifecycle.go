@@ -130,7 +130,7 @@ func (m *Machine) Step(ev Event) ([]Action, error) {
 	case EventRestoreChosen:
 		m.restoreChosen(ev)
 	case EventJobManagerRestarted:
-		m.jobManagerRestarted(ev.Time)
+		m.jobManagerRestarted(ev.Time, ev.NoPlan)
 	default:
 		return nil, fmt.Errorf("%w: %d", ErrUnknownEvent, ev.Type)
 	}
@@ -161,9 +161,9 @@ func (m *Machine) fail(now time.Time, msg string) {
 
 // jobManagerRestarted fails a stored job that was past waiting for slots
 // when the previous JobManager stopped: its tasks are gone with it.
-func (m *Machine) jobManagerRestarted(now time.Time) {
+func (m *Machine) jobManagerRestarted(now time.Time, noPlan bool) {
 	st := m.Status()
-	if IsTerminal(st) || st == clusterv1.JobStatus_JOB_STATUS_CREATED {
+	if IsTerminal(st) || st == clusterv1.JobStatus_JOB_STATUS_CREATED && !noPlan {
 		return
 	}
 	for _, t := range m.d.GetTasks() {
@@ -210,6 +210,9 @@ func (m *Machine) noSlots(ev Event) {
 	}
 	m.note = "waiting for slots: " + ev.Reason
 }
+
+// Subtask is the record of subtask index of task (nil if there is none).
+func (m *Machine) Subtask(task string, index int32) *clusterv1.SubtaskInfo { return m.subtask(task, index) }
 
 func (m *Machine) subtask(task string, index int32) *clusterv1.SubtaskInfo {
 	subs := m.subtasks(task)

@@ -80,6 +80,9 @@ type Event struct {
 	Reason      string
 	Path        string
 	Retry       bool
+	// NoPlan (EventJobManagerRestarted): the stored graph no longer
+	// plans, so the job cannot wait for slots either.
+	NoPlan bool
 }
 
 // ActionType says what the job master must do.
