@@ -349,7 +349,7 @@ type resultFunc struct {
 	f  func(m *Master)
 }
 
-func (r resultFunc) when() time.Time  { return r.at }
+func (r resultFunc) when() time.Time { return r.at }
 func (r resultFunc) apply(m *Master) { r.f(m) }
 
 func result(f func(m *Master)) resultFunc { return resultFunc{at: time.Now(), f: f} }

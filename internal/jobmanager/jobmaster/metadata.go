@@ -177,4 +177,3 @@ func hasState(op *checkpointv1.OperatorState) bool {
 	}
 	return false
 }
-

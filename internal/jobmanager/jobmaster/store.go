@@ -67,7 +67,9 @@ func OpenFileStore(ctx context.Context, url, jobID string, log *slog.Logger) (Co
 	return f, f.points(completed), nil
 }
 
-func (f *fileStore) points(cs []storage.Completed) []*RestorePoint { return f.pointsIn(f.js.Storage(), cs) }
+func (f *fileStore) points(cs []storage.Completed) []*RestorePoint {
+	return f.pointsIn(f.js.Storage(), cs)
+}
 
 func (f *fileStore) pointsIn(s *storage.Storage, cs []storage.Completed) []*RestorePoint {
 	out := make([]*RestorePoint, 0, len(cs))

@@ -212,7 +212,9 @@ func (m *Machine) noSlots(ev Event) {
 }
 
 // Subtask is the record of subtask index of task (nil if there is none).
-func (m *Machine) Subtask(task string, index int32) *clusterv1.SubtaskInfo { return m.subtask(task, index) }
+func (m *Machine) Subtask(task string, index int32) *clusterv1.SubtaskInfo {
+	return m.subtask(task, index)
+}
 
 func (m *Machine) subtask(task string, index int32) *clusterv1.SubtaskInfo {
 	subs := m.subtasks(task)
