@@ -52,21 +52,7 @@ func (jm *JobManager) SubmitJob(ctx context.Context, req *clusterv1.SubmitJobReq
 		ck.RestoreFrom(r)
 	}
 	now := time.Now()
-	d := &clusterv1.JobDetails{
-		Summary: &clusterv1.JobSummary{
-			JobId: id, Name: g.GetName(), Status: clusterv1.JobStatus_JOB_STATUS_CREATED,
-			SubmitTimeMs: now.UnixMilli(), Attempt: 1,
-		},
-		Graph: g,
-	}
-	for _, t := range plan.Tasks {
-		ti := &clusterv1.TaskVertexInfo{Id: t.ID, Operators: t.Operators, Parallelism: int32(t.Parallelism)}
-		for i := 0; i < t.Parallelism; i++ {
-			ti.Subtasks = append(ti.Subtasks, &clusterv1.SubtaskInfo{Index: int32(i)})
-		}
-		d.Tasks = append(d.Tasks, ti)
-	}
-	d.History = []*clusterv1.StatusChange{{Status: clusterv1.JobStatus_JOB_STATUS_CREATED, TimeMs: now.UnixMilli(), Message: "submitted"}}
+	d := jobmaster.NewDetails(id, g, plan, now)
 	// Stored before it is visible: a JobManager that restarts knows every
 	// job it ever acknowledged.
 	if err := jm.store.Save(d); err != nil {

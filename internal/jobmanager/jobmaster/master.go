@@ -14,6 +14,7 @@ import (
 	"github.com/flowrt/flow/internal/jobmanager/restart"
 	"github.com/flowrt/flow/pkg/jobgraph"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
+	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
 
 // ErrClosed is returned by requests to a job master that was closed.
@@ -310,3 +311,24 @@ func MaxParallelism(p *jobgraph.Plan) int {
 }
 
 func shortStatus(s clusterv1.JobStatus) string { return lifecycle.ShortStatus(s) }
+
+// NewDetails is the record of a job just submitted: CREATED, attempt 1,
+// every subtask of plan not yet deployed.
+func NewDetails(id string, g *jobgraphv1.JobGraph, plan *jobgraph.Plan, now time.Time) *clusterv1.JobDetails {
+	d := &clusterv1.JobDetails{
+		Summary: &clusterv1.JobSummary{
+			JobId: id, Name: g.GetName(), Status: clusterv1.JobStatus_JOB_STATUS_CREATED,
+			SubmitTimeMs: now.UnixMilli(), Attempt: 1,
+		},
+		Graph: g,
+	}
+	for _, t := range plan.Tasks {
+		ti := &clusterv1.TaskVertexInfo{Id: t.ID, Operators: t.Operators, Parallelism: int32(t.Parallelism)}
+		for i := 0; i < t.Parallelism; i++ {
+			ti.Subtasks = append(ti.Subtasks, &clusterv1.SubtaskInfo{Index: int32(i)})
+		}
+		d.Tasks = append(d.Tasks, ti)
+	}
+	d.History = []*clusterv1.StatusChange{{Status: clusterv1.JobStatus_JOB_STATUS_CREATED, TimeMs: now.UnixMilli(), Message: "submitted"}}
+	return d
+}
