@@ -270,8 +270,8 @@ type testExecutor struct {
 	mu       sync.Mutex
 	addrs    []string
 	deps     []*clusterv1.TaskDeployment // of the attempt being deployed
-	controls map[string]chan any          // by "attempt/task/subtask"
-	cancel   context.CancelFunc           // the running attempt's
+	controls map[string]chan any         // by "attempt/task/subtask"
+	cancel   context.CancelFunc          // the running attempt's
 	got      chan struct{}
 }
 
@@ -420,8 +420,8 @@ func (e *testExecutor) Address(tm string) string {
 	return e.addrs[i]
 }
 
-func (e *testExecutor) ReleaseSlots([]string)          {}
-func (e *testExecutor) WantSlots()                     {}
+func (e *testExecutor) ReleaseSlots([]string)         {}
+func (e *testExecutor) WantSlots()                    {}
 func (e *testExecutor) SaveJob(*clusterv1.JobDetails) {}
 
 // testResponder is one subtask's CheckpointResponder: it reports to the
