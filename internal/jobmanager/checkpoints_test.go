@@ -104,17 +104,13 @@ func TestCheckpointsCompleteAndRestoreAfterFailure(t *testing.T) {
 
 	// Attempt 1 fails after checkpoint 3; attempt 2 must restore from the
 	// latest completed one.
-	deadline := time.Now().Add(15 * time.Second)
 	var restore *clusterv1.TaskRestore
-	for restore == nil && time.Now().Before(deadline) {
+	waitFor(t, func() bool { // fails the test if attempt 2 has no restore section
 		src.mu.Lock()
+		defer src.mu.Unlock()
 		restore = src.restored[2]
-		src.mu.Unlock()
-		time.Sleep(20 * time.Millisecond)
-	}
-	if restore == nil {
-		t.Fatal("attempt 2 was not deployed with a restore section")
-	}
+		return restore != nil
+	})
 	if restore.GetCheckpointId() < 3 {
 		t.Fatalf("restored from checkpoint %d, want >= 3", restore.GetCheckpointId())
 	}
@@ -210,14 +206,18 @@ func openStorage(t *testing.T, u string) *storage.Storage {
 	return s
 }
 
-func waitFor(t *testing.T, cond func() bool) {
+// waitFor polls cond until it holds, failing the test after 15s: for
+// state that has no watch (task bodies, TaskManager lists).
+func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
+			t.Fatal("condition not met within 15s")
 		}
-		time.Sleep(20 * time.Millisecond)
+		<-tick.C
 	}
 }
 
@@ -280,18 +280,14 @@ func TestSavepointTriggerAndStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
 	var r *clusterv1.TaskRestore
-	for time.Now().Before(deadline) {
+	t.Logf("job %s: waiting for its deployment with the savepoint's state (storage base %s)", resp.GetJobId(), path)
+	waitFor(t, func() bool {
 		src.mu.Lock()
+		defer src.mu.Unlock()
 		r = src.restored[1]
-		src.mu.Unlock()
-		if r != nil && strings.TrimSuffix(r.GetStorageBase(), "/") == path && len(r.GetOperators()["src-v1"].GetStates()) == 1 {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("job %s was not deployed with the savepoint's state: restore %v, want storage base %s", resp.GetJobId(), r, path)
+		return r != nil && strings.TrimSuffix(r.GetStorageBase(), "/") == path && len(r.GetOperators()["src-v1"].GetStates()) == 1
+	})
 }
 
 func TestCheckpointsDeletedOnCancelUnlessRetained(t *testing.T) {

@@ -47,8 +47,9 @@ type testCoordinator struct {
 	spDir  string
 	closed []*jobmaster.Master
 
-	// mu guards what the view watcher records.
+	// mu guards what the view watcher of master generation gen records.
 	mu        sync.Mutex
+	gen       int
 	completed []uint64
 	aborted   map[uint64]string
 	declines  []string
@@ -75,6 +76,7 @@ func newTestCoordinator(t testing.TB, g *jobgraphv1.JobGraph, storeURL string, o
 func (c *testCoordinator) reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen++
 	c.completed, c.aborted, c.paths, c.durations, c.latest = nil, map[uint64]string{}, map[uint64]string{}, map[uint64]time.Duration{}, nil
 }
 
@@ -143,15 +145,18 @@ func (c *testCoordinator) newMaster(interval time.Duration) {
 		SlotTimeout: time.Minute, RPCTimeout: 10 * time.Second, TickInterval: 10 * time.Millisecond, Executor: c.exec, Now: now,
 	})
 	c.mg = c.g
-	go c.watch(c.m)
+	c.mu.Lock()
+	gen := c.gen
+	c.mu.Unlock()
+	go c.watch(c.m, gen)
 }
 
 // watch records what the master's views show of the checkpoints, until
 // the master closes.
-func (c *testCoordinator) watch(m *jobmaster.Master) {
+func (c *testCoordinator) watch(m *jobmaster.Master, gen int) {
 	for {
 		v := m.View()
-		c.record(v)
+		c.record(v, gen)
 		select {
 		case <-v.Changed:
 		case <-m.Done():
@@ -160,37 +165,46 @@ func (c *testCoordinator) watch(m *jobmaster.Master) {
 	}
 }
 
-func (c *testCoordinator) record(v *jobmaster.View) {
-	var newest *clusterv1.CheckpointInfo
+func (c *testCoordinator) record(v *jobmaster.View, gen int) {
+	var fresh []*clusterv1.CheckpointInfo
 	c.mu.Lock()
+	if c.gen != gen {
+		c.mu.Unlock()
+		return // a master replaced meanwhile
+	}
 	for i := len(v.Checkpoints) - 1; i >= 0; i-- { // oldest first
 		info := v.Checkpoints[i]
 		id := uint64(info.GetId())
 		switch info.GetStatus() {
 		case clusterv1.CheckpointStatus_CHECKPOINT_STATUS_COMPLETED, clusterv1.CheckpointStatus_CHECKPOINT_STATUS_DISCARDED:
 			if !slices.Contains(c.completed, id) {
-				c.completed = append(c.completed, id)
-				c.paths[id] = info.GetPath()
-				c.durations[id] = time.Duration(info.GetDurationMs()) * time.Millisecond
-				newest = info
+				fresh = append(fresh, info)
 			}
 		case clusterv1.CheckpointStatus_CHECKPOINT_STATUS_FAILED:
 			c.aborted[id] = info.GetFailure()
 		}
 	}
 	c.mu.Unlock()
-	if newest == nil {
+	if len(fresh) == 0 {
 		return
 	}
-	md, err := storage.ReadMetadata(context.Background(), newest.GetPath())
-	if err != nil {
-		return // discarded meanwhile: a newer one follows
-	}
+	// The newest one's metadata is recorded with it: a checkpoint counts as
+	// completed here once its metadata can be read.
+	md, _ := storage.ReadMetadata(context.Background(), fresh[len(fresh)-1].GetPath())
 	c.mu.Lock()
-	if c.latest == nil || md.GetCheckpointId() > c.latest.GetCheckpointId() {
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		return
+	}
+	for _, info := range fresh {
+		id := uint64(info.GetId())
+		c.completed = append(c.completed, id)
+		c.paths[id] = info.GetPath()
+		c.durations[id] = time.Duration(info.GetDurationMs()) * time.Millisecond
+	}
+	if md != nil && (c.latest == nil || md.GetCheckpointId() > c.latest.GetCheckpointId()) {
 		c.latest = md
 	}
-	c.mu.Unlock()
 }
 
 // halt waits until the attempt ended: the job restarts (the next start
