@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/flowrt/flow/internal/jobmanager/jobmaster"
 	"github.com/flowrt/flow/internal/jobmanager/lifecycle"
+	"github.com/flowrt/flow/internal/rpcerr"
 	"github.com/flowrt/flow/pkg/api"
 	"github.com/flowrt/flow/pkg/checkpoint/storage"
 	"github.com/flowrt/flow/pkg/jobgraph"
@@ -28,26 +27,26 @@ import (
 func (jm *JobManager) SubmitJob(ctx context.Context, req *clusterv1.SubmitJobRequest) (*clusterv1.SubmitJobResponse, error) {
 	g := req.GetGraph()
 	if g == nil {
-		return nil, status.Error(codes.InvalidArgument, "submit: the request carries no job graph")
+		return nil, rpcerr.New(rpcerr.ErrInvalidArgument, "submit: the request carries no job graph")
 	}
 	plan, err := jm.validate(g)
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, rpcerr.New(rpcerr.ErrInvalidArgument, err.Error())
 	}
 	ckCfg, err := jobspec.CheckpointsOf(g)
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, rpcerr.New(rpcerr.ErrInvalidArgument, err.Error())
 	}
 	id := randomID(16)
 	ck, err := jobmaster.OpenCheckpoints(ctx, id, ckCfg, jm.opts.CheckpointStorage, jm.log)
 	if err != nil {
-		return nil, status.Error(codes.FailedPrecondition, err.Error())
+		return nil, rpcerr.New(rpcerr.ErrFailedPrecondition, err.Error())
 	}
 	if p := req.GetRestorePath(); p != "" {
 		r, err := jobmaster.OpenRestore(ctx, p, g, req.GetAllowNonRestoredState())
 		if err != nil {
 			ck.Close()
-			return nil, status.Error(codes.FailedPrecondition, err.Error())
+			return nil, rpcerr.New(rpcerr.ErrFailedPrecondition, err.Error())
 		}
 		ck.RestoreFrom(r)
 	}
@@ -57,13 +56,13 @@ func (jm *JobManager) SubmitJob(ctx context.Context, req *clusterv1.SubmitJobReq
 	// job it ever acknowledged.
 	if err := jm.store.Save(d); err != nil {
 		ck.Close()
-		return nil, status.Errorf(codes.Internal, "store job: %v", err)
+		return nil, rpcerr.Errorf(rpcerr.ErrInternal, "store job: %v", err)
 	}
 	jm.mu.Lock()
 	if jm.closed {
 		jm.mu.Unlock()
 		ck.Close()
-		return nil, status.Error(codes.Unavailable, "the JobManager is shutting down")
+		return nil, rpcerr.New(rpcerr.ErrUnavailable, "the JobManager is shutting down")
 	}
 	m := jm.newMaster(d, plan, ck, false, now)
 	jm.jobs[id] = m
@@ -125,7 +124,7 @@ func (jm *JobManager) ListJobs(ctx context.Context, _ *clusterv1.ListJobsRequest
 func (jm *JobManager) lookup(id string) (*jobmaster.Master, error) {
 	m := jm.master(id)
 	if m == nil {
-		return nil, status.Errorf(codes.NotFound, "job %q not found", id)
+		return nil, rpcerr.Errorf(rpcerr.ErrNotFound, "job %q not found", id)
 	}
 	return m, nil
 }
@@ -152,11 +151,11 @@ func (jm *JobManager) CancelJob(ctx context.Context, req *clusterv1.CancelJobReq
 	}
 	switch err := m.Cancel(ctx, time.Now()); {
 	case errors.Is(err, lifecycle.ErrTerminal):
-		return nil, status.Errorf(codes.FailedPrecondition, "job %q is already %s", req.GetJobId(), shortStatus(m.View().Status()))
+		return nil, rpcerr.Errorf(rpcerr.ErrFailedPrecondition, "job %q is already %s", req.GetJobId(), shortStatus(m.View().Status()))
 	case errors.Is(err, jobmaster.ErrClosed):
-		return nil, status.Error(codes.Unavailable, "the JobManager is shutting down")
+		return nil, rpcerr.New(rpcerr.ErrUnavailable, "the JobManager is shutting down")
 	case err != nil:
-		return nil, status.FromContextError(err).Err()
+		return nil, err
 	}
 	return &clusterv1.CancelJobResponse{}, nil
 }
@@ -185,7 +184,7 @@ func (jm *JobManager) WatchJob(req *clusterv1.WatchJobRequest, stream clusterv1.
 		case <-stream.Context().Done():
 			return stream.Context().Err()
 		case <-jm.done:
-			return status.Error(codes.Unavailable, "the JobManager is shutting down")
+			return rpcerr.New(rpcerr.ErrUnavailable, "the JobManager is shutting down")
 		}
 	}
 }
@@ -217,36 +216,36 @@ func (jm *JobManager) TriggerSavepoint(req *clusterv1.TriggerSavepointRequest, s
 		return err
 	}
 	if v := m.View(); !v.CanSavepoint {
-		return status.Errorf(codes.FailedPrecondition, "savepoint: job %s is %s; savepoints need a RUNNING job", jobID, shortStatus(v.Status()))
+		return rpcerr.Errorf(rpcerr.ErrFailedPrecondition, "savepoint: job %s is %s; savepoints need a RUNNING job", jobID, shortStatus(v.Status()))
 	}
 	target := req.GetTargetDir()
 	if target == "" {
 		target = jm.opts.SavepointDir
 	}
 	if target == "" {
-		return status.Error(codes.InvalidArgument, "savepoint: no target directory: pass --dir URL, or start the JobManager with --savepoint-dir")
+		return rpcerr.New(rpcerr.ErrInvalidArgument, "savepoint: no target directory: pass --dir URL, or start the JobManager with --savepoint-dir")
 	}
 	stor, err := storage.Open(ctx, target, storage.WithLogger(jm.log))
 	if err != nil {
-		return status.Errorf(codes.InvalidArgument, "savepoint target %s: %v", target, err)
+		return rpcerr.Errorf(rpcerr.ErrInvalidArgument, "savepoint target %s: %v", target, err)
 	}
 	sp, err := m.TriggerSavepoint(ctx, time.Now(), stor, req.GetStop(), req.GetDrain())
 	switch {
 	case errors.Is(err, jobmaster.ErrNoSavepoint):
 		stor.Close()
-		return status.Error(codes.FailedPrecondition, "savepoint: "+trimPrefix(err.Error(), jobmaster.ErrNoSavepoint.Error()+": "))
+		return rpcerr.New(rpcerr.ErrFailedPrecondition, "savepoint: "+trimPrefix(err.Error(), jobmaster.ErrNoSavepoint.Error()+": "))
 	case errors.Is(err, jobmaster.ErrClosed):
 		stor.Close()
-		return status.Error(codes.Unavailable, "the JobManager is shutting down")
+		return rpcerr.New(rpcerr.ErrUnavailable, "the JobManager is shutting down")
 	case err != nil:
 		stor.Close()
-		return status.FromContextError(err).Err()
+		return err
 	}
 	var last *clusterv1.SavepointProgress
 	for {
 		pr := sp.Progress()
 		if pr.Err != nil {
-			return status.Error(codes.Aborted, pr.Err.Error())
+			return rpcerr.New(rpcerr.ErrAborted, pr.Err.Error())
 		}
 		p := &clusterv1.SavepointProgress{CheckpointId: int64(pr.ID), Acknowledged: int32(pr.Acknowledged), Total: int32(pr.Total), Done: pr.Done}
 		switch {
@@ -274,7 +273,7 @@ func (jm *JobManager) TriggerSavepoint(req *clusterv1.TriggerSavepointRequest, s
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-jm.done:
-			return status.Error(codes.Unavailable, "the JobManager is shutting down")
+			return rpcerr.New(rpcerr.ErrUnavailable, "the JobManager is shutting down")
 		}
 	}
 }

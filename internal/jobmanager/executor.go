@@ -3,10 +3,8 @@ package jobmanager
 import (
 	"context"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/flowrt/flow/internal/jobmanager/jobmaster"
+	"github.com/flowrt/flow/internal/rpcerr"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 )
 
@@ -18,7 +16,7 @@ type executor struct{ jm *JobManager }
 var _ jobmaster.Executor = (*executor)(nil)
 
 // errLeft: the TaskManager left service before the call.
-var errLeft = status.Error(codes.Unavailable, "the TaskManager left")
+var errLeft = rpcerr.New(rpcerr.ErrUnavailable, "the TaskManager left")
 
 func (e *executor) client(tm string) (clusterv1.TaskExecutorServiceClient, error) {
 	ref, ok := e.jm.reg.lookup(tm)

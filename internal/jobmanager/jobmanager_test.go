@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/flowrt/flow/internal/jobmanager"
+	"github.com/flowrt/flow/internal/rpcerr"
 	"github.com/flowrt/flow/internal/taskmanager"
 	"github.com/flowrt/flow/pkg/api"
 	"github.com/flowrt/flow/pkg/runtime"
@@ -53,7 +54,7 @@ func newCluster(t *testing.T, opts jobmanager.Options) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(rpcerr.ServerOptions()...)
 	jm.Register(srv)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -91,7 +92,7 @@ func (c *cluster) addTaskManager(id string, slots int, body taskmanager.RunFunc)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(rpcerr.ServerOptions()...)
 	tm.Register(srv)
 	tm.SetAddress(l.Addr().String())
 	ctx, cancel := context.WithCancel(context.Background())

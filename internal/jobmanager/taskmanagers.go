@@ -8,12 +8,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/flowrt/flow/internal/fencing"
 	"github.com/flowrt/flow/internal/jobmanager/jobmaster"
+	"github.com/flowrt/flow/internal/rpcerr"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 )
 
@@ -23,16 +22,16 @@ import (
 
 func (jm *JobManager) RegisterTaskManager(ctx context.Context, req *clusterv1.RegisterTaskManagerRequest) (*clusterv1.RegisterTaskManagerResponse, error) {
 	if req.GetTaskManagerId() == "" || req.GetAddress() == "" || req.GetSlots() < 0 {
-		return nil, status.Error(codes.InvalidArgument, "register: task_manager_id, address and a non-negative slot count are required")
+		return nil, rpcerr.New(rpcerr.ErrInvalidArgument, "register: task_manager_id, address and a non-negative slot count are required")
 	}
 	conn, err := grpc.NewClient(req.GetAddress(), append(slices.Clip(jm.opts.DialOptions), grpc.WithChainUnaryInterceptor(fencing.Interceptor(jm.id)))...)
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "register: bad TaskManager address %q: %v", req.GetAddress(), err)
+		return nil, rpcerr.Errorf(rpcerr.ErrInvalidArgument, "register: bad TaskManager address %q: %v", req.GetAddress(), err)
 	}
 	interval, ttl, ok := jm.reg.register(req, conn, time.Now())
 	if !ok {
 		conn.Close()
-		return nil, status.Error(codes.Unavailable, "the JobManager is shutting down")
+		return nil, rpcerr.New(rpcerr.ErrUnavailable, "the JobManager is shutting down")
 	}
 	jm.log.Info("taskmanager registered", "id", req.GetTaskManagerId(), "address", req.GetAddress(), "slots", req.GetSlots(), "heartbeat_interval", interval)
 	jm.wake()
@@ -79,15 +78,15 @@ func routed(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, jobmaster.ErrClosed):
-		return status.Error(codes.Unavailable, "the JobManager is shutting down")
+		return rpcerr.New(rpcerr.ErrUnavailable, "the JobManager is shutting down")
 	default:
-		return status.FromContextError(err).Err()
+		return err
 	}
 }
 
 func (jm *JobManager) UpdateTaskState(ctx context.Context, req *clusterv1.UpdateTaskStateRequest) (*clusterv1.UpdateTaskStateResponse, error) {
 	if jm.isClosed() {
-		return nil, status.Error(codes.Unavailable, "the JobManager is shutting down")
+		return nil, rpcerr.New(rpcerr.ErrUnavailable, "the JobManager is shutting down")
 	}
 	m := jm.master(req.GetTask().GetJobId())
 	if m == nil {
@@ -102,7 +101,7 @@ func (jm *JobManager) UpdateTaskState(ctx context.Context, req *clusterv1.Update
 func (jm *JobManager) AcknowledgeCheckpoint(ctx context.Context, req *clusterv1.AcknowledgeCheckpointRequest) (*clusterv1.AcknowledgeCheckpointResponse, error) {
 	handle, err := proto.Marshal(req)
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "acknowledgement: %v", err)
+		return nil, rpcerr.Errorf(rpcerr.ErrInvalidArgument, "acknowledgement: %v", err)
 	}
 	if m := jm.master(req.GetTask().GetJobId()); m != nil {
 		if err := m.Acknowledge(ctx, time.Now(), req, handle); err != nil {
