@@ -2,6 +2,7 @@ package jobmaster
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -195,4 +196,89 @@ func TestUnreachableDeploymentIsRescheduled(t *testing.T) {
 		v := m.View()
 		return v.Status() == clusterv1.JobStatus_JOB_STATUS_RESTARTING && v.WantsSlots == 2 && v.Details.GetSummary().GetAttempt() == 2
 	})
+}
+
+// A TaskManager lost while a checkpoint is in flight: the checkpoint fails
+// naming the loss, the attempt's other subtasks are canceled, and the
+// job (restart strategy none) fails; the checkpoint storage keeps nothing
+// of the failed checkpoint.
+func TestTaskManagerLostDuringACheckpoint(t *testing.T) {
+	triggered := make(chan *clusterv1.TriggerCheckpointRequest, 16)
+	e := &fakeExecutor{}
+	g := &jobgraphv1.JobGraph{Name: "t", Vertices: []*jobgraphv1.Vertex{
+		{Id: "src", Type: "datagen", Kind: jobgraphv1.VertexKind_VERTEX_KIND_SOURCE, Parallelism: 2},
+		{Id: "sink", Type: "print", Kind: jobgraphv1.VertexKind_VERTEX_KIND_SINK, Parallelism: 2},
+	}, Edges: []*jobgraphv1.Edge{{Source: "src", Target: "sink", Partitioning: jobgraphv1.Partitioning_PARTITIONING_REBALANCE}}}
+	plan, err := jobgraph.BuildPlan(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, err := OpenCheckpoints(context.Background(), "job-1", CheckpointSettings{Interval: 20 * time.Millisecond, Timeout: time.Minute, MaxConcurrent: 1, TolerableFailures: 3, Retain: 1},
+		"file://"+t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	m := New(Config{Details: NewDetails("job-1", g, plan, now), Plan: plan, Checkpoints: ck, SlotTimeout: time.Minute, RPCTimeout: time.Hour,
+		Executor: &triggerRecorder{fakeExecutor: e, triggered: triggered}, Now: now})
+	defer m.Close()
+	e.mu.Lock()
+	e.m = m
+	e.mu.Unlock()
+	m.OfferSlots(time.Now(), []string{"tm-a", "tm-b"})
+	waitUntil(t, "the deployments", func() bool { return e.deployments() == 4 })
+	e.mu.Lock()
+	deps := append([]*clusterv1.TaskDeployment(nil), e.deployed...)
+	e.mu.Unlock()
+	for _, d := range deps {
+		if err := m.UpdateTaskState(context.Background(), time.Now(), &clusterv1.UpdateTaskStateRequest{
+			TaskManagerId: []string{"tm-a", "tm-b"}[d.GetId().GetSubtask()], Task: d.GetId(), State: clusterv1.TaskState_TASK_STATE_RUNNING}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var req *clusterv1.TriggerCheckpointRequest
+	select {
+	case req = <-triggered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no checkpoint was triggered")
+	}
+	m.TaskManagerLost(time.Now(), "tm-b", "TaskManager tm-b lost: no heartbeat for 2s")
+	waitUntil(t, "the job FAILED", func() bool { return m.View().Status() == clusterv1.JobStatus_JOB_STATUS_FAILED })
+	v := m.View()
+	var info *clusterv1.CheckpointInfo
+	for _, c := range v.Checkpoints {
+		if c.GetId() == req.GetCheckpointId() {
+			info = c
+		}
+	}
+	if info == nil || info.GetStatus() != clusterv1.CheckpointStatus_CHECKPOINT_STATUS_FAILED || !strings.Contains(info.GetFailure(), "tm-b lost") {
+		t.Fatalf("checkpoint %d after the loss: %v", req.GetCheckpointId(), info)
+	}
+	if f := v.Details.GetSummary().GetFailure(); !strings.Contains(f, "tm-b lost") || !strings.Contains(f, "not restarted") {
+		t.Fatalf("job failure %q should name the loss and the restart strategy", f)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, id := range e.canceled {
+		if id.GetSubtask() == 1 {
+			t.Fatalf("subtask %s/%d of the lost TaskManager was asked to cancel", id.GetTask(), id.GetSubtask())
+		}
+	}
+	if len(e.canceled) != 2 {
+		t.Fatalf("%d subtasks canceled, want the 2 on tm-a", len(e.canceled))
+	}
+}
+
+// triggerRecorder records checkpoint triggers.
+type triggerRecorder struct {
+	*fakeExecutor
+	triggered chan *clusterv1.TriggerCheckpointRequest
+}
+
+func (r *triggerRecorder) TriggerCheckpoint(_ context.Context, _ string, req *clusterv1.TriggerCheckpointRequest) error {
+	select {
+	case r.triggered <- req:
+	default:
+	}
+	return nil
 }
