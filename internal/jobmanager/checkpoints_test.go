@@ -228,6 +228,9 @@ func TestSavepointTriggerAndStop(t *testing.T) {
 	// No periodic checkpoints: savepoints work anyway.
 	id := c.submit(chainGraph("sp", 2, nil))
 	waitStatus(t, c, id, clusterv1.JobStatus_JOB_STATUS_RUNNING)
+	// The job is RUNNING once one subtask runs; a savepoint needs all
+	// (a source not running yet declines it).
+	waitAllRunning(t, c, id)
 	target := t.TempDir()
 
 	take := func(stop bool) (string, []*clusterv1.SavepointProgress) {
@@ -388,4 +391,23 @@ func checkpointHistoryAfterRestart(t *testing.T, g *jobgraphv1.JobGraph) {
 			t.Fatalf("checkpoint %d after restart: %v, want id %d at %s", i, cp, want.ID, want.URL)
 		}
 	}
+}
+
+// waitAllRunning waits until every subtask of the job reports RUNNING.
+func waitAllRunning(t *testing.T, c *cluster, id string) {
+	t.Helper()
+	waitFor(t, func() bool {
+		d, err := c.client.GetJob(context.Background(), &clusterv1.GetJobRequest{JobId: id})
+		if err != nil {
+			return false
+		}
+		for _, ti := range d.GetJob().GetTasks() {
+			for _, s := range ti.GetSubtasks() {
+				if s.GetState() != clusterv1.TaskState_TASK_STATE_RUNNING {
+					return false
+				}
+			}
+		}
+		return true
+	})
 }

@@ -82,8 +82,9 @@ type Master struct {
 	// dirty: publish a new view; persist: store the record with it.
 	dirty, persist bool
 	// replies run after the next publish, so that a caller that was
-	// answered reads its own change.
-	replies []func()
+	// answered reads its own change; deferred is the I/O to start then.
+	replies  []func()
+	deferred []func(ctx context.Context)
 	// drain is the stop-with-savepoint (drained) whose grace ends at
 	// drainAt.
 	drainAt      time.Time
@@ -126,6 +127,7 @@ func New(cfg Config) *Master {
 		m.recoverHistory()
 	}
 	m.publish()
+	m.startIO()
 	go m.run()
 	return m
 }
@@ -158,13 +160,23 @@ func (m *Master) post(ev any) bool {
 	}
 }
 
-// goIO runs f in a goroutine of the master's I/O; ctx ends at Close.
-func (m *Master) goIO(f func(ctx context.Context)) {
-	m.io.Add(1)
-	go func() {
-		defer m.io.Done()
-		f(m.ctx)
-	}()
+// goIO runs f in a goroutine of the master's I/O once the view that
+// shows the change behind it is published (so no TaskManager can report
+// a deployment the view does not know yet); ctx ends at Close. Call it on
+// the loop only.
+func (m *Master) goIO(f func(ctx context.Context)) { m.deferred = append(m.deferred, f) }
+
+// startIO starts the I/O that goIO deferred.
+func (m *Master) startIO() {
+	for _, f := range m.deferred {
+		m.io.Add(1)
+		go func() {
+			defer m.io.Done()
+			f(m.ctx)
+		}()
+	}
+	clear(m.deferred)
+	m.deferred = m.deferred[:0]
 }
 
 func (m *Master) run() {
@@ -198,6 +210,7 @@ func (m *Master) run() {
 		if m.dirty {
 			m.publish()
 		}
+		m.startIO()
 		for _, f := range m.replies {
 			f()
 		}
