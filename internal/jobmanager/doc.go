@@ -23,14 +23,13 @@
 //     waits for job work.
 //   - executor.go: the job masters' Executor: RPCs to TaskManagers (each
 //     connection carries the fencing token), slots, job records.
-//   - persist.go and store.go: job records (immutable snapshots from the
-//     job masters) are written by one background writer, coalesced per
-//     job, to a JobStore (files by default).
-//   - scheduler.go: slot allocation, a pure function.
 //   - ready.go, metrics.go: readiness and Prometheus collectors.
 //
 // Sub-packages: jobmaster (one job's loop, checkpoint driver, restore),
-// lifecycle (the pure lifecycle machine), restart (restart strategies).
+// lifecycle (the pure lifecycle machine), restart (restart strategies),
+// scheduler (slot allocation, pure), jobstore (the job store and its
+// background writer: the records the job masters publish are written
+// there, coalesced per job).
 //
 // Lock order: jm.mu, then the registry's lock; the registry calls back
 // (onLost) only after releasing its own; a job master's loop takes no lock

@@ -74,4 +74,4 @@ func (e *executor) ReleaseSlots(slots []string) {
 
 func (e *executor) WantSlots() { e.jm.wake() }
 
-func (e *executor) SaveJob(d *clusterv1.JobDetails) { e.jm.persist.mark(d) }
+func (e *executor) SaveJob(d *clusterv1.JobDetails) { e.jm.persist.Mark(d) }

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/flowrt/flow/internal/jobmanager/scheduler"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 )
 
@@ -202,18 +203,18 @@ func (r *registry) address(id string) string {
 	return ""
 }
 
-// allocate picks need free slots (allocateSlots) and takes them, in one
+// allocate picks need free slots (scheduler.Allocate) and takes them, in one
 // step under the registry's lock.
 func (r *registry) allocate(need int) ([]string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var offers []slotOffer
+	var offers []scheduler.Offer
 	for _, tm := range r.tms {
 		if f := tm.freeSlots(); f > 0 {
-			offers = append(offers, slotOffer{TaskManager: tm.info.GetId(), Free: f})
+			offers = append(offers, scheduler.Offer{TaskManager: tm.info.GetId(), Free: f})
 		}
 	}
-	slots, err := allocateSlots(need, offers)
+	slots, err := scheduler.Allocate(need, offers)
 	if err != nil {
 		return nil, err
 	}

@@ -19,8 +19,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/flowrt/flow/internal/jobmanager/jobmaster"
+	"github.com/flowrt/flow/internal/jobmanager/jobstore"
 	"github.com/flowrt/flow/internal/jobmanager/lifecycle"
 	"github.com/flowrt/flow/internal/jobmanager/restart"
+	"github.com/flowrt/flow/internal/jobmanager/scheduler"
 	"github.com/flowrt/flow/pkg/api"
 	"github.com/flowrt/flow/pkg/jobgraph"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
@@ -91,6 +93,12 @@ func (o *Options) ensureDefaults() {
 	}
 }
 
+// JobStore keeps the JobManager's job records (package jobstore).
+type JobStore = jobstore.Store
+
+// ErrNotEnoughSlots is returned (wrapped) when the cluster lacks free slots.
+var ErrNotEnoughSlots = scheduler.ErrNotEnoughSlots
+
 // JobManager coordinates a cluster: it accepts TaskManagers, tracks their
 // heartbeats, stores and schedules jobs, and follows each job's tasks to a
 // terminal status. It serves JobManagerService (flowctl) and
@@ -106,7 +114,7 @@ type JobManager struct {
 	opts    Options
 	log     *slog.Logger
 	store   JobStore
-	persist *persister
+	persist *jobstore.Writer
 	exec    *executor
 
 	// reg tracks the TaskManagers under its own lock (heartbeat.go).
@@ -136,7 +144,7 @@ func New(opts Options) (*JobManager, error) {
 	}
 	st := opts.JobStore
 	if st == nil {
-		fs, err := openStore(opts.DataDir)
+		fs, err := jobstore.Open(opts.DataDir)
 		if err != nil {
 			return nil, err
 		}
@@ -160,7 +168,7 @@ func New(opts Options) (*JobManager, error) {
 		}),
 	}
 	jm.exec = &executor{jm: jm}
-	jm.persist = newPersister(st, jm.log)
+	jm.persist = jobstore.NewWriter(st, jm.log)
 	jm.reg = newRegistry(opts.HeartbeatInterval, opts.HeartbeatTimeout, opts.DialOptions)
 	jm.reg.onLost = jm.taskManagerGone
 	if opts.Metrics != nil {
@@ -187,7 +195,7 @@ func New(opts Options) (*JobManager, error) {
 		}
 		jm.addJob(jm.newMaster(d, plan, nil, true, now))
 	}
-	go jm.persist.run()
+	go jm.persist.Run()
 	return jm, nil
 }
 
@@ -267,7 +275,7 @@ func (jm *JobManager) Close() error {
 	for _, m := range jm.masters() {
 		m.Close()
 	}
-	jm.persist.close() // writes what is still dirty
+	jm.persist.Close() // writes what is still pending
 	jm.reg.close()
 	return nil
 }

@@ -1,4 +1,4 @@
-package jobmanager
+package jobstore
 
 import (
 	"log/slog"
@@ -7,14 +7,14 @@ import (
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 )
 
-// persister writes job records to the JobStore from one goroutine. Job
+// Writer writes job records to a Store from one goroutine. Job
 // masters hand it immutable snapshots of their records (mark); it keeps
 // the newest per job and writes them without any job's involvement.
 // Updates that arrive while a write is in flight coalesce into the next
 // one: a job whose hundreds of subtasks report RUNNING in a burst costs a
 // few writes, not one fsync each.
-type persister struct {
-	store JobStore
+type Writer struct {
+	store Store
 	log   *slog.Logger
 
 	// mu guards pending and order only (never held across a write).
@@ -30,13 +30,14 @@ type persister struct {
 	flushMu sync.Mutex
 }
 
-func newPersister(st JobStore, log *slog.Logger) *persister {
-	return &persister{store: st, log: log, pending: map[string]*clusterv1.JobDetails{},
+// NewWriter returns a writer to st; Run starts it.
+func NewWriter(st Store, log *slog.Logger) *Writer {
+	return &Writer{store: st, log: log, pending: map[string]*clusterv1.JobDetails{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
-// mark schedules d, an immutable snapshot of a job's record, for writing.
-func (p *persister) mark(d *clusterv1.JobDetails) {
+// Mark schedules d, an immutable snapshot of a job's record, for writing.
+func (p *Writer) Mark(d *clusterv1.JobDetails) {
 	id := d.GetSummary().GetJobId()
 	p.mu.Lock()
 	if p.pending[id] == nil {
@@ -50,8 +51,8 @@ func (p *persister) mark(d *clusterv1.JobDetails) {
 	}
 }
 
-// run writes pending records until close is called.
-func (p *persister) run() {
+// Run writes pending records until Close is called.
+func (p *Writer) Run() {
 	defer close(p.done)
 	for {
 		select {
@@ -64,7 +65,7 @@ func (p *persister) run() {
 }
 
 // flush writes every record marked so far.
-func (p *persister) flush() {
+func (p *Writer) flush() {
 	p.flushMu.Lock()
 	defer p.flushMu.Unlock()
 	p.mu.Lock()
@@ -81,8 +82,8 @@ func (p *persister) flush() {
 	}
 }
 
-// close stops the writer after writing what is still pending.
-func (p *persister) close() {
+// Close stops the writer after writing what is still pending.
+func (p *Writer) Close() {
 	close(p.stop)
 	<-p.done
 	p.flush()
