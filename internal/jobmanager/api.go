@@ -138,7 +138,7 @@ func (jm *JobManager) GetJob(ctx context.Context, req *clusterv1.GetJobRequest) 
 	// Fill in addresses of the TaskManagers that run subtasks.
 	for _, t := range d.GetTasks() {
 		for _, s := range t.GetSubtasks() {
-			s.TaskManagerAddress = jm.reg.address(s.GetTaskManagerId())
+			s.TaskManagerAddress = jm.reg.Address(s.GetTaskManagerId())
 		}
 	}
 	return &clusterv1.GetJobResponse{Job: d}, nil
@@ -190,7 +190,7 @@ func (jm *JobManager) WatchJob(req *clusterv1.WatchJobRequest, stream clusterv1.
 }
 
 func (jm *JobManager) ListTaskManagers(ctx context.Context, _ *clusterv1.ListTaskManagersRequest) (*clusterv1.ListTaskManagersResponse, error) {
-	return &clusterv1.ListTaskManagersResponse{TaskManagers: jm.reg.list()}, nil
+	return &clusterv1.ListTaskManagersResponse{TaskManagers: jm.reg.List()}, nil
 }
 
 func (jm *JobManager) ListCheckpoints(ctx context.Context, req *clusterv1.ListCheckpointsRequest) (*clusterv1.ListCheckpointsResponse, error) {

@@ -14,20 +14,20 @@
 //     WatchJob, ListCheckpoints). None holds a lock across I/O or runs job
 //     logic.
 //   - jobmanager.go: Options, the set of job masters (under jm.mu, which
-//     guards only that set), the scheduler pass (slots to waiting jobs in
+//     guards only that set), the scheduling pass (slots to waiting jobs in
 //     submission order) and the reconciliation of what TaskManagers report
 //     running.
-//   - heartbeat.go: the TaskManager registry, under its own lock: a TTL
-//     timer per TaskManager reset by heartbeats, TTLs scaled with the
-//     cluster, slot accounting and the connections. A heartbeat never
-//     waits for job work.
+//   - taskmanagers.go also routes registrations and heartbeats to the
+//     registry (package heartbeat), which has its own lock: a heartbeat
+//     never waits for job work.
 //   - executor.go: the job masters' Executor: RPCs to TaskManagers (each
 //     connection carries the fencing token), slots, job records.
 //   - ready.go, metrics.go: readiness and Prometheus collectors.
 //
 // Sub-packages: jobmaster (one job's loop, checkpoint driver, restore),
 // lifecycle (the pure lifecycle machine), restart (restart strategies),
-// scheduler (slot allocation, pure), jobstore (the job store and its
+// scheduler (slot allocation, pure), heartbeat (the TaskManager registry:
+// TTL timer per TaskManager, scaled TTLs, slots, connections), jobstore (the job store and its
 // background writer: the records the job masters publish are written
 // there, coalesced per job).
 //

@@ -19,11 +19,11 @@ var _ jobmaster.Executor = (*executor)(nil)
 var errLeft = rpcerr.New(rpcerr.ErrUnavailable, "the TaskManager left")
 
 func (e *executor) client(tm string) (clusterv1.TaskExecutorServiceClient, error) {
-	ref, ok := e.jm.reg.lookup(tm)
+	ref, ok := e.jm.reg.Lookup(tm)
 	if !ok {
 		return nil, errLeft
 	}
-	return ref.client, nil
+	return ref.Client, nil
 }
 
 func (e *executor) Deploy(ctx context.Context, tm string, d *clusterv1.TaskDeployment) error {
@@ -61,14 +61,14 @@ func (e *executor) NotifyCheckpoint(ctx context.Context, tm string, req *cluster
 func (e *executor) MarkUnreachable(tm, reason string) { e.jm.markUnreachable(tm, reason) }
 
 func (e *executor) Reachable(tm string) bool {
-	_, ok := e.jm.reg.lookup(tm)
+	_, ok := e.jm.reg.Lookup(tm)
 	return ok
 }
 
-func (e *executor) Address(tm string) string { return e.jm.reg.address(tm) }
+func (e *executor) Address(tm string) string { return e.jm.reg.Address(tm) }
 
 func (e *executor) ReleaseSlots(slots []string) {
-	e.jm.reg.release(slots)
+	e.jm.reg.Release(slots)
 	e.jm.wake()
 }
 

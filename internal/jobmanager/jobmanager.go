@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/flowrt/flow/internal/jobmanager/heartbeat"
 	"github.com/flowrt/flow/internal/jobmanager/jobmaster"
 	"github.com/flowrt/flow/internal/jobmanager/jobstore"
 	"github.com/flowrt/flow/internal/jobmanager/lifecycle"
@@ -117,8 +118,8 @@ type JobManager struct {
 	persist *jobstore.Writer
 	exec    *executor
 
-	// reg tracks the TaskManagers under its own lock (heartbeat.go).
-	reg *registry
+	// reg tracks the TaskManagers under its own lock.
+	reg *heartbeat.Registry
 
 	// mu guards the set of job masters; no job logic and no I/O runs
 	// under it.
@@ -169,8 +170,7 @@ func New(opts Options) (*JobManager, error) {
 	}
 	jm.exec = &executor{jm: jm}
 	jm.persist = jobstore.NewWriter(st, jm.log)
-	jm.reg = newRegistry(opts.HeartbeatInterval, opts.HeartbeatTimeout, opts.DialOptions)
-	jm.reg.onLost = jm.taskManagerGone
+	jm.reg = heartbeat.New(opts.HeartbeatInterval, opts.HeartbeatTimeout, jm.taskManagerGone)
 	if opts.Metrics != nil {
 		for _, c := range []prometheus.Collector{jm.lostTotal, jm.submittedTotal, &stateCollector{jm: jm}} {
 			if err := opts.Metrics.Register(c); err != nil {
@@ -276,7 +276,7 @@ func (jm *JobManager) Close() error {
 		m.Close()
 	}
 	jm.persist.Close() // writes what is still pending
-	jm.reg.close()
+	jm.reg.Close()
 	return nil
 }
 
@@ -304,7 +304,7 @@ func (jm *JobManager) schedule(now time.Time) {
 		if v.WantsSlots == 0 || m.Offering() {
 			continue
 		}
-		slots, err := jm.reg.allocate(v.WantsSlots)
+		slots, err := jm.reg.Allocate(v.WantsSlots)
 		if err != nil {
 			m.NoSlots(now, err.Error())
 			continue
@@ -316,7 +316,7 @@ func (jm *JobManager) schedule(now time.Time) {
 // reconcile compares what the TaskManagers reported running with what the
 // jobs want, for their next heartbeat answers.
 func (jm *JobManager) reconcile() {
-	reports := jm.reg.reports()
+	reports := jm.reg.Reports()
 	if len(reports) == 0 {
 		return
 	}
@@ -328,7 +328,7 @@ func (jm *JobManager) reconcile() {
 			}
 		}
 		if len(unwanted) > 0 {
-			jm.reg.setUnwanted(tmID, unwanted)
+			jm.reg.SetUnwanted(tmID, unwanted)
 		}
 	}
 }

@@ -42,7 +42,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			tms[name] = 0
 		}
 	}
-	byState, free, used := jm.reg.stats()
+	byState, free, used := jm.reg.Stats()
 	for name, n := range byState {
 		tms[name] += n
 	}

@@ -28,7 +28,7 @@ func (jm *JobManager) RegisterTaskManager(ctx context.Context, req *clusterv1.Re
 	if err != nil {
 		return nil, rpcerr.Errorf(rpcerr.ErrInvalidArgument, "register: bad TaskManager address %q: %v", req.GetAddress(), err)
 	}
-	interval, ttl, ok := jm.reg.register(req, conn, time.Now())
+	interval, ttl, ok := jm.reg.Register(req, conn, time.Now())
 	if !ok {
 		conn.Close()
 		return nil, rpcerr.New(rpcerr.ErrUnavailable, "the JobManager is shutting down")
@@ -46,7 +46,7 @@ func (jm *JobManager) RegisterTaskManager(ctx context.Context, req *clusterv1.Re
 // lock: the tasks it asks to cancel were found unwanted (by reconcile) in
 // the TaskManager's previous report.
 func (jm *JobManager) Heartbeat(ctx context.Context, req *clusterv1.HeartbeatRequest) (*clusterv1.HeartbeatResponse, error) {
-	cancel, rereg := jm.reg.heartbeat(req.GetTaskManagerId(), req.GetRunningTasks(), time.Now())
+	cancel, rereg := jm.reg.Heartbeat(req.GetTaskManagerId(), req.GetRunningTasks(), time.Now())
 	if rereg {
 		return &clusterv1.HeartbeatResponse{Reregister: true}, nil
 	}
@@ -56,16 +56,16 @@ func (jm *JobManager) Heartbeat(ctx context.Context, req *clusterv1.HeartbeatReq
 // markUnreachable takes a TaskManager that failed an RPC with Unavailable
 // out of service, as a missed heartbeat would.
 func (jm *JobManager) markUnreachable(id, reason string) {
-	addr := jm.reg.address(id)
+	addr := jm.reg.Address(id)
 	msg := fmt.Sprintf("TaskManager %s (%s) unreachable: %s", id, addr, reason)
-	if jm.reg.retire(id, clusterv1.TaskManagerState_TASK_MANAGER_STATE_LOST, msg) {
+	if jm.reg.Retire(id, clusterv1.TaskManagerState_TASK_MANAGER_STATE_LOST, msg) {
 		jm.log.Warn("taskmanager unreachable; marked lost", "id", id, "address", addr, "reason", reason)
 	}
 }
 
 func (jm *JobManager) DeregisterTaskManager(ctx context.Context, req *clusterv1.DeregisterTaskManagerRequest) (*clusterv1.DeregisterTaskManagerResponse, error) {
 	id := req.GetTaskManagerId()
-	if jm.reg.retire(id, clusterv1.TaskManagerState_TASK_MANAGER_STATE_DEREGISTERED, fmt.Sprintf("TaskManager %s shut down", id)) {
+	if jm.reg.Retire(id, clusterv1.TaskManagerState_TASK_MANAGER_STATE_DEREGISTERED, fmt.Sprintf("TaskManager %s shut down", id)) {
 		jm.log.Info("taskmanager deregistered", "id", id)
 	}
 	return &clusterv1.DeregisterTaskManagerResponse{}, nil
