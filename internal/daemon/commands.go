@@ -19,6 +19,7 @@ import (
 
 	"github.com/flowrt/flow/internal/datadir"
 	"github.com/flowrt/flow/internal/jobmanager"
+	"github.com/flowrt/flow/internal/rpcerr"
 	"github.com/flowrt/flow/internal/taskmanager"
 	"github.com/flowrt/flow/pkg/api"
 	"github.com/flowrt/flow/pkg/jobspec"
@@ -212,7 +213,7 @@ func serve(parent context.Context, log *slog.Logger, ls *listeners, reg *prometh
 	defer stop()
 
 	rpcL, httpL := ls.rpc, ls.http
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(rpcerr.ServerOptions()...)
 	register(srv)
 	attrs := []any{"rpc_address", rpcL.Addr().String()}
 	if httpL != nil {
