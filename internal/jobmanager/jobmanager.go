@@ -172,7 +172,7 @@ func New(opts Options) (*JobManager, error) {
 	jm.persist = jobstore.NewWriter(st, jm.log)
 	jm.reg = heartbeat.New(opts.HeartbeatInterval, opts.HeartbeatTimeout, jm.taskManagerGone)
 	if opts.Metrics != nil {
-		for _, c := range []prometheus.Collector{jm.lostTotal, jm.submittedTotal, &stateCollector{jm: jm}} {
+		for _, c := range []prometheus.Collector{jm.lostTotal, jm.submittedTotal, &stateCollector{jm: jm}, &jobCollector{jm: jm}} {
 			if err := opts.Metrics.Register(c); err != nil {
 				return nil, fmt.Errorf("register jobmanager metrics: %w", err)
 			}

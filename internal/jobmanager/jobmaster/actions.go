@@ -34,6 +34,7 @@ func (c *Checkpoints) exec(a checkpoint.Action) {
 			}
 			info.DurationMs = m.now.Sub(time.UnixMilli(info.GetTriggerTimeMs())).Milliseconds()
 		}
+		c.stats.aborted(a.Reason)
 		detail := ""
 		if info := c.touch(a.ID); info != nil {
 			detail = info.GetFailure()
@@ -162,10 +163,12 @@ func (c *Checkpoints) finalize(a checkpoint.Action) {
 
 func (c *Checkpoints) complete(a checkpoint.Action) {
 	m := c.m
-	if info := c.touch(a.ID); info != nil {
+	info := c.touch(a.ID)
+	if info != nil {
 		info.Status = clusterv1.CheckpointStatus_CHECKPOINT_STATUS_COMPLETED
 		info.DurationMs = a.Time.Sub(a.TriggerTime).Milliseconds()
 	}
+	c.stats.completed(a, info)
 	if c.coord != nil {
 		c.retained = c.coord.Retained()
 	}

@@ -48,6 +48,8 @@ type Checkpoints struct {
 	// overtake, and subsume, a stop's savepoint downstream). Owned by the
 	// loop; reset with each coordinator.
 	triggered map[checkpoint.TaskID]chan struct{}
+	// stats are the counters the metrics read (through the view).
+	stats CheckpointStats
 	// sourceEnded stops triggering once a source subtask finished: no
 	// barrier can enter the graph through it any more.
 	sourceEnded bool

@@ -22,6 +22,9 @@ func (m *Master) deploy(attempt int32, slots []string) {
 	d := m.lc.Details()
 	addrOf := func(_ string, subtask int) string { return m.exec.Address(slots[subtask]) }
 	deps := jobgraph.BuildDeployments(m.id, attempt, d.GetGraph(), m.plan, addrOf)
+	if m.ck.restore != nil {
+		m.ck.stats.Restored = m.now
+	}
 	for _, dep := range deps {
 		dep.Restore = RestoreFor(m.ck.restore, dep)
 		tm := slots[dep.GetId().GetSubtask()]

@@ -249,6 +249,9 @@ type View struct {
 	CanSavepoint bool
 	// WantsSlots is the number of slots the job waits for (0: none).
 	WantsSlots int
+	// Stats are the checkpoint counters; Job the lifecycle figures.
+	Stats CheckpointStats
+	Job   JobStats
 	// Changed is closed when a newer view is published.
 	Changed <-chan struct{}
 	changed chan struct{}
@@ -290,6 +293,16 @@ func (m *Master) publish() {
 	v.Changed = v.changed
 	v.Checkpoints, v.LatestPath = m.ck.published()
 	v.CanSavepoint = m.lc.Status() == clusterv1.JobStatus_JOB_STATUS_RUNNING && m.ck.coord != nil
+	v.Stats = m.ck.stats
+	for _, info := range v.Checkpoints {
+		if info.GetStatus() == clusterv1.CheckpointStatus_CHECKPOINT_STATUS_IN_PROGRESS {
+			v.Stats.InProgress++
+		}
+	}
+	v.Job.Restarts = max(m.lc.Attempt()-1, 0)
+	if m.lc.Status() == clusterv1.JobStatus_JOB_STATUS_RUNNING {
+		v.Job.RunningSince = runningSince(c)
+	}
 	if m.plan != nil && m.lc.WantsSlots() {
 		v.WantsSlots = MaxParallelism(m.plan)
 	}
@@ -305,6 +318,17 @@ func (m *Master) publish() {
 		m.persist = false
 		m.exec.SaveJob(c)
 	}
+}
+
+// runningSince is when the job last became RUNNING, from its history.
+func runningSince(d *clusterv1.JobDetails) time.Time {
+	h := d.GetHistory()
+	for i := len(h) - 1; i >= 0; i-- {
+		if h[i].GetStatus() == clusterv1.JobStatus_JOB_STATUS_RUNNING {
+			return time.UnixMilli(h[i].GetTimeMs())
+		}
+	}
+	return time.Time{}
 }
 
 // attemptLive reports, from any goroutine, whether attempt is the job's
