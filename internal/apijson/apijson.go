@@ -204,6 +204,9 @@ func isText(b []byte) bool {
 	return true
 }
 
+// Enum is e's plain value name (RUNNING; "" for UNSPECIFIED).
+func Enum(e protoreflect.Enum) string { return enumName(e.Descriptor(), e.Number()) }
+
 // enumName is the value's name without its enum type's prefix
 // (JobStatus JOB_STATUS_RUNNING -> RUNNING); the zero UNSPECIFIED value is "".
 func enumName(ed protoreflect.EnumDescriptor, n protoreflect.EnumNumber) string {

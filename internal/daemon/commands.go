@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flowrt/flow/internal/restapi"
+	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
+	"google.golang.org/grpc/credentials/insecure"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -54,6 +58,8 @@ func (c *common) prepare(cmd *cobra.Command) (*slog.Logger, error) {
 // --http-address is empty).
 type listeners struct {
 	rpc, http net.Listener
+	// api serves /api/ on the HTTP address (the JobManager's REST API).
+	api http.Handler
 }
 
 func (c *common) listen() (*listeners, error) {
@@ -124,6 +130,16 @@ func JobManagerCommand(registry *api.Registry) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// The REST API calls the JobManager's own gRPC API over
+			// loopback, so it has the same answers and errors as flowctl.
+			conn, err := grpc.NewClient(ls.rpc.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				return fmt.Errorf("rest api: %w", err)
+			}
+			defer conn.Close()
+			rest := restapi.New(clusterv1.NewJobManagerServiceClient(conn))
+			defer rest.Close()
+			ls.api = rest
 			return serve(cmd.Context(), log, ls, reg, jm.Register, jm.Ready, func(ctx context.Context) error {
 				log.Info("jobmanager started", "id", jm.ID(), "data_dir", c.dataDir)
 				jm.Run(ctx)
@@ -237,7 +253,7 @@ func serve(parent context.Context, log *slog.Logger, ls *listeners, reg *prometh
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := HTTP(ctx, httpL, reg, ready); err != nil {
+			if err := HTTPWith(ctx, httpL, reg, ready, ls.api); err != nil {
 				errc <- fmt.Errorf("http server: %w", err)
 				cancel()
 			}

@@ -166,7 +166,16 @@ const readyTimeout = 5 * time.Second
 //     store);
 //   - /healthz: the same as /readyz, for probes written before it.
 func HTTP(ctx context.Context, l net.Listener, reg *prometheus.Registry, ready func(context.Context) error) error {
+	return HTTPWith(ctx, l, reg, ready, nil)
+}
+
+// HTTPWith is HTTP with api, when not nil, serving /api/ (the JobManager's
+// REST API).
+func HTTPWith(ctx context.Context, l net.Listener, reg *prometheus.Registry, ready func(context.Context) error, api http.Handler) error {
 	mux := http.NewServeMux()
+	if api != nil {
+		mux.Handle("/api/", api)
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/livez", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
