@@ -189,6 +189,14 @@ checkpoints:
 	}
 	restDo(t, "GET", base+"/jobs/"+id+"/checkpoints/x", "", http.StatusBadRequest, &e)
 	restDo(t, "GET", base+"/no-such-endpoint", "", http.StatusNotFound, &e)
+	var doc struct {
+		OpenAPI string         `json:"openapi"`
+		Paths   map[string]any `json:"paths"`
+	}
+	restDo(t, "GET", base+"/openapi.json", "", http.StatusOK, &doc)
+	if doc.OpenAPI == "" || doc.Paths["/api/v1/jobs/{id}/checkpoints/{checkpointId}"] == nil {
+		t.Errorf("openapi.json lacks the checkpoint endpoint: %v", doc.Paths)
+	}
 
 	// Cancel a second job.
 	restDo(t, "POST", base+"/jobs", spec, http.StatusCreated, &sub)

@@ -16,6 +16,7 @@
 //	GET  /api/v1/jobs/{id}/savepoints/{triggerId}       the savepoint's progress
 //	POST /api/v1/jobs/{id}/stop                         stop with a savepoint: 202 {"trigger_id"}
 //	POST /api/v1/jobs/{id}/cancel                       cancel
+//	GET  /api/v1/openapi.json                           the OpenAPI document (docs/reference/openapi.json)
 //
 // Errors are JSON {"error": "..."} with the HTTP status of the gRPC code.
 package restapi
@@ -84,6 +85,7 @@ func New(c clusterv1.JobManagerServiceClient) *API {
 	a.mux.HandleFunc("POST /api/v1/jobs/{id}/stop", a.savepoint(true))
 	a.mux.HandleFunc("GET /api/v1/jobs/{id}/savepoints/{tid}", a.savepointStatus)
 	a.mux.HandleFunc("POST /api/v1/jobs/{id}/cancel", a.cancelJob)
+	a.mux.HandleFunc("GET /api/v1/openapi.json", a.openapi)
 	a.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no endpoint %s %s: see docs/observability.md for the REST API", r.Method, r.URL.Path))
 	})
