@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/flowrt/flow/internal/restapi"
+	"github.com/flowrt/flow/internal/webui"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 	"google.golang.org/grpc/credentials/insecure"
 	"log/slog"
@@ -58,7 +59,8 @@ func (c *common) prepare(cmd *cobra.Command) (*slog.Logger, error) {
 // --http-address is empty).
 type listeners struct {
 	rpc, http net.Listener
-	// api serves /api/ on the HTTP address (the JobManager's REST API).
+	// api serves the other paths of the HTTP address: the JobManager's
+	// REST API (/api/) and web UI (/).
 	api http.Handler
 }
 
@@ -139,7 +141,10 @@ func JobManagerCommand(registry *api.Registry) *cobra.Command {
 			defer conn.Close()
 			rest := restapi.New(clusterv1.NewJobManagerServiceClient(conn))
 			defer rest.Close()
-			ls.api = rest
+			app := http.NewServeMux()
+			app.Handle("/api/", rest)
+			app.Handle("/", webui.Handler())
+			ls.api = app
 			return serve(cmd.Context(), log, ls, reg, jm.Register, jm.Ready, func(ctx context.Context) error {
 				log.Info("jobmanager started", "id", jm.ID(), "data_dir", c.dataDir)
 				jm.Run(ctx)

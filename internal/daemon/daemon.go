@@ -169,12 +169,12 @@ func HTTP(ctx context.Context, l net.Listener, reg *prometheus.Registry, ready f
 	return HTTPWith(ctx, l, reg, ready, nil)
 }
 
-// HTTPWith is HTTP with api, when not nil, serving /api/ (the JobManager's
-// REST API).
-func HTTPWith(ctx context.Context, l net.Listener, reg *prometheus.Registry, ready func(context.Context) error, api http.Handler) error {
+// HTTPWith is HTTP with app, when not nil, serving every other path (the
+// JobManager's REST API under /api/ and its web UI on /).
+func HTTPWith(ctx context.Context, l net.Listener, reg *prometheus.Registry, ready func(context.Context) error, app http.Handler) error {
 	mux := http.NewServeMux()
-	if api != nil {
-		mux.Handle("/api/", api)
+	if app != nil {
+		mux.Handle("/", app)
 	}
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/livez", func(w http.ResponseWriter, r *http.Request) {
