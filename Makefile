@@ -14,12 +14,16 @@ VERSITYGW_VERSION := v1.8.0
 GOBIN := $(shell go env GOPATH)/bin
 
 # Installs what the tests need that Go does not fetch by itself: protoc
-# (Debian protobuf-compiler) and versitygw, the S3 server the checkpoint
-# storage tests start on 127.0.0.1.
+# (Debian protobuf-compiler), kcat (Debian kcat, the outside Kafka client
+# of the Kafka end-to-end tests) and versitygw, the S3 server the
+# checkpoint storage tests start on 127.0.0.1.
 tools:
 	@command -v protoc >/dev/null 2>&1 || { \
 		echo "installing protoc (Debian protobuf-compiler)"; \
 		$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo) apt-get install -y protobuf-compiler >/dev/null; }
+	@command -v kcat >/dev/null 2>&1 || { \
+		echo "installing kcat (Debian kcat)"; \
+		$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo) apt-get install -y kcat >/dev/null; }
 	@[ -x "$(GOBIN)/versitygw" ] || { \
 		echo "installing versitygw $(VERSITYGW_VERSION)"; \
 		go install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION); }
