@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 )
 
@@ -465,4 +468,185 @@ func TestKafkaExactlyOnceUnderKills(t *testing.T) {
 			}
 		})
 	}
+}
+
+// latestCheckpointPath is the path of the job's latest completed
+// checkpoint.
+func (k *kafkaCluster) latestCheckpointPath(id string) string {
+	k.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	resp, err := k.c.ListCheckpoints(ctx, &clusterv1.ListCheckpointsRequest{JobId: id})
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	var best *clusterv1.CheckpointInfo
+	for _, cp := range resp.GetCheckpoints() {
+		if cp.GetStatus() == clusterv1.CheckpointStatus_CHECKPOINT_STATUS_COMPLETED && (best == nil || cp.GetId() > best.GetId()) {
+			best = cp
+		}
+	}
+	if best == nil || best.GetPath() == "" {
+		k.t.Fatalf("job %s has no completed checkpoint with a path: %v", id, resp.GetCheckpoints())
+	}
+	return best.GetPath()
+}
+
+func (k *kafkaCluster) cancel(id string) {
+	k.t.Helper()
+	if out, err := flowctl(k.t, k.jm, "cancel", id); err != nil {
+		k.t.Fatalf("flowctl cancel: %v\n%s", err, out)
+	}
+	waitFor(k.t, 30*time.Second, "the job canceled", func() bool { return isEnded(k.job(id)) })
+}
+
+// openTransaction reports whether a transaction holds read_committed
+// readers of topic back: some partition's last stable offset is below its
+// high watermark (kcat cannot show the last stable offset: the test asks
+// with franz-go's admin client).
+func openTransaction(t *testing.T, broker, topic string) bool {
+	t.Helper()
+	adm, done := kafkaAdmin(t, broker)
+	defer done()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	lso, err := adm.ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hw, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := false
+	hw.Each(func(o kadm.ListedOffset) { open = open || lso[o.Topic][o.Partition].Offset < o.Offset })
+	return open
+}
+
+func kafkaAdmin(t *testing.T, broker string) (*kadm.Client, func()) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kadm.NewClient(cl), cl.Close
+}
+
+// addPartitions grows topic to n partitions.
+func addPartitions(t *testing.T, broker, topic string, n int) {
+	t.Helper()
+	adm, done := kafkaAdmin(t, broker)
+	defer done()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := adm.UpdatePartitions(ctx, n, topic)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatalf("grow %s to %d partitions: %v", topic, n, err)
+	}
+}
+
+// TestKafkaLingeringTransactionsLowerParallelism kills every TaskManager
+// of an exactly_once job of parallelism 3 while its sink transactions are
+// open (read_committed readers are then held back), cancels it and
+// restores its latest checkpoint at parallelism 1: the restored sink
+// aborts the lingering transactions of all three old subtasks (a
+// read_committed reader is not blocked: the transactions would time out
+// only after 1m) and the output is exactly once.
+func TestKafkaLingeringTransactionsLowerParallelism(t *testing.T) {
+	t.Parallel()
+	const (
+		keys = 30
+		rate = 1500
+	)
+	broker := kafkaBroker(t, "in:4", "out:3")
+	k := startKafkaCluster(t, 2)
+	ck := "file://" + filepath.ToSlash(filepath.Join(k.dir, "checkpoints"))
+	spec := strings.Replace(fmt.Sprintf(kafkaCountSpec, "heap", 3, broker, "exactly_once", ck), "tolerableFailures: 100}", "tolerableFailures: 100, retainOnCancel: true}", 1)
+	job := k.submit(spec)
+	prod := startKcatProducer(t, broker, "in")
+	want := map[string]int64{}
+	waitFor(t, 30*time.Second, "the job running", func() bool { _, ok := k.running(job); return ok })
+	if err := produceKeyed(prod, 0, 4000, keys, rate, want); err != nil {
+		t.Fatal(err)
+	}
+	// Keep records flowing while every TaskManager dies, so that each
+	// sink subtask has a transaction open.
+	errc := make(chan error, 1)
+	go func() { errc <- produceKeyed(prod, 4000, 6000, keys, rate, want) }()
+	waitFor(t, 20*time.Second, "an open transaction", func() bool { return openTransaction(t, broker, "out") })
+	for id, p := range k.tms {
+		p.signal(syscall.SIGKILL)
+		delete(k.tms, id)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if !openTransaction(t, broker, "out") {
+		t.Fatal("no transaction was left open by the kill: the test does not test lingering transactions")
+	}
+	path := k.latestCheckpointPath(job)
+	k.cancel(job)
+	t.Logf("restoring %s at parallelism 1", path)
+	k.startTM()
+	job2 := k.submit(strings.Replace(spec, "parallelism: 3", "parallelism: 1", 1), "--from-checkpoint", path)
+	waitFor(t, 30*time.Second, "the restored job running", func() bool { _, ok := k.running(job2); return ok })
+	if err := produceKeyed(prod, 6000, 8000, keys, rate, want); err != nil {
+		t.Fatal(err)
+	}
+	prod.close()
+	lines := awaitOutput(t, broker, "out", 8000, 40*time.Second)
+	checkKafkaCounts(t, lines, want, false)
+	if openTransaction(t, broker, "out") {
+		t.Fatal("a transaction is still open after the restored job committed everything")
+	}
+}
+
+// TestKafkaSavepointMorePartitionsRescale stops a job with a savepoint at
+// parallelism 2, adds two partitions to the input topic, produces while
+// the job is stopped, and restores at parallelism 3: the source continues
+// every partition at its offset and reads the new ones from the start, so
+// the counts are exactly once.
+func TestKafkaSavepointMorePartitionsRescale(t *testing.T) {
+	t.Parallel()
+	const (
+		keys = 30
+		rate = 2000
+	)
+	broker := kafkaBroker(t, "in:4", "out:2")
+	k := startKafkaCluster(t, 2)
+	ck := "file://" + filepath.ToSlash(filepath.Join(k.dir, "checkpoints"))
+	spec := fmt.Sprintf(kafkaCountSpec, "pebble", 2, broker, "exactly_once", ck)
+	job := k.submit(spec)
+	want := map[string]int64{}
+	prod := startKcatProducer(t, broker, "in")
+	waitFor(t, 30*time.Second, "the job running", func() bool { _, ok := k.running(job); return ok })
+	if err := produceKeyed(prod, 0, 5000, keys, rate, want); err != nil {
+		t.Fatal(err)
+	}
+	prod.close()
+	awaitOutput(t, broker, "out", 5000, 40*time.Second)
+	sp, stderr, err := flowctlStdout(t, k.jm, "stop", job, "--savepoint-dir", filepath.Join(k.dir, "sp"))
+	if err != nil {
+		t.Fatalf("flowctl stop: %v\n%s", err, stderr)
+	}
+	sp = strings.TrimSpace(sp)
+	if out, err := exec.Command("kcat", "-b", broker, "-L", "-t", "in").CombinedOutput(); err != nil || !strings.Contains(string(out), "4 partitions") {
+		t.Fatalf("kcat -L: %v\n%s", err, out)
+	}
+	addPartitions(t, broker, "in", 6)
+	prod = startKcatProducer(t, broker, "in")
+	if err := produceKeyed(prod, 5000, 7000, keys, rate, want); err != nil {
+		t.Fatal(err)
+	}
+	job2 := k.submit(strings.Replace(spec, "parallelism: 2", "parallelism: 3", 1), "--from-savepoint", sp)
+	waitFor(t, 30*time.Second, "the restored job running", func() bool { _, ok := k.running(job2); return ok })
+	if err := produceKeyed(prod, 7000, 9000, keys, rate, want); err != nil {
+		t.Fatal(err)
+	}
+	prod.close()
+	lines := awaitOutput(t, broker, "out", 9000, 40*time.Second)
+	checkKafkaCounts(t, lines, want, false)
 }
