@@ -97,10 +97,10 @@ func kafkaBroker(t *testing.T, topics ...string) string {
 // kcatProducer runs `kcat -P` writing records key:value lines; write
 // sends lines, close ends the input and waits for kcat to deliver all.
 type kcatProducer struct {
-	t     *testing.T
-	cmd   *exec.Cmd
-	in    io.WriteCloser
-	out   strings.Builder
+	t   *testing.T
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out strings.Builder
 }
 
 func startKcatProducer(t *testing.T, broker, topic string) *kcatProducer {
