@@ -396,7 +396,7 @@ operators:
       transactionTimeout: 1m
 stateBackend:
   type: %[1]s
-checkpoints: {interval: 500ms, storage: %[5]q, tolerableFailures: 100}
+checkpoints: {interval: 500ms, timeout: 20s, storage: %[5]q, tolerableFailures: 100}
 restart:
   strategy: fixed_delay
   attempts: 50

@@ -358,3 +358,4 @@ func TestSubmitChecks(t *testing.T) {
 		t.Fatalf("transactionTimeout 1h: %v", err)
 	}
 }
+
