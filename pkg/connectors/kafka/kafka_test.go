@@ -358,4 +358,3 @@ func TestSubmitChecks(t *testing.T) {
 		t.Fatalf("transactionTimeout 1h: %v", err)
 	}
 }
-
