@@ -171,7 +171,9 @@ func connOf(cfg api.Config) (conn, error) {
 
 // opts returns the client options to reach the brokers.
 func (c conn) opts(extra ...kgo.Opt) []kgo.Opt {
-	o := []kgo.Opt{kgo.SeedBrokers(c.brokers...), kgo.DialTimeout(5 * time.Second)}
+	// A record not delivered within opTimeout fails (and the task with it)
+	// instead of being retried forever against a cluster that went away.
+	o := []kgo.Opt{kgo.SeedBrokers(c.brokers...), kgo.DialTimeout(5 * time.Second), kgo.RecordDeliveryTimeout(opTimeout)}
 	if c.tls != nil {
 		o = append(o, kgo.DialTLSConfig(c.tls.Clone()))
 	}

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -68,6 +69,12 @@ func SourceType() api.OperatorType {
 			Doc: "Emit watermarks per partition (the largest timestamp read minus outOfOrderness), combined by minimum; use instead of the operator's watermarks section."},
 		api.Field{Name: "outOfOrderness", Type: api.TypeDuration, Default: time.Duration(0), Validate: nonNegativeDuration,
 			Doc: "How far behind the largest timestamp read in a partition its watermark stays."},
+		api.Field{Name: "brokerTimeout", Type: api.TypeDuration, Default: 30 * time.Second, Validate: func(v any) error {
+			if v.(time.Duration) < time.Second {
+				return errors.New("must be at least 1s")
+			}
+			return nil
+		}, Doc: "The source fails (and the job restarts per its strategy) when no broker answered for this long; the client retries meanwhile."},
 		api.Field{Name: "idleTimeout", Type: api.TypeDuration, Default: time.Duration(0), Validate: nonNegativeDuration,
 			Doc: "A partition that delivers no record for this long is left out of the watermark until it delivers again (0: never), so an empty partition does not hold event time back."},
 	)
@@ -131,7 +138,11 @@ func newSource(cfg api.Config) (*Source, error) {
 	s := &Source{conn: c, topics: cfg.StringList("topics"), discovery: cfg.Duration("discoveryInterval"),
 		bounded: cfg.String("stoppingOffsets") == "latest", group: cfg.String("group"), raw: cfg.String("format") == "raw",
 		committed: cfg.String("isolation") != "read_uncommitted", metadata: cfg.Bool("metadata"),
-		watermarks: cfg.Bool("watermarks"), ooo: cfg.Duration("outOfOrderness").Milliseconds(), idle: cfg.Duration("idleTimeout")}
+		watermarks: cfg.Bool("watermarks"), ooo: cfg.Duration("outOfOrderness").Milliseconds(), idle: cfg.Duration("idleTimeout"),
+		brokerTimeout: cfg.Duration("brokerTimeout")}
+	if s.brokerTimeout <= 0 {
+		s.brokerTimeout = 30 * time.Second
+	}
 	if p := cfg.String("topicPattern"); p != "" {
 		if len(s.topics) > 0 {
 			return nil, errors.New("kafka source: give topics or topicPattern, not both")
@@ -216,6 +227,10 @@ type Source struct {
 	metadata, watermarks bool
 	ooo                  int64
 	idle                 time.Duration
+	brokerTimeout        time.Duration
+	// lastRead is when a broker last answered (Unix ns), set by the
+	// client's read hook on its goroutines: once per response.
+	lastRead atomic.Int64
 
 	log          *slog.Logger
 	clock        api.Clock
@@ -269,11 +284,12 @@ func (s *Source) Open(ctx api.Context) error {
 		iso = kgo.ReadCommitted()
 	}
 	cl, err := kgo.NewClient(s.conn.opts(kgo.FetchIsolationLevel(iso), kgo.KeepControlRecords(), kgo.FetchMaxWait(250*time.Millisecond),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.WithHooks(readHook{&s.lastRead}))...)
 	if err != nil {
 		return fmt.Errorf("kafka source: %w", err)
 	}
 	s.cl, s.adm = cl, kadm.NewClient(cl)
+	s.lastRead.Store(time.Now().UnixNano())
 	if store, err := api.OperatorStateStoreOf(ctx); err == nil {
 		if s.state, err = api.GetOperatorListState(store, api.OperatorListStateDescriptor[[]byte]{Name: knownState, Codec: api.BytesCodec(), Union: true}); err != nil {
 			return fmt.Errorf("kafka source: %w", err)
@@ -289,6 +305,15 @@ func (s *Source) Open(ctx api.Context) error {
 		_ = ctx.Metrics().Register(c) // best effort: a duplicate registration must not fail the job
 	}
 	return nil
+}
+
+// readHook records when a broker last answered.
+type readHook struct{ last *atomic.Int64 }
+
+func (h readHook) OnBrokerRead(_ kgo.BrokerMetadata, _ int16, _ int, _, _ time.Duration, err error) {
+	if err == nil {
+		h.last.Store(time.Now().UnixNano())
+	}
 }
 
 // owner is the subtask that reads a partition no checkpoint assigned.
@@ -551,6 +576,10 @@ func (s *Source) Next(out api.SourceOutput) (api.SourceStatus, error) {
 		})
 		if ferr != nil {
 			return api.SourceStatus{}, ferr
+		}
+		if quiet := time.Since(time.Unix(0, s.lastRead.Load())); quiet > s.brokerTimeout {
+			s.metrics.fetchErrors.Inc()
+			return api.SourceStatus{}, fmt.Errorf("kafka source: no broker of %v answered for %s (brokerTimeout %s): is the cluster down?", s.conn.brokers, quiet.Round(time.Second), s.brokerTimeout)
 		}
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 			if p := s.parts[tp{fp.Topic, fp.Partition}]; p != nil && len(fp.Records) > 0 {

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/twmb/franz-go/pkg/kgo"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/flowrt/flow/pkg/api"
 	"github.com/flowrt/flow/pkg/statebackend"
@@ -328,3 +330,32 @@ func TestSourcePartitionWatermarks(t *testing.T) {
 }
 
 type kgoRecord = kgo.Record
+
+// TestSourceBrokerGone: a cluster that goes away mid-job fails the source
+// after brokerTimeout instead of leaving it idle forever.
+func TestSourceBrokerGone(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	addr := c.ListenAddrs()[0]
+	produce(t, addr, "in", 0, 10, 1)
+	a := startSources(t, addr, 1, nil, map[string]any{"brokerTimeout": "1s"})
+	a.run(10)
+	c.Close()
+	start := time.Now()
+	for {
+		_, err := a.srcs[0].Next(a.outs[0])
+		if err != nil {
+			if !strings.Contains(err.Error(), "no broker of") {
+				t.Fatalf("error %v: want the broker timeout", err)
+			}
+			break
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Fatal("the source did not fail 15s after the broker went away")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
