@@ -204,6 +204,31 @@ type txn struct {
 	Epoch      int16  `json:"epoch"`
 	Checkpoint int64  `json:"checkpoint"`
 	cl         *kgo.Client
+	warmed     chan struct{} // closed when the warm-up ended (nil: none)
+}
+
+// warm initialises the transaction's producer id in a goroutine that ends
+// when the broker answered, the timeout passed or the client closed.
+func (t *txn) warm(timeout time.Duration) {
+	t.warmed = make(chan struct{})
+	go func(cl *kgo.Client, done chan struct{}) {
+		defer close(done)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		_, _, _ = cl.ProducerID(ctx) // errors surface on the first produce
+	}(t.cl, t.warmed)
+}
+
+// close closes the transaction's client (its transaction, if any, is left
+// to the broker or to a restore) and waits for the warm-up.
+func (t *txn) close() {
+	if t.cl != nil {
+		t.cl.Close()
+		t.cl = nil
+	}
+	if t.warmed != nil {
+		<-t.warmed
+	}
 }
 
 // sinkElem is one element of the sink's union list state.
@@ -448,6 +473,15 @@ func (s *Sink) preCommit(id int64) error {
 	t.PID, t.Epoch, t.Checkpoint = pid, epoch, id
 	s.pending = append(s.pending, t)
 	s.cur = nil
+	if id > 0 {
+		// Records are flowing: open the next transaction now and let its
+		// client initialise its producer id in the background, so the
+		// first record after the barrier does not wait for it.
+		if err := s.begin(); err != nil {
+			return err
+		}
+		s.cur.warm(s.txnTimeout)
+	}
 	return nil
 }
 
@@ -511,8 +545,7 @@ func (s *Sink) commitTxn(t *txn) error {
 		if err := t.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 			return fmt.Errorf("kafka sink: commit transaction %s: %w", t.ID, err)
 		}
-		t.cl.Close()
-		t.cl = nil
+		t.close()
 		return nil
 	}
 	req := kmsg.NewPtrEndTxnRequest()
@@ -639,13 +672,11 @@ func (s *Sink) Finish() error {
 // the restore (which commits the pending ones and aborts the rest).
 func (s *Sink) Close() error {
 	s.publish()
-	if s.cur != nil && s.cur.cl != nil {
-		s.cur.cl.Close()
+	if s.cur != nil {
+		s.cur.close()
 	}
 	for _, t := range s.pending {
-		if t.cl != nil {
-			t.cl.Close()
-		}
+		t.close()
 	}
 	s.cur, s.pending = nil, nil
 	if s.cl != nil {

@@ -248,7 +248,8 @@ type Source struct {
 	firstDone   bool // the first assignment happened (later partitions start at earliest)
 	nextDiscov  time.Time
 
-	pending []*kgo.Record // polled, not yet emitted
+	pending []*kgo.Record // polled; pending[next:] not yet emitted
+	next    int
 	buf     []byte
 
 	// Watermarks.
@@ -560,7 +561,9 @@ func (s *Source) Next(out api.SourceOutput) (api.SourceStatus, error) {
 			}
 		}
 	}
-	if len(s.pending) == 0 {
+	if s.next == len(s.pending) {
+		clear(s.pending)
+		s.pending, s.next = s.pending[:0], 0
 		if s.bounded && s.allDone() {
 			s.publish()
 			return api.SourceStatus{End: true}, nil
@@ -592,13 +595,13 @@ func (s *Source) Next(out api.SourceOutput) (api.SourceStatus, error) {
 			s.pending = append(s.pending, fp.Records...)
 		})
 	}
-	emitted, err := s.emit(out)
+	emitted, err := s.emit(out, now)
 	s.watermark(out, now)
 	s.publish()
 	if err != nil {
 		return api.SourceStatus{}, err
 	}
-	if emitted == 0 && len(s.pending) == 0 {
+	if emitted == 0 && s.next == len(s.pending) {
 		if s.bounded && s.allDone() {
 			return api.SourceStatus{End: true}, nil
 		}
@@ -618,12 +621,11 @@ func (s *Source) allDone() bool {
 
 // emit turns the pending Kafka records into Flow records. A record error
 // leaves the position after the bad record and the rest pending.
-func (s *Source) emit(out api.SourceOutput) (int, error) {
+func (s *Source) emit(out api.SourceOutput, now time.Time) (int, error) {
 	n := 0
-	for len(s.pending) > 0 {
-		r := s.pending[0]
-		s.pending[0] = nil
-		s.pending = s.pending[1:]
+	for s.next < len(s.pending) {
+		r := s.pending[s.next]
+		s.next++
 		p := s.parts[tp{r.Topic, r.Partition}]
 		if p == nil || p.done || r.Offset < p.Offset {
 			continue // unassigned, finished, or before the position
@@ -650,7 +652,7 @@ func (s *Source) emit(out api.SourceOutput) (int, error) {
 		if ts > p.maxTs {
 			p.maxTs = ts
 		}
-		p.lastActive = s.clock.Now()
+		p.lastActive = now
 		s.finishIfStopped(p)
 	}
 	return n, nil
@@ -678,7 +680,7 @@ func (s *Source) value(r *kgo.Record) ([]byte, error) {
 		s.buf = appendJSONString(s.buf, v)
 		s.buf = append(s.buf, '}')
 		v = s.buf
-	} else if !json.Valid(v) {
+	} else if !validJSON(v) {
 		if len(v) == 0 {
 			return nil, errors.New("the value is empty, not a JSON document (format json; use format raw for other data)")
 		}
