@@ -650,3 +650,62 @@ func TestKafkaSavepointMorePartitionsRescale(t *testing.T) {
 	lines := awaitOutput(t, broker, "out", 9000, 40*time.Second)
 	checkKafkaCounts(t, lines, want, false)
 }
+
+// TestKafkaPartitionWatermarksIdlePartition: records go to one partition
+// of a 2-partition topic; the source's per-partition watermarks leave the
+// empty partition out after idleTimeout, so event-time windows fire (with
+// idleTimeout 0 the empty partition would hold event time back and no
+// window would ever fire).
+func TestKafkaPartitionWatermarksIdlePartition(t *testing.T) {
+	t.Parallel()
+	broker := kafkaBroker(t, "in:2", "out:1")
+	k := startKafkaCluster(t, 1)
+	job := k.submit(fmt.Sprintf(`name: kafka-windows
+parallelism: 1
+operators:
+  - id: src
+    type: kafka
+    config: {brokers: [%[1]q], topics: [in], watermarks: true, idleTimeout: 1s}
+  - id: win
+    type: window
+    inputs: [src]
+    keyBy: _key
+    config: {size: 500ms}
+  - id: sink
+    type: kafka
+    inputs: [win]
+    config: {brokers: [%[1]q], topic: out, key: key}
+`, broker))
+	waitFor(t, 30*time.Second, "the job running", func() bool { _, ok := k.running(job); return ok })
+	p := &kcatProducer{t: t}
+	p.cmd = exec.Command("kcat", "-b", broker, "-t", "in", "-P", "-p", "0", "-K", "\t")
+	in, err := p.cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.in = in
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{}
+	if err := produceKeyed(p, 0, 600, 3, 200, want); err != nil { // 3 s of records, partition 0 only
+		t.Fatal(err)
+	}
+	p.close()
+	var lines []string
+	waitFor(t, 30*time.Second, "windows fired", func() bool {
+		lines = kcatReadCommitted(t, broker, "out")
+		return len(lines) >= 3
+	})
+	for _, l := range lines {
+		var w struct {
+			Key        string
+			Start, End int64
+			Count      int64
+		}
+		if err := json.Unmarshal([]byte(l), &w); err != nil || w.Count < 1 || w.End <= w.Start || want[w.Key] == 0 {
+			t.Fatalf("window output %q: %v", l, err)
+		}
+	}
+}
