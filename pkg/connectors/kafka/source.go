@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/flowrt/flow/pkg/api"
@@ -512,6 +513,9 @@ func (s *Source) listOffsets(ctx context.Context, start int64, topics []string) 
 		resp, err := s.adm.FetchOffsets(ctx, s.group)
 		if err == nil {
 			err = resp.Error()
+		}
+		if errors.Is(err, kerr.GroupIDNotFound) {
+			break // a group that never committed: earliest
 		}
 		if err != nil {
 			return nil, fmt.Errorf("kafka source: committed offsets of group %q: %w", s.group, err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -357,5 +358,52 @@ func TestSourceBrokerGone(t *testing.T) {
 			t.Fatal("the source did not fail 15s after the broker went away")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSourceGroupCommitOnComplete: the group gets the offsets of a
+// checkpoint only when it completes, and a later start with
+// startingOffsets committed continues there.
+func TestSourceGroupCommitOnComplete(t *testing.T) {
+	addr := broker(t, map[string]int32{"in": 2})
+	produce(t, addr, "in", 0, 100, 10)
+	a := startSources(t, addr, 1, nil, map[string]any{"group": "g1"})
+	a.run(100)
+	if err := a.srcs[0].SnapshotState(1); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(newClient(t, addr))
+	committed := func() int64 {
+		resp, err := adm.FetchOffsets(context.Background(), "g1")
+		if errors.Is(err, kerr.GroupIDNotFound) {
+			return 0
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum int64
+		resp.Each(func(o kadm.OffsetResponse) { sum += max(o.At, 0) })
+		return sum
+	}
+	if n := committed(); n != 0 {
+		t.Fatalf("%d offsets committed before the checkpoint completed", n)
+	}
+	if err := a.srcs[0].NotifyCheckpointComplete(1); err != nil {
+		t.Fatal(err)
+	}
+	if n := committed(); n != 100 {
+		t.Fatalf("committed offsets sum to %d after the checkpoint, want 100", n)
+	}
+	a.close()
+	produce(t, addr, "in", 100, 130, 10)
+	b := startSources(t, addr, 1, nil, map[string]any{"group": "g1", "startingOffsets": "committed"})
+	b.run(30)
+	for i := 0; i < 20; i++ {
+		b.run(0)
+	}
+	seen := map[int]int{}
+	b.seen(seen)
+	if len(seen) != 30 || seen[100] != 1 || seen[129] != 1 {
+		t.Fatalf("startingOffsets committed read %d records (%v...), want exactly 100..129", len(seen), seen)
 	}
 }
