@@ -1,6 +1,6 @@
 PROTOS := $(shell find proto -name '*.proto')
 
-.PHONY: build test tools proto proto-check vet bench
+.PHONY: build test test-load test-alerts tools proto proto-check vet bench docker-images test-docker test-kubernetes
 
 build:
 	go build -o bin/ ./cmd/...
@@ -9,6 +9,21 @@ build:
 # vet, then every test with the race detector.
 test: tools proto-check vet
 	go test -race -count=1 -timeout 20m ./...
+
+# The JobManager load test (256 subtasks over 4 TaskManagers, 2 s heartbeat
+# timeout) runs on its own, so that other packages' tests do not share the
+# cores with it.
+test-load:
+	go test -tags load -count=1 -timeout 10m -run TestLargeJob -v ./internal/e2e/
+
+# Prometheus alerting rules: syntax and promtool's unit tests (Debian's
+# prometheus package has promtool).
+test-alerts:
+	@command -v promtool >/dev/null 2>&1 || { \
+		echo "installing promtool (Debian prometheus)"; \
+		$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo) apt-get install -y prometheus >/dev/null; }
+	promtool check rules deploy/prometheus/alerts.yml
+	cd deploy/prometheus && promtool test rules alerts_test.yml
 
 VERSITYGW_VERSION := v1.8.0
 GOBIN := $(shell go env GOPATH)/bin
@@ -47,3 +62,24 @@ proto:
 # Fails when the committed generated code differs from what make proto writes.
 proto-check: tools proto
 	git diff --exit-code -- proto || (echo "generated code in proto/ is stale: run 'make proto' and commit" >&2; exit 1)
+
+# The offline images of the compose cluster (deploy/image: FROM scratch,
+# host-built static binaries; no registry needed). Needs Docker and a static
+# busybox (Debian busybox-static).
+docker-images:
+	deploy/image/stage.sh
+	docker build -t flow:dev deploy/image
+	docker build -f deploy/image/Dockerfile.s3 -t flow-s3:dev deploy/image
+
+# The compose cluster run for real (deploy/dockertest, build tag docker):
+# offline image build, container kill, scale-out, network cut, JobManager
+# restart, down/up, exactly-once output. Needs a Docker engine and the
+# Compose tool; not part of `make test`.
+test-docker:
+	go vet -tags docker ./deploy/dockertest/
+	go test -tags docker -race -count=1 -v -timeout 15m ./deploy/dockertest/
+
+# The Kubernetes manifests, validated in their own module (deploy/kubernetes
+# has its own go.mod, so k8s.io stays out of Flow's dependencies).
+test-kubernetes:
+	cd deploy/kubernetes && gofmt -l . | (! grep .) && go vet ./... && go test -race -count=1 ./...

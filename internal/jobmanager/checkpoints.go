@@ -42,6 +42,12 @@ type jobCheckpoints struct {
 	// not running or checkpoints are disabled).
 	coord   *checkpoint.Coordinator
 	sources map[checkpoint.TaskID]bool
+	// triggered[src] is closed once the last trigger sent to src returned:
+	// the next trigger to src waits for it, so that a source hears
+	// triggers in checkpoint order (a reordered pair would make its
+	// barriers overtake each other downstream, subsuming the older one —
+	// a stop's savepoint, say).
+	triggered map[checkpoint.TaskID]chan struct{}
 	// sourceEnded stops triggering once a source subtask finished: no
 	// barrier can enter the graph through it any more.
 	sourceEnded bool
@@ -465,7 +471,11 @@ func (jm *JobManager) execLocked(j *job, a checkpoint.Action) {
 			}
 			info.DurationMs = time.Since(time.UnixMilli(info.GetTriggerTimeMs())).Milliseconds()
 		}
-		jm.log.Info("checkpoint aborted", "job", sum.GetJobId(), "id", a.ID, "savepoint", a.Savepoint, "reason", a.Reason, "consecutive_failures", a.Failures)
+		detail := ""
+		if info := c.byID[a.ID]; info != nil {
+			detail = info.GetFailure()
+		}
+		jm.log.Info("checkpoint aborted", "job", sum.GetJobId(), "id", a.ID, "savepoint", a.Savepoint, "reason", a.Reason, "detail", detail, "consecutive_failures", a.Failures)
 		jm.notifyTaskManagersLocked(j, int64(a.ID), false)
 		if sp := c.savepoints[a.ID]; a.Savepoint && sp != nil {
 			detail := a.Reason.String()
@@ -516,12 +526,21 @@ func (jm *JobManager) triggerSourcesLocked(j *job, a checkpoint.Action, opts *cl
 			CheckpointId: int64(a.ID), TimestampMs: a.Time.UnixMilli(), Options: opts,
 		}
 		client, jobID, src := tm.client, sum.GetJobId(), src
+		if c.triggered == nil {
+			c.triggered = map[checkpoint.TaskID]chan struct{}{}
+		}
+		prev, sent := c.triggered[src], make(chan struct{})
+		c.triggered[src] = sent
 		jm.wg.Add(1)
 		go func() {
 			defer jm.wg.Done()
+			if prev != nil {
+				<-prev // bounded: that RPC has its own timeout
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), jm.opts.RPCTimeout)
 			_, err := client.TriggerCheckpoint(ctx, req)
 			cancel()
+			close(sent)
 			if err == nil {
 				return
 			}

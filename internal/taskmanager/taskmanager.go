@@ -141,6 +141,9 @@ type TaskManager struct {
 	exchange *exchange.Manager
 	conn     *grpc.ClientConn
 	rm       clusterv1.ResourceManagerServiceClient
+	// hbConn and hb carry heartbeats only.
+	hbConn *grpc.ClientConn
+	hb     clusterv1.ResourceManagerServiceClient
 
 	// base is canceled when the TaskManager shuts down; tasks derive from it.
 	base       context.Context
@@ -226,12 +229,21 @@ func New(opts Options) (*TaskManager, error) {
 		xm.Close()
 		return nil, fmt.Errorf("taskmanager: bad JobManager address %q: %w", opts.JobManager, err)
 	}
+	// Heartbeats have their own connection: they never queue behind the
+	// task state updates and checkpoint acknowledgements of a deploy storm.
+	hbConn, err := grpc.NewClient(opts.JobManager, append([]grpc.DialOption{connectParams}, opts.DialOptions...)...)
+	if err != nil {
+		conn.Close()
+		xm.Close()
+		return nil, fmt.Errorf("taskmanager: bad JobManager address %q: %w", opts.JobManager, err)
+	}
 	base, cancel := context.WithCancel(context.Background())
 	cacheBytes, _ := statepebble.SplitBudget(opts.StateMemory, opts.Slots)
 	tm := &TaskManager{
 		opts: opts, log: opts.Logger.With("taskmanager", opts.ID), exchange: xm,
 		stateCache: statepebble.NewCache(cacheBytes),
 		conn:       conn, rm: clusterv1.NewResourceManagerServiceClient(conn),
+		hbConn: hbConn, hb: clusterv1.NewResourceManagerServiceClient(hbConn),
 		base: base, cancelBase: cancel,
 		tasks: map[taskKey]*task{},
 		registered: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -397,8 +409,11 @@ func (tm *TaskManager) heartbeatLoop(ctx context.Context, interval, timeout time
 		tm.mu.Lock()
 		req := &clusterv1.HeartbeatRequest{TaskManagerId: tm.opts.ID, RunningTasks: tm.runningLocked()}
 		tm.mu.Unlock()
-		cctx, cancel := context.WithTimeout(ctx, interval)
-		resp, err := tm.rm.Heartbeat(cctx, req)
+		// A slow answer is still an answer: a call may take until the
+		// heartbeat timeout runs out (a loaded JobManager answers late, but
+		// it did hear the heartbeat and keeps the TaskManager alive).
+		cctx, cancel := context.WithTimeout(ctx, max(interval, time.Until(lastOK.Add(timeout))))
+		resp, err := tm.hb.Heartbeat(cctx, req)
 		cancel()
 		if err != nil {
 			lost := time.Since(lastOK) > timeout
@@ -467,7 +482,7 @@ func (tm *TaskManager) DeployTask(ctx context.Context, req *clusterv1.DeployTask
 
 	env := runtime.TaskEnv{
 		Registry: tm.opts.Registry, Exchange: tm.exchange, DataDir: dir,
-		Logger:  tm.log.With("job", id.GetJobId(), "task", id.GetTask(), "subtask", id.GetSubtask()),
+		Logger:  tm.log.With("job", id.GetJobId(), "attempt", id.GetAttempt(), "task", id.GetTask(), "subtask", id.GetSubtask()),
 		Metrics: tm.opts.Metrics, StateCache: tm.stateCache,
 		Control: t.control, Notifications: t.notes, Checkpoints: &responder{tm: tm, id: id},
 	}
@@ -604,6 +619,7 @@ func (tm *TaskManager) closeConns() {
 	}
 	tm.exchange.Close()
 	tm.conn.Close()
+	tm.hbConn.Close()
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

@@ -17,6 +17,10 @@ type vertexInfo struct {
 	id      string
 	skip    bool // on_error: skip
 	skipped prometheus.Counter
+	// in counts the records the operator received (published through
+	// metrics by the task, see publishOperators).
+	in      int64
+	metrics *operatorMetrics
 	// state is the operator's state (operator store, keyed backend).
 	state *operatorState
 }
@@ -62,6 +66,7 @@ func (l *opLink) Collect(r api.Record) {
 	if l.t.err != nil {
 		return
 	}
+	l.vi.in++
 	if l.keyed != nil {
 		l.keyed.SetCurrentKey(r.Key, keygroup.Assign(r.Key, l.t.maxPar))
 	}
@@ -83,6 +88,7 @@ func (l *sinkLink) Collect(r api.Record) {
 	if l.t.err != nil {
 		return
 	}
+	l.vi.in++
 	defer l.t.recoverUser(l.vi)
 	if err := l.sink.Write(r); err != nil {
 		var re recordError

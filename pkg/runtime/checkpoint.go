@@ -78,6 +78,12 @@ type checkpointer struct {
 	// awaiting are the checkpoints this task uploaded whose completion or
 	// abort it has not heard of yet; a finishing task waits for them.
 	awaiting []int64
+	// aborted are the aborts heard for checkpoints above lastCompleted (at
+	// most maxPendingAborts). An abort can arrive before this task's
+	// trigger or barrier of the same checkpoint (the coordinator aborts as
+	// soon as one task declines, while triggers are still in flight): such
+	// a checkpoint is declined, never awaited.
+	aborted []int64
 }
 
 type overtake struct {
@@ -274,6 +280,9 @@ func (t *task) triggerCheckpoint(m TriggerCheckpoint) {
 		return
 	case m.ID <= t.ck.lastCompleted:
 		t.decline(m.ID, fmt.Sprintf("subsumed: checkpoint %d already completed", t.ck.lastCompleted))
+		return
+	case slices.Contains(t.ck.aborted, m.ID):
+		t.log.Debug("ignored the trigger of an aborted checkpoint", "checkpoint", m.ID)
 		return
 	case t.drainID != 0:
 		t.decline(m.ID, fmt.Sprintf("task-not-ready: the source ended its input for stop --drain (savepoint %d)", t.drainID))
@@ -795,7 +804,9 @@ func (t *task) startUpload(pc *pendingCheckpoint) {
 			AlignmentMs: pc.alignment.Milliseconds(), SyncMs: pc.syncDur.Milliseconds()},
 	}
 	pc.ops, pc.inFlight, pc.outFlight = nil, nil, nil
-	t.ck.awaiting = append(t.ck.awaiting, pc.id)
+	if !slices.Contains(t.ck.aborted, pc.id) {
+		t.ck.awaiting = append(t.ck.awaiting, pc.id)
+	}
 	r, log, ctx := t.env.Checkpoints, t.log, t.ck.upCtx
 	t.ck.wg.Add(1)
 	go func() {
@@ -962,6 +973,21 @@ func (t *task) notifyCheckpoint(m NotifyCheckpoint) {
 	} else {
 		t.ck.awaiting = slices.DeleteFunc(t.ck.awaiting, func(id int64) bool { return id == m.ID })
 	}
+	t.rememberAbort(m)
+}
+
+// rememberAbort keeps the ids of aborted checkpoints above the last
+// completed one (see checkpointer.aborted).
+func (t *task) rememberAbort(m NotifyCheckpoint) {
+	last := t.ck.lastCompleted
+	t.ck.aborted = slices.DeleteFunc(t.ck.aborted, func(id int64) bool { return id <= last })
+	if m.Completed || m.ID <= last || slices.Contains(t.ck.aborted, m.ID) {
+		return
+	}
+	if len(t.ck.aborted) == maxPendingAborts {
+		t.ck.aborted = t.ck.aborted[1:]
+	}
+	t.ck.aborted = append(t.ck.aborted, m.ID)
 }
 
 func (t *task) callNotify(vi *vertexInfo, l api.CheckpointListener, m NotifyCheckpoint) {

@@ -136,56 +136,93 @@ func (r *trackingRegisterer) unregisterAll() {
 	}
 }
 
-// taskMetrics are the per-subtask runtime metrics. Counts are accumulated in
-// plain fields on the task goroutine and published in batches.
+// taskMetrics are the per-subtask runtime metrics. Counts and times are
+// accumulated in plain fields on the task goroutine and published in
+// batches: records in/out after every batch, the rest at most every
+// publishInterval.
 type taskMetrics struct {
 	recordsIn     prometheus.Counter
 	recordsOut    prometheus.Counter
 	watermark     prometheus.Gauge
 	backpressured prometheus.Counter
+	idle          prometheus.Counter
+	busy          prometheus.Counter
 
 	in, out       int64 // unpublished counts
 	pubIn, pubOut int64
+
+	// idleNs and bpNs: time waiting for input (or, in a source, for its
+	// next batch) and for output buffers since lastPub; the rest of the
+	// wall time is busy.
+	idleNs, bpNs int64
+	lastPub      time.Time
 }
 
-func newTaskMetrics(reg prometheus.Registerer, job, task string, subtask int) (*taskMetrics, error) {
-	labels := prometheus.Labels{"job": job, "task": task, "subtask": strconv.Itoa(subtask)}
-	m := &taskMetrics{
-		recordsIn: prometheus.NewCounter(prometheus.CounterOpts{Name: "flow_task_records_in_total",
-			Help: "Records a subtask received (from its inputs or its source).", ConstLabels: labels}),
-		recordsOut: prometheus.NewCounter(prometheus.CounterOpts{Name: "flow_task_records_out_total",
-			Help: "Records a subtask emitted to its outputs or wrote to its sink.", ConstLabels: labels}),
-		watermark: prometheus.NewGauge(prometheus.GaugeOpts{Name: "flow_task_watermark_ms",
-			Help: "Current event-time watermark of a subtask in milliseconds since the epoch.", ConstLabels: labels}),
-		backpressured: prometheus.NewCounter(prometheus.CounterOpts{Name: "flow_task_backpressured_seconds_total",
-			Help: "Time a subtask waited for output buffers (backpressure).", ConstLabels: labels}),
+// publishInterval bounds how often time and per-operator metrics reach
+// their collectors.
+const publishInterval = 100 * time.Millisecond
+
+// metricLabels are the labels of every job-scoped series: flow_job (the id)
+// and flow_job_name, never "job", which Prometheus owns (the scrape job).
+func metricLabels(jobID, jobName string, kv ...string) prometheus.Labels {
+	l := prometheus.Labels{"flow_job": jobID, "flow_job_name": jobName}
+	for i := 0; i+1 < len(kv); i += 2 {
+		l[kv[i]] = kv[i+1]
 	}
-	// A subtask of the previous attempt that is still being canceled on
-	// this TaskManager holds the same series: continue its collectors.
-	reuse := func(c prometheus.Collector) (prometheus.Collector, error) {
-		err := reg.Register(c)
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			return are.ExistingCollector, nil
+	return l
+}
+
+// registerCounter registers c, or returns the counter already registered
+// under the same series: a subtask of the previous attempt that is still
+// being canceled on this TaskManager holds it, and the new one continues it.
+func registerCounter(reg prometheus.Registerer, c prometheus.Counter) (prometheus.Counter, error) {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if x, ok := are.ExistingCollector.(prometheus.Counter); ok {
+			return x, nil
 		}
-		return c, err
+		return nil, fmt.Errorf("a collector of another type is registered as %v", c.Desc())
 	}
+	return c, err
+}
+
+func newTaskMetrics(reg prometheus.Registerer, job, jobName, task string, subtask int, now time.Time) (*taskMetrics, error) {
+	labels := metricLabels(job, jobName, "task", task, "subtask", strconv.Itoa(subtask))
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels})
+	}
+	m := &taskMetrics{lastPub: now}
 	var errs []error
-	in, err1 := reuse(m.recordsIn)
-	out, err2 := reuse(m.recordsOut)
-	wm, err3 := reuse(m.watermark)
-	bp, err4 := reuse(m.backpressured)
-	errs = append(errs, err1, err2, err3, err4)
-	var ok1, ok2, ok3, ok4 bool
-	m.recordsIn, ok1 = in.(prometheus.Counter)
-	m.recordsOut, ok2 = out.(prometheus.Counter)
-	m.watermark, ok3 = wm.(prometheus.Gauge)
-	m.backpressured, ok4 = bp.(prometheus.Counter)
+	for _, c := range []struct {
+		dst        *prometheus.Counter
+		name, help string
+	}{
+		{&m.recordsIn, "flow_task_records_in_total", "Records a subtask received (from its inputs or its source)."},
+		{&m.recordsOut, "flow_task_records_out_total", "Records a subtask emitted to its outputs or wrote to its sink."},
+		{&m.backpressured, "flow_task_backpressured_seconds_total", "Time a subtask waited for output buffers (backpressure)."},
+		{&m.idle, "flow_task_idle_seconds_total", "Time a subtask waited for input (a source: for its next batch)."},
+		{&m.busy, "flow_task_busy_seconds_total", "Time a subtask was neither idle nor backpressured: busy + idle + backpressured is the wall time."},
+	} {
+		got, err := registerCounter(reg, counter(c.name, c.help))
+		*c.dst = got
+		errs = append(errs, err)
+	}
+	m.watermark = prometheus.NewGauge(prometheus.GaugeOpts{Name: "flow_task_watermark_seconds",
+		Help: "Current event-time watermark of a subtask, in seconds since the epoch.", ConstLabels: labels})
+	err := reg.Register(m.watermark)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		g, ok := are.ExistingCollector.(prometheus.Gauge)
+		if !ok {
+			err = errors.New("a collector of another type is registered as flow_task_watermark_seconds")
+		} else {
+			m.watermark, err = g, nil
+		}
+	}
+	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("task metrics: %w", err)
-	}
-	if !ok1 || !ok2 || !ok3 || !ok4 {
-		return nil, errors.New("task metrics: a collector of another type is registered under a task metric name")
 	}
 	return m, nil
 }
@@ -201,8 +238,52 @@ func (m *taskMetrics) publish() {
 	}
 }
 
-func newSkippedCounter(job, operator string, subtask int) prometheus.Counter {
+// publishTimes publishes idle, backpressured and busy time up to now.
+func (m *taskMetrics) publishTimes(now time.Time) {
+	wall := now.Sub(m.lastPub).Nanoseconds()
+	if wall <= 0 {
+		return
+	}
+	m.idle.Add(float64(m.idleNs) / 1e9)
+	m.backpressured.Add(float64(m.bpNs) / 1e9)
+	if busy := wall - m.idleNs - m.bpNs; busy > 0 {
+		m.busy.Add(float64(busy) / 1e9)
+	}
+	m.idleNs, m.bpNs, m.lastPub = 0, 0, now
+}
+
+// operatorMetrics count the records into and out of one operator of a
+// chain.
+type operatorMetrics struct {
+	recordsIn, recordsOut prometheus.Counter
+	pubIn, pubOut         int64
+}
+
+func newOperatorMetrics(reg prometheus.Registerer, job, jobName, operator string, subtask int) (*operatorMetrics, error) {
+	labels := metricLabels(job, jobName, "operator", operator, "subtask", strconv.Itoa(subtask))
+	in, err1 := registerCounter(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "flow_operator_records_in_total",
+		Help: "Records an operator received (a source: none).", ConstLabels: labels}))
+	out, err2 := registerCounter(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "flow_operator_records_out_total",
+		Help: "Records an operator emitted (a sink: records written).", ConstLabels: labels}))
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("operator %q metrics: %w", operator, err)
+	}
+	return &operatorMetrics{recordsIn: in, recordsOut: out}, nil
+}
+
+func (m *operatorMetrics) publish(in, out int64) {
+	if d := in - m.pubIn; d > 0 {
+		m.recordsIn.Add(float64(d))
+		m.pubIn = in
+	}
+	if d := out - m.pubOut; d > 0 {
+		m.recordsOut.Add(float64(d))
+		m.pubOut = out
+	}
+}
+
+func newSkippedCounter(job, jobName, operator string, subtask int) prometheus.Counter {
 	return prometheus.NewCounter(prometheus.CounterOpts{Name: "flow_operator_records_skipped_total",
 		Help:        "Records dropped because they failed in an operator whose on_error is skip.",
-		ConstLabels: prometheus.Labels{"job": job, "operator": operator, "subtask": strconv.Itoa(subtask)}})
+		ConstLabels: metricLabels(job, jobName, "operator", operator, "subtask", strconv.Itoa(subtask))})
 }

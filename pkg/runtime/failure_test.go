@@ -113,7 +113,7 @@ func TestBadRecordSkipped(t *testing.T) {
 	if n := st.count(); n != 99 {
 		t.Fatalf("sink got %d records, want 99", n)
 	}
-	if got := reg.sum(t, "flow_operator_records_skipped_total", map[string]string{"operator": "m", "job": "job-1", "subtask": "0"}); got != 1 {
+	if got := reg.sum(t, "flow_operator_records_skipped_total", map[string]string{"operator": "m", "flow_job": "job-1", "subtask": "0"}); got != 1 {
 		t.Fatalf("skipped = %v, want 1", got)
 	}
 	if got := reg.sum(t, "flow_task_records_in_total", map[string]string{"task": "m"}); got != 100 {

@@ -187,7 +187,7 @@ func (o *output) buffer(sub int, need int) *frameWriter {
 			start := time.Now()
 			var err error
 			buf, err = o.part.RequestBuffer(o.t.ctx)
-			o.t.metrics.backpressured.Add(time.Since(start).Seconds())
+			o.t.metrics.bpNs += time.Since(start).Nanoseconds()
 			if err != nil {
 				o.t.fail(fmt.Errorf("request output buffer for %q: %w", o.part.ID().DownstreamTask, err))
 				return nil

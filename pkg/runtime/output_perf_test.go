@@ -67,7 +67,7 @@ func benchOutputHash(b *testing.B, subs int) {
 		done <- frames
 	}()
 
-	metrics, err := newTaskMetrics(prometheus.NewRegistry(), "bench", "gen", 0)
+	metrics, err := newTaskMetrics(prometheus.NewRegistry(), "bench", "bench", "gen", 0, time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}

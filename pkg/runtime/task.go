@@ -37,7 +37,9 @@ type TaskEnv struct {
 	// DataDir is a directory private to this subtask (it exists); each
 	// operator of the chain gets a subdirectory named after its id.
 	DataDir string
-	Logger  *slog.Logger
+	// Logger carries the subtask's attributes (job, attempt, task,
+	// subtask); nil: slog.Default() with them.
+	Logger *slog.Logger
 	// Metrics is the TaskManager's registry; may be nil (no export).
 	Metrics prometheus.Registerer
 	// Clock is the processing-time clock given to operators; nil = wall clock.
@@ -190,9 +192,8 @@ func (t *task) setup() error {
 	}
 	t.log = env.Logger
 	if t.log == nil {
-		t.log = slog.Default()
+		t.log = slog.Default().With("job", t.job, "attempt", d.GetId().GetAttempt(), "task", d.GetId().GetTask(), "subtask", t.subtask)
 	}
-	t.log = t.log.With("job", t.job, "task", d.GetId().GetTask(), "subtask", t.subtask)
 	if env.Clock == nil {
 		t.env.Clock = wallClock{}
 	}
@@ -205,7 +206,7 @@ func (t *task) setup() error {
 		inner = env.Metrics
 	}
 	t.reg = &trackingRegisterer{inner: inner}
-	m, err := newTaskMetrics(t.reg, t.job, d.GetId().GetTask(), t.subtask)
+	m, err := newTaskMetrics(t.reg, t.job, g.GetName(), d.GetId().GetTask(), t.subtask, time.Now())
 	if err != nil {
 		return fmt.Errorf("register task metrics: %w", err)
 	}
@@ -260,7 +261,10 @@ func (t *task) setup() error {
 		if v == nil {
 			return fmt.Errorf("operator %q is not in the job graph", id)
 		}
-		vi := t.newVertexInfo(v)
+		vi, err := t.newVertexInfo(v)
+		if err != nil {
+			return err
+		}
 		typ, err := env.Registry.LookupKind(v.GetType(), vertexKind(v.GetKind()))
 		if err != nil {
 			return fmt.Errorf("operator %q: %w", id, err)
@@ -400,18 +404,48 @@ func (t *task) setup() error {
 	return t.finishRestore()
 }
 
-func (t *task) newVertexInfo(v *jobgraphv1.Vertex) *vertexInfo {
-	vi := &vertexInfo{v: v, id: v.GetId(), skip: v.GetOnError() == "skip",
-		skipped: newSkippedCounter(t.job, v.GetId(), t.subtask)}
-	if err := t.reg.Register(vi.skipped); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if c, ok := are.ExistingCollector.(prometheus.Counter); ok {
-				vi.skipped = c
-			}
+func (t *task) newVertexInfo(v *jobgraphv1.Vertex) (*vertexInfo, error) {
+	name := t.d.GetGraph().GetName()
+	vi := &vertexInfo{v: v, id: v.GetId(), skip: v.GetOnError() == "skip"}
+	var err error
+	if vi.skipped, err = registerCounter(t.reg, newSkippedCounter(t.job, name, v.GetId(), t.subtask)); err != nil {
+		return nil, err
+	}
+	if vi.metrics, err = newOperatorMetrics(t.reg, t.job, name, v.GetId(), t.subtask); err != nil {
+		return nil, err
+	}
+	return vi, nil
+}
+
+// publishOperators publishes each operator's record counts: an operator's
+// records out are what the next one of the chain received; the last one's
+// are the task's records out, and a source's its records in.
+func (t *task) publishOperators() {
+	for i, vi := range t.vertices {
+		var out int64
+		switch {
+		case vi == t.srcVI:
+			out = t.metrics.in
+		case i+1 < len(t.vertices):
+			out = t.vertices[i+1].in
+		default:
+			out = t.metrics.out
+		}
+		if vi.metrics != nil {
+			vi.metrics.publish(vi.in, out)
 		}
 	}
-	return vi
+}
+
+// publishSlow publishes time and per-operator metrics, at most every
+// publishInterval unless final.
+func (t *task) publishSlow(now time.Time, final bool) {
+	if !final && now.Sub(t.metrics.lastPub) < publishInterval {
+		return
+	}
+	t.metrics.publish()
+	t.metrics.publishTimes(now)
+	t.publishOperators()
 }
 
 // openUser opens one operator with its Context, turning panics into errors.
@@ -488,6 +522,7 @@ func (t *task) flushOutputs() {
 // buffer flushes and (sources) periodic watermarks and idleness. Later:
 // checkpoint triggers from the control mailbox.
 func (t *task) runTimers(now time.Time) {
+	t.publishSlow(now, false)
 	t.advanceProcessingTime()
 	if t.err != nil {
 		return
@@ -578,6 +613,7 @@ func (t *task) runSource() error {
 			waitUntil = time.Time{} // drained or stopped: wait for the savepoint's completion only
 		}
 		c := t.armTimer(now, t.nextDeadline(waitUntil))
+		idleFrom := time.Now()
 		select {
 		case <-t.ctx.Done():
 		case <-c:
@@ -586,6 +622,7 @@ func (t *task) runSource() error {
 		case <-t.notifyC:
 			t.takeNotifications()
 		}
+		t.metrics.idleNs += time.Since(idleFrom).Nanoseconds()
 		t.stopTimer()
 	}
 }
@@ -662,6 +699,7 @@ func (t *task) runInputs() error {
 		// Nothing ready: sleep until a gate signals, a timer is due or the
 		// task is canceled.
 		tc := t.armTimer(now, t.nextDeadline(time.Time{}))
+		idleFrom := time.Now()
 		switch len(t.gates) {
 		case 1:
 			select {
@@ -709,6 +747,7 @@ func (t *task) runInputs() error {
 				t.takeNotifications()
 			}
 		}
+		t.metrics.idleNs += time.Since(idleFrom).Nanoseconds()
 		t.stopTimer()
 	}
 }
@@ -841,7 +880,7 @@ func (t *task) processWatermark(ts int64) {
 	for _, o := range t.outputs {
 		o.watermark(ts)
 	}
-	t.metrics.watermark.Set(float64(ts))
+	t.metrics.watermark.Set(float64(ts) / 1000)
 }
 
 func (t *task) callWatermark(l *opLink, ts int64) {
@@ -878,7 +917,7 @@ func (t *task) finish() error {
 		}
 	}
 	t.flushOutputs()
-	t.metrics.publish()
+	t.publishSlow(time.Now(), true)
 	if t.err != nil {
 		return t.err
 	}
@@ -941,7 +980,7 @@ func (t *task) cleanup() error {
 	}
 	errs = append(errs, t.closeStates()...)
 	if t.metrics != nil {
-		t.metrics.publish()
+		t.publishSlow(time.Now(), true)
 	}
 	if t.reg != nil {
 		t.reg.unregisterAll()
