@@ -3,6 +3,7 @@ package jobmaster
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -39,7 +40,13 @@ func (c *Checkpoints) exec(a checkpoint.Action) {
 		if info := c.touch(a.ID); info != nil {
 			detail = info.GetFailure()
 		}
-		m.log.Info("checkpoint aborted", "job", m.id, "id", a.ID, "savepoint", a.Savepoint, "reason", a.Reason, "detail", detail, "consecutive_failures", a.Failures)
+		// A failure is WARN; an abort that is not one (subsumed, a task not
+		// ready yet, input finished) DEBUG.
+		level := slog.LevelDebug
+		if a.Reason.Counts() || a.Savepoint {
+			level = slog.LevelWarn
+		}
+		m.log.Log(context.Background(), level, "checkpoint aborted", "job", m.id, "id", a.ID, "savepoint", a.Savepoint, "reason", a.Reason, "detail", detail, "consecutive_failures", a.Failures)
 		c.notify(int64(a.ID), false)
 		if sp := c.savepoints[a.ID]; a.Savepoint && sp != nil {
 			detail := a.Reason.String()
@@ -172,7 +179,17 @@ func (c *Checkpoints) complete(a checkpoint.Action) {
 	if c.coord != nil {
 		c.retained = c.coord.Retained()
 	}
-	m.log.Info("checkpoint completed", "job", m.id, "id", a.ID, "savepoint", a.Savepoint, "duration", a.Time.Sub(a.TriggerTime))
+	// Routine completions are DEBUG; a savepoint is INFO, and a checkpoint
+	// that took longer than its interval (the next one had to wait) WARN.
+	dur := a.Time.Sub(a.TriggerTime)
+	level := slog.LevelDebug
+	switch {
+	case a.Savepoint:
+		level = slog.LevelInfo
+	case c.cfg.Interval > 0 && dur > c.cfg.Interval:
+		level = slog.LevelWarn
+	}
+	m.log.Log(context.Background(), level, "checkpoint completed", "job", m.id, "id", a.ID, "savepoint", a.Savepoint, "duration", dur)
 	c.notify(int64(a.ID), true)
 	sp := c.savepoints[a.ID]
 	if !a.Savepoint || sp == nil {
