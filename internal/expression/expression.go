@@ -377,7 +377,12 @@ func NewEnv() *Env {
 // The Env keeps value, not a copy: value must not change until the next
 // Reset (records handed to operators satisfy this).
 func (e *Env) Reset(value []byte, ts int64, key []byte) error {
-	clear(e.vars)
+	// vars keeps the previous record's fields: every program loads (sets
+	// or deletes) the fields it reads before it runs, so stale entries are
+	// never seen; a whole decode clears vars first.
+	if e.full {
+		clear(e.vars)
+	}
 	e.gen++
 	e.raw, e.ts, e.key, e.full = value, ts, key, false
 	if len(value) == 0 {
@@ -399,6 +404,7 @@ func (e *Env) decodeAll() error {
 		return nil
 	}
 	value := e.raw
+	clear(e.vars)
 	var whole any
 	e.isObject = firstNonSpace(value) == '{'
 	if e.isObject {
@@ -453,6 +459,7 @@ func (e *Env) loadField(name string) {
 			return
 		}
 	}
+	delete(e.vars, name)
 }
 
 // load makes the variables p reads available.

@@ -168,6 +168,9 @@ func validNested(b []byte, i, depth int) int {
 func validString(b []byte, i int) (next int, escaped bool) {
 	for j := i + 1; j < len(b); j++ {
 		c := b[j]
+		if strPlain[c] {
+			continue
+		}
 		switch {
 		case c == '"':
 			return j + 1, escaped
@@ -198,6 +201,14 @@ func validString(b []byte, i int) (next int, escaped bool) {
 	}
 	return -1, false
 }
+
+// strPlain marks the bytes a string may hold that need no attention.
+var strPlain = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 func isHex(c byte) bool {
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
