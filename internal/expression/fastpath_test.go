@@ -81,6 +81,13 @@ func checkFastPathEnv(t *testing.T, e *Env, value []byte, extra ...string) {
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("record %q: field %s = %#v (%T), reference %#v (%T)", value, n, got, got, want, want)
 		}
+		// select's copy of a plain field writes what encoding the value does
+		if raw, ok := p.AppendFieldJSON(nil, e); ok {
+			enc, err := AppendJSON(nil, want)
+			if err != nil || string(raw) != string(enc) {
+				t.Fatalf("record %q: AppendFieldJSON(%s) = %s, AppendJSON of the value = %s (%v)", value, n, raw, enc, err)
+			}
+		}
 	}
 	// A composed expression over two fields gives the reference's result.
 	p, _ := Compile(`[a, b, a == nil ? "none" : "some"]`)

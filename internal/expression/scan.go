@@ -368,3 +368,53 @@ func decodeNumber(v []byte) any {
 	}
 	return f
 }
+
+// AppendFieldJSON appends what AppendJSON(p.Eval(env)) would, for a
+// program that is one plain top-level field (Field), by copying the field's
+// JSON from the record when its text is already what AppendJSON writes: an
+// integer of up to 15 digits without leading zeros, a string of printable
+// ASCII without escapes, true, false. ok is false otherwise (the field is
+// missing, the record was decoded whole, another shape): use Eval and
+// AppendJSON then. It does not allocate beyond growing dst.
+func (p *Program) AppendFieldJSON(dst []byte, env *Env) ([]byte, bool) {
+	name, isField := p.Field()
+	if !isField || env.full {
+		return dst, false
+	}
+	var v []byte
+	for i := len(env.members) - 1; i >= 0; i-- {
+		m := env.members[i]
+		if string(env.raw[m.ks:m.ke]) == name {
+			v = env.raw[m.vs:m.ve]
+			break
+		}
+	}
+	if v == nil {
+		return dst, false
+	}
+	switch c := v[0]; {
+	case c == '"':
+		for _, ch := range v[1 : len(v)-1] {
+			if ch < 0x20 || ch >= 0x7f || ch == '\\' || ch == '"' {
+				return dst, false
+			}
+		}
+	case c == 't' || c == 'f':
+	case c == '-' || (c >= '0' && c <= '9'):
+		d := v
+		if c == '-' {
+			d = d[1:]
+		}
+		if len(d) == 0 || len(d) > 15 || (d[0] == '0' && (len(d) > 1 || c == '-')) {
+			return dst, false
+		}
+		for _, ch := range d {
+			if ch < '0' || ch > '9' {
+				return dst, false
+			}
+		}
+	default:
+		return dst, false
+	}
+	return append(dst, v...), true
+}

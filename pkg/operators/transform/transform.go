@@ -163,15 +163,21 @@ func (s *Select) ProcessRecord(r api.Record, out api.Collector) error {
 	}
 	b := append(s.buf[:0], '{')
 	for i, p := range s.progs {
-		v, err := p.Eval(s.env)
-		if err != nil {
-			return fmt.Errorf("field %q: %w", s.names[i], err)
-		}
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b, _ = expression.AppendJSON(b, s.names[i])
 		b = append(b, ':')
+		// A plain field is copied from the record when its text is what
+		// AppendJSON would write: nothing decoded, nothing allocated.
+		var ok bool
+		if b, ok = p.AppendFieldJSON(b, s.env); ok {
+			continue
+		}
+		v, err := p.Eval(s.env)
+		if err != nil {
+			return fmt.Errorf("field %q: %w", s.names[i], err)
+		}
 		if b, err = expression.AppendJSON(b, v); err != nil {
 			return fmt.Errorf("field %q: %w", s.names[i], err)
 		}
