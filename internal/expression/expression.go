@@ -613,6 +613,10 @@ func AppendJSON(dst []byte, v any) ([]byte, error) {
 
 const hexDigits = "0123456789abcdef"
 
+// AppendJSONString appends s as a JSON string literal, as AppendJSON does
+// for a string (without boxing it).
+func AppendJSONString(dst []byte, s string) []byte { return appendJSONString(dst, s) }
+
 // appendJSONString appends s as a JSON string literal. Invalid UTF-8 bytes
 // become U+FFFD, as encoding/json does.
 func appendJSONString(dst []byte, s string) []byte {

@@ -1,6 +1,7 @@
 package expression
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -235,4 +236,27 @@ func FuzzFastPath(f *testing.F) {
 	f.Fuzz(func(t *testing.T, value []byte) {
 		checkFastPath(t, value)
 	})
+}
+
+// TestPlain8 checks the 8-byte string scan against the byte table.
+func TestPlain8(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 15))
+	interesting := []byte{0, 0x1f, 0x20, '"', '\\', 'a', 0x7f, 0x80, 0xa2, 0xdc, 0xff, 0x21, 0x5b, 0x5d}
+	var b [8]byte
+	for range 200000 {
+		for i := range b {
+			if r.IntN(2) == 0 {
+				b[i] = interesting[r.IntN(len(interesting))]
+			} else {
+				b[i] = byte(r.IntN(256))
+			}
+		}
+		want := true
+		for _, c := range b {
+			want = want && strPlain[c]
+		}
+		if got := plain8(binary.LittleEndian.Uint64(b[:])); got != want {
+			t.Fatalf("plain8(%q) = %v, want %v", b, got, want)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package expression
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"math"
 	"strconv"
@@ -167,6 +168,13 @@ func validNested(b []byte, i, depth int) int {
 // accepted, as encoding/json does (it decodes to U+FFFD).
 func validString(b []byte, i int) (next int, escaped bool) {
 	for j := i + 1; j < len(b); j++ {
+		// Skip 8 plain bytes at a time (no quote, backslash or control).
+		for j+8 <= len(b) && plain8(binary.LittleEndian.Uint64(b[j:])) {
+			j += 8
+		}
+		if j >= len(b) {
+			break
+		}
 		c := b[j]
 		if strPlain[c] {
 			continue
@@ -200,6 +208,20 @@ func validString(b []byte, i int) (next int, escaped bool) {
 		}
 	}
 	return -1, false
+}
+
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// plain8 reports whether none of the 8 bytes of x is '"', '\\' or below
+// 0x20 (bytes >= 0x80 count as plain, as in strPlain).
+func plain8(x uint64) bool {
+	hasZero := func(v uint64) uint64 { return (v - lsb) & ^v & msb }
+	ascii := ^x & msb // bytes below 0x80
+	bad := hasZero(x^(lsb*'"')) | hasZero(x^(lsb*'\\')) | ((x - lsb*0x20) & ^x & msb)
+	return bad&ascii == 0
 }
 
 // strPlain marks the bytes a string may hold that need no attention.

@@ -76,6 +76,7 @@ func Types() []api.OperatorType {
 					}
 					s.names = append(s.names, n)
 					s.progs = append(s.progs, p)
+					s.keys = append(s.keys, string(append(expression.AppendJSONString(nil, n), ':')))
 				}
 				return s, nil
 			},
@@ -153,6 +154,7 @@ func (f *Filter) ProcessRecord(r api.Record, out api.Collector) error {
 type Select struct {
 	base
 	names []string
+	keys  []string // the JSON of each name and a colon, encoded once
 	progs []*expression.Program
 }
 
@@ -166,8 +168,7 @@ func (s *Select) ProcessRecord(r api.Record, out api.Collector) error {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b, _ = expression.AppendJSON(b, s.names[i])
-		b = append(b, ':')
+		b = append(b, s.keys[i]...)
 		// A plain field is copied from the record when its text is what
 		// AppendJSON would write: nothing decoded, nothing allocated.
 		var ok bool
