@@ -216,6 +216,11 @@ func TestFastPathCases(t *testing.T) {
 		`{"a":"x` + "\x01" + `"}`,
 		`{"a":-}`, `{"a":1.}`, `{"a":.5}`, `{"a":tru}`, `{"a" 1}`, `{"a":1,}`, `{,}`, `{}`, ` {} `,
 		`{"e\u0073c":5,"a":2}`,
+		// long strings take the 8-byte scan: a control byte, an escape or
+		// invalid UTF-8 deep inside must be found there too
+		`{"a":"abcdefghijklmnopqrstuvwxyz0123456789` + "\x1f" + `abc"}`,
+		`{"a":"abcdefghijklmnopqrstuvwxyz0123456789\"abc\\def\u00e9ghijklmnopqrstu","b":"` + strings.Repeat("é\xff", 20) + `"}`,
+		`{"a":"abcdefghijklmnopqrstuvwxyz0123456789\q"}`,
 		`[1,2]`, `3`, `"s"`, `null`,
 		`{"a":9007199254740993,"b":9007199254740992,"c":-9007199254740991}`,
 	} {

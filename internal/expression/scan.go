@@ -167,16 +167,18 @@ func validNested(b []byte, i, depth int) int {
 // quote and whether it has escapes; -1 when invalid. Invalid UTF-8 is
 // accepted, as encoding/json does (it decodes to U+FFFD).
 func validString(b []byte, i int) (next int, escaped bool) {
-	for j := i + 1; j < len(b); j++ {
-		// Skip 8 plain bytes at a time (no quote, backslash or control).
-		for j+8 <= len(b) && plain8(binary.LittleEndian.Uint64(b[j:])) {
-			j += 8
-		}
-		if j >= len(b) {
-			break
-		}
+	j := i + 1
+	for j < len(b) {
 		c := b[j]
 		if strPlain[c] {
+			j++
+			// In a long run of plain bytes, skip 8 at a time (short strings,
+			// most keys and values, stay on the byte loop).
+			if j-i > 16 {
+				for j+8 <= len(b) && plain8(binary.LittleEndian.Uint64(b[j:])) {
+					j += 8
+				}
+			}
 			continue
 		}
 		switch {
@@ -206,6 +208,7 @@ func validString(b []byte, i int) (next int, escaped bool) {
 				return -1, false
 			}
 		}
+		j++
 	}
 	return -1, false
 }
@@ -218,10 +221,10 @@ const (
 // plain8 reports whether none of the 8 bytes of x is '"', '\\' or below
 // 0x20 (bytes >= 0x80 count as plain, as in strPlain).
 func plain8(x uint64) bool {
-	hasZero := func(v uint64) uint64 { return (v - lsb) & ^v & msb }
-	ascii := ^x & msb // bytes below 0x80
-	bad := hasZero(x^(lsb*'"')) | hasZero(x^(lsb*'\\')) | ((x - lsb*0x20) & ^x & msb)
-	return bad&ascii == 0
+	q := x ^ (lsb * '"')
+	bs := x ^ (lsb * '\\')
+	bad := ((q - lsb) & ^q) | ((bs - lsb) & ^bs) | ((x - lsb*0x20) & ^x)
+	return bad&msb == 0
 }
 
 // strPlain marks the bytes a string may hold that need no attention.
