@@ -265,3 +265,56 @@ func TestPlain8(t *testing.T) {
 		}
 	}
 }
+
+// TestObjectProgram compares the object fast path of map with the old
+// path (the VM builds a map, encoding/json writes it) on random records.
+func TestObjectProgram(t *testing.T) {
+	exprs := []string{
+		`{"key": a, "double": b * 2}`,
+		`{"z": a, "a": b, "m": c, "a": value}`, // duplicate key: the first wins
+		`{"s": s, "n": n, "x": x_1, "seq": seq, "f": 1e21, "g": 1e-7, "h": 0.1 * 3, "t": "<&>\u2028"}`,
+		`{"nested": {"q": a}, "list": [a, b], "none": nil, "ts": _ts, "k": _key}`,
+		`{"q": n / 0, "r": 1}`, `{"big": (n ?? 1) * 1e300 * 1e300, "c": c}`,
+		`{"sum": a + b}`, // errors on strings: the old error
+	}
+	var progs []*ObjectProgram
+	var origs []*Program
+	for _, src := range exprs {
+		o := CompileObject(src)
+		if o == nil {
+			t.Fatalf("%s did not compile as an object", src)
+		}
+		progs = append(progs, o)
+		p, _ := Compile(src)
+		origs = append(origs, p)
+	}
+	for _, src := range []string{`a`, `{a: 1}`, `[1]`, `{}`} {
+		if CompileObject(src) != nil {
+			t.Fatalf("%s compiled as an object literal", src)
+		}
+	}
+	r := rand.New(rand.NewPCG(4, 15))
+	e, ref := NewEnv(), NewEnv()
+	for range 5000 {
+		var b strings.Builder
+		randObject(r, &b, 0)
+		v := []byte(b.String())
+		if e.Reset(v, 7, []byte("k")) != nil {
+			continue
+		}
+		_ = ref.Reset(v, 7, []byte("k"))
+		for i, o := range progs {
+			got, gerr := o.AppendEval(nil, e)
+			var want []byte
+			res, werr := origs[i].Eval(ref)
+			if werr == nil {
+				if want, werr = AppendJSON(nil, res); werr != nil {
+					werr = fmt.Errorf("expression %q: %w", exprs[i], werr)
+				}
+			}
+			if (gerr == nil) != (werr == nil) || string(got) != string(want) || gerr != nil && gerr.Error() != werr.Error() {
+				t.Fatalf("record %s, %s:\n got %s, %v\nwant %s, %v", v, exprs[i], got, gerr, want, werr)
+			}
+		}
+	}
+}

@@ -29,7 +29,8 @@ func Types() []api.OperatorType {
 				if err != nil {
 					return nil, fmt.Errorf("map: %w", err)
 				}
-				return &Map{prog: p}, nil
+				// An object literal is written without building a map.
+				return &Map{prog: p, obj: expression.CompileObject(cfg.String("expression"))}, nil
 			},
 		},
 		{
@@ -110,12 +111,21 @@ func (b *base) load(r api.Record) error {
 type Map struct {
 	base
 	prog *expression.Program
+	obj  *expression.ObjectProgram // nil unless the expression is an object literal
 }
 
 // ProcessRecord implements api.Operator.
 func (m *Map) ProcessRecord(r api.Record, out api.Collector) error {
 	if err := m.load(r); err != nil {
 		return err
+	}
+	if m.obj != nil {
+		var err error
+		if m.buf, err = m.obj.AppendEval(m.buf[:0], m.env); err != nil {
+			return err
+		}
+		out.Collect(api.Record{Key: r.Key, Value: m.buf, Timestamp: r.Timestamp})
+		return nil
 	}
 	v, err := m.prog.Eval(m.env)
 	if err != nil {
