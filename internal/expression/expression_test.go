@@ -278,3 +278,17 @@ func benchMapObject(b *testing.B, fast bool) {
 		}
 	}
 }
+
+// BenchmarkResetBid is Reset alone (the validating index) on a Nexmark
+// bid of about 220 bytes.
+func BenchmarkResetBid(b *testing.B) {
+	rec := []byte(`{"event_type":2,"auction":1000,"bidder":1001,"price":12734,"channel":"Google","url":"https://www.nexmark.com/hot/google/item.htm?query=1","dateTime":1704067200012,"extra":"coeqtijorvujpulrxvfxpqpadpqbyxyrznnciteyfnbbnisexvqguxlwmeqekezpifyfpfvhgkc"}`)
+	e := NewEnv()
+	b.SetBytes(int64(len(rec)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := e.Reset(rec, 1, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
