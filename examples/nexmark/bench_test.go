@@ -25,7 +25,8 @@ var queries = []string{"q0", "q1", "q2"}
 
 // BenchmarkNexmark runs each query spec of this directory over
 // -nexmark.events events at parallelism = cores on an in-process cluster
-// (one TaskManager, real gRPC to the JobManager) and reports events/s per
+// (one TaskManager, real gRPC to the JobManager), with checkpoints every 10
+// s on the Pebble state backend (storage: the test cluster's), and reports events/s per
 // core (events / wall time / cores), events per CPU-second of the process
 // (steadier on a shared machine), CPU-seconds and peak RSS, and the ratio
 // of the wall-clock figure to Flink's per-core figure. `make nexmark` runs it once:
@@ -46,7 +47,8 @@ func BenchmarkNexmark(b *testing.B) {
 			for range b.N {
 				cpu0 := processCPU()
 				start := time.Now()
-				id := c.SubmitSpec(string(spec), fmt.Sprintf("operators.events.config.count=%d", *benchEvents), fmt.Sprintf("parallelism=%d", cores))
+				id := c.SubmitSpec(string(spec), fmt.Sprintf("operators.events.config.count=%d", *benchEvents), fmt.Sprintf("parallelism=%d", cores),
+					"checkpoints.interval=10s", "stateBackend.type=pebble") // the issue's setup; storage: the cluster's
 				c.AwaitStatus(id, flowtest.Finished, 15*time.Minute)
 				wall += time.Since(start)
 				cpu += processCPU() - cpu0
