@@ -318,3 +318,26 @@ func TestObjectProgram(t *testing.T) {
 		}
 	}
 }
+
+// TestWholeRecordAccess: expressions that see the whole record ($env,
+// _value) or let-bound names give what they gave with the full decode.
+func TestWholeRecordAccess(t *testing.T) {
+	rec := []byte(`{"a":5,"c":{"d":[1,2.5]},"_ts":"shadowed"}`)
+	for _, src := range []string{`$env["a"]`, `$env.a`, `"c" in $env`, `_value.c.d`, `let b = a; b`, `len($env)`, `(let a = 1; a) + a`, `_ts`, `_key`, `c.d[1]`} {
+		p, err := Compile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lazy, full := NewEnv(), NewEnv()
+		_ = lazy.Reset(rec, 9, []byte("k"))
+		_ = full.Reset(rec, 9, []byte("k"))
+		if err := full.decodeAll(); err != nil {
+			t.Fatal(err)
+		}
+		got, gerr := p.Eval(lazy)
+		want, werr := p.Eval(full)
+		if !reflect.DeepEqual(got, want) || (gerr == nil) != (werr == nil) {
+			t.Fatalf("%s = %#v, %v; with the full decode %#v, %v", src, got, gerr, want, werr)
+		}
+	}
+}
