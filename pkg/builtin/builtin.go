@@ -4,7 +4,8 @@
 //	import _ "github.com/flowrt/flow/pkg/builtin"
 //
 // Sources: datagen, file. Operators: map, filter, select; keyed (stateful):
-// count, reduce, dedupe, window, session. Sinks: print, blackhole, file.
+// count, reduce, dedupe, window, session; two-input (keyed):
+// interval-join, window-join, join. Sinks: print, blackhole, file.
 package builtin
 
 import (
@@ -14,6 +15,7 @@ import (
 	_ "github.com/flowrt/flow/pkg/connectors/print"
 	_ "github.com/flowrt/flow/pkg/operators/count"
 	_ "github.com/flowrt/flow/pkg/operators/dedupe"
+	_ "github.com/flowrt/flow/pkg/operators/join"
 	_ "github.com/flowrt/flow/pkg/operators/reduce"
 	_ "github.com/flowrt/flow/pkg/operators/session"
 	_ "github.com/flowrt/flow/pkg/operators/transform"
