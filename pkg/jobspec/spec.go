@@ -571,7 +571,11 @@ func (p *parser) operator(n *yaml.Node, index, jobPar, maxPar int) *operator {
 			op.keyBy = s
 		}
 	} else if op.typ != nil && op.typ.Keyed && op.vertexKeyBy() == "" {
-		p.errAt(op.typeNode, "%s: type %q is keyed and needs keyBy: add keyBy: <expression giving the key>, or a keyBy on each input", what, op.typ.Name)
+		hint := ""
+		if op.typ.Inputs == 2 {
+			hint = ", or a keyBy on each input"
+		}
+		p.errAt(op.typeNode, "%s: type %q is keyed and needs keyBy: add keyBy: <expression giving the key>%s", what, op.typ.Name, hint)
 	}
 	if op.typ != nil && op.typ.Inputs == 2 && op.inputs != nil && len(op.inputs) != 2 {
 		p.errAt(op.inputsKey, "%s: type %q has two inputs, but %d are listed: list two, inputs: [<first>, <second>]", what, op.typ.Name, len(op.inputs))
