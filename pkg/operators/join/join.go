@@ -226,13 +226,57 @@ type Interval struct {
 	scratch      []byte
 	e            emitter
 	late         int64
+	// p is the record being probed against the other side; probeFn is
+	// o.probe, made once so that probing allocates nothing.
+	p       probe
+	probeFn func(k, v []byte) bool
+}
+
+// probe is one record's search of the other side.
+type probe struct {
+	r      api.Record
+	out    api.Collector
+	isLeft bool
+	lo, hi int64
+	err    error
 }
 
 var _ api.TwoInputOperator = (*Interval)(nil)
 var _ api.TimerHandler = (*Interval)(nil)
 
+// probe joins p.r with the rows of one entry of the other side when its
+// timestamp is in [p.lo, p.hi].
+func (o *Interval) probe(k, v []byte) bool {
+	p := &o.p
+	t, ok := decTS(k)
+	if !ok {
+		p.err = errCorrupt
+		return false
+	}
+	if t < p.lo || t > p.hi {
+		return true
+	}
+	ts := max(p.r.Timestamp, t)
+	for len(v) > 0 {
+		n, w := binary.Uvarint(v)
+		if w <= 0 || uint64(len(v)-w) < n {
+			p.err = errCorrupt
+			return false
+		}
+		row := v[w : w+int(n)]
+		v = v[w+int(n):]
+		if p.isLeft {
+			o.e.emit(p.out, p.r.Key, p.r.Value, row, ts)
+		} else {
+			o.e.emit(p.out, p.r.Key, row, p.r.Value, ts)
+		}
+	}
+	return true
+}
+
 // Open declares the two row maps.
 func (o *Interval) Open(ctx api.Context) error {
+	o.probeFn = o.probe
 	store, err := api.KeyedStateStoreOf(ctx)
 	if err != nil {
 		return err
@@ -272,25 +316,10 @@ func (o *Interval) process(r api.Record, out api.Collector, isLeft bool) error {
 		mine, other = o.right, o.left
 		lo, hi = ts+o.lower, ts+o.upper
 	}
-	var rerr error
-	err := other.Range(func(k, v []byte) bool {
-		t, ok := decTS(k)
-		if !ok {
-			rerr = errCorrupt
-			return false
-		}
-		if t < lo || t > hi {
-			return true
-		}
-		rerr = eachRow(v, func(row []byte) {
-			if isLeft {
-				o.e.emit(out, r.Key, r.Value, row, max(ts, t))
-			} else {
-				o.e.emit(out, r.Key, row, r.Value, max(ts, t))
-			}
-		})
-		return rerr == nil
-	})
+	o.p = probe{r: r, out: out, isLeft: isLeft, lo: lo, hi: hi}
+	err := other.Range(o.probeFn)
+	rerr := o.p.err
+	o.p = probe{}
 	if err != nil {
 		return err
 	}
