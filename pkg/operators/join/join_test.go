@@ -351,6 +351,12 @@ operators:
 // brute-force join: restored join state and the exactly-once sink lose and
 // duplicate no match.
 func TestIntervalJoinFailover(t *testing.T) {
+	for _, unaligned := range []bool{false, true} {
+		t.Run(fmt.Sprintf("unaligned=%v", unaligned), func(t *testing.T) { intervalJoinFailover(t, unaligned) })
+	}
+}
+
+func intervalJoinFailover(t *testing.T, unaligned bool) {
 	const n, keys, rate, lower, upper = 9000, 20, 3000, -5, 10
 	c := flowtest.Start(t, flowtest.Options{TaskManagers: 2, Slots: 4, HeartbeatTimeout: 2 * time.Second})
 	out := t.TempDir()
@@ -362,9 +368,9 @@ operators:
     inputs: [{from: a, keyBy: key}, {from: b, keyBy: key}]
     config: {lower: -5ms, upper: 10ms}
   - {id: out, type: file, inputs: [j], config: {path: %s}}
-checkpoints: {interval: 200ms}
+checkpoints: {interval: 200ms, unaligned: %v}
 restart: {strategy: fixed_delay, attempts: 10, delay: 100ms}
-`, twoSources(n, n, keys, keys, rate, ", interval: 10ms"), out))
+`, twoSources(n, n, keys, keys, rate, ", interval: 10ms"), out, unaligned))
 	c.AwaitStatus(id, flowtest.Running, 30*time.Second)
 	deadline := time.Now().Add(30 * time.Second)
 	for c.Metric("flow_operator_records_in_total", "flow_job", id, "operator", "j") < 4000 {
