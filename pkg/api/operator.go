@@ -94,8 +94,9 @@ type Operator interface {
 // minimum of both inputs', and checkpoint barriers are aligned across both.
 // When both inputs are keyed, keyed state and timers are scoped to the
 // record's key, whichever input it came from (records that meet must give
-// equal key bytes). A broadcast input's records carry no key: read and write
-// broadcast operator state there (GetBroadcastState), not keyed state.
+// equal key bytes). A broadcast second input's records carry no key: read
+// and write broadcast operator state there (GetBroadcastState); keyed state
+// accesses and timers fail for them.
 type TwoInputOperator interface {
 	Operator
 	ProcessRecord2(r Record, out Collector) error

@@ -80,6 +80,11 @@ func (l *opLink) Collect(r api.Record) {
 type opLink2 struct {
 	*opLink
 	op2 api.TwoInputOperator
+	// unkeyed: the second input is not hash-partitioned (broadcast):
+	// its records have no key, and keyed state accesses and timers fail
+	// (key group -1 is in no subtask's range) rather than land under an
+	// empty key.
+	unkeyed bool
 }
 
 // Collect implements api.Collector.
@@ -89,7 +94,11 @@ func (l *opLink2) Collect(r api.Record) {
 	}
 	l.vi.in++
 	if l.keyed != nil {
-		l.keyed.SetCurrentKey(r.Key, keygroup.Assign(r.Key, l.t.maxPar))
+		if l.unkeyed {
+			l.keyed.SetCurrentKey(nil, -1)
+		} else {
+			l.keyed.SetCurrentKey(r.Key, keygroup.Assign(r.Key, l.t.maxPar))
+		}
 	}
 	defer l.t.recoverUser(l.vi)
 	if err := l.op2.ProcessRecord2(r, l.next); err != nil {

@@ -399,7 +399,7 @@ func (t *task) setup() error {
 			t.input = append(t.input, uint8(in.GetInput()))
 		}
 		if in.GetInput() == 1 && t.head2 == nil {
-			if err := t.setupSecondInput(in.GetUpstreamTask()); err != nil {
+			if err := t.setupSecondInput(in.GetUpstreamTask(), in.GetPartitioning() != jobgraphv1.Partitioning_PARTITIONING_HASH); err != nil {
 				return err
 			}
 		} else if in.GetInput() < 0 || in.GetInput() > 1 {
@@ -418,7 +418,7 @@ func (t *task) setup() error {
 
 // setupSecondInput wires the second input to the head operator's
 // ProcessRecord2.
-func (t *task) setupSecondInput(upstream string) error {
+func (t *task) setupSecondInput(upstream string, unkeyed bool) error {
 	if len(t.links) == 0 {
 		return fmt.Errorf("input gate from %q feeds a second input, but %q is not an operator", upstream, t.vertices[0].id)
 	}
@@ -428,7 +428,7 @@ func (t *task) setupSecondInput(upstream string) error {
 		return fmt.Errorf("%s: input %q is its second input, but type %q has one input (no ProcessRecord2): list one input less or use a two-input type",
 			t.opName(l.vi), upstream, l.vi.v.GetType())
 	}
-	t.head2 = &opLink2{opLink: l, op2: two}
+	t.head2 = &opLink2{opLink: l, op2: two, unkeyed: unkeyed}
 	return nil
 }
 

@@ -128,3 +128,48 @@ func TestSecondInputToOneInputType(t *testing.T) {
 		t.Fatalf("error %v, want one naming the second input and the one-input type", err)
 	}
 }
+
+// keyedTouchOp writes keyed state from whichever input a record came from.
+type keyedTouchOp struct {
+	v *api.ValueState[int64]
+}
+
+func (o *keyedTouchOp) Open(ctx api.Context) error {
+	store, err := api.KeyedStateStoreOf(ctx)
+	if err != nil {
+		return err
+	}
+	o.v, err = api.GetValueState(store, api.ValueStateDescriptor[int64]{Name: "n", Codec: api.Int64Codec()})
+	return err
+}
+func (o *keyedTouchOp) ProcessRecord(api.Record, api.Collector) error  { return o.v.Update(1) }
+func (o *keyedTouchOp) ProcessRecord2(api.Record, api.Collector) error { return o.v.Update(2) }
+func (o *keyedTouchOp) Finish(api.Collector) error                     { return nil }
+func (o *keyedTouchOp) Close() error                                   { return nil }
+
+// TestBroadcastInputHasNoKey: a keyed two-input operator that writes keyed
+// state for a record of its broadcast input fails naming the state, rather
+// than storing it under an empty key in some key group.
+func TestBroadcastInputHasNoKey(t *testing.T) {
+	c := newCluster(t, 1, exchange.Options{})
+	touch := vertex("touch", "touch", kOperator, 2, nil)
+	touch.KeyBy = "key"
+	g := &jobgraphv1.JobGraph{Name: "bcast-key",
+		Vertices: []*jobgraphv1.Vertex{
+			vertex("a", "datagen", kSource, 1, map[string]any{"count": 100}),
+			vertex("b", "datagen", kSource, 1, map[string]any{"count": 100}),
+			touch,
+			vertex("sink", "blackhole", kSink, 2, nil),
+		},
+		Edges: []*jobgraphv1.Edge{
+			edge("a", "touch", pHash),
+			{Source: "b", Target: "touch", Partitioning: pBcast, Input: 1},
+			edge("touch", "sink", pForward),
+		}}
+	reg := testRegistry(api.OperatorType{Name: "touch", Kind: api.KindOperator, Keyed: true, Inputs: 2,
+		NewOperator: func(api.Config) (api.Operator, error) { return &keyedTouchOp{}, nil }})
+	err := firstError(startJob(t, c, reg, g, jobOptions{}).wait(t, 30*time.Second))
+	if err == nil || !strings.Contains(err.Error(), `state "n", key "": key group -1 not in`) {
+		t.Fatalf("error %v, want the keyed state access from the broadcast input refused", err)
+	}
+}
