@@ -7,6 +7,8 @@ import (
 	"math"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/flowrt/flow/pkg/api"
 )
 
@@ -205,6 +207,13 @@ func addRow(m api.RawMapState, k, row []byte, scratch *[]byte) error {
 	return m.Put(k, b)
 }
 
+// lateCounter registers the operator's count of dropped late records.
+func lateCounter(ctx api.Context) (prometheus.Counter, error) {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "flow_join_late_records_total",
+		Help: "Records an event-time join dropped because they were behind the watermark."})
+	return c, ctx.Metrics().Register(c)
+}
+
 // Base is embedded for the no-op Finish and Close.
 type base struct{}
 
@@ -225,7 +234,7 @@ type Interval struct {
 	k            [8]byte
 	scratch      []byte
 	e            emitter
-	late         int64
+	late         prometheus.Counter
 	// p is the record being probed against the other side; probeFn is
 	// o.probe, made once so that probing allocates nothing.
 	p       probe
@@ -281,6 +290,9 @@ func (o *Interval) Open(ctx api.Context) error {
 	if err != nil {
 		return err
 	}
+	if o.late, err = lateCounter(ctx); err != nil {
+		return err
+	}
 	if o.timers, err = api.TimerServiceOf(ctx); err != nil {
 		return err
 	}
@@ -307,7 +319,7 @@ func (o *Interval) process(r api.Record, out api.Collector, isLeft bool) error {
 		return ErrNoTimestamp
 	}
 	if wm := o.timers.CurrentWatermark(); wm != math.MinInt64 && ts < wm {
-		o.late++
+		o.late.Inc()
 		return nil
 	}
 	mine, other := o.left, o.right
@@ -357,7 +369,7 @@ type Window struct {
 	scratch     []byte
 	lrows       []byte
 	e           emitter
-	late        int64
+	late        prometheus.Counter
 }
 
 var _ api.TwoInputOperator = (*Window)(nil)
@@ -367,6 +379,9 @@ var _ api.TimerHandler = (*Window)(nil)
 func (o *Window) Open(ctx api.Context) error {
 	store, err := api.KeyedStateStoreOf(ctx)
 	if err != nil {
+		return err
+	}
+	if o.late, err = lateCounter(ctx); err != nil {
 		return err
 	}
 	if o.timers, err = api.TimerServiceOf(ctx); err != nil {
@@ -403,7 +418,7 @@ func (o *Window) add(r api.Record, m api.RawMapState) error {
 	for s := o.lastStart(ts); s > ts-o.size; s -= o.slide {
 		end := s + o.size - 1
 		if wm != math.MinInt64 && end <= wm {
-			o.late++ // the window was joined already
+			o.late.Inc() // the window was joined already
 			continue
 		}
 		if err := addRow(m, encTS(&o.k, s), r.Value, &o.scratch); err != nil {
