@@ -35,8 +35,10 @@ VERSITYGW_VERSION := v1.8.0
 GOBIN := $(shell go env GOPATH)/bin
 
 # Installs what the tests need that Go does not fetch by itself: protoc
-# (Debian protobuf-compiler), prometheus (the dashboard-query test) and
-# versitygw, the S3 server the checkpoint storage tests start on 127.0.0.1.
+# (Debian protobuf-compiler), prometheus (the dashboard-query test), kcat
+# (the outside Kafka client of the Kafka end-to-end tests), chromium (the
+# web UI test) and versitygw, the S3 server the checkpoint storage tests
+# start on 127.0.0.1.
 tools:
 	@command -v protoc >/dev/null 2>&1 || { \
 		echo "installing protoc (Debian protobuf-compiler)"; \
@@ -44,6 +46,12 @@ tools:
 	@command -v prometheus >/dev/null 2>&1 || { \
 		echo "installing prometheus and promtool (Debian prometheus)"; \
 		$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo) apt-get install -y prometheus >/dev/null; }
+	@command -v kcat >/dev/null 2>&1 || { \
+		echo "installing kcat (Debian kcat)"; \
+		$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo) apt-get install -y kcat >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing chromium (Debian chromium)"; \
+		$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo) apt-get install -y chromium >/dev/null; }
 	@[ -x "$(GOBIN)/versitygw" ] || { \
 		echo "installing versitygw $(VERSITYGW_VERSION)"; \
 		go install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION); }

@@ -28,7 +28,7 @@ synchronous snapshot on the task thread, and the asynchronous upload.`,
 			if err != nil {
 				return err
 			}
-			if g.output == "json" {
+			if g.machine() {
 				return g.printJSON(resp)
 			}
 			out := g.env.Stdout

@@ -39,7 +39,7 @@ func TestCheckpointsTasksNumberSubtasksFromZero(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, cp := range listed.Checkpoints {
-			if cp.Status == "CHECKPOINT_STATUS_COMPLETED" && len(cp.Tasks) > 0 {
+			if cp.Status == "COMPLETED" && len(cp.Tasks) > 0 {
 				return true
 			}
 		}

@@ -135,8 +135,8 @@ and runs jobs on an in-process cluster (flowctl local).`,
 		RunE:                       func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 		SuggestionsMinimumDistance: 2,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			if g.output != "table" && g.output != "json" {
-				return usageError(cmd, "-o %q is not an output format: use table or json", g.output)
+			if g.output != "table" && g.output != "json" && g.output != "yaml" {
+				return usageError(cmd, "-o %q is not an output format: use table, json or yaml", g.output)
 			}
 			if g.timeout <= 0 {
 				return usageError(cmd, "--timeout %v must be positive", g.timeout)
@@ -158,7 +158,7 @@ and runs jobs on an in-process cluster (flowctl local).`,
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.jobManager, "jobmanager", jm, "JobManager address HOST:PORT (env "+EnvJobManager+")")
-	pf.StringVarP(&g.output, "output", "o", "table", "output format of read commands: table or json")
+	pf.StringVarP(&g.output, "output", "o", "table", "output format of read commands: table, json or yaml")
 	pf.DurationVar(&g.timeout, "timeout", DefaultTimeout, "timeout of each request to the JobManager")
 
 	root.AddCommand(

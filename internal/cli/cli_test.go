@@ -94,7 +94,7 @@ func TestUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"list", "-o", "yaml"}, `-o "yaml" is not an output format: use table or json: see 'flowctl list --help'`},
+		{[]string{"list", "-o", "xml"}, `-o "xml" is not an output format: use table, json or yaml: see 'flowctl list --help'`},
 		{[]string{"list", "--timeout", "0s"}, `--timeout 0s must be positive: see 'flowctl list --help'`},
 		{[]string{"list", "--timeout", "soon"}, `invalid argument "soon" for "--timeout" flag`},
 		{[]string{"run"}, `want one job spec file, got 0 argument(s): see 'flowctl run --help'`},

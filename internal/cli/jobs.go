@@ -3,27 +3,36 @@ package cli
 import (
 	"context"
 	"fmt"
+	"github.com/flowrt/flow/internal/apijson"
 	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 )
 
-// printJSON writes m as indented JSON with proto field names.
+// printJSON writes m in the machine format (-o json or -o yaml): the
+// rendering the REST API uses too (internal/apijson: plain enum values,
+// numbers as numbers, RFC 3339 times, configs as objects).
 func (g *globals) printJSON(m proto.Message) error {
-	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true, EmitUnpopulated: true}.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("encode JSON: %w", err)
+	render := apijson.Marshal
+	if g.output == "yaml" {
+		render = apijson.MarshalYAML
 	}
-	_, err = fmt.Fprintf(g.env.Stdout, "%s\n", b)
+	b, err := render(m)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", g.output, err)
+	}
+	_, err = fmt.Fprintf(g.env.Stdout, "%s\n", strings.TrimRight(string(b), "\n"))
 	return err
 }
+
+// machine reports whether the output is for machines (-o json or yaml).
+func (g *globals) machine() bool { return g.output == "json" || g.output == "yaml" }
 
 func newTable(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -74,7 +83,7 @@ func listCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.output == "json" {
+			if g.machine() {
 				return g.printJSON(resp)
 			}
 			w := newTable(g.env.Stdout)
@@ -100,7 +109,7 @@ func describeCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.output == "json" {
+			if g.machine() {
 				return g.printJSON(resp)
 			}
 			return g.describe(resp.GetJob())
@@ -229,7 +238,7 @@ func taskManagersCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.output == "json" {
+			if g.machine() {
 				return g.printJSON(resp)
 			}
 			w := newTable(g.env.Stdout)

@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"go.yaml.in/yaml/v3"
 	"sort"
 	"strings"
 
@@ -89,7 +90,7 @@ it lists flowctl's own types and says so on stderr.`,
 				types = opinfo.Describe(g.env.Registry)
 			}
 			if len(args) == 0 {
-				if g.output == "json" {
+				if g.machine() {
 					out := make([]typeInfo, len(types))
 					for i, t := range types {
 						out[i] = describeType(t)
@@ -120,7 +121,7 @@ it lists flowctl's own types and says so on stderr.`,
 			if len(variants) == 0 {
 				return withCode(ExitUsage, fmt.Errorf("%w %q (known types: %s)", api.ErrUnknownType, args[0], strings.Join(names, ", ")))
 			}
-			if g.output == "json" {
+			if g.machine() {
 				if len(variants) == 1 {
 					return g.writeJSON(describeType(variants[0]))
 				}
@@ -190,8 +191,11 @@ func (g *globals) describeTypeText(t *clusterv1.OperatorTypeInfo) error {
 
 func (g *globals) writeJSON(v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
+	if err == nil && g.output == "yaml" {
+		b, err = jsonToYAML(b)
+	}
 	if err != nil {
-		return fmt.Errorf("encode JSON: %w", err)
+		return fmt.Errorf("encode %s: %w", g.output, err)
 	}
 	_, err = fmt.Fprintf(g.env.Stdout, "%s\n", b)
 	return err
@@ -213,4 +217,21 @@ func indent(s, prefix string) string {
 		}
 	}
 	return strings.Join(lines, "\n")
+}
+
+// jsonToYAML renders JSON as block YAML with the same values.
+func jsonToYAML(b []byte) ([]byte, error) {
+	var n yaml.Node
+	if err := yaml.Unmarshal(b, &n); err != nil {
+		return nil, err
+	}
+	var clear func(*yaml.Node)
+	clear = func(n *yaml.Node) {
+		n.Style = 0
+		for _, c := range n.Content {
+			clear(c)
+		}
+	}
+	clear(&n)
+	return yaml.Marshal(&n)
 }

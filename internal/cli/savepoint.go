@@ -101,7 +101,7 @@ func (g *globals) triggerSavepoint(ctx context.Context, req *clusterv1.TriggerSa
 	if last == nil || !last.GetDone() || last.GetPath() == "" {
 		return "", withCode(ExitError, fmt.Errorf("%s: the JobManager ended the progress stream before the savepoint completed: see 'flowctl checkpoints %s'", what, id))
 	}
-	if g.output == "json" {
+	if g.machine() {
 		return last.GetPath(), g.printJSON(last)
 	}
 	fmt.Fprintln(g.env.Stdout, last.GetPath())
@@ -127,7 +127,7 @@ as n/a. A missing or corrupt file makes inspect exit 1 with one line naming it.
 			if err != nil {
 				return withCode(ExitError, fmt.Errorf("inspect %s: %w", args[0], err))
 			}
-			if g.output == "json" {
+			if g.machine() {
 				return g.writeValue(rep)
 			}
 			return g.printInspect(rep)
@@ -250,7 +250,7 @@ checks here with its own types and says so on stderr.`,
 					return withCode(ExitError, err)
 				}
 			}
-			if g.output == "json" {
+			if g.machine() {
 				if werr := g.writeValue(rep); werr != nil {
 					return werr
 				}

@@ -4,8 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flowrt/flow/internal/restapi"
+	"github.com/flowrt/flow/internal/webui"
+	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -19,6 +27,7 @@ import (
 
 	"github.com/flowrt/flow/internal/datadir"
 	"github.com/flowrt/flow/internal/jobmanager"
+	"github.com/flowrt/flow/internal/rpcerr"
 	"github.com/flowrt/flow/internal/taskmanager"
 	"github.com/flowrt/flow/pkg/api"
 	"github.com/flowrt/flow/pkg/jobspec"
@@ -27,6 +36,7 @@ import (
 // common holds the flags both daemons have.
 type common struct {
 	rpcAddress, httpAddress, dataDir, config, logFormat, logLevel string
+	pprof                                                         bool
 }
 
 func (c *common) register(cmd *cobra.Command, rpcDefault, httpDefault, dataDefault string) {
@@ -37,6 +47,7 @@ func (c *common) register(cmd *cobra.Command, rpcDefault, httpDefault, dataDefau
 	f.StringVar(&c.config, "config", "", "YAML file of flag values (keys are flag names); flags and FLOW_* variables override it")
 	f.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.BoolVar(&c.pprof, "pprof", false, "serve Go's profiles on /debug/pprof/ of the HTTP address (off by default: they reveal internals)")
 }
 
 // prepare applies config layering and returns the logger (on the
@@ -53,6 +64,11 @@ func (c *common) prepare(cmd *cobra.Command) (*slog.Logger, error) {
 // --http-address is empty).
 type listeners struct {
 	rpc, http net.Listener
+	// api serves the other paths of the HTTP address: the JobManager's
+	// REST API (/api/) and web UI (/).
+	api http.Handler
+	// pprof: serve /debug/pprof/ too.
+	pprof bool
 }
 
 func (c *common) listen() (*listeners, error) {
@@ -60,7 +76,7 @@ func (c *common) listen() (*listeners, error) {
 	if err != nil {
 		return nil, err
 	}
-	ls := &listeners{rpc: rpcL}
+	ls := &listeners{rpc: rpcL, pprof: c.pprof}
 	if c.httpAddress != "" {
 		if ls.http, err = Listen(c.httpAddress, "http-address"); err != nil {
 			rpcL.Close()
@@ -123,6 +139,19 @@ func JobManagerCommand(registry *api.Registry) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// The REST API calls the JobManager's own gRPC API over
+			// loopback, so it has the same answers and errors as flowctl.
+			conn, err := grpc.NewClient(ls.rpc.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				return fmt.Errorf("rest api: %w", err)
+			}
+			defer conn.Close()
+			rest := restapi.New(clusterv1.NewJobManagerServiceClient(conn))
+			defer rest.Close()
+			app := http.NewServeMux()
+			app.Handle("/api/", rest)
+			app.Handle("/", webui.Handler())
+			ls.api = app
 			return serve(cmd.Context(), log, ls, reg, jm.Register, jm.Ready, func(ctx context.Context) error {
 				log.Info("jobmanager started", "id", jm.ID(), "data_dir", c.dataDir)
 				jm.Run(ctx)
@@ -212,8 +241,11 @@ func serve(parent context.Context, log *slog.Logger, ls *listeners, reg *prometh
 	defer stop()
 
 	rpcL, httpL := ls.rpc, ls.http
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(rpcerr.ServerOptions()...)
 	register(srv)
+	// The standard gRPC health service, SERVING while ready is nil.
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
 	attrs := []any{"rpc_address", rpcL.Addr().String()}
 	if httpL != nil {
 		attrs = append(attrs, "http_address", httpL.Addr().String())
@@ -236,12 +268,17 @@ func serve(parent context.Context, log *slog.Logger, ls *listeners, reg *prometh
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := HTTP(ctx, httpL, reg, ready); err != nil {
+			if err := HTTPWith(ctx, httpL, reg, ready, withPprof(ls.api, ls.pprof)); err != nil {
 				errc <- fmt.Errorf("http server: %w", err)
 				cancel()
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		followReadiness(ctx, hs, ready)
+	}()
 	runErr := run(ctx)
 	cancel()
 	stopped := make(chan struct{})
@@ -258,4 +295,43 @@ func serve(parent context.Context, log *slog.Logger, ls *listeners, reg *prometh
 		return runErr
 	}
 	return <-errc
+}
+
+// followReadiness sets the gRPC health status from ready every second until
+// ctx ends, then NOT_SERVING.
+func followReadiness(ctx context.Context, hs *health.Server, ready func(context.Context) error) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, readyTimeout)
+		st := healthpb.HealthCheckResponse_SERVING
+		if ready(rctx) != nil {
+			st = healthpb.HealthCheckResponse_NOT_SERVING
+		}
+		cancel()
+		hs.SetServingStatus("", st)
+		select {
+		case <-ctx.Done():
+			hs.Shutdown()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// withPprof adds Go's profiles under /debug/pprof/ in front of app when on.
+func withPprof(app http.Handler, on bool) http.Handler {
+	if !on {
+		return app
+	}
+	m := http.NewServeMux()
+	m.HandleFunc("/debug/pprof/", pprof.Index)
+	m.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	m.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	m.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	m.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if app != nil {
+		m.Handle("/", app)
+	}
+	return m
 }

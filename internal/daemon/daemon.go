@@ -13,6 +13,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"time"
@@ -118,8 +120,29 @@ func NewLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 // process collectors.
 func NewRegistry() *prometheus.Registry {
 	r := prometheus.NewRegistry()
-	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo())
 	return r
+}
+
+// buildInfo is flow_build_info: 1, labelled with the Flow module's version
+// and the Go version the daemon was built with (for dashboards that show
+// what runs where, and alerts on mixed versions).
+func buildInfo() prometheus.Collector {
+	version, goVersion := "(devel)", runtime.Version()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		goVersion = bi.GoVersion
+		for _, m := range append([]*debug.Module{&bi.Main}, bi.Deps...) {
+			if m.Path == "github.com/flowrt/flow" && m.Version != "" {
+				version = m.Version
+				break
+			}
+		}
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "flow_build_info",
+		Help:        "Always 1; the labels name the Flow version and the Go version of this daemon.",
+		ConstLabels: prometheus.Labels{"version": version, "go_version": goVersion}})
+	g.Set(1)
+	return g
 }
 
 // Listen opens a TCP listener; port 0 picks a free port.
@@ -143,7 +166,16 @@ const readyTimeout = 5 * time.Second
 //     store);
 //   - /healthz: the same as /readyz, for probes written before it.
 func HTTP(ctx context.Context, l net.Listener, reg *prometheus.Registry, ready func(context.Context) error) error {
+	return HTTPWith(ctx, l, reg, ready, nil)
+}
+
+// HTTPWith is HTTP with app, when not nil, serving every other path (the
+// JobManager's REST API under /api/ and its web UI on /).
+func HTTPWith(ctx context.Context, l net.Listener, reg *prometheus.Registry, ready func(context.Context) error, app http.Handler) error {
 	mux := http.NewServeMux()
+	if app != nil {
+		mux.Handle("/", app)
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/livez", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")

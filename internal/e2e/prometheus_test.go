@@ -124,6 +124,20 @@ scrape_configs:
 		return err == nil && len(r) == 1 && r[0].Value[1] == "3"
 	})
 
+	// Every daemon reports its build.
+	if r, err := promQuery(api, `count(flow_build_info == 1)`); err != nil || len(r) != 1 || r[0].Value[1] != "3" {
+		t.Errorf("count(flow_build_info == 1) = %v (err %v), want 3: one per daemon", r, err)
+	}
+
+	// Both jobs complete checkpoints, seen through the JobManager's metrics.
+	for _, name := range []string{"dash-heap", "dash-pebble"} {
+		q := fmt.Sprintf(`flow_checkpoints_total{result="completed",flow_job_name=%q} > 0 and on (flow_job) flow_job_status{status="RUNNING"} == 1`, name)
+		waitFor(t, 30*time.Second, name+" completing checkpoints in Prometheus", func() bool {
+			r, err := promQuery(api, q)
+			return err == nil && len(r) == 1
+		})
+	}
+
 	// Every panel query, with the dashboard variables set to match all.
 	exprs := dashboardQueries(t, "../../deploy/grafana/dashboards")
 	if len(exprs) == 0 {

@@ -104,17 +104,13 @@ func TestCheckpointsCompleteAndRestoreAfterFailure(t *testing.T) {
 
 	// Attempt 1 fails after checkpoint 3; attempt 2 must restore from the
 	// latest completed one.
-	deadline := time.Now().Add(15 * time.Second)
 	var restore *clusterv1.TaskRestore
-	for restore == nil && time.Now().Before(deadline) {
+	waitFor(t, func() bool { // fails the test if attempt 2 has no restore section
 		src.mu.Lock()
+		defer src.mu.Unlock()
 		restore = src.restored[2]
-		src.mu.Unlock()
-		time.Sleep(20 * time.Millisecond)
-	}
-	if restore == nil {
-		t.Fatal("attempt 2 was not deployed with a restore section")
-	}
+		return restore != nil
+	})
 	if restore.GetCheckpointId() < 3 {
 		t.Fatalf("restored from checkpoint %d, want >= 3", restore.GetCheckpointId())
 	}
@@ -210,14 +206,18 @@ func openStorage(t *testing.T, u string) *storage.Storage {
 	return s
 }
 
-func waitFor(t *testing.T, cond func() bool) {
+// waitFor polls cond until it holds, failing the test after 15s: for
+// state that has no watch (task bodies, TaskManager lists).
+func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
+			t.Fatal("condition not met within 15s")
 		}
-		time.Sleep(20 * time.Millisecond)
+		<-tick.C
 	}
 }
 
@@ -228,6 +228,9 @@ func TestSavepointTriggerAndStop(t *testing.T) {
 	// No periodic checkpoints: savepoints work anyway.
 	id := c.submit(chainGraph("sp", 2, nil))
 	waitStatus(t, c, id, clusterv1.JobStatus_JOB_STATUS_RUNNING)
+	// The job is RUNNING once one subtask runs; a savepoint needs all
+	// (a source not running yet declines it).
+	waitAllRunning(t, c, id)
 	target := t.TempDir()
 
 	take := func(stop bool) (string, []*clusterv1.SavepointProgress) {
@@ -280,18 +283,14 @@ func TestSavepointTriggerAndStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
 	var r *clusterv1.TaskRestore
-	for time.Now().Before(deadline) {
+	t.Logf("job %s: waiting for its deployment with the savepoint's state (storage base %s)", resp.GetJobId(), path)
+	waitFor(t, func() bool {
 		src.mu.Lock()
+		defer src.mu.Unlock()
 		r = src.restored[1]
-		src.mu.Unlock()
-		if r != nil && strings.TrimSuffix(r.GetStorageBase(), "/") == path && len(r.GetOperators()["src-v1"].GetStates()) == 1 {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("job %s was not deployed with the savepoint's state: restore %v, want storage base %s", resp.GetJobId(), r, path)
+		return r != nil && strings.TrimSuffix(r.GetStorageBase(), "/") == path && len(r.GetOperators()["src-v1"].GetStates()) == 1
+	})
 }
 
 func TestCheckpointsDeletedOnCancelUnlessRetained(t *testing.T) {
@@ -392,4 +391,23 @@ func checkpointHistoryAfterRestart(t *testing.T, g *jobgraphv1.JobGraph) {
 			t.Fatalf("checkpoint %d after restart: %v, want id %d at %s", i, cp, want.ID, want.URL)
 		}
 	}
+}
+
+// waitAllRunning waits until every subtask of the job reports RUNNING.
+func waitAllRunning(t *testing.T, c *cluster, id string) {
+	t.Helper()
+	waitFor(t, func() bool {
+		d, err := c.client.GetJob(context.Background(), &clusterv1.GetJobRequest{JobId: id})
+		if err != nil {
+			return false
+		}
+		for _, ti := range d.GetJob().GetTasks() {
+			for _, s := range ti.GetSubtasks() {
+				if s.GetState() != clusterv1.TaskState_TASK_STATE_RUNNING {
+					return false
+				}
+			}
+		}
+		return true
+	})
 }

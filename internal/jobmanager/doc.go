@@ -1,32 +1,39 @@
 // Package jobmanager is the coordinator daemon's core: it accepts
 // TaskManager registrations, marks a TaskManager lost when its heartbeats
 // stop, stores submitted jobs (graph, status, history) so a restarted
-// JobManager still lists them, spreads each job's subtasks over free slots,
-// deploys them, drives their checkpoints and brings each job to FINISHED,
-// CANCELED or FAILED.
+// JobManager still lists them, spreads each job's subtasks over free
+// slots, and gives each job a job master (package jobmaster) that deploys
+// it, drives its checkpoints and brings it to FINISHED, CANCELED or
+// FAILED.
 //
-// Its parts, one file each:
+// Its parts:
 //
-//   - jobmanager.go: the RPC handlers and the job lifecycle (statuses,
-//     attempts, restarts, deployment), under jm.mu.
-//   - heartbeat.go: the TaskManager registry, under its own lock: a TTL
-//     timer per TaskManager reset by heartbeats, slot accounting and the
-//     connections. A heartbeat never waits for job work.
-//   - persist.go and store.go: job records are written by one background
-//     writer off jm.mu, coalesced per job, to a JobStore (files by default).
-//   - checkpoints.go: the driver of each job's checkpoint Coordinator
-//     (pkg/checkpoint): triggers, metadata, notifications (redelivered
-//     until taken), savepoints and stop with savepoint.
-//   - recovery.go: the restore point of a restart (the newest readable
-//     checkpoint; CORRUPT ones skipped) and deployments to unreachable
-//     TaskManagers (rescheduled without a restart attempt).
-//   - restart.go, scheduler.go: restart strategies and slot allocation,
-//     pure functions.
+//   - api.go, taskmanagers.go: the RPC handlers. They route events to the
+//     job's master (task states, acknowledgements, cancel and savepoint
+//     requests) and read the View it publishes (ListJobs, GetJob,
+//     WatchJob, ListCheckpoints). None holds a lock across I/O or runs job
+//     logic.
+//   - jobmanager.go: Options, the set of job masters (under jm.mu, which
+//     guards only that set), the scheduling pass (slots to waiting jobs in
+//     submission order) and the reconciliation of what TaskManagers report
+//     running.
+//   - taskmanagers.go also routes registrations and heartbeats to the
+//     registry (package heartbeat), which has its own lock: a heartbeat
+//     never waits for job work.
+//   - executor.go: the job masters' Executor: RPCs to TaskManagers (each
+//     connection carries the fencing token), slots, job records.
 //   - ready.go, metrics.go: readiness and Prometheus collectors.
 //
+// Sub-packages: jobmaster (one job's loop, checkpoint driver, restore),
+// lifecycle (the pure lifecycle machine), restart (restart strategies),
+// scheduler (slot allocation, pure), heartbeat (the TaskManager registry:
+// TTL timer per TaskManager, scaled TTLs, slots, connections), jobstore (the job store and its
+// background writer: the records the job masters publish are written
+// there, coalesced per job).
+//
 // Lock order: jm.mu, then the registry's lock; the registry calls back
-// (onLost) only after releasing its own. No lock is held across disk or
-// network I/O.
+// (onLost) only after releasing its own; a job master's loop takes no lock
+// but the registry's (through the Executor) and its savepoints' progress.
 //
 // Slot sharing follows Flink's default: a job needs as many slots as its
 // largest parallelism, and slot i hosts subtask i of every task vertex.

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/flowrt/flow/internal/jobmanager"
+	"github.com/flowrt/flow/internal/rpcerr"
 	"github.com/flowrt/flow/internal/taskmanager"
 	"github.com/flowrt/flow/pkg/api"
 	"github.com/flowrt/flow/pkg/runtime"
@@ -53,7 +54,7 @@ func newCluster(t *testing.T, opts jobmanager.Options) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(rpcerr.ServerOptions()...)
 	jm.Register(srv)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -91,7 +92,7 @@ func (c *cluster) addTaskManager(id string, slots int, body taskmanager.RunFunc)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(rpcerr.ServerOptions()...)
 	tm.Register(srv)
 	tm.SetAddress(l.Addr().String())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -115,20 +116,18 @@ func (c *cluster) addTaskManager(id string, slots int, body taskmanager.RunFunc)
 func (c *cluster) waitTM(id string, want clusterv1.TaskManagerState) time.Duration {
 	c.t.Helper()
 	start := time.Now()
-	for {
+	// There is no watch of TaskManagers: poll their list until the
+	// condition holds (waitFor fails the test after its deadline).
+	waitFor(c.t, func() bool {
 		resp, err := c.client.ListTaskManagers(context.Background(), &clusterv1.ListTaskManagersRequest{})
-		if err == nil {
-			for _, tm := range resp.GetTaskManagers() {
-				if tm.GetId() == id && tm.GetState() == want {
-					return time.Since(start)
-				}
+		for _, tm := range resp.GetTaskManagers() {
+			if err == nil && tm.GetId() == id && tm.GetState() == want {
+				return true
 			}
 		}
-		if time.Since(start) > 10*time.Second {
-			c.t.Fatalf("TaskManager %s did not reach %v", id, want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return false
+	})
+	return time.Since(start)
 }
 
 func (c *cluster) submit(g *jobgraphv1.JobGraph) string {
@@ -241,12 +240,22 @@ func TestJobFinishesAndFreesSlots(t *testing.T) {
 func TestTaskFailureFailsJobAndCancelsTheRest(t *testing.T) {
 	c := newCluster(t, jobmanager.Options{})
 	var mu sync.Mutex
-	canceled := 0
+	canceled, started := 0, 0
+	othersRunning := make(chan struct{}) // closed once the 3 other subtasks run
 	body := func(ctx context.Context, d *clusterv1.TaskDeployment, _ runtime.TaskEnv) error {
 		if d.GetId().GetTask() == "sink" && d.GetId().GetSubtask() == 1 {
-			time.Sleep(50 * time.Millisecond)
+			select {
+			case <-othersRunning:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 			return errors.New("boom: bad record at offset 17")
 		}
+		mu.Lock()
+		if started++; started == 3 {
+			close(othersRunning)
+		}
+		mu.Unlock()
 		<-ctx.Done()
 		mu.Lock()
 		canceled++
@@ -295,15 +304,30 @@ func TestCancelJob(t *testing.T) {
 
 func waitStatus(t *testing.T, c *cluster, id string, want clusterv1.JobStatus) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		d, err := c.client.GetJob(context.Background(), &clusterv1.GetJobRequest{JobId: id})
-		if err == nil && d.GetJob().GetSummary().GetStatus() == want {
+	watchUntil(t, c, id, want.String(), func(ev *clusterv1.JobStatusEvent) bool { return ev.GetSummary().GetStatus() == want })
+}
+
+// watchUntil follows the job's status events until cond holds for one,
+// failing the test after 10s or when the job ends first.
+func watchUntil(t *testing.T, c *cluster, id, what string, cond func(*clusterv1.JobStatusEvent) bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := c.client.WatchJob(ctx, &clusterv1.WatchJobRequest{JobId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	for {
+		ev, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("job %s: no %s (seen %v): %v", id, what, seen, err)
+		}
+		if cond(ev) {
 			return
 		}
-		time.Sleep(10 * time.Millisecond)
+		seen = append(seen, ev.GetSummary().GetStatus().String()+": "+ev.GetMessage())
 	}
-	t.Fatalf("job %s did not reach %v", id, want)
 }
 
 func TestNotEnoughSlotsWaitsVisiblyThenFails(t *testing.T) {
@@ -332,7 +356,9 @@ func TestWaitingJobStartsWhenSlotsArrive(t *testing.T) {
 	c := newCluster(t, jobmanager.Options{SlotTimeout: 20 * time.Second})
 	c.addTaskManager("tm-a", 2, finishAfter(time.Millisecond))
 	id := c.submit(graph("wide", 4))
-	time.Sleep(300 * time.Millisecond) // let it wait
+	watchUntil(t, c, id, "waiting for slots", func(ev *clusterv1.JobStatusEvent) bool {
+		return strings.Contains(ev.GetMessage(), "waiting for slots")
+	})
 	c.addTaskManager("tm-b", 2, finishAfter(time.Millisecond))
 	last, _ := c.await(id)
 	if got := last.GetSummary().GetStatus(); got != clusterv1.JobStatus_JOB_STATUS_FINISHED {

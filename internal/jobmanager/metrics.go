@@ -27,24 +27,22 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	jm := c.jm
-	jm.mu.Lock()
 	jobs := map[string]float64{}
 	for name, v := range clusterv1.JobStatus_value {
 		if v != 0 {
 			jobs[name] = 0
 		}
 	}
-	for _, j := range jm.jobs {
-		jobs[j.d.GetSummary().GetStatus().String()]++
+	for _, m := range jm.masters() {
+		jobs[m.View().Status().String()]++
 	}
-	jm.mu.Unlock()
 	tms := map[string]float64{}
 	for name, v := range clusterv1.TaskManagerState_value {
 		if v != 0 {
 			tms[name] = 0
 		}
 	}
-	byState, free, used := jm.reg.stats()
+	byState, free, used := jm.reg.Stats()
 	for name, n := range byState {
 		tms[name] += n
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 )
 
 // ErrNotReady is matched by Ready's error.
@@ -26,25 +25,4 @@ func (jm *JobManager) Ready(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("%w: job store %s did not answer a write probe: %w", ErrNotReady, jm.store, ctx.Err())
 	}
-}
-
-// Probe writes, syncs and removes a small file in the store's directory.
-// Its name does not end in .pb, so LoadAll never reads one left by a crash.
-func (s *store) Probe() error {
-	f, err := os.CreateTemp(s.dir, ".ready-*.probe")
-	if err != nil {
-		return err
-	}
-	name := f.Name()
-	_, err = f.WriteString("ok\n")
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if rerr := os.Remove(name); err == nil {
-		err = rerr
-	}
-	return err
 }

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/flowrt/flow/internal/jobmanager"
+	"github.com/flowrt/flow/internal/rpcerr"
 	"github.com/flowrt/flow/internal/taskmanager"
 	"github.com/flowrt/flow/pkg/api"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
@@ -115,7 +116,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, fmt.Errorf("minicluster: listen: %w", err)
 	}
 	c.jmAddr = l.Addr().String()
-	c.jmSrv = grpc.NewServer()
+	c.jmSrv = grpc.NewServer(rpcerr.ServerOptions()...)
 	c.jm.Register(c.jmSrv)
 	c.wg.Add(2)
 	go func() { defer c.wg.Done(); _ = c.jmSrv.Serve(l) }()
@@ -150,7 +151,7 @@ func (c *Cluster) startTaskManager(i int) error {
 	if err != nil {
 		return fmt.Errorf("minicluster: listen: %w", err)
 	}
-	p := &tmProc{tm: tm, srv: grpc.NewServer(), done: make(chan struct{})}
+	p := &tmProc{tm: tm, srv: grpc.NewServer(rpcerr.ServerOptions()...), done: make(chan struct{})}
 	tm.Register(p.srv)
 	tm.SetAddress(l.Addr().String())
 	ctx, cancel := context.WithCancel(context.Background())

@@ -3,9 +3,7 @@ package taskmanager
 import (
 	"context"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
+	"github.com/flowrt/flow/internal/rpcerr"
 	"github.com/flowrt/flow/pkg/runtime"
 	checkpointv1 "github.com/flowrt/flow/proto/flow/checkpoint/v1"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
@@ -25,7 +23,7 @@ func (tm *TaskManager) TriggerCheckpoint(ctx context.Context, req *clusterv1.Tri
 	t := tm.tasks[keyOf(req.GetTask())]
 	tm.mu.Unlock()
 	if t == nil {
-		return nil, status.Errorf(codes.NotFound, "task %s/%d of job %s is not running on %s",
+		return nil, rpcerr.Errorf(rpcerr.ErrNotFound, "task %s/%d of job %s is not running on %s",
 			req.GetTask().GetTask(), req.GetTask().GetSubtask(), req.GetTask().GetJobId(), tm.opts.ID)
 	}
 	msg := runtime.TriggerCheckpoint{ID: req.GetCheckpointId(), TimestampMs: req.GetTimestampMs(), Options: req.GetOptions()}
@@ -33,7 +31,7 @@ func (tm *TaskManager) TriggerCheckpoint(ctx context.Context, req *clusterv1.Tri
 	case t.control <- msg:
 		return &clusterv1.TriggerCheckpointResponse{}, nil
 	default:
-		return nil, status.Errorf(codes.ResourceExhausted, "task %s/%d: control mailbox full", req.GetTask().GetTask(), req.GetTask().GetSubtask())
+		return nil, rpcerr.Errorf(rpcerr.ErrResourceExhausted, "task %s/%d: control mailbox full", req.GetTask().GetTask(), req.GetTask().GetSubtask())
 	}
 }
 
@@ -63,7 +61,7 @@ func (tm *TaskManager) NotifyCheckpoint(ctx context.Context, req *clusterv1.Noti
 	for _, t := range tasks {
 		t.notes.Await(req.GetCheckpointId(), ctx.Done())
 		if err := ctx.Err(); err != nil {
-			return nil, status.FromContextError(err).Err()
+			return nil, err
 		}
 	}
 	return &clusterv1.NotifyCheckpointResponse{}, nil

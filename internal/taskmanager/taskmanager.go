@@ -15,11 +15,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/flowrt/flow/internal/exchange"
+	"github.com/flowrt/flow/internal/rpcerr"
 	"github.com/flowrt/flow/pkg/api"
 	"github.com/flowrt/flow/pkg/runtime"
 	statepebble "github.com/flowrt/flow/pkg/statebackend/pebble"
@@ -450,7 +450,7 @@ func (tm *TaskManager) DeployTask(ctx context.Context, req *clusterv1.DeployTask
 	d := req.GetDeployment()
 	id := d.GetId()
 	if id == nil || d.GetGraph() == nil || len(d.GetOperators()) == 0 {
-		return nil, status.Error(codes.InvalidArgument, "deploy: the deployment lacks its id, graph or operators")
+		return nil, rpcerr.New(rpcerr.ErrInvalidArgument, "deploy: the deployment lacks its id, graph or operators")
 	}
 	if err := tm.fenced(ctx); err != nil {
 		return nil, err
@@ -458,20 +458,20 @@ func (tm *TaskManager) DeployTask(ctx context.Context, req *clusterv1.DeployTask
 	k := keyOf(id)
 	dir := filepath.Join(tm.opts.DataDir, "tasks", fmt.Sprintf("%s-%d", id.GetJobId(), id.GetAttempt()), fmt.Sprintf("%s-%d", id.GetTask(), id.GetSubtask()))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, status.Errorf(codes.Internal, "deploy: create task dir: %v", err)
+		return nil, rpcerr.Errorf(rpcerr.ErrInternal, "deploy: create task dir: %v", err)
 	}
 	tm.mu.Lock()
 	if tm.stopping {
 		tm.mu.Unlock()
-		return nil, status.Error(codes.Unavailable, "deploy: the TaskManager is shutting down")
+		return nil, rpcerr.New(rpcerr.ErrUnavailable, "deploy: the TaskManager is shutting down")
 	}
 	if newer, stale := tm.staleAttemptLocked(id); stale {
 		tm.mu.Unlock()
-		return nil, status.Errorf(codes.FailedPrecondition, "deploy: attempt %d of job %s is stale: attempt %d runs here", id.GetAttempt(), id.GetJobId(), newer)
+		return nil, rpcerr.Errorf(rpcerr.ErrFailedPrecondition, "deploy: attempt %d of job %s is stale: attempt %d runs here", id.GetAttempt(), id.GetJobId(), newer)
 	}
 	if _, dup := tm.tasks[k]; dup {
 		tm.mu.Unlock()
-		return nil, status.Errorf(codes.AlreadyExists, "deploy: task %s/%d of job %s attempt %d is already running", id.GetTask(), id.GetSubtask(), id.GetJobId(), id.GetAttempt())
+		return nil, rpcerr.Errorf(rpcerr.ErrAlreadyExists, "deploy: task %s/%d of job %s attempt %d is already running", id.GetTask(), id.GetSubtask(), id.GetJobId(), id.GetAttempt())
 	}
 	tctx, cancel := context.WithCancel(tm.base)
 	t := &task{id: id, cancel: cancel, done: make(chan struct{}), control: make(chan any, controlBuffer), notes: runtime.NewNotifications()}
@@ -564,7 +564,7 @@ func (tm *TaskManager) CancelTask(ctx context.Context, req *clusterv1.CancelTask
 		return nil, err
 	}
 	if !tm.cancelTask(req.GetTask()) {
-		return nil, status.Errorf(codes.NotFound, "task %s/%d of job %s is not running on %s", req.GetTask().GetTask(), req.GetTask().GetSubtask(), req.GetTask().GetJobId(), tm.opts.ID)
+		return nil, rpcerr.Errorf(rpcerr.ErrNotFound, "task %s/%d of job %s is not running on %s", req.GetTask().GetTask(), req.GetTask().GetSubtask(), req.GetTask().GetJobId(), tm.opts.ID)
 	}
 	return &clusterv1.CancelTaskResponse{}, nil
 }

@@ -3,15 +3,16 @@
 //
 //	import _ "github.com/flowrt/flow/pkg/builtin"
 //
-// Sources: datagen, file. Operators: map, filter, select; keyed (stateful):
-// count, reduce, dedupe, window, session; two-input (keyed):
-// interval-join, window-join, join. Sinks: print, blackhole, file.
+// Sources: datagen, file, kafka. Operators: map, filter, select; keyed (stateful):
+// count, reduce, dedupe, window, session; two-input (keyed): interval-join,
+// window-join, join. Sinks: print, blackhole, file, kafka.
 package builtin
 
 import (
 	_ "github.com/flowrt/flow/pkg/connectors/blackhole"
 	_ "github.com/flowrt/flow/pkg/connectors/datagen"
 	_ "github.com/flowrt/flow/pkg/connectors/file"
+	_ "github.com/flowrt/flow/pkg/connectors/kafka"
 	_ "github.com/flowrt/flow/pkg/connectors/print"
 	_ "github.com/flowrt/flow/pkg/operators/count"
 	_ "github.com/flowrt/flow/pkg/operators/dedupe"

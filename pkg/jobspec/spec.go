@@ -196,6 +196,7 @@ func (p *parser) parse(data []byte, sets []string) *jobgraphv1.JobGraph {
 	backend := p.stateBackend(top["stateBackend"].val)
 	ckpt := p.checkpoints(top["checkpoints"].val, backend)
 	rst := p.restart(top["restart"].val, ckpt.Interval > 0)
+	p.transactionTimeouts(ops, ckpt)
 
 	if len(p.errs.List) > 0 {
 		return nil
@@ -232,6 +233,36 @@ func (p *parser) parse(data []byte, sets []string) *jobgraphv1.JobGraph {
 		return nil
 	}
 	return g
+}
+
+// transactionTimeouts refuses a transactional sink whose transactions
+// would time out before the checkpoint that commits them can complete: a
+// config field "transactionTimeout" (of an operator whose
+// "deliveryGuarantee", if it has one, is exactly_once) must exceed
+// checkpoints.interval + checkpoints.timeout.
+func (p *parser) transactionTimeouts(ops []*operator, ckpt Checkpoints) {
+	if ckpt.Interval <= 0 {
+		return
+	}
+	for _, op := range ops {
+		if op == nil || op.typ == nil || op.config == nil {
+			continue
+		}
+		if _, ok := op.typ.Field("transactionTimeout"); !ok {
+			continue
+		}
+		cfg, err := op.typ.DecodeConfigJSON(op.config)
+		if err != nil {
+			continue
+		}
+		if _, ok := op.typ.Field("deliveryGuarantee"); ok && cfg.String("deliveryGuarantee") != "exactly_once" {
+			continue
+		}
+		if tt, need := cfg.Duration("transactionTimeout"), ckpt.Interval+ckpt.Timeout; tt <= need {
+			p.errAt(op.typeNode, "operator %q: config field \"transactionTimeout\": %s is not longer than checkpoints.interval + checkpoints.timeout (%s + %s): a transaction could time out before its checkpoint completes; raise transactionTimeout or lower checkpoints.timeout",
+				op.id, tt, ckpt.Interval, ckpt.Timeout)
+		}
+	}
 }
 
 // vertexKeyBy is the vertex's key expression: the operator's keyBy, else

@@ -26,7 +26,8 @@ func header(data []byte) (sets []string) {
 	for _, line := range strings.Split(string(data), "\n") {
 		switch {
 		case strings.HasPrefix(line, "# set: "):
-			sets = append(sets, strings.TrimPrefix(line, "# set: "))
+			// $FLOW_TESTDATA_KAFKA: the test broker's address (TestMain).
+			sets = append(sets, strings.ReplaceAll(strings.TrimPrefix(line, "# set: "), "$FLOW_TESTDATA_KAFKA", os.Getenv("FLOW_TESTDATA_KAFKA")))
 		case strings.HasPrefix(line, "#"):
 		default:
 			return sets
@@ -50,7 +51,11 @@ func render(t *testing.T, g *jobgraphv1.JobGraph) string {
 			fmt.Fprintf(&b, " watermarks={timestamp=%q outOfOrderness=%dms interval=%dms idleTimeout=%dms}",
 				w.GetTimestamp(), w.GetOutOfOrdernessMs(), w.GetIntervalMs(), w.GetIdleTimeoutMs())
 		}
-		fmt.Fprintf(&b, "\n  config %s\n", v.GetConfig())
+		cfg := string(v.GetConfig())
+		if addr := os.Getenv("FLOW_TESTDATA_KAFKA"); addr != "" {
+			cfg = strings.ReplaceAll(cfg, addr, "$FLOW_TESTDATA_KAFKA")
+		}
+		fmt.Fprintf(&b, "\n  config %s\n", cfg)
 	}
 	for _, e := range g.GetEdges() {
 		fmt.Fprintf(&b, "edge %s -> %s %s", e.GetSource(), e.GetTarget(), strings.TrimPrefix(e.GetPartitioning().String(), "PARTITIONING_"))

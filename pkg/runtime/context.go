@@ -147,9 +147,14 @@ type taskMetrics struct {
 	backpressured prometheus.Counter
 	idle          prometheus.Counter
 	busy          prometheus.Counter
+	bytesInCtr    prometheus.Counter
+	bytesOutCtr   prometheus.Counter
 
 	in, out       int64 // unpublished counts
 	pubIn, pubOut int64
+	// bytesIn and bytesOut: exchange buffer bytes received and emitted.
+	bytesIn, bytesOut       int64
+	pubBytesIn, pubBytesOut int64
 
 	// idleNs and bpNs: time waiting for input (or, in a source, for its
 	// next batch) and for output buffers since lastPub; the rest of the
@@ -203,6 +208,8 @@ func newTaskMetrics(reg prometheus.Registerer, job, jobName, task string, subtas
 		{&m.backpressured, "flow_task_backpressured_seconds_total", "Time a subtask waited for output buffers (backpressure)."},
 		{&m.idle, "flow_task_idle_seconds_total", "Time a subtask waited for input (a source: for its next batch)."},
 		{&m.busy, "flow_task_busy_seconds_total", "Time a subtask was neither idle nor backpressured: busy + idle + backpressured is the wall time."},
+		{&m.bytesInCtr, "flow_task_bytes_in_total", "Bytes of exchange buffers a subtask received from its inputs (local or remote)."},
+		{&m.bytesOutCtr, "flow_task_bytes_out_total", "Bytes of exchange buffers a subtask emitted to its outputs."},
 	} {
 		got, err := registerCounter(reg, counter(c.name, c.help))
 		*c.dst = got
@@ -238,8 +245,17 @@ func (m *taskMetrics) publish() {
 	}
 }
 
-// publishTimes publishes idle, backpressured and busy time up to now.
+// publishTimes publishes idle, backpressured and busy time up to now, and
+// the byte counts.
 func (m *taskMetrics) publishTimes(now time.Time) {
+	if d := m.bytesIn - m.pubBytesIn; d > 0 {
+		m.bytesInCtr.Add(float64(d))
+		m.pubBytesIn = m.bytesIn
+	}
+	if d := m.bytesOut - m.pubBytesOut; d > 0 {
+		m.bytesOutCtr.Add(float64(d))
+		m.pubBytesOut = m.bytesOut
+	}
 	wall := now.Sub(m.lastPub).Nanoseconds()
 	if wall <= 0 {
 		return

@@ -105,6 +105,10 @@ type jobOptions struct {
 	done func(d *clusterv1.TaskDeployment, err error)
 	// noFailFast keeps the other subtasks running when one fails.
 	noFailFast bool
+	// deploy, when set, returns the deployments to run (a job master's)
+	// instead of building them; started is told of the running job.
+	deploy  func(addrs []string) []*clusterv1.TaskDeployment
+	started func(j *job)
 }
 
 func startJob(t testing.TB, c *cluster, reg *api.Registry, g *jobgraphv1.JobGraph, o jobOptions) *job {
@@ -122,6 +126,9 @@ func startJob(t testing.TB, c *cluster, reg *api.Registry, g *jobgraphv1.JobGrap
 		jobID = "job-1"
 	}
 	ds := jobgraph.BuildDeployments(jobID, o.attempt, g, plan, func(task string, s int) string { return c.addrs[assign(task, s)] })
+	if o.deploy != nil {
+		ds = o.deploy(c.addrs)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	j := &job{deployments: ds, errs: map[string]error{}, cancel: cancel}
 	for _, d := range ds {
@@ -148,6 +155,9 @@ func startJob(t testing.TB, c *cluster, reg *api.Registry, g *jobgraphv1.JobGrap
 		}()
 	}
 	t.Cleanup(func() { cancel(); j.wg.Wait() })
+	if o.started != nil {
+		o.started(j)
+	}
 	return j
 }
 

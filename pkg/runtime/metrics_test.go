@@ -59,6 +59,11 @@ func TestTaskAndOperatorMetrics(t *testing.T) {
 		t.Errorf("task m received %v records, want %d", got, records)
 	}
 
+	// Bytes cross the exchange from gen to m: what gen emitted, m received.
+	out := reg.sum(t, "flow_task_bytes_out_total", with("task", "gen"))
+	if in := reg.sum(t, "flow_task_bytes_in_total", with("task", "m")); out < records*10 || in != out {
+		t.Errorf("gen emitted %v bytes, m received %v; want equal and at least 10 per record", out, in)
+	}
 	for _, task := range []string{"gen", "m"} {
 		sub := "0"
 		busy := reg.sum(t, "flow_task_busy_seconds_total", with("task", task, "subtask", sub))

@@ -214,6 +214,7 @@ func (o *output) emit(sub int) {
 		return
 	}
 	sb.open = false
+	o.t.metrics.bytesOut += int64(len(sb.w.buf))
 	if err := o.part.Emit(sub, sb.w.buf); err != nil {
 		o.t.fail(fmt.Errorf("emit to %q subpartition %d: %w", o.part.ID().DownstreamTask, sub, err))
 	}

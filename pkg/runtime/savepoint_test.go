@@ -13,8 +13,8 @@ import (
 
 	"github.com/flowrt/flow/internal/exchange"
 	"github.com/flowrt/flow/pkg/api"
-	"github.com/flowrt/flow/pkg/checkpoint"
 	"github.com/flowrt/flow/pkg/checkpoint/snapshot"
+	"github.com/flowrt/flow/pkg/checkpoint/storage"
 	"github.com/flowrt/flow/pkg/operators/count"
 	"github.com/flowrt/flow/pkg/operators/window"
 	"github.com/flowrt/flow/pkg/statebackend"
@@ -23,23 +23,20 @@ import (
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
 
-// savepoint triggers a savepoint (with drain: the sources end their input
-// first) and returns its id.
+// savepoint triggers a savepoint through the job master (with drain: the
+// sources end their input first) and returns its id.
 func (c *testCoordinator) savepoint(t *testing.T, drain bool) uint64 {
 	t.Helper()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.coord == nil {
-		t.Fatal("savepoint: no attempt running")
+	target, err := storage.Open(context.Background(), c.spDir)
+	if err != nil {
+		t.Fatal(err)
 	}
-	before := c.lastID
-	c.opts.Drain = drain
-	c.stepLocked(checkpoint.Event{Type: checkpoint.EventSavepoint, Time: time.Now()}, c.attempt)
-	c.opts.Drain = false
-	if c.lastID == before {
-		t.Fatal("the coordinator did not trigger the savepoint")
+	sp, err := c.m.TriggerSavepoint(context.Background(), time.Now(), target, false, drain)
+	if err != nil {
+		target.Close()
+		t.Fatalf("savepoint: %v", err)
 	}
-	return c.lastID
+	return sp.Progress().ID
 }
 
 // awaitCompleted waits until checkpoint id completed and returns its
@@ -88,7 +85,7 @@ func (c *testCoordinator) sourceSplits(t *testing.T, md *checkpointv1.Checkpoint
 		if len(st.GetSourcePosition()) > 0 {
 			t.Errorf("subtask %d of split source %s stored a position %q", st.GetSubtask(), uid, st.GetSourcePosition())
 		}
-		sts, err := snapshot.ReadOperatorState(context.Background(), c.store.Storage().Open, st.GetOperatorState())
+		sts, err := snapshot.ReadOperatorState(context.Background(), c.filesOf(t, md).Open, st.GetOperatorState())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +116,7 @@ func (c *testCoordinator) keyedEntries(t *testing.T, md *checkpointv1.Checkpoint
 	for _, st := range operatorOf(t, md, uid).GetSubtasks() {
 		for _, h := range st.GetKeyed() {
 			for _, f := range h.GetFiles() {
-				rc, err := c.store.Storage().Open(context.Background(), f.GetPath())
+				rc, err := c.filesOf(t, md).Open(context.Background(), f.GetPath())
 				if err != nil {
 					t.Fatal(err)
 				}

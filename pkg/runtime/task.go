@@ -699,6 +699,7 @@ func (t *task) runInputs() error {
 				t.controlFrame(ch, ev.Frame, ev.Overtaken)
 				gs.gate.Recycle(ev.Channel, ev.Frame)
 			default:
+				t.metrics.bytesIn += int64(len(ev.Frame))
 				t.dataBuffer(ch, ev.Frame)
 				t.processFrame(ch, ev.Frame)
 				gs.gate.Recycle(ev.Channel, ev.Frame)

@@ -1,4 +1,4 @@
-package jobmanager
+package scheduler
 
 import (
 	"errors"
@@ -6,7 +6,7 @@ import (
 )
 
 func TestAllocateSlotsSpreadsAcrossTaskManagers(t *testing.T) {
-	got, err := allocateSlots(4, []slotOffer{{"tm-b", 4}, {"tm-a", 4}})
+	got, err := Allocate(4, []Offer{{"tm-b", 4}, {"tm-a", 4}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,7 +20,7 @@ func TestAllocateSlotsSpreadsAcrossTaskManagers(t *testing.T) {
 }
 
 func TestAllocateSlotsSpreadsThenFillsTheEmptiest(t *testing.T) {
-	got, err := allocateSlots(5, []slotOffer{{"tm-a", 1}, {"tm-b", 4}, {"tm-c", 2}})
+	got, err := Allocate(5, []Offer{{"tm-a", 1}, {"tm-b", 4}, {"tm-c", 2}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,21 +35,21 @@ func TestAllocateSlotsSpreadsThenFillsTheEmptiest(t *testing.T) {
 }
 
 func TestAllocateSlotsNotEnough(t *testing.T) {
-	_, err := allocateSlots(5, []slotOffer{{"tm-a", 2}, {"tm-b", 2}})
+	_, err := Allocate(5, []Offer{{"tm-a", 2}, {"tm-b", 2}})
 	if !errors.Is(err, ErrNotEnoughSlots) {
 		t.Fatalf("want ErrNotEnoughSlots, got %v", err)
 	}
-	_, err = allocateSlots(1, nil)
+	_, err = Allocate(1, nil)
 	if !errors.Is(err, ErrNotEnoughSlots) {
 		t.Fatalf("no TaskManagers: want ErrNotEnoughSlots, got %v", err)
 	}
 }
 
 func TestAllocateSlotsDeterministic(t *testing.T) {
-	offers := []slotOffer{{"tm-c", 3}, {"tm-a", 3}, {"tm-b", 3}}
-	first, _ := allocateSlots(7, offers)
+	offers := []Offer{{"tm-c", 3}, {"tm-a", 3}, {"tm-b", 3}}
+	first, _ := Allocate(7, offers)
 	for i := 0; i < 10; i++ {
-		again, _ := allocateSlots(7, offers)
+		again, _ := Allocate(7, offers)
 		for j := range first {
 			if first[j] != again[j] {
 				t.Fatalf("allocation changed between runs: %v vs %v", first, again)

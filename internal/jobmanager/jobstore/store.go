@@ -1,4 +1,4 @@
-package jobmanager
+package jobstore
 
 import (
 	"errors"
@@ -12,12 +12,12 @@ import (
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 )
 
-// JobStore keeps the JobManager's job records: one per job, the job's
+// Store keeps the JobManager's job records: one per job, the job's
 // details (graph, status, history). The JobManager writes them from one
 // background goroutine, never under its lock, so a slow store delays only
 // persistence. The default is a directory of files (Options.DataDir/jobs);
 // HA replaces it (e.g. by etcd).
-type JobStore interface {
+type Store interface {
 	// Save stores d, replacing the job's earlier record atomically.
 	Save(d *clusterv1.JobDetails) error
 	// LoadAll returns every stored job; a record that cannot be read is
@@ -29,29 +29,30 @@ type JobStore interface {
 	String() string
 }
 
-// store keeps one file per job under dir/jobs: the job's details (graph,
+// files keeps one file per job under dir/jobs: the job's details (graph,
 // status, history) as a binary JobDetails message. Writes go to a temporary
 // file that is synced and renamed over the old one, so a crash leaves either
 // the old or the new version.
-type store struct {
+type files struct {
 	dir string
 }
 
-var _ JobStore = (*store)(nil)
+var _ Store = (*files)(nil)
 
-func (s *store) String() string { return s.dir }
+func (s *files) String() string { return s.dir }
 
-func openStore(dataDir string) (*store, error) {
+// Open opens (creating it) the file store under dataDir/jobs.
+func Open(dataDir string) (Store, error) {
 	dir := filepath.Join(dataDir, "jobs")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create job store %s: %w", dir, err)
 	}
-	return &store{dir: dir}, nil
+	return &files{dir: dir}, nil
 }
 
-func (s *store) path(id string) string { return filepath.Join(s.dir, id+".pb") }
+func (s *files) path(id string) string { return filepath.Join(s.dir, id+".pb") }
 
-func (s *store) Save(d *clusterv1.JobDetails) error {
+func (s *files) Save(d *clusterv1.JobDetails) error {
 	id := d.GetSummary().GetJobId()
 	data, err := proto.Marshal(d)
 	if err != nil {
@@ -90,7 +91,7 @@ func syncDir(dir string) error {
 
 // LoadAll reads every stored job. A file that cannot be decoded is reported
 // by name and skipped, so one corrupt record does not hide the others.
-func (s *store) LoadAll() ([]*clusterv1.JobDetails, []error) {
+func (s *files) LoadAll() ([]*clusterv1.JobDetails, []error) {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
 		return nil, []error{fmt.Errorf("read job store %s: %w", s.dir, err)}
@@ -119,4 +120,25 @@ func (s *store) LoadAll() ([]*clusterv1.JobDetails, []error) {
 		jobs = append(jobs, d)
 	}
 	return jobs, errs
+}
+
+// Probe writes, syncs and removes a small file in the store's directory.
+// Its name does not end in .pb, so LoadAll never reads one left by a crash.
+func (s *files) Probe() error {
+	f, err := os.CreateTemp(s.dir, ".ready-*.probe")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	_, err = f.WriteString("ok\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if rerr := os.Remove(name); err == nil {
+		err = rerr
+	}
+	return err
 }

@@ -1,4 +1,4 @@
-package jobmanager
+package restart
 
 import (
 	"fmt"
@@ -17,27 +17,27 @@ var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 var dur = durationpb.New
 
 func TestNoRestart(t *testing.T) {
-	s := restartStrategyFor(&jobgraphv1.RestartConfig{Strategy: jobgraphv1.RestartStrategy_RESTART_STRATEGY_NONE}, nil)
-	if _, ok, reason := s.onFailure(t0); ok || !strings.Contains(reason, "none") {
+	s := For(&jobgraphv1.RestartConfig{Strategy: jobgraphv1.RestartStrategy_RESTART_STRATEGY_NONE}, nil)
+	if _, ok, reason := s.OnFailure(t0); ok || !strings.Contains(reason, "none") {
 		t.Fatalf("none restarted (%v, %q)", ok, reason)
 	}
 }
 
 func TestFixedDelay(t *testing.T) {
-	s := restartStrategyFor(&jobgraphv1.RestartConfig{Strategy: jobgraphv1.RestartStrategy_RESTART_STRATEGY_FIXED_DELAY, Attempts: proto.Int32(2), Delay: dur(3 * time.Second)}, nil)
+	s := For(&jobgraphv1.RestartConfig{Strategy: jobgraphv1.RestartStrategy_RESTART_STRATEGY_FIXED_DELAY, Attempts: proto.Int32(2), Delay: dur(3 * time.Second)}, nil)
 	for i := 0; i < 2; i++ {
-		d, ok, _ := s.onFailure(t0)
+		d, ok, _ := s.OnFailure(t0)
 		if !ok || d != 3*time.Second {
 			t.Fatalf("attempt %d: %v %v", i+1, d, ok)
 		}
 	}
-	if _, ok, reason := s.onFailure(t0); ok || !strings.Contains(reason, "all 2 restart attempts used") {
+	if _, ok, reason := s.OnFailure(t0); ok || !strings.Contains(reason, "all 2 restart attempts used") {
 		t.Fatalf("third failure restarted (%v, %q)", ok, reason)
 	}
 }
 
 func TestFailureRate(t *testing.T) {
-	s := restartStrategyFor(&jobgraphv1.RestartConfig{Strategy: jobgraphv1.RestartStrategy_RESTART_STRATEGY_FAILURE_RATE, MaxFailuresPerInterval: proto.Int32(2),
+	s := For(&jobgraphv1.RestartConfig{Strategy: jobgraphv1.RestartStrategy_RESTART_STRATEGY_FAILURE_RATE, MaxFailuresPerInterval: proto.Int32(2),
 		FailureRateInterval: dur(time.Minute), Delay: dur(time.Second)}, nil)
 	steps := []struct {
 		at time.Duration
@@ -50,7 +50,7 @@ func TestFailureRate(t *testing.T) {
 		{99 * time.Second, false}, // three within (39s, 99s]
 	}
 	for i, st := range steps {
-		if _, ok, reason := s.onFailure(t0.Add(st.at)); ok != st.ok {
+		if _, ok, reason := s.OnFailure(t0.Add(st.at)); ok != st.ok {
 			t.Fatalf("step %d at %s: ok=%v want %v (%s)", i, st.at, ok, st.ok, reason)
 		}
 	}
@@ -59,11 +59,11 @@ func TestFailureRate(t *testing.T) {
 func TestExponentialDelayGrowsCapsAndResets(t *testing.T) {
 	cfg := &jobgraphv1.RestartConfig{Strategy: jobgraphv1.RestartStrategy_RESTART_STRATEGY_EXPONENTIAL_DELAY, InitialBackoff: dur(time.Second), MaxBackoff: dur(5 * time.Second),
 		BackoffMultiplier: proto.Float64(2), ResetBackoffThreshold: dur(time.Hour), JitterFactor: proto.Float64(0)}
-	s := restartStrategyFor(cfg, func() float64 { return 0.5 })
+	s := For(cfg, func() float64 { return 0.5 })
 	now := t0
 	var got []time.Duration
 	for i := 0; i < 5; i++ {
-		d, ok, _ := s.onFailure(now)
+		d, ok, _ := s.OnFailure(now)
 		if !ok {
 			t.Fatal("exponential delay without attempt limit gave up")
 		}
@@ -77,7 +77,7 @@ func TestExponentialDelayGrowsCapsAndResets(t *testing.T) {
 		}
 	}
 	// A healthy hour resets the backoff.
-	if d, _, _ := s.onFailure(now.Add(2 * time.Hour)); d != time.Second {
+	if d, _, _ := s.OnFailure(now.Add(2 * time.Hour)); d != time.Second {
 		t.Fatalf("after a healthy period the delay is %s, want 1s", d)
 	}
 }
@@ -86,15 +86,15 @@ func TestExponentialDelayJitterAndAttempts(t *testing.T) {
 	cfg := &jobgraphv1.RestartConfig{Strategy: jobgraphv1.RestartStrategy_RESTART_STRATEGY_EXPONENTIAL_DELAY, InitialBackoff: dur(10 * time.Second), MaxBackoff: dur(time.Minute),
 		BackoffMultiplier: proto.Float64(1.5), ResetBackoffThreshold: dur(time.Hour), JitterFactor: proto.Float64(0.1), Attempts: proto.Int32(2)}
 	r := 0.0
-	s := restartStrategyFor(cfg, func() float64 { return r })
-	if d, _, _ := s.onFailure(t0); d != 9*time.Second { // -10%
+	s := For(cfg, func() float64 { return r })
+	if d, _, _ := s.OnFailure(t0); d != 9*time.Second { // -10%
 		t.Fatalf("jitter low: %s", d)
 	}
 	r = 0.999999
-	if d, _, _ := s.onFailure(t0.Add(time.Second)); d < 16*time.Second || d > 16500*time.Millisecond { // 15s +10%
+	if d, _, _ := s.OnFailure(t0.Add(time.Second)); d < 16*time.Second || d > 16500*time.Millisecond { // 15s +10%
 		t.Fatalf("jitter high: %s", d)
 	}
-	if _, ok, reason := s.onFailure(t0.Add(2 * time.Second)); ok || !strings.Contains(reason, "all 2 restart attempts used") {
+	if _, ok, reason := s.OnFailure(t0.Add(2 * time.Second)); ok || !strings.Contains(reason, "all 2 restart attempts used") {
 		t.Fatalf("third failure: %v %q", ok, reason)
 	}
 }
@@ -113,9 +113,9 @@ func TestRestartStrategyOfLegacyAndTypedGraphs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := restartStrategyFor(r, func() float64 { return 0 })
+		s := For(r, func() float64 { return 0 })
 		for k := 0; k < 4; k++ {
-			d, ok, reason := s.onFailure(t0.Add(time.Duration(k) * time.Minute))
+			d, ok, reason := s.OnFailure(t0.Add(time.Duration(k) * time.Minute))
 			runs[i] = append(runs[i], fmt.Sprintf("%v %v %s", d, ok, reason))
 		}
 	}

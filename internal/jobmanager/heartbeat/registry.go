@@ -1,4 +1,4 @@
-package jobmanager
+package heartbeat
 
 import (
 	"sort"
@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/flowrt/flow/internal/jobmanager/scheduler"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 )
 
@@ -16,17 +17,15 @@ import (
 // often (and its TTL grows with it), as nomad scales its node TTLs.
 const maxHeartbeatRate = 50
 
-// registry tracks the TaskManagers: registration, a TTL timer per
+// Registry tracks the TaskManagers: registration, a TTL timer per
 // TaskManager that a heartbeat resets (when it fires the TaskManager is
 // lost), slot accounting and the connection to each. It has its own lock,
 // so a heartbeat never waits for the JobManager's lock or for job work.
 //
-// Lock order: code holding jm.mu may call the registry; the registry never
-// calls the JobManager while it holds r.mu (onLost runs after it is
-// released).
-type registry struct {
+// Lock order: the registry never calls out while it holds r.mu (onLost
+// runs after it is released).
+type Registry struct {
 	interval, ttl time.Duration // configured heartbeat interval and timeout
-	dial          []grpc.DialOption
 	// onLost is told, without r.mu, that a TaskManager left service (lost,
 	// unreachable or deregistered): its subtasks fail.
 	onLost func(id, reason string)
@@ -63,20 +62,24 @@ func (tm *taskManager) freeSlots() int {
 	return int(tm.info.GetSlots()) - tm.used
 }
 
-// tmRef is what job code needs of a TaskManager: where it is and how to
+// Ref is what job code needs of a TaskManager: where it is and how to
 // call it.
-type tmRef struct {
-	id, address string
-	client      clusterv1.TaskExecutorServiceClient
+type Ref struct {
+	ID, Address string
+	Client      clusterv1.TaskExecutorServiceClient
 }
 
-func newRegistry(interval, ttl time.Duration, dial []grpc.DialOption) *registry {
-	return &registry{interval: interval, ttl: ttl, dial: dial, tms: map[string]*taskManager{}}
+// New returns a registry asking TaskManagers for heartbeats every
+// interval, losing them after ttl without one (both scaled with the
+// cluster's size). onLost is told, without the registry's lock, that a
+// TaskManager left service (lost, unreachable or deregistered).
+func New(interval, ttl time.Duration, onLost func(id, reason string)) *Registry {
+	return &Registry{interval: interval, ttl: ttl, onLost: onLost, tms: map[string]*taskManager{}}
 }
 
 // scaledLocked returns the heartbeat interval and TTL for a cluster of n
 // TaskManagers.
-func (r *registry) scaledLocked(n int) (time.Duration, time.Duration) {
+func (r *Registry) scaledLocked(n int) (time.Duration, time.Duration) {
 	interval := max(r.interval, time.Duration(n)*time.Second/maxHeartbeatRate)
 	if interval == r.interval || r.interval <= 0 {
 		return interval, r.ttl
@@ -85,8 +88,8 @@ func (r *registry) scaledLocked(n int) (time.Duration, time.Duration) {
 	return interval, max(r.ttl, time.Duration(float64(interval)*float64(r.ttl)/float64(r.interval)))
 }
 
-// register adds or replaces a TaskManager and arms its TTL timer.
-func (r *registry) register(req *clusterv1.RegisterTaskManagerRequest, conn *grpc.ClientConn, now time.Time) (interval, ttl time.Duration, ok bool) {
+// Register adds or replaces a TaskManager and arms its TTL timer.
+func (r *Registry) Register(req *clusterv1.RegisterTaskManagerRequest, conn *grpc.ClientConn, now time.Time) (interval, ttl time.Duration, ok bool) {
 	id := req.GetTaskManagerId()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -123,11 +126,11 @@ func (r *registry) register(req *clusterv1.RegisterTaskManagerRequest, conn *grp
 	return interval, tm.ttl, true
 }
 
-// heartbeat resets the TaskManager's TTL and records what it runs. It
+// Heartbeat resets the TaskManager's TTL and records what it runs. It
 // returns the tasks to cancel (from its previous report) and whether the
 // TaskManager must register again (it is unknown or was taken out of
 // service).
-func (r *registry) heartbeat(id string, running []*clusterv1.TaskID, now time.Time) (cancel []*clusterv1.TaskID, reregister bool) {
+func (r *Registry) Heartbeat(id string, running []*clusterv1.TaskID, now time.Time) (cancel []*clusterv1.TaskID, reregister bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	tm := r.tms[id]
@@ -142,7 +145,7 @@ func (r *registry) heartbeat(id string, running []*clusterv1.TaskID, now time.Ti
 }
 
 // expire takes a TaskManager whose TTL ran out out of service.
-func (r *registry) expire(id string, tm *taskManager) {
+func (r *Registry) expire(id string, tm *taskManager) {
 	r.mu.Lock()
 	if r.closed || r.tms[id] != tm || !tm.active() {
 		r.mu.Unlock()
@@ -154,9 +157,9 @@ func (r *registry) expire(id string, tm *taskManager) {
 	r.onLost(id, reason)
 }
 
-// retire takes an active TaskManager out of service (state LOST or
+// Retire takes an active TaskManager out of service (state LOST or
 // DEREGISTERED) and reports whether it was active; onLost is then told.
-func (r *registry) retire(id string, st clusterv1.TaskManagerState, reason string) bool {
+func (r *Registry) Retire(id string, st clusterv1.TaskManagerState, reason string) bool {
 	r.mu.Lock()
 	tm := r.tms[id]
 	if r.closed || tm == nil || !tm.active() {
@@ -169,7 +172,7 @@ func (r *registry) retire(id string, st clusterv1.TaskManagerState, reason strin
 	return true
 }
 
-func (r *registry) retireLocked(tm *taskManager, st clusterv1.TaskManagerState) {
+func (r *Registry) retireLocked(tm *taskManager, st clusterv1.TaskManagerState) {
 	if tm.timer != nil {
 		tm.timer.Stop()
 	}
@@ -182,19 +185,19 @@ func (r *registry) retireLocked(tm *taskManager, st clusterv1.TaskManagerState) 
 	}
 }
 
-// lookup returns an active TaskManager's address and client.
-func (r *registry) lookup(id string) (tmRef, bool) {
+// Lookup returns an active TaskManager's address and client.
+func (r *Registry) Lookup(id string) (Ref, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	tm := r.tms[id]
 	if tm == nil || tm.client == nil {
-		return tmRef{}, false
+		return Ref{}, false
 	}
-	return tmRef{id: id, address: tm.info.GetAddress(), client: tm.client}, true
+	return Ref{ID: id, Address: tm.info.GetAddress(), Client: tm.client}, true
 }
 
-// address is a TaskManager's address, also after it left ("" if unknown).
-func (r *registry) address(id string) string {
+// Address is a TaskManager's address, also after it left ("" if unknown).
+func (r *Registry) Address(id string) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if tm := r.tms[id]; tm != nil {
@@ -203,31 +206,30 @@ func (r *registry) address(id string) string {
 	return ""
 }
 
-// offers lists the free slots of the active TaskManagers.
-func (r *registry) offers() []slotOffer {
+// Allocate picks need free slots (scheduler.Allocate) and takes them, in one
+// step under the registry's lock.
+func (r *Registry) Allocate(need int) ([]string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []slotOffer
+	var offers []scheduler.Offer
 	for _, tm := range r.tms {
 		if f := tm.freeSlots(); f > 0 {
-			out = append(out, slotOffer{TaskManager: tm.info.GetId(), Free: f})
+			offers = append(offers, scheduler.Offer{TaskManager: tm.info.GetId(), Free: f})
 		}
 	}
-	return out
-}
-
-// take and release account slots held by a job, one per entry.
-func (r *registry) take(slots []string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	slots, err := scheduler.Allocate(need, offers)
+	if err != nil {
+		return nil, err
+	}
 	for _, id := range slots {
-		if tm := r.tms[id]; tm != nil {
-			tm.used++
-		}
+		r.tms[id].used++
 	}
+	return slots, nil
 }
 
-func (r *registry) release(slots []string) {
+// Release gives back slots held by a job, one per entry.
+
+func (r *Registry) Release(slots []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, id := range slots {
@@ -237,8 +239,8 @@ func (r *registry) release(slots []string) {
 	}
 }
 
-// list returns every TaskManager known, by id, with its free slots.
-func (r *registry) list() []*clusterv1.TaskManagerInfo {
+// List returns every TaskManager known, by id, with its free slots.
+func (r *Registry) List() []*clusterv1.TaskManagerInfo {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]*clusterv1.TaskManagerInfo, 0, len(r.tms))
@@ -251,9 +253,9 @@ func (r *registry) list() []*clusterv1.TaskManagerInfo {
 	return out
 }
 
-// reports returns, and marks seen, the running-task reports that arrived
+// Reports returns, and marks seen, the running-task reports that arrived
 // since the last call, by TaskManager.
-func (r *registry) reports() map[string][]*clusterv1.TaskID {
+func (r *Registry) Reports() map[string][]*clusterv1.TaskID {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out map[string][]*clusterv1.TaskID
@@ -269,8 +271,8 @@ func (r *registry) reports() map[string][]*clusterv1.TaskID {
 	return out
 }
 
-// setUnwanted records the tasks the next heartbeat answer of id cancels.
-func (r *registry) setUnwanted(id string, tasks []*clusterv1.TaskID) {
+// SetUnwanted records the tasks the next heartbeat answer of id cancels.
+func (r *Registry) SetUnwanted(id string, tasks []*clusterv1.TaskID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if tm := r.tms[id]; tm != nil && tm.active() {
@@ -278,8 +280,8 @@ func (r *registry) setUnwanted(id string, tasks []*clusterv1.TaskID) {
 	}
 }
 
-// close stops every timer and closes every connection.
-func (r *registry) close() {
+// Close stops every timer and closes every connection.
+func (r *Registry) Close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.closed = true
@@ -294,8 +296,8 @@ func (r *registry) close() {
 	}
 }
 
-// stats counts TaskManagers by state and the slots of the active ones.
-func (r *registry) stats() (byState map[string]float64, free, used float64) {
+// Stats counts TaskManagers by state and the slots of the active ones.
+func (r *Registry) Stats() (byState map[string]float64, free, used float64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	byState = map[string]float64{}

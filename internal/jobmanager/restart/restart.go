@@ -1,4 +1,4 @@
-package jobmanager
+package restart
 
 import (
 	"fmt"
@@ -8,18 +8,18 @@ import (
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
 
-// restartStrategy decides, for each failure of a job, whether to restart it
+// Strategy decides, for each failure of a job, whether to restart it
 // and after what delay. It is pure: time and randomness are inputs.
-type restartStrategy interface {
-	// onFailure records a failure at now. ok=false means the job must fail;
+type Strategy interface {
+	// OnFailure records a failure at now. ok=false means the job must fail;
 	// reason then says why (for the job's failure message).
-	onFailure(now time.Time) (delay time.Duration, ok bool, reason string)
+	OnFailure(now time.Time) (delay time.Duration, ok bool, reason string)
 }
 
-// restartStrategyFor builds the strategy of a job's restart
+// For builds the strategy of a job's restart
 // configuration (the graph's EffectiveRestartConfig: every parameter of
 // the strategy set). random returns a number in [0, 1) (jitter).
-func restartStrategyFor(r *jobgraphv1.RestartConfig, random func() float64) restartStrategy {
+func For(r *jobgraphv1.RestartConfig, random func() float64) Strategy {
 	switch r.GetStrategy() {
 	case jobgraphv1.RestartStrategy_RESTART_STRATEGY_FIXED_DELAY:
 		return &fixedDelay{attempts: int(r.GetAttempts()), delay: r.GetDelay().AsDuration()}
@@ -37,7 +37,7 @@ func restartStrategyFor(r *jobgraphv1.RestartConfig, random func() float64) rest
 
 type noRestart struct{}
 
-func (noRestart) onFailure(time.Time) (time.Duration, bool, string) {
+func (noRestart) OnFailure(time.Time) (time.Duration, bool, string) {
 	return 0, false, "restart strategy none"
 }
 
@@ -48,7 +48,7 @@ type fixedDelay struct {
 	failures int
 }
 
-func (s *fixedDelay) onFailure(time.Time) (time.Duration, bool, string) {
+func (s *fixedDelay) OnFailure(time.Time) (time.Duration, bool, string) {
 	s.failures++
 	if s.failures > s.attempts {
 		return 0, false, fmt.Sprintf("restart strategy fixed_delay: all %d restart attempts used", s.attempts)
@@ -65,7 +65,7 @@ type failureRate struct {
 	times    []time.Time
 }
 
-func (s *failureRate) onFailure(now time.Time) (time.Duration, bool, string) {
+func (s *failureRate) OnFailure(now time.Time) (time.Duration, bool, string) {
 	cut := 0
 	for cut < len(s.times) && now.Sub(s.times[cut]) >= s.interval {
 		cut++
@@ -93,7 +93,7 @@ type exponentialDelay struct {
 	attempts int
 }
 
-func (s *exponentialDelay) onFailure(now time.Time) (time.Duration, bool, string) {
+func (s *exponentialDelay) OnFailure(now time.Time) (time.Duration, bool, string) {
 	if s.current == 0 || (!s.last.IsZero() && now.Sub(s.last) >= s.reset) {
 		s.current = s.initial
 		s.attempts = 0
