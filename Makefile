@@ -1,6 +1,6 @@
 PROTOS := $(shell find proto -name '*.proto')
 
-.PHONY: build test test-load test-alerts test-examples tools proto proto-check vet bench docker-images test-docker test-kubernetes
+.PHONY: build test test-load test-alerts test-examples tools proto proto-check vet bench docker-images test-docker test-kubernetes nexmark
 
 build:
 	go build -o bin/ ./cmd/...
@@ -61,6 +61,12 @@ vet:
 
 bench:
 	go test -run '^$$' -bench . -benchmem ./...
+
+# Nexmark queries of examples/nexmark at parallelism = cores, events/s per
+# core against Flink's published per-core figures (docs/performance.md).
+NEXMARK_EVENTS ?= 5000000
+nexmark:
+	go test ./examples/nexmark -run '^$$' -bench Nexmark -benchtime 1x -timeout 30m -nexmark.events $(NEXMARK_EVENTS)
 
 # Regenerates the Go code beside each .proto file. Needs protoc (Debian:
 # protobuf-compiler); the Go plugins are pinned as go tool dependencies.

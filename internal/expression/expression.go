@@ -54,6 +54,16 @@ type Program struct {
 	// order of first appearance (from the AST, at compile time); errors
 	// name those a record lacks.
 	fields []string
+	// loads are the top-level fields loaded before a run: fields, plus
+	// let-bound names (a field of that name may be read outside the let).
+	loads []string
+	// whole: the expression reads the whole record (`_value` or `$env`),
+	// so the record is decoded whole; usesTS, usesKey: it reads `_ts`,
+	// `_key`.
+	whole, usesTS, usesKey bool
+	// the Env and Reset generation last loaded for this program
+	loadedEnv *Env
+	loadedGen uint64
 }
 
 // Compile compiles an expression producing any value.
@@ -83,7 +93,27 @@ func compile(src string, asBool bool) (*Program, error) {
 			return nil, fmt.Errorf("expression %q: %w (its type is %v): write a comparison such as `x > 0`", src, ErrNotBool, t)
 		}
 	}
-	return &Program{src: src, prog: p, isBool: asBool, fields: recordFields(p.Node())}, nil
+	prog := &Program{src: src, prog: p, isBool: asBool, fields: recordFields(p.Node())}
+	var v fieldVisitor
+	root := p.Node()
+	ast.Walk(&root, &v)
+	prog.loads = slices.Clone(prog.fields)
+	for _, name := range v.idents {
+		switch name {
+		case "_value", "$env":
+			prog.whole = true
+		case VarTimestamp:
+			prog.usesTS = true
+		case VarKey:
+			prog.usesKey = true
+		}
+	}
+	for _, name := range v.declared {
+		if !slices.Contains(prog.loads, name) && name != VarTimestamp && name != VarKey {
+			prog.loads = append(prog.loads, name)
+		}
+	}
+	return prog, nil
 }
 
 // recordFields lists the top-level record fields an expression reads: its
@@ -130,6 +160,9 @@ func (p *Program) Fields() []string { return slices.Clone(p.fields) }
 
 // Eval evaluates the program against the record loaded into env.
 func (p *Program) Eval(env *Env) (any, error) {
+	if err := env.load(p); err != nil {
+		return nil, err
+	}
 	out, err := p.vm.Run(p.prog, env.vars)
 	if err != nil {
 		return nil, p.runError(env, err)
@@ -144,6 +177,9 @@ func (p *Program) Eval(env *Env) (any, error) {
 
 // EvalBool evaluates a condition.
 func (p *Program) EvalBool(env *Env) (bool, error) {
+	if err := env.load(p); err != nil {
+		return false, err
+	}
 	out, err := p.vm.Run(p.prog, env.vars)
 	if err != nil {
 		return false, p.runError(env, err)
@@ -159,6 +195,9 @@ func (p *Program) EvalBool(env *Env) (bool, error) {
 // convert); any other result is an error wrapping ErrNotNumber that quotes
 // the expression and the value.
 func (p *Program) EvalNumber(env *Env) (float64, error) {
+	if err := env.load(p); err != nil {
+		return 0, err
+	}
 	out, err := p.vm.Run(p.prog, env.vars)
 	if err != nil {
 		return 0, p.runError(env, err)
@@ -183,6 +222,9 @@ func (p *Program) EvalNumber(env *Env) (float64, error) {
 // absent or null): a record without a key is a record error, never keyed
 // under "null".
 func (p *Program) EvalKey(dst []byte, env *Env) ([]byte, error) {
+	if err := env.load(p); err != nil {
+		return dst, err
+	}
 	v, err := p.vm.Run(p.prog, env.vars)
 	if err != nil {
 		return dst, p.runError(env, err)
@@ -243,6 +285,7 @@ func (e *runError) Unwrap() error { return e.err }
 // lacks or holds null in, or nil when it has them all. Called on error
 // paths only (it allocates).
 func (p *Program) missing(env *Env) error {
+	_ = env.decodeAll() // error path: the message lists the record's fields
 	var absent, null []string
 	for _, f := range p.fields {
 		v, ok := env.vars[f]
@@ -301,24 +344,69 @@ func pick(cond bool, a, b string) string {
 const maxListedFields = 12
 
 // Env holds one record's variables. Reset loads the next record.
+//
+// Loading is lazy: Reset checks the record's JSON in one pass that builds
+// nothing (indexObject) and remembers where each top-level field's value
+// is; a Program then decodes only the fields it reads (its compile-time
+// list) before it runs. A program that reads the whole record (`_value`,
+// `$env`), a record that is not an object, and a record the scanner cannot
+// index exactly (invalid JSON, escaped keys, huge numbers) take the full
+// decode, once per record, exactly as before. Duplicate keys resolve as
+// encoding/json resolves them: the last occurrence wins.
 type Env struct {
 	vars     map[string]any
 	obj      map[string]any
-	isObject bool // the loaded value is a JSON object (obj holds its fields)
+	isObject bool // the loaded value is a JSON object
+
+	raw     []byte   // the record's value (not copied: valid until the next Reset)
+	members []member // its top-level members, when indexed
+	full    bool     // vars holds every field (the record was decoded whole)
+	ts      int64
+	key     []byte
+	gen     uint64 // counts Resets; a Program remembers the last it loaded
 }
 
 // NewEnv returns an empty environment.
 func NewEnv() *Env {
-	return &Env{vars: make(map[string]any, 16), obj: make(map[string]any, 16)}
+	return &Env{vars: make(map[string]any, 16), obj: make(map[string]any, 16), members: make([]member, 0, 16)}
 }
 
-// Reset parses value (a JSON document) and exposes its top-level fields. A
+// Reset checks value (a JSON document) and exposes its top-level fields. A
 // value that is not a JSON object exposes no fields (only `_ts`, `_key` and
 // `_value`, the whole decoded value). ts == api.NoTimestamp makes `_ts` nil.
+// The Env keeps value, not a copy: value must not change until the next
+// Reset (records handed to operators satisfy this).
 func (e *Env) Reset(value []byte, ts int64, key []byte) error {
+	// vars keeps the previous record's fields: every program loads (sets
+	// or deletes) the fields it reads before it runs, so stale entries are
+	// never seen; a whole decode clears vars first.
+	if e.full {
+		clear(e.vars)
+	}
+	e.gen++
+	e.raw, e.ts, e.key, e.full = value, ts, key, false
+	if len(value) == 0 {
+		return errors.New("record value is empty: expected a JSON document")
+	}
+	var ok bool
+	e.members, ok = indexObject(e.members[:0], value)
+	if ok {
+		e.isObject = true
+		return nil
+	}
+	return e.decodeAll()
+}
+
+// decodeAll decodes the whole record into vars (the path every record took
+// before lazy loading), setting `_value`, `_ts` and `_key` too.
+func (e *Env) decodeAll() error {
+	if e.full {
+		return nil
+	}
+	value := e.raw
 	clear(e.vars)
 	var whole any
-	e.isObject = len(value) > 0 && firstNonSpace(value) == '{'
+	e.isObject = firstNonSpace(value) == '{'
 	if e.isObject {
 		clear(e.obj)
 		if err := json.Unmarshal(value, &e.obj); err != nil {
@@ -328,27 +416,70 @@ func (e *Env) Reset(value []byte, ts int64, key []byte) error {
 			e.vars[k] = normalize(v)
 		}
 		whole = e.obj
-	} else if len(value) > 0 {
+	} else {
 		if err := json.Unmarshal(value, &whole); err != nil {
 			return fmt.Errorf("record value is not valid JSON: %w", err)
 		}
 		whole = normalize(whole)
-	} else {
-		return errors.New("record value is empty: expected a JSON document")
 	}
+	e.members = e.members[:0]
 	if _, ok := e.vars["_value"]; !ok {
 		e.vars["_value"] = whole
 	}
-	if ts != api.NoTimestamp {
-		e.vars[VarTimestamp] = int(ts)
-	} else {
-		e.vars[VarTimestamp] = nil
+	e.setSpecial(true, true)
+	e.full = true
+	return nil
+}
+
+// setSpecial sets `_ts` and `_key` (either or both).
+func (e *Env) setSpecial(ts, key bool) {
+	if ts {
+		if e.ts != api.NoTimestamp {
+			e.vars[VarTimestamp] = boxInt(int(e.ts))
+		} else {
+			e.vars[VarTimestamp] = nil
+		}
 	}
-	if key != nil {
-		e.vars[VarKey] = string(key)
-	} else {
-		e.vars[VarKey] = nil
+	if key {
+		if e.key != nil {
+			e.vars[VarKey] = string(e.key)
+		} else {
+			e.vars[VarKey] = nil
+		}
 	}
+}
+
+// loadField puts one top-level field into vars (absent when the record
+// lacks it). The last occurrence of a duplicated key wins.
+func (e *Env) loadField(name string) {
+	for i := len(e.members) - 1; i >= 0; i-- {
+		m := e.members[i]
+		if string(e.raw[m.ks:m.ke]) == name {
+			e.vars[name] = decodeValue(e.raw[m.vs:m.ve])
+			return
+		}
+	}
+	delete(e.vars, name)
+}
+
+// load makes the variables p reads available.
+func (e *Env) load(p *Program) error {
+	if p.loadedEnv == e && p.loadedGen == e.gen {
+		return nil
+	}
+	if e.full {
+		// everything is there
+	} else if p.whole {
+		if err := e.decodeAll(); err != nil {
+			return err
+		}
+	} else {
+		for _, f := range p.loads {
+			e.loadField(f)
+		}
+		e.setSpecial(p.usesTS, p.usesKey)
+	}
+	p.loadedEnv, p.loadedGen = e, e.gen
 	return nil
 }
 
@@ -374,8 +505,12 @@ func (e *Env) describeFields() string {
 	return "its fields are " + strings.Join(names, ", ") + more
 }
 
-// Get returns a variable's value (for tests and diagnostics).
+// Get returns a variable's value (for tests and diagnostics); it decodes
+// the whole record.
 func (e *Env) Get(name string) (any, bool) {
+	if err := e.decodeAll(); err != nil {
+		return nil, false
+	}
 	v, ok := e.vars[name]
 	return v, ok
 }
@@ -477,6 +612,10 @@ func AppendJSON(dst []byte, v any) ([]byte, error) {
 }
 
 const hexDigits = "0123456789abcdef"
+
+// AppendJSONString appends s as a JSON string literal, as AppendJSON does
+// for a string (without boxing it).
+func AppendJSONString(dst []byte, s string) []byte { return appendJSONString(dst, s) }
 
 // appendJSONString appends s as a JSON string literal. Invalid UTF-8 bytes
 // become U+FFFD, as encoding/json does.

@@ -128,6 +128,9 @@ func AppendFieldKey(dst, value []byte, field string) ([]byte, bool) {
 }
 
 func skipWS(b []byte, i int) int {
+	if i < len(b) && b[i] > ' ' {
+		return i
+	}
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
 		i++
 	}

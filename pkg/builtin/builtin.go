@@ -13,6 +13,7 @@ import (
 	_ "github.com/flowrt/flow/pkg/connectors/datagen"
 	_ "github.com/flowrt/flow/pkg/connectors/file"
 	_ "github.com/flowrt/flow/pkg/connectors/kafka"
+	_ "github.com/flowrt/flow/pkg/connectors/nexmark"
 	_ "github.com/flowrt/flow/pkg/connectors/print"
 	_ "github.com/flowrt/flow/pkg/operators/count"
 	_ "github.com/flowrt/flow/pkg/operators/dedupe"

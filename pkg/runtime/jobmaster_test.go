@@ -109,6 +109,15 @@ func (c *testCoordinator) newMaster(interval time.Duration) {
 	ctx := context.Background()
 	var restore *jobmaster.RestorePoint
 	if c.m != nil {
+		// Close first, then take the final view: the watcher may lag
+		// behind the last completion, whose notification the sinks may
+		// already have committed (a completion is notified only after
+		// the view that shows it is published).
+		c.m.Close()
+		c.mu.Lock()
+		gen := c.gen
+		c.mu.Unlock()
+		c.record(c.m.View(), gen)
 		if md := c.latestMetadata(); md != nil {
 			c.mu.Lock()
 			path := c.paths[uint64(md.GetCheckpointId())]
@@ -119,7 +128,6 @@ func (c *testCoordinator) newMaster(interval time.Duration) {
 			}
 			restore = r
 		}
-		c.m.Close()
 		c.reset()
 	}
 	cfg := jobmaster.CheckpointSettings{Interval: interval, Timeout: time.Minute, TolerableFailures: -1, Retain: 2,

@@ -29,7 +29,8 @@ func Types() []api.OperatorType {
 				if err != nil {
 					return nil, fmt.Errorf("map: %w", err)
 				}
-				return &Map{prog: p}, nil
+				// An object literal is written without building a map.
+				return &Map{prog: p, obj: expression.CompileObject(cfg.String("expression"))}, nil
 			},
 		},
 		{
@@ -76,6 +77,7 @@ func Types() []api.OperatorType {
 					}
 					s.names = append(s.names, n)
 					s.progs = append(s.progs, p)
+					s.keys = append(s.keys, string(append(expression.AppendJSONString(nil, n), ':')))
 				}
 				return s, nil
 			},
@@ -109,12 +111,21 @@ func (b *base) load(r api.Record) error {
 type Map struct {
 	base
 	prog *expression.Program
+	obj  *expression.ObjectProgram // nil unless the expression is an object literal
 }
 
 // ProcessRecord implements api.Operator.
 func (m *Map) ProcessRecord(r api.Record, out api.Collector) error {
 	if err := m.load(r); err != nil {
 		return err
+	}
+	if m.obj != nil {
+		var err error
+		if m.buf, err = m.obj.AppendEval(m.buf[:0], m.env); err != nil {
+			return err
+		}
+		out.Collect(api.Record{Key: r.Key, Value: m.buf, Timestamp: r.Timestamp})
+		return nil
 	}
 	v, err := m.prog.Eval(m.env)
 	if err != nil {
@@ -153,6 +164,7 @@ func (f *Filter) ProcessRecord(r api.Record, out api.Collector) error {
 type Select struct {
 	base
 	names []string
+	keys  []string // the JSON of each name and a colon, encoded once
 	progs []*expression.Program
 }
 
@@ -163,15 +175,20 @@ func (s *Select) ProcessRecord(r api.Record, out api.Collector) error {
 	}
 	b := append(s.buf[:0], '{')
 	for i, p := range s.progs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, s.keys[i]...)
+		// A plain field is copied from the record when its text is what
+		// AppendJSON would write: nothing decoded, nothing allocated.
+		var ok bool
+		if b, ok = p.AppendFieldJSON(b, s.env); ok {
+			continue
+		}
 		v, err := p.Eval(s.env)
 		if err != nil {
 			return fmt.Errorf("field %q: %w", s.names[i], err)
 		}
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b, _ = expression.AppendJSON(b, s.names[i])
-		b = append(b, ':')
 		if b, err = expression.AppendJSON(b, v); err != nil {
 			return fmt.Errorf("field %q: %w", s.names[i], err)
 		}
