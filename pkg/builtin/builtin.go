@@ -3,7 +3,7 @@
 //
 //	import _ "github.com/flowrt/flow/pkg/builtin"
 //
-// Sources: datagen, file, kafka. Operators: map, filter, select; keyed (stateful):
+// Sources: datagen, file, kafka, nexmark. Operators: map, filter, select; keyed (stateful):
 // count, reduce, dedupe, window, session; two-input (keyed): interval-join,
 // window-join, join. Sinks: print, blackhole, file, kafka.
 package builtin
