@@ -59,7 +59,12 @@ func write(w io.Writer, reg *api.Registry) error {
 	for _, t := range types {
 		fmt.Fprintf(&b, "\n## %s\n\n", t.Name)
 		fmt.Fprintf(&b, "Kind: %s.", t.Kind)
-		if t.Keyed {
+		switch {
+		case t.Keyed && t.Inputs == 2:
+			b.WriteString(" Two inputs, keyed: `inputs: [<first>, <second>]` (the first is the left side), each keyed by `keyBy` or by its own (`{from: <id>, keyBy: <expression>}`).")
+		case t.Inputs == 2:
+			b.WriteString(" Two inputs: `inputs: [<first>, <second>]`.")
+		case t.Keyed:
 			b.WriteString(" Keyed: the operator needs `keyBy` on its input.")
 		}
 		switch t.Kind {

@@ -86,6 +86,22 @@ type Operator interface {
 	Close() error
 }
 
+// TwoInputOperator is an Operator with two inputs, such as a join or the
+// broadcast state pattern: ProcessRecord receives the records of the first
+// input (the first of the spec's inputs), ProcessRecord2 those of the
+// second. Register it with OperatorType.Inputs = 2. Both run on the task
+// goroutine, never concurrently; the watermark the operator sees is the
+// minimum of both inputs', and checkpoint barriers are aligned across both.
+// When both inputs are keyed, keyed state and timers are scoped to the
+// record's key, whichever input it came from (records that meet must give
+// equal key bytes). A broadcast second input's records carry no key: read
+// and write broadcast operator state there (GetBroadcastState); keyed state
+// accesses and timers fail for them.
+type TwoInputOperator interface {
+	Operator
+	ProcessRecord2(r Record, out Collector) error
+}
+
 // WatermarkHandler is implemented by operators that react to event time.
 // The runtime forwards the watermark downstream after the call.
 type WatermarkHandler interface {

@@ -66,7 +66,12 @@ type OperatorType struct {
 	Kind Kind
 	Doc  string
 	// Keyed operators need a keyBy on their input.
-	Keyed  bool
+	Keyed bool
+	// Inputs is 2 for a two-input operator (its NewOperator returns a
+	// TwoInputOperator and a spec lists exactly two inputs, the first
+	// feeding ProcessRecord and the second ProcessRecord2); 0 or 1: a
+	// single input, the union of every listed input.
+	Inputs int
 	Fields []Field
 	// Example is a YAML snippet of the operator in a job spec, for docs.
 	Example string
@@ -121,6 +126,9 @@ func (r *Registry) Register(t OperatorType) error {
 	}
 	if !ok {
 		return fmt.Errorf("register operator type %q: kind %v needs its constructor", t.Name, t.Kind)
+	}
+	if t.Inputs < 0 || t.Inputs > 2 || (t.Inputs == 2 && t.Kind != KindOperator) {
+		return fmt.Errorf("register operator type %q: Inputs %d: only an operator can have 2 inputs (0 or 1: one)", t.Name, t.Inputs)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -3,8 +3,9 @@
 //
 //	import _ "github.com/flowrt/flow/pkg/builtin"
 //
-// Sources: datagen, file, kafka. Operators: map, filter, select; keyed (stateful):
-// count, reduce, dedupe, window, session. Sinks: print, blackhole, file, kafka.
+// Sources: datagen, file, kafka, nexmark. Operators: map, filter, select; keyed (stateful):
+// count, reduce, dedupe, window, session; two-input (keyed): interval-join,
+// window-join, join. Sinks: print, blackhole, file, kafka.
 package builtin
 
 import (
@@ -16,6 +17,7 @@ import (
 	_ "github.com/flowrt/flow/pkg/connectors/print"
 	_ "github.com/flowrt/flow/pkg/operators/count"
 	_ "github.com/flowrt/flow/pkg/operators/dedupe"
+	_ "github.com/flowrt/flow/pkg/operators/join"
 	_ "github.com/flowrt/flow/pkg/operators/reduce"
 	_ "github.com/flowrt/flow/pkg/operators/session"
 	_ "github.com/flowrt/flow/pkg/operators/transform"

@@ -88,6 +88,9 @@ type Op struct {
 	onError      string
 	config       Config
 	watermarks   *Watermarks
+	// per input (index into inputs): its own keyBy or partitioning
+	inKeyBy map[int]string
+	inPart  map[int]Partitioning
 }
 
 // New starts a job named name.
@@ -147,6 +150,28 @@ func (o *Op) OnError(mode string) *Op { o.onError = mode; return o }
 // Watermarks sets a source's event-time strategy.
 func (o *Op) Watermarks(w Watermarks) *Op { o.watermarks = &w; return o }
 
+// InputKeyBy keys input i (0: the first, 1: the second of a two-input
+// operator) by its own expression, as `inputs: [{from: a, keyBy: expr}]`
+// does: the inputs of a join can name the key differently. It wins over
+// KeyBy for that input.
+func (o *Op) InputKeyBy(i int, expr string) *Op {
+	if o.inKeyBy == nil {
+		o.inKeyBy = map[int]string{}
+	}
+	o.inKeyBy[i] = expr
+	return o
+}
+
+// InputPartitioning sets the partitioning of input i, e.g. Broadcast for
+// the rules input of the broadcast state pattern.
+func (o *Op) InputPartitioning(i int, p Partitioning) *Op {
+	if o.inPart == nil {
+		o.inPart = map[int]Partitioning{}
+	}
+	o.inPart[i] = p
+	return o
+}
+
 // ID is the operator's id.
 func (o *Op) ID() string { return o.id }
 
@@ -171,14 +196,33 @@ func (j *Job) Spec() ([]byte, error) {
 		if o.uid != "" {
 			m["uid"] = o.uid
 		}
+		for i := range o.inKeyBy {
+			if i < 0 || i >= len(o.inputs) {
+				errs = append(errs, fmt.Errorf("operator %q: InputKeyBy(%d, ...): it has %d inputs", o.id, i, len(o.inputs)))
+			}
+		}
+		for i := range o.inPart {
+			if i < 0 || i >= len(o.inputs) {
+				errs = append(errs, fmt.Errorf("operator %q: InputPartitioning(%d, ...): it has %d inputs", o.id, i, len(o.inputs)))
+			}
+		}
 		if len(o.inputs) > 0 {
-			ins := make([]string, len(o.inputs))
+			ins := make([]any, len(o.inputs))
 			for i, in := range o.inputs {
 				switch {
 				case in == nil:
 					errs = append(errs, fmt.Errorf("operator %q: input %d is nil: pass the *Op that Source or Operator returned", o.id, i))
 				case in.job != j:
 					errs = append(errs, fmt.Errorf("operator %q: input %q belongs to another job: add it to this one", o.id, in.id))
+				case o.inKeyBy[i] != "" || o.inPart[i] != "":
+					e := map[string]any{"from": in.id}
+					if k := o.inKeyBy[i]; k != "" {
+						e["keyBy"] = k
+					}
+					if p := o.inPart[i]; p != "" {
+						e["partitioning"] = string(p)
+					}
+					ins[i] = e
 				default:
 					ins[i] = in.id
 				}

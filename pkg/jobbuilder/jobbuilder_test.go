@@ -160,3 +160,43 @@ func TestBuilderErrors(t *testing.T) {
 		t.Errorf("foreign input: %v", err)
 	}
 }
+
+// TestBuilderTwoInputs: per-input keyBy and partitioning build the graph
+// the equivalent spec does.
+func TestBuilderTwoInputs(t *testing.T) {
+	want, err := jobspec.Parse([]byte(`name: joins
+operators:
+  - {id: clicks, type: datagen}
+  - {id: views, type: datagen}
+  - id: j
+    type: interval-join
+    inputs: [{from: clicks, keyBy: key}, {from: views, keyBy: 'value % 10'}]
+    config: {lower: -1s, upper: 1s}
+  - id: b
+    type: join
+    inputs: [{from: clicks, keyBy: key}, {from: views, partitioning: broadcast}]
+  - {id: out, type: print, inputs: [j, b]}
+`), "joins.yaml", api.Default, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jb := jobbuilder.New("joins")
+	clicks, views := jb.Source("clicks", "datagen"), jb.Source("views", "datagen")
+	j := jb.Operator("j", "interval-join", clicks, views).InputKeyBy(0, "key").InputKeyBy(1, "value % 10").
+		Config(jobbuilder.Config{"lower": -time.Second, "upper": time.Second})
+	b := jb.Operator("b", "join", clicks, views).InputKeyBy(0, "key").InputPartitioning(1, jobbuilder.Broadcast)
+	jb.Sink("out", "print", j, b)
+	got, err := jb.Build(api.Default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.Spec, got.Spec = "", ""
+	if !proto.Equal(want, got) {
+		t.Fatalf("builder graph differs from the spec's:\nbuilder: %v\nspec:    %v", got, want)
+	}
+	bad := jobbuilder.New("x")
+	bad.Operator("j", "join").InputKeyBy(2, "key")
+	if _, err := bad.Build(api.Default); err == nil || !strings.Contains(err.Error(), "InputKeyBy(2, ...): it has 0 inputs") {
+		t.Errorf("InputKeyBy out of range: %v", err)
+	}
+}

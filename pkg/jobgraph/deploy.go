@@ -21,7 +21,7 @@ func BuildDeployments(jobID string, attempt int32, g *jobgraphv1.JobGraph, plan 
 				Parallelism: int32(t.Parallelism),
 			}
 			for _, in := range t.Inputs {
-				gate := &clusterv1.InputGateDeployment{UpstreamTask: in.Upstream, Partitioning: in.Partitioning}
+				gate := &clusterv1.InputGateDeployment{UpstreamTask: in.Upstream, Partitioning: in.Partitioning, Input: int32(in.Input)}
 				for _, ch := range in.InputChannels(s) {
 					gate.Channels = append(gate.Channels, &clusterv1.ChannelSource{
 						UpstreamSubtask: int32(ch.UpstreamSubtask),

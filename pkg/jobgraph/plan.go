@@ -30,8 +30,12 @@ type TaskEdge struct {
 	Upstream     string
 	Downstream   string
 	Partitioning jobgraphv1.Partitioning
-	// KeyBy is the downstream head's key expression (hash edges).
+	// KeyBy is the edge's key expression (hash edges): the graph edge's
+	// key_by, else the downstream head's.
 	KeyBy string
+	// Input is which input of the downstream head the edge feeds (0 first,
+	// 1 second of a two-input operator).
+	Input int
 	// UpstreamParallelism and DownstreamParallelism of the two ends.
 	UpstreamParallelism   int
 	DownstreamParallelism int
@@ -103,7 +107,7 @@ func BuildPlan(g *jobgraphv1.JobGraph) (*Plan, error) {
 			return false
 		}
 		e := in[0]
-		return e.GetPartitioning() == jobgraphv1.Partitioning_PARTITIONING_FORWARD &&
+		return e.GetPartitioning() == jobgraphv1.Partitioning_PARTITIONING_FORWARD && e.GetInput() == 0 &&
 			len(outs[e.GetSource()]) == 1 && par(e.GetSource()) == par(id)
 	}
 	p := &Plan{byID: map[string]*TaskVertex{}}
@@ -141,9 +145,16 @@ func BuildPlan(g *jobgraphv1.JobGraph) (*Plan, error) {
 			return nil, fmt.Errorf("job graph: forward edge %s -> %s joins parallelism %d to %d; use rebalance or keyBy",
 				e.GetSource(), e.GetTarget(), par(e.GetSource()), par(e.GetTarget()))
 		}
+		if e.GetInput() < 0 || e.GetInput() > 1 {
+			return nil, fmt.Errorf("job graph: edge %s -> %s feeds input %d; operators have input 0 or 1", e.GetSource(), e.GetTarget(), e.GetInput())
+		}
+		keyBy := e.GetKeyBy()
+		if keyBy == "" {
+			keyBy = vertices[e.GetTarget()].GetKeyBy()
+		}
 		te := TaskEdge{
-			Upstream: up, Downstream: down, Partitioning: e.GetPartitioning(),
-			KeyBy:               vertices[e.GetTarget()].GetKeyBy(),
+			Upstream: up, Downstream: down, Partitioning: e.GetPartitioning(), Input: int(e.GetInput()),
+			KeyBy:               keyBy,
 			UpstreamParallelism: par(e.GetSource()), DownstreamParallelism: par(e.GetTarget()),
 		}
 		p.byID[up].Outputs = append(p.byID[up].Outputs, te)

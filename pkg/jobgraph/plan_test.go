@@ -134,3 +134,41 @@ func TestBuildPlanErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestTwoInputEdges: each edge keeps its input and its own key (else the
+// target's), deployments carry the input per gate, and an input other than
+// 0 or 1 is refused.
+func TestTwoInputEdges(t *testing.T) {
+	j := &jobgraphv1.Vertex{Id: "j", Parallelism: 2, KeyBy: "user"}
+	g := &jobgraphv1.JobGraph{Vertices: []*jobgraphv1.Vertex{v("a", 2), v("b", 2), j}, Edges: []*jobgraphv1.Edge{
+		e("a", "j", hash),
+		{Source: "b", Target: "j", Partitioning: hash, KeyBy: "id", Input: 1},
+	}}
+	p, err := BuildPlan(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := p.Task("j").Inputs
+	if len(in) != 2 || in[0].KeyBy != "user" || in[0].Input != 0 || in[1].KeyBy != "id" || in[1].Input != 1 {
+		t.Fatalf("inputs %+v", in)
+	}
+	if out := p.Task("b").Outputs; len(out) != 1 || out[0].KeyBy != "id" {
+		t.Fatalf("b's output %+v, want keyed by id", out)
+	}
+	ds := BuildDeployments("job", 0, g, p, func(string, int) string { return "addr" })
+	for _, d := range ds {
+		if d.GetId().GetTask() == "j" && (len(d.GetInputs()) != 2 || d.GetInputs()[0].GetInput() != 0 || d.GetInputs()[1].GetInput() != 1) {
+			t.Fatalf("deployment inputs %v", d.GetInputs())
+		}
+	}
+	// A forward edge into the second input does not chain.
+	g2 := &jobgraphv1.JobGraph{Vertices: []*jobgraphv1.Vertex{v("a", 1), v("j", 1)}, Edges: []*jobgraphv1.Edge{
+		{Source: "a", Target: "j", Partitioning: fwd, Input: 1}}}
+	if p, err := BuildPlan(g2); err != nil || tasks(p) != "a[a](1) j[j](1)" {
+		t.Fatalf("plan %v, %v: want a and j in separate tasks", tasks(p), err)
+	}
+	g.Edges[1].Input = 2
+	if _, err := BuildPlan(g); err == nil || !strings.Contains(err.Error(), "feeds input 2") {
+		t.Fatalf("input 2: %v", err)
+	}
+}

@@ -117,15 +117,19 @@ func (p *parser) decode(data []byte) *yaml.Node {
 
 // operator is one parsed entry of the operators list.
 type operator struct {
-	node      *yaml.Node
-	id        string
-	idNode    *yaml.Node
-	typ       *api.OperatorType
-	typeNode  *yaml.Node
-	uid       string
-	uidNode   *yaml.Node
-	inputs    []string
-	inNodes   []*yaml.Node
+	node     *yaml.Node
+	id       string
+	idNode   *yaml.Node
+	typ      *api.OperatorType
+	typeNode *yaml.Node
+	uid      string
+	uidNode  *yaml.Node
+	inputs   []string
+	inNodes  []*yaml.Node
+	// inKeyBy and inPart: per-input keyBy and partitioning of inputs given
+	// as {from, keyBy, partitioning} ("" / UNSPECIFIED: the operator's).
+	inKeyBy   []string
+	inPart    []jobgraphv1.Partitioning
 	inputsKey *yaml.Node
 	keyBy     string
 	keyByNode *yaml.Node
@@ -204,7 +208,7 @@ func (p *parser) parse(data []byte, sets []string) *jobgraphv1.JobGraph {
 		}[op.typ.Kind]
 		g.Vertices = append(g.Vertices, &jobgraphv1.Vertex{
 			Id: op.id, Type: op.typ.Name, Uid: op.uid, Kind: kind, Parallelism: int32(op.par),
-			Config: op.config, KeyBy: op.keyBy, OnError: op.onError, Watermarks: op.wm,
+			Config: op.config, KeyBy: op.vertexKeyBy(), OnError: op.onError, Watermarks: op.wm,
 		})
 	}
 	byID := map[string]*operator{}
@@ -212,8 +216,15 @@ func (p *parser) parse(data []byte, sets []string) *jobgraphv1.JobGraph {
 		byID[op.id] = op
 	}
 	for _, op := range ops {
-		for _, in := range op.inputs {
-			g.Edges = append(g.Edges, &jobgraphv1.Edge{Source: in, Target: op.id, Partitioning: edgePartitioning(byID[in], op)})
+		for i, in := range op.inputs {
+			e := &jobgraphv1.Edge{Source: in, Target: op.id, Partitioning: edgePartitioning(byID[in], op, i)}
+			if op.inKeyBy[i] != "" && op.inKeyBy[i] != op.vertexKeyBy() {
+				e.KeyBy = op.inKeyBy[i]
+			}
+			if op.typ.Inputs == 2 {
+				e.Input = int32(i)
+			}
+			g.Edges = append(g.Edges, e)
 		}
 	}
 	g.StateBackendConfig, g.CheckpointConfig, g.RestartConfig = backend.config(), ckpt.config(), rst.config()
@@ -254,11 +265,31 @@ func (p *parser) transactionTimeouts(ops []*operator, ckpt Checkpoints) {
 	}
 }
 
-// edgePartitioning applies the partitioning rules: keyBy makes HASH; an
-// explicit partitioning wins; otherwise FORWARD when the target has a single
-// input with its parallelism, else REBALANCE.
-func edgePartitioning(src, dst *operator) jobgraphv1.Partitioning {
+// vertexKeyBy is the vertex's key expression: the operator's keyBy, else
+// the first per-input keyBy (a keyed two-input operator whose inputs have
+// their own keys).
+func (op *operator) vertexKeyBy() string {
+	if op.keyBy != "" {
+		return op.keyBy
+	}
+	for _, k := range op.inKeyBy {
+		if k != "" {
+			return k
+		}
+	}
+	return ""
+}
+
+// edgePartitioning applies the partitioning rules to input i of dst: a
+// per-input keyBy or partitioning wins over the operator's; keyBy makes
+// HASH; an explicit partitioning wins; otherwise FORWARD when the target has
+// a single input with its parallelism, else REBALANCE.
+func edgePartitioning(src, dst *operator, i int) jobgraphv1.Partitioning {
 	switch {
+	case dst.inKeyBy[i] != "":
+		return jobgraphv1.Partitioning_PARTITIONING_HASH
+	case dst.inPart[i] != jobgraphv1.Partitioning_PARTITIONING_UNSPECIFIED:
+		return dst.inPart[i]
 	case dst.keyBy != "":
 		return jobgraphv1.Partitioning_PARTITIONING_HASH
 	case dst.part != jobgraphv1.Partitioning_PARTITIONING_UNSPECIFIED:
@@ -426,6 +457,50 @@ func quoteList(ss []string) string {
 	return strings.Join(q, ", ")
 }
 
+// inputKeys are the keys of an input given as a mapping.
+var inputKeys = []string{"from", "keyBy", "partitioning"}
+
+// inputEntry parses one input given as {from, keyBy, partitioning}.
+func (p *parser) inputEntry(op *operator, n *yaml.Node, what string) {
+	m, ok := p.mapping(n, what, inputKeys)
+	if !ok {
+		return
+	}
+	e, ok := m["from"]
+	if !ok {
+		p.errAt(n, "%s: from is required: add from: <operator id>", what)
+		return
+	}
+	from, ok := p.str(e, what+": from")
+	if !ok {
+		return
+	}
+	keyBy, part := "", jobgraphv1.Partitioning_PARTITIONING_UNSPECIFIED
+	if k, ok := m["keyBy"]; ok {
+		if s, ok := p.str(k, what+": keyBy"); ok {
+			if _, err := expression.Compile(s); err != nil {
+				p.errAt(k.val, "%s: keyBy: %s", what, firstLine(err.Error()))
+			}
+			keyBy = s
+		}
+	}
+	if pe, ok := m["partitioning"]; ok {
+		if keyBy != "" {
+			p.errAt(pe.key, "%s: partitioning conflicts with keyBy (keyBy implies hash partitioning): remove one", what)
+		} else if s, ok := p.enum(pe, what+": partitioning", PartitioningForwardName, PartitioningRebalanceName, PartitioningBroadcastName); ok {
+			part = map[string]jobgraphv1.Partitioning{
+				PartitioningForwardName:   jobgraphv1.Partitioning_PARTITIONING_FORWARD,
+				PartitioningRebalanceName: jobgraphv1.Partitioning_PARTITIONING_REBALANCE,
+				PartitioningBroadcastName: jobgraphv1.Partitioning_PARTITIONING_BROADCAST,
+			}[s]
+		}
+	}
+	op.inputs = append(op.inputs, from)
+	op.inNodes = append(op.inNodes, e.val)
+	op.inKeyBy = append(op.inKeyBy, keyBy)
+	op.inPart = append(op.inPart, part)
+}
+
 // operator parses one entry of the operators list.
 func (p *parser) operator(n *yaml.Node, index, jobPar, maxPar int) *operator {
 	what := fmt.Sprintf("operators[%d]", index)
@@ -486,13 +561,20 @@ func (p *parser) operator(n *yaml.Node, index, jobPar, maxPar int) *operator {
 			case yaml.ScalarNode:
 				if s, ok := p.str(e, what+": inputs"); ok {
 					op.inputs, op.inNodes = []string{s}, []*yaml.Node{e.val}
+					op.inKeyBy, op.inPart = []string{""}, []jobgraphv1.Partitioning{jobgraphv1.Partitioning_PARTITIONING_UNSPECIFIED}
 				}
 			case yaml.SequenceNode:
-				for _, in := range e.val.Content {
+				for i, in := range e.val.Content {
 					in = resolve(in)
+					if in.Kind == yaml.MappingNode {
+						p.inputEntry(op, in, fmt.Sprintf("%s: inputs[%d]", what, i))
+						continue
+					}
 					if s, ok := p.str(entry{val: in}, what+": inputs"); ok {
 						op.inputs = append(op.inputs, s)
 						op.inNodes = append(op.inNodes, in)
+						op.inKeyBy = append(op.inKeyBy, "")
+						op.inPart = append(op.inPart, jobgraphv1.Partitioning_PARTITIONING_UNSPECIFIED)
 					}
 				}
 				if len(e.val.Content) == 0 {
@@ -519,8 +601,22 @@ func (p *parser) operator(n *yaml.Node, index, jobPar, maxPar int) *operator {
 			}
 			op.keyBy = s
 		}
-	} else if op.typ != nil && op.typ.Keyed {
-		p.errAt(op.typeNode, "%s: type %q is keyed and needs keyBy: add keyBy: <expression giving the key>", what, op.typ.Name)
+	} else if op.typ != nil && op.typ.Keyed && op.vertexKeyBy() == "" {
+		hint := ""
+		if op.typ.Inputs == 2 {
+			hint = ", or a keyBy on each input"
+		}
+		p.errAt(op.typeNode, "%s: type %q is keyed and needs keyBy: add keyBy: <expression giving the key>%s", what, op.typ.Name, hint)
+	}
+	if op.typ != nil && op.typ.Inputs == 2 && op.inputs != nil && len(op.inputs) != 2 {
+		p.errAt(op.inputsKey, "%s: type %q has two inputs, but %d are listed: list two, inputs: [<first>, <second>]", what, op.typ.Name, len(op.inputs))
+	}
+	if op.typ != nil && op.typ.Inputs == 2 && op.typ.Keyed {
+		for i := range op.inputs {
+			if op.inPart[i] != jobgraphv1.Partitioning_PARTITIONING_BROADCAST && op.inKeyBy[i] == "" && op.keyBy == "" {
+				p.errAt(op.inNodes[i], "%s: input %q of keyed type %q has no key: give it keyBy (or partitioning: broadcast)", what, op.inputs[i], op.typ.Name)
+			}
+		}
 	}
 	if e, ok := m["partitioning"]; ok {
 		op.partNode = e.val

@@ -58,7 +58,14 @@ func render(t *testing.T, g *jobgraphv1.JobGraph) string {
 		fmt.Fprintf(&b, "\n  config %s\n", cfg)
 	}
 	for _, e := range g.GetEdges() {
-		fmt.Fprintf(&b, "edge %s -> %s %s\n", e.GetSource(), e.GetTarget(), strings.TrimPrefix(e.GetPartitioning().String(), "PARTITIONING_"))
+		fmt.Fprintf(&b, "edge %s -> %s %s", e.GetSource(), e.GetTarget(), strings.TrimPrefix(e.GetPartitioning().String(), "PARTITIONING_"))
+		if e.GetKeyBy() != "" {
+			fmt.Fprintf(&b, " keyBy=%q", e.GetKeyBy())
+		}
+		if e.GetInput() != 0 {
+			fmt.Fprintf(&b, " input=%d", e.GetInput())
+		}
+		b.WriteString("\n")
 	}
 	if len(g.GetStateBackend())+len(g.GetCheckpoints())+len(g.GetRestart()) > 0 {
 		t.Errorf("the graph carries legacy JSON sections: %q %q %q", g.GetStateBackend(), g.GetCheckpoints(), g.GetRestart())

@@ -76,6 +76,36 @@ func (l *opLink) Collect(r api.Record) {
 	}
 }
 
+// opLink2 feeds the second input of a two-input head operator.
+type opLink2 struct {
+	*opLink
+	op2 api.TwoInputOperator
+	// unkeyed: the second input is not hash-partitioned (broadcast):
+	// its records have no key, and keyed state accesses and timers fail
+	// (key group -1 is in no subtask's range) rather than land under an
+	// empty key.
+	unkeyed bool
+}
+
+// Collect implements api.Collector.
+func (l *opLink2) Collect(r api.Record) {
+	if l.t.err != nil {
+		return
+	}
+	l.vi.in++
+	if l.keyed != nil {
+		if l.unkeyed {
+			l.keyed.SetCurrentKey(nil, -1)
+		} else {
+			l.keyed.SetCurrentKey(r.Key, keygroup.Assign(r.Key, l.t.maxPar))
+		}
+	}
+	defer l.t.recoverUser(l.vi)
+	if err := l.op2.ProcessRecord2(r, l.next); err != nil {
+		l.t.recordFailed(l.vi, err, true)
+	}
+}
+
 // sinkLink writes records into a sink at the chain's tail.
 type sinkLink struct {
 	t    *task

@@ -92,12 +92,16 @@ type task struct {
 	links    []*opLink
 	sink     *sinkLink
 	head     api.Collector
-	outputs  []*output
-	parts    []*exchange.ResultPartition
-	gates    []*gateState
-	wmGen    *wmGenerator
+	// head2 receives the second input's records (a two-input head
+	// operator's ProcessRecord2); nil for single-input chains.
+	head2   api.Collector
+	outputs []*output
+	parts   []*exchange.ResultPartition
+	gates   []*gateState
+	wmGen   *wmGenerator
 
 	// inputs: one entry per channel across all gates
+	input      []uint8 // which input of the head operator (0, 1) the channel feeds
 	wm         []int64
 	idle       []bool
 	ended      []bool
@@ -392,6 +396,14 @@ func (t *task) setup() error {
 		t.gates = append(t.gates, &gateState{gate: gate, offset: len(t.wm)})
 		for range specs {
 			t.wm = append(t.wm, api.NoTimestamp)
+			t.input = append(t.input, uint8(in.GetInput()))
+		}
+		if in.GetInput() == 1 && t.head2 == nil {
+			if err := t.setupSecondInput(in.GetUpstreamTask(), in.GetPartitioning() != jobgraphv1.Partitioning_PARTITIONING_HASH); err != nil {
+				return err
+			}
+		} else if in.GetInput() < 0 || in.GetInput() > 1 {
+			return fmt.Errorf("input gate from %q feeds input %d; operators have input 0 or 1", in.GetUpstreamTask(), in.GetInput())
 		}
 	}
 	n := len(t.wm)
@@ -402,6 +414,22 @@ func (t *task) setup() error {
 		return err
 	}
 	return t.finishRestore()
+}
+
+// setupSecondInput wires the second input to the head operator's
+// ProcessRecord2.
+func (t *task) setupSecondInput(upstream string, unkeyed bool) error {
+	if len(t.links) == 0 {
+		return fmt.Errorf("input gate from %q feeds a second input, but %q is not an operator", upstream, t.vertices[0].id)
+	}
+	l := t.links[0]
+	two, ok := l.op.(api.TwoInputOperator)
+	if !ok {
+		return fmt.Errorf("%s: input %q is its second input, but type %q has one input (no ProcessRecord2): list one input less or use a two-input type",
+			t.opName(l.vi), upstream, l.vi.v.GetType())
+	}
+	t.head2 = &opLink2{opLink: l, op2: two, unkeyed: unkeyed}
+	return nil
 }
 
 func (t *task) newVertexInfo(v *jobgraphv1.Vertex) (*vertexInfo, error) {
@@ -780,6 +808,10 @@ func (t *task) awaitCancel(d time.Duration) bool {
 // records and events through the chain.
 func (t *task) processFrame(ch int, frame []byte) {
 	t.rd.reset(frame)
+	head := t.head
+	if t.input[ch] == 1 {
+		head = t.head2
+	}
 	for {
 		kind, ts, idle, err := t.rd.next(&t.rec)
 		if err != nil {
@@ -793,7 +825,7 @@ func (t *task) processFrame(ch int, frame []byte) {
 			t.recs[ch]++
 			t.curChannel, t.curRecord = ch, t.recs[ch]
 			t.metrics.in++
-			t.head.Collect(t.rec)
+			head.Collect(t.rec)
 			if t.err != nil {
 				return
 			}

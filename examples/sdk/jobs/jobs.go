@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/flowrt/flow/examples/sdk/dedup"
+	"github.com/flowrt/flow/examples/sdk/enrich"
 	"github.com/flowrt/flow/examples/sdk/fraud"
 	"github.com/flowrt/flow/examples/sdk/sessions"
 	"github.com/flowrt/flow/pkg/api"
@@ -22,6 +23,8 @@ func Registry() *api.Registry {
 	once.Do(func() {
 		reg = api.Default.Clone()
 		reg.MustRegister(dedup.Type())
+		reg.MustRegister(enrich.Type())
+		reg.MustRegister(enrich.RulesType())
 		reg.MustRegister(fraud.Type())
 		reg.MustRegister(sessions.Type())
 	})

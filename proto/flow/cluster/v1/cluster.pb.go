@@ -3077,7 +3077,9 @@ type InputGateDeployment struct {
 	Partitioning v1.Partitioning `protobuf:"varint,2,opt,name=partitioning,proto3,enum=flow.jobgraph.v1.Partitioning" json:"partitioning,omitempty"`
 	// RPC address of the TaskManager running each upstream subtask that feeds
 	// this subtask, with that subtask's index, in channel order.
-	Channels      []*ChannelSource `protobuf:"bytes,3,rep,name=channels,proto3" json:"channels,omitempty"`
+	Channels []*ChannelSource `protobuf:"bytes,3,rep,name=channels,proto3" json:"channels,omitempty"`
+	// Which input of the head operator the gate feeds (jobgraph Edge.input).
+	Input         int32 `protobuf:"varint,4,opt,name=input,proto3" json:"input,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3131,6 +3133,13 @@ func (x *InputGateDeployment) GetChannels() []*ChannelSource {
 		return x.Channels
 	}
 	return nil
+}
+
+func (x *InputGateDeployment) GetInput() int32 {
+	if x != nil {
+		return x.Input
+	}
+	return 0
 }
 
 type ChannelSource struct {
@@ -4129,11 +4138,12 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x126\n" +
 	"\x05value\x18\x02 \x01(\v2 .flow.cluster.v1.RestoreOperatorR\x05value:\x028\x01\"K\n" +
 	"\x0fRestoreOperator\x128\n" +
-	"\x06states\x18\x01 \x03(\v2 .flow.checkpoint.v1.SubtaskStateR\x06states\"\xba\x01\n" +
+	"\x06states\x18\x01 \x03(\v2 .flow.checkpoint.v1.SubtaskStateR\x06states\"\xd0\x01\n" +
 	"\x13InputGateDeployment\x12#\n" +
 	"\rupstream_task\x18\x01 \x01(\tR\fupstreamTask\x12B\n" +
 	"\fpartitioning\x18\x02 \x01(\x0e2\x1e.flow.jobgraph.v1.PartitioningR\fpartitioning\x12:\n" +
-	"\bchannels\x18\x03 \x03(\v2\x1e.flow.cluster.v1.ChannelSourceR\bchannels\"x\n" +
+	"\bchannels\x18\x03 \x03(\v2\x1e.flow.cluster.v1.ChannelSourceR\bchannels\x12\x14\n" +
+	"\x05input\x18\x04 \x01(\x05R\x05input\"x\n" +
 	"\rChannelSource\x12)\n" +
 	"\x10upstream_subtask\x18\x01 \x01(\x05R\x0fupstreamSubtask\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\"\n" +

@@ -852,10 +852,18 @@ func (x *Vertex) GetWatermarks() *WatermarkStrategy {
 }
 
 type Edge struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Source        string                 `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
-	Target        string                 `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
-	Partitioning  Partitioning           `protobuf:"varint,3,opt,name=partitioning,proto3,enum=flow.jobgraph.v1.Partitioning" json:"partitioning,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Source       string                 `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	Target       string                 `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	Partitioning Partitioning           `protobuf:"varint,3,opt,name=partitioning,proto3,enum=flow.jobgraph.v1.Partitioning" json:"partitioning,omitempty"`
+	// Key expression of this edge's hash partitioning; empty: the target
+	// vertex's key_by. Two-input operators key each input by its own
+	// expression (both must give equal key bytes for records that meet).
+	KeyBy string `protobuf:"bytes,4,opt,name=key_by,json=keyBy,proto3" json:"key_by,omitempty"`
+	// Which input of the target the edge feeds: 0 the first (every input of a
+	// single-input operator, a union), 1 the second input of a two-input
+	// operator (api.TwoInputOperator.ProcessRecord2).
+	Input         int32 `protobuf:"varint,5,opt,name=input,proto3" json:"input,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -909,6 +917,20 @@ func (x *Edge) GetPartitioning() Partitioning {
 		return x.Partitioning
 	}
 	return Partitioning_PARTITIONING_UNSPECIFIED
+}
+
+func (x *Edge) GetKeyBy() string {
+	if x != nil {
+		return x.KeyBy
+	}
+	return ""
+}
+
+func (x *Edge) GetInput() int32 {
+	if x != nil {
+		return x.Input
+	}
+	return 0
 }
 
 type WatermarkStrategy struct {
@@ -1053,11 +1075,13 @@ const file_flow_jobgraph_v1_jobgraph_proto_rawDesc = "" +
 	"\bon_error\x18\b \x01(\tR\aonError\x12C\n" +
 	"\n" +
 	"watermarks\x18\t \x01(\v2#.flow.jobgraph.v1.WatermarkStrategyR\n" +
-	"watermarks\"z\n" +
+	"watermarks\"\xa7\x01\n" +
 	"\x04Edge\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12B\n" +
-	"\fpartitioning\x18\x03 \x01(\x0e2\x1e.flow.jobgraph.v1.PartitioningR\fpartitioning\"\xa9\x01\n" +
+	"\fpartitioning\x18\x03 \x01(\x0e2\x1e.flow.jobgraph.v1.PartitioningR\fpartitioning\x12\x15\n" +
+	"\x06key_by\x18\x04 \x01(\tR\x05keyBy\x12\x14\n" +
+	"\x05input\x18\x05 \x01(\x05R\x05input\"\xa9\x01\n" +
 	"\x11WatermarkStrategy\x12\x1c\n" +
 	"\ttimestamp\x18\x01 \x01(\tR\ttimestamp\x12-\n" +
 	"\x13out_of_orderness_ms\x18\x02 \x01(\x03R\x10outOfOrdernessMs\x12\x1f\n" +
