@@ -18,12 +18,11 @@
 package nexmark
 
 import (
-	"encoding/json"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/connectors/internal/seqsplit"
 )
 
 // Name is the registered type name.
@@ -101,7 +100,7 @@ type Source struct {
 	opened               bool
 	// splits this subtask generates, interleaved in increasing record
 	// number; a split with next >= count (count > 0) is finished.
-	splits   []split
+	splits   []seqsplit.Split
 	restored *int64 // a Position restored before Open
 
 	clock   api.Clock
@@ -112,21 +111,11 @@ type Source struct {
 	buf     []byte
 }
 
-// split is one arithmetic sequence of record numbers; its encoding (JSON,
-// field v the format version) is what a checkpoint stores.
-type split struct {
-	V      int   `json:"v"`
-	Stride int64 `json:"stride"`
-	Next   int64 `json:"next"`
-}
-
-const splitVersion = 1
-
 // Open implements api.Source.
 func (s *Source) Open(ctx api.Context) error {
 	info := ctx.Info()
 	s.subtask, s.parallelism = int64(info.SubtaskIndex), int64(max(info.Parallelism, 1))
-	s.splits = []split{{V: splitVersion, Stride: s.parallelism, Next: s.subtask}}
+	s.splits = seqsplit.Initial(s.subtask, s.parallelism)
 	s.opened = true
 	if s.restored != nil {
 		if err := s.restorePosition(*s.restored); err != nil {
@@ -143,19 +132,11 @@ func (s *Source) Open(ctx api.Context) error {
 	return nil
 }
 
-func (s *Source) finished(sp *split) bool { return s.count > 0 && sp.Next >= s.count }
+func (s *Source) finished(sp *seqsplit.Split) bool { return seqsplit.Finished(sp, s.count) }
 
 // pick returns the index of the unfinished split with the smallest next
 // record number, or -1.
-func (s *Source) pick() int {
-	best := -1
-	for i := range s.splits {
-		if !s.finished(&s.splits[i]) && (best < 0 || s.splits[i].Next < s.splits[best].Next) {
-			best = i
-		}
-	}
-	return best
-}
+func (s *Source) pick() int { return seqsplit.Pick(s.splits, s.count) }
 
 // Next implements api.Source.
 func (s *Source) Next(out api.SourceOutput) (api.SourceStatus, error) {
@@ -215,44 +196,15 @@ func (s *Source) Next(out api.SourceOutput) (api.SourceStatus, error) {
 
 // Splits implements api.SplitSource: the unfinished sequences.
 func (s *Source) Splits() ([][]byte, error) {
-	out := make([][]byte, 0, len(s.splits))
-	for i := range s.splits {
-		if s.finished(&s.splits[i]) {
-			continue
-		}
-		b, err := json.Marshal(s.splits[i])
-		if err != nil {
-			return nil, fmt.Errorf("nexmark: encode split: %w", err)
-		}
-		out = append(out, b)
-	}
-	return out, nil
-}
-
-func decodeSplit(b []byte) (split, error) {
-	var sp split
-	if err := json.Unmarshal(b, &sp); err != nil {
-		return sp, fmt.Errorf("nexmark: decode split %q: %w", b, err)
-	}
-	if sp.V != splitVersion {
-		return sp, fmt.Errorf("nexmark: split %q has format version %d; this release reads version %d", b, sp.V, splitVersion)
-	}
-	if sp.Stride < 1 || sp.Next < 0 {
-		return sp, fmt.Errorf("nexmark: split %q: want stride >= 1 and next >= 0", b)
-	}
-	return sp, nil
+	return seqsplit.Encode("nexmark", s.splits, s.count)
 }
 
 // RestoreSplits implements api.SplitSource: the subtask generates exactly
 // the given sequences from now on.
 func (s *Source) RestoreSplits(splits [][]byte) error {
-	out := make([]split, 0, len(splits))
-	for _, b := range splits {
-		sp, err := decodeSplit(b)
-		if err != nil {
-			return err
-		}
-		out = append(out, sp)
+	out, err := seqsplit.Decode("nexmark", splits)
+	if err != nil {
+		return err
 	}
 	s.splits, s.start, s.idle = out, time.Time{}, false
 	return nil
@@ -263,29 +215,7 @@ func (s *Source) RestoreSplits(splits [][]byte) error {
 // {next + i*stride, stride*k}, i < k, which together generate exactly the
 // same record numbers.
 func (s *Source) DivideSplits(splits [][]byte, n int) ([][]byte, error) {
-	if len(splits) == 0 || n <= len(splits) {
-		return splits, nil
-	}
-	k := int64((n + len(splits) - 1) / len(splits))
-	out := make([][]byte, 0, int64(len(splits))*k)
-	for _, b := range splits {
-		sp, err := decodeSplit(b)
-		if err != nil {
-			return nil, err
-		}
-		for i := int64(0); i < k; i++ {
-			part := split{V: splitVersion, Stride: sp.Stride * k, Next: sp.Next + i*sp.Stride}
-			if s.finished(&part) {
-				continue // past count: generates nothing
-			}
-			e, err := json.Marshal(part)
-			if err != nil {
-				return nil, fmt.Errorf("nexmark: encode split: %w", err)
-			}
-			out = append(out, e)
-		}
-	}
-	return out, nil
+	return seqsplit.Divide("nexmark", splits, n, s.count)
 }
 
 // Position implements api.Source: the next sequence number as decimal
@@ -293,10 +223,7 @@ func (s *Source) DivideSplits(splits [][]byte, n int) ([][]byte, error) {
 // api.SplitSource (the runtime stores Splits instead) and is defined only
 // while the subtask generates its initial sequence.
 func (s *Source) Position() ([]byte, error) {
-	if len(s.splits) != 1 || s.splits[0].Stride != s.parallelism {
-		return nil, fmt.Errorf("nexmark: a position exists only for a subtask's initial sequence; this subtask generates %d sequences: use Splits", len(s.splits))
-	}
-	return strconv.AppendInt(nil, s.splits[0].Next, 10), nil
+	return seqsplit.Position("nexmark", s.splits, s.parallelism)
 }
 
 // Restore implements api.Source: it resumes the subtask's initial sequence
@@ -304,9 +231,9 @@ func (s *Source) Position() ([]byte, error) {
 // api.SplitSource (same parallelism). It may be called before or after
 // Open.
 func (s *Source) Restore(position []byte) error {
-	n, err := strconv.ParseInt(string(position), 10, 64)
-	if err != nil || n < 0 {
-		return fmt.Errorf("nexmark: restore position %q: want a non-negative decimal sequence number", position)
+	n, err := seqsplit.ParsePosition("nexmark", position)
+	if err != nil {
+		return err
 	}
 	if !s.opened {
 		s.restored = &n
@@ -316,10 +243,11 @@ func (s *Source) Restore(position []byte) error {
 }
 
 func (s *Source) restorePosition(n int64) error {
-	if n < s.subtask || (n-s.subtask)%s.parallelism != 0 {
-		return fmt.Errorf("nexmark: restore position %d: subtask %d of %d generates only numbers n with n mod %d = %d: restore with the parallelism the position was taken at", n, s.subtask, s.parallelism, s.parallelism, s.subtask)
+	splits, err := seqsplit.AtPosition("nexmark", n, s.subtask, s.parallelism)
+	if err != nil {
+		return err
 	}
-	s.splits = []split{{V: splitVersion, Stride: s.parallelism, Next: n}}
+	s.splits = splits
 	s.start, s.idle = time.Time{}, false
 	return nil
 }
