@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -190,7 +191,7 @@ func TestExamples(t *testing.T) {
 
 func TestOperators(t *testing.T) {
 	r := flowctl(t, nil, "operators")
-	if r.code != 0 || !strings.Contains(r.stdout, "datagen    source") {
+	if r.code != 0 || !regexp.MustCompile(`(?m)^datagen +source `).MatchString(r.stdout) {
 		t.Fatalf("operators: exit %d, stdout:\n%s", r.code, r.stdout)
 	}
 	r = flowctl(t, nil, "operators", "datagen", "-o", "json")
