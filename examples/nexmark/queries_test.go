@@ -143,3 +143,31 @@ func TestQ2Selection(t *testing.T) {
 	}
 	compare(t, runQuery(t, "q2"), expected(t, want))
 }
+
+func TestQ3LocalItemSuggestion(t *testing.T) {
+	p := nexmark.Params{Rate: 10000, BaseTime: nexmark.DefaultBaseTime, OutOfOrder: 1}
+	persons := map[int64]nexmark.Person{}
+	var auctions []nexmark.Auction
+	for n := range int64(events) {
+		switch e := nexmark.Generate(&p, n); e.Kind {
+		case nexmark.KindPerson:
+			if s := e.Person.State; s == "OR" || s == "ID" || s == "CA" {
+				persons[e.Person.ID] = e.Person
+			}
+		case nexmark.KindAuction:
+			if e.Auction.Category == 10 {
+				auctions = append(auctions, e.Auction)
+			}
+		}
+	}
+	var want []map[string]any
+	for _, a := range auctions {
+		if p, ok := persons[a.Seller]; ok {
+			want = append(want, map[string]any{"name": p.Name, "city": p.City, "state": p.State, "id": a.ID})
+		}
+	}
+	if len(want) == 0 {
+		t.Fatal("no category-10 auction of a seller in OR, ID or CA in the input: the test checks nothing")
+	}
+	compare(t, runQuery(t, "q3"), expected(t, want))
+}
