@@ -25,10 +25,8 @@ import (
 func TestDashboardQueriesReturnSeries(t *testing.T) {
 	promBin, err := exec.LookPath("prometheus")
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("prometheus is not installed: make tools installs Debian's prometheus")
-		}
-		t.Skip("prometheus is not installed (Debian package prometheus; make tools installs it)")
+		// Never skipped: a skipped test proves nothing. make test installs it.
+		t.Fatal("prometheus is not installed: run make tools (Debian package prometheus)")
 	}
 	dir := t.TempDir()
 	jm := start(t, "jobmanager", "--rpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
