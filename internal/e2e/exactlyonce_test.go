@@ -56,23 +56,8 @@ func runKilledKeyedCount(t *testing.T, backend, checkpoints string, atLeastOnce 
 		hbTimeout = 2 * time.Second
 	)
 	dir := t.TempDir()
-	jm := start(t, "jobmanager", "--rpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
-		"--data-dir", filepath.Join(dir, "jm"), "--heartbeat-timeout", hbTimeout.String(), "--log-format", "text")
-	jmAddr, _ := jm.addresses()
-	tms := map[string]*proc{}
-	startTM := func(id string) {
-		p := start(t, "taskmanager "+id, "--jobmanager", jmAddr, "--slots", "4", "--id", id,
-			"--rpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0", "--data-dir", filepath.Join(dir, id), "--log-format", "text")
-		p.addresses()
-		tms[id] = p
-	}
-	startTM("tm-0")
-	startTM("tm-1")
-	c := client(t, jmAddr)
-	waitFor(t, 20*time.Second, "two active TaskManagers", func() bool {
-		tm := taskManagers(t, c)
-		return tm["tm-0"] == active && tm["tm-1"] == active
-	})
+	kc := startKillableCluster(t, dir, hbTimeout)
+	jmAddr, c, tms, startTM := kc.jmAddr, kc.client, kc.tms, kc.startTM
 
 	out := filepath.Join(dir, "out")
 	spec := filepath.Join(dir, "job.yaml")
@@ -319,4 +304,36 @@ func readCounts(t *testing.T, dir string) map[string]map[int64]int {
 		f.Close()
 	}
 	return got
+}
+
+// killableCluster is a real JobManager and TaskManagers tm-0 and tm-1 (4
+// slots each) that a test kills and replaces: startTM starts one more (or a
+// replacement) under an id, and tms holds each id's process.
+type killableCluster struct {
+	jmAddr  string
+	client  clusterv1.JobManagerServiceClient
+	tms     map[string]*proc
+	startTM func(id string)
+}
+
+func startKillableCluster(t *testing.T, dir string, hbTimeout time.Duration) *killableCluster {
+	t.Helper()
+	jm := start(t, "jobmanager", "--rpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
+		"--data-dir", filepath.Join(dir, "jm"), "--heartbeat-timeout", hbTimeout.String(), "--log-format", "text")
+	jmAddr, _ := jm.addresses()
+	kc := &killableCluster{jmAddr: jmAddr, tms: map[string]*proc{}}
+	kc.startTM = func(id string) {
+		p := start(t, "taskmanager "+id, "--jobmanager", jmAddr, "--slots", "4", "--id", id,
+			"--rpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0", "--data-dir", filepath.Join(dir, id), "--log-format", "text")
+		p.addresses()
+		kc.tms[id] = p
+	}
+	kc.startTM("tm-0")
+	kc.startTM("tm-1")
+	kc.client = client(t, jmAddr)
+	waitFor(t, 20*time.Second, "two active TaskManagers", func() bool {
+		tm := taskManagers(t, kc.client)
+		return tm["tm-0"] == active && tm["tm-1"] == active
+	})
+	return kc
 }

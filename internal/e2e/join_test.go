@@ -32,23 +32,8 @@ func TestIntervalJoinExactlyOnceUnderKill(t *testing.T) {
 		hbTimeout = 2 * time.Second
 	)
 	dir := t.TempDir()
-	jm := start(t, "jobmanager", "--rpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
-		"--data-dir", filepath.Join(dir, "jm"), "--heartbeat-timeout", hbTimeout.String(), "--log-format", "text")
-	jmAddr, _ := jm.addresses()
-	tms := map[string]*proc{}
-	startTM := func(id string) {
-		p := start(t, "taskmanager "+id, "--jobmanager", jmAddr, "--slots", "4", "--id", id,
-			"--rpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0", "--data-dir", filepath.Join(dir, id), "--log-format", "text")
-		p.addresses()
-		tms[id] = p
-	}
-	startTM("tm-0")
-	startTM("tm-1")
-	c := client(t, jmAddr)
-	waitFor(t, 20*time.Second, "two active TaskManagers", func() bool {
-		tm := taskManagers(t, c)
-		return tm["tm-0"] == active && tm["tm-1"] == active
-	})
+	kc := startKillableCluster(t, dir, hbTimeout)
+	jmAddr, c, tms, startTM := kc.jmAddr, kc.client, kc.tms, kc.startTM
 	out := filepath.Join(dir, "out")
 	spec := filepath.Join(dir, "join.yaml")
 	src := func(id string, seed int) string {
