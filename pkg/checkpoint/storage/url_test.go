@@ -55,6 +55,12 @@ func TestRemoteSchemesRegistered(t *testing.T) {
 	ctx := context.Background()
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", filepath.Join(t.TempDir(), "missing.json"))
+	// Without credentials the Google and Azure clients fall back to the
+	// cloud metadata server (169.254.169.254), which answers on some
+	// machines and leaves a kept-alive connection behind: point them at a
+	// closed local port instead.
+	t.Setenv("GCE_METADATA_HOST", "127.0.0.1:1")
+	t.Setenv("GCE_METADATA_IP", "127.0.0.1:1")
 	for _, u := range []string{
 		"gs://flow-bucket/prefix",
 		"azblob://container/prefix",
