@@ -175,6 +175,7 @@ and runs jobs on an in-process cluster (flowctl local).`,
 		operatorsCommand(g),
 		versionCommand(g),
 	)
+	g.registerCompletions(root)
 	return root
 }
 
