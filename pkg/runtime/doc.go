@@ -20,8 +20,9 @@
 //     the minimum over its live, non-idle input channels and only increases.
 //   - Returns nil when the input ended and every record was handed to the
 //     downstream consumers, an error wrapping context.Canceled when canceled,
-//     and otherwise an error naming the operator, the subtask (1-based, as
-//     Flink: "subtask 2/3") and, for record errors, the record's position.
+//     and otherwise an error naming the operator, the subtask (numbered
+//     from 0, as describe and -o json show it: "subtask 0 of 2") and, for
+//     record errors, the record's position.
 //     Panics in user code become errors.
 //
 // Checkpoints (docs/checkpointing.md), when TaskEnv.Control and
