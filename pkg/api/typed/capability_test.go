@@ -9,6 +9,7 @@ import (
 	"github.com/flowrt/flow/pkg/api/typed"
 	_ "github.com/flowrt/flow/pkg/builtin"
 	"github.com/flowrt/flow/pkg/jobbuilder"
+	"github.com/flowrt/flow/pkg/jobspec"
 )
 
 // onlyTimer has OnTimer but its definition may not declare timers.
@@ -103,3 +104,5 @@ func TestDefinitionErrors(t *testing.T) {
 type noKeyCtx struct{ testCtx }
 
 func (*noKeyCtx) KeyedStateStore() api.KeyedStateStore { return nil }
+
+func parse(spec string, reg *api.Registry) (any, error) { return jobspec.Parse([]byte(spec), "job.yaml", reg, nil) }
