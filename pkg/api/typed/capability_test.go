@@ -15,8 +15,8 @@ import (
 // onlyTimer has OnTimer but its definition may not declare timers.
 type onlyTimer struct{ typed.Base[event] }
 
-func (onlyTimer) ProcessElement(*typed.Context[event], event) error  { return nil }
-func (onlyTimer) OnTimer(*typed.Context[event], typed.Timer) error { return nil }
+func (onlyTimer) ProcessElement(*typed.Context[event], event) error { return nil }
+func (onlyTimer) OnTimer(*typed.Context[event], typed.Timer) error  { return nil }
 
 // noTimer has no OnTimer.
 type noTimer struct{ typed.Base[event] }
@@ -105,4 +105,6 @@ type noKeyCtx struct{ testCtx }
 
 func (*noKeyCtx) KeyedStateStore() api.KeyedStateStore { return nil }
 
-func parse(spec string, reg *api.Registry) (any, error) { return jobspec.Parse([]byte(spec), "job.yaml", reg, nil) }
+func parse(spec string, reg *api.Registry) (any, error) {
+	return jobspec.Parse([]byte(spec), "job.yaml", reg, nil)
+}

@@ -136,7 +136,7 @@ func ExampleOutputTag() {
 	reg := api.Default.Clone()
 	if err := typed.Register(reg, typed.Definition[Click, Click]{
 		Name: "drop-late", Capabilities: typed.Capabilities{EventTime: true, SideOutputs: []string{Late.Name()}},
-		New:  func(api.Config) (typed.KeyedProcessFunction[Click, Click], error) { return DropLate{}, nil },
+		New: func(api.Config) (typed.KeyedProcessFunction[Click, Click], error) { return DropLate{}, nil },
 	}); err != nil {
 		panic(err)
 	}
