@@ -88,6 +88,30 @@ func TestCapabilitiesCheckedWhenTheJobIsBuilt(t *testing.T) {
 	}
 }
 
+// With two sources, event time needs watermarks on both: the operator's
+// watermark is the minimum of its inputs'.
+func TestEventTimersNeedEverySourceWatermarked(t *testing.T) {
+	reg := testRegistry(t)
+	build := func(second bool) error {
+		j := jobbuilder.New("two")
+		a := j.Source("a", "datagen").Watermarks(jobbuilder.Watermarks{Timestamp: "ts"})
+		b := j.Source("b", "datagen")
+		if second {
+			b.Watermarks(jobbuilder.Watermarks{Timestamp: "ts"})
+		}
+		mid := j.Operator("mid", "filter", a, b).Config(jobbuilder.Config{"condition": "true"})
+		j.Sink("out", "print", j.Operator("op", "event-timer", mid).KeyBy("key"))
+		_, err := j.Build(reg)
+		return err
+	}
+	if err := build(false); err == nil || !strings.Contains(err.Error(), `source "b" upstream assigns no watermarks`) {
+		t.Errorf("one source without watermarks: err = %v", err)
+	}
+	if err := build(true); err != nil {
+		t.Errorf("both sources with watermarks: %v", err)
+	}
+}
+
 func TestDefinitionErrors(t *testing.T) {
 	if _, err := typed.Type(typed.Definition[event, event]{Name: "x"}); err == nil || !strings.Contains(err.Error(), "New is nil") {
 		t.Errorf("nil New: err = %v", err)
