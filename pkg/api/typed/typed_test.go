@@ -203,8 +203,8 @@ func TestTimersFireWithKeyAndTimestamp(t *testing.T) {
 		got = append(got, fmt.Sprintf("%s@%d", r.Value, r.Timestamp))
 	}
 	want := []string{
-		fmt.Sprintf(`{"key":"b","domain":"event-time","ts":60,"ctxTs":60}@60`),
-		fmt.Sprintf(`{"key":"a","domain":"event-time","ts":110,"ctxTs":110}@110`),
+		`{"key":"b","domain":"event-time","ts":60,"ctxTs":60}@60`,
+		`{"key":"a","domain":"event-time","ts":110,"ctxTs":110}@110`,
 		fmt.Sprintf(`{"key":"b","domain":"processing-time","ts":4000000,"ctxTs":4000000}@%d`, api.NoTimestamp),
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -247,27 +247,27 @@ func TestSideOutputs(t *testing.T) {
 	}
 	recs := h.out
 	selected := func(output string) []string {
-		s := newHarnessUnkeyed(t, typed.OutputType(), fmt.Sprintf(`{"output":%q}`, output))
+		s := newHarness(t, typed.OutputType(), fmt.Sprintf(`{"output":%q}`, output))
 		for _, r := range recs {
 			if err := s.op.ProcessRecord(r, s.col); err != nil {
 				t.Fatal(err)
 			}
 		}
-		for i, r := range s.out {
-			if r.Timestamp != recs[0].Timestamp && r.Timestamp != recs[1].Timestamp && r.Timestamp != recs[2].Timestamp && r.Timestamp != recs[3].Timestamp || string(r.Key) != "k" {
-				t.Errorf("%s record %d: key %q ts %d: want the input's", output, i, r.Key, r.Timestamp)
-			}
+		var vs []string
+		for _, r := range s.out {
+			// Values 0..3 came with timestamps 0..3 under key "k".
+			vs = append(vs, fmt.Sprintf("%s %s@%d", r.Key, r.Value, r.Timestamp))
 		}
-		return s.values()
+		return vs
 	}
-	if got, want := selected("main"), []string{`{"kind":"n","value":0}`, `{"kind":"n","value":2}`}; !reflect.DeepEqual(got, want) {
+	if got, want := selected("main"), []string{`k {"kind":"n","value":0}@0`, `k {"kind":"n","value":2}@2`}; !reflect.DeepEqual(got, want) {
 		t.Errorf("main output %q, want %q", got, want)
 	}
-	if got, want := selected("odd"), []string{`"odd 1"`, `"odd 3"`}; !reflect.DeepEqual(got, want) {
+	if got, want := selected("odd"), []string{`k "odd 1"@1`, `k "odd 3"@3`}; !reflect.DeepEqual(got, want) {
 		t.Errorf("odd output %q, want %q", got, want)
 	}
 	// typed-output refuses records that are not from such a function.
-	s := newHarnessUnkeyed(t, typed.OutputType(), `{"output":"main"}`)
+	s := newHarness(t, typed.OutputType(), `{"output":"main"}`)
 	if err := s.op.ProcessRecord(api.Record{Value: []byte(`{"kind":"n"}`)}, s.col); err == nil || !strings.Contains(err.Error(), "does not come from a typed function") {
 		t.Errorf("plain record: err = %v", err)
 	}
@@ -276,11 +276,6 @@ func TestSideOutputs(t *testing.T) {
 	if err := h.process("k", `{"value":1}`, 1); !errors.Is(err, typed.ErrCapability) || !strings.Contains(err.Error(), `side output "odd", which it does not declare`) {
 		t.Errorf("undeclared side output: err = %v", err)
 	}
-}
-
-// newHarnessUnkeyed opens an unkeyed operator (typed-output).
-func newHarnessUnkeyed(tb testing.TB, typ api.OperatorType, cfg string) *harness {
-	return newHarness(tb, typ, cfg)
 }
 
 func TestCodecErrorIsRecordError(t *testing.T) {
