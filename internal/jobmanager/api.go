@@ -110,6 +110,12 @@ func (jm *JobManager) validate(g *jobgraphv1.JobGraph) (*jobgraph.Plan, error) {
 			}
 		}
 	}
+	if jm.opts.Registry != nil {
+		// The types' own checks of the job around them (api.OperatorType.CheckJob).
+		if err := jobspec.CheckJob(g, jm.opts.Registry); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return plan, errors.Join(errs...)
 }
 

@@ -79,6 +79,12 @@ type OperatorType struct {
 	NewSource   func(cfg Config) (Source, error)
 	NewOperator func(cfg Config) (Operator, error)
 	NewSink     func(cfg Config) (Sink, error)
+
+	// CheckJob, when set, is called for each operator of the type when a
+	// job is built or submitted (jobspec.Parse, jobbuilder.Build, the
+	// JobManager's submit), with what the job gives the operator; an error
+	// refuses the job. See JobView.
+	CheckJob func(v JobView) error
 }
 
 // Field returns the named field's schema.

@@ -232,6 +232,10 @@ func (p *parser) parse(data []byte, sets []string) *jobgraphv1.JobGraph {
 		p.errAt(top["operators"].key, "%v", err)
 		return nil
 	}
+	checkJob(g, p.reg, func(id string, err error) { p.errAt(byID[id].typeNode, "operator %q: %v", id, err) })
+	if len(p.errs.List) > 0 {
+		return nil
+	}
 	return g
 }
 

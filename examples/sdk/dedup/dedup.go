@@ -1,6 +1,7 @@
 // Package dedup is a user-defined operator type written against Flow's
-// public Go SDK: it passes the first record of each key and drops the
-// key's repeats for a time-to-live after it.
+// public Go SDK as a typed keyed process function (pkg/api/typed): it
+// passes the first record of each key and drops the key's repeats for a
+// time-to-live after it.
 //
 // It keeps one ValueState[int64] per key ("seen": how many records of the
 // key arrived within the TTL) with state TTL, so a key's state disappears
@@ -17,16 +18,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/api/typed"
 )
 
 // Name is the type name jobs use (type: example-dedup).
 const Name = "example-dedup"
 
-// Type is the operator type to register.
+// Type is the operator type to register: a typed keyed process function
+// on the records' bytes as they are (typed.Bytes in and out), so the
+// records it passes are exactly those it read.
 func Type() api.OperatorType {
-	return api.OperatorType{
-		Name: Name, Kind: api.KindOperator, Keyed: true,
-		Doc: "Passes the first record of each key and drops its repeats for ttl after it (ValueState with TTL). An example of a user-defined type.",
+	return typed.MustType(typed.Definition[[]byte, []byte]{
+		Name: Name,
+		Doc:  "Passes the first record of each key and drops its repeats for ttl after it (ValueState with TTL). An example of a user-defined type.",
 		Fields: []api.Field{
 			{Name: "ttl", Type: api.TypeDuration, Default: 24 * time.Hour,
 				Doc: "How long a key is remembered after its last record (processing time).",
@@ -37,58 +41,48 @@ func Type() api.OperatorType {
 					return nil
 				}},
 		},
-		Example:     "- id: unique\n  type: example-dedup\n  inputs: [events]\n  keyBy: id\n  config: {ttl: 1h}\n",
-		NewOperator: func(cfg api.Config) (api.Operator, error) { return &Operator{ttl: cfg.Duration("ttl")}, nil },
-	}
+		Example: "- id: unique\n  type: example-dedup\n  inputs: [events]\n  keyBy: id\n  config: {ttl: 1h}\n",
+		In:      typed.Bytes(), Out: typed.Bytes(),
+		New: func(cfg api.Config) (typed.KeyedProcessFunction[[]byte, []byte], error) {
+			return &Dedup{ttl: cfg.Duration("ttl")}, nil
+		},
+	})
 }
 
-// Operator is one subtask's instance.
-type Operator struct {
-	ttl     time.Duration
-	seen    *api.ValueState[int64]
-	dropped prometheus.Counter
+// Dedup is one subtask's function.
+type Dedup struct {
+	typed.Base[[]byte] // no-op Finish and Close
+	ttl                time.Duration
+	seen               *api.ValueState[int64]
+	dropped            prometheus.Counter
 }
 
 // Open declares the keyed state and the metric.
-func (o *Operator) Open(ctx api.Context) error {
-	store, err := api.KeyedStateStoreOf(ctx)
-	if err != nil {
-		return err
-	}
+func (d *Dedup) Open(ctx api.Context) (err error) {
 	// OnReadAndWrite: every repeat extends the key's life, so a key that
 	// keeps coming is never passed twice.
-	o.seen, err = api.GetValueState(store, api.ValueStateDescriptor[int64]{
-		Name: "seen", Codec: api.Int64Codec(),
-		TTL: &api.TTLConfig{TTL: o.ttl, Update: api.OnReadAndWrite},
-	})
+	d.seen, err = typed.Value[int64](ctx, "seen", typed.WithTTL(api.TTLConfig{TTL: d.ttl, Update: api.OnReadAndWrite}))
 	if err != nil {
 		return err
 	}
-	o.dropped = prometheus.NewCounter(prometheus.CounterOpts{
+	d.dropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "example_dedup_dropped_total", Help: "Records dropped as repeats of a key seen within the TTL.",
 	})
-	return ctx.Metrics().Register(o.dropped)
+	return ctx.Metrics().Register(d.dropped)
 }
 
-// ProcessRecord passes r when its key is new (or expired).
-func (o *Operator) ProcessRecord(r api.Record, out api.Collector) error {
-	n, err := o.seen.Value()
+// ProcessElement passes the record when its key is new (or expired).
+func (d *Dedup) ProcessElement(ctx *typed.Context[[]byte], record []byte) error {
+	n, err := d.seen.Value() // the state of ctx.CurrentKey()
 	if err != nil {
 		return err
 	}
-	if err := o.seen.Update(n + 1); err != nil {
+	if err := d.seen.Update(n + 1); err != nil {
 		return err
 	}
 	if n > 0 {
-		o.dropped.Inc()
+		d.dropped.Inc()
 		return nil
 	}
-	out.Collect(r)
-	return nil
+	return ctx.Emit(record)
 }
-
-// Finish implements api.Operator: nothing is buffered.
-func (o *Operator) Finish(api.Collector) error { return nil }
-
-// Close implements api.Operator.
-func (o *Operator) Close() error { return nil }

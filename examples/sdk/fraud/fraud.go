@@ -1,5 +1,6 @@
-// Package fraud is a fraud detector written against Flow's public Go SDK,
-// the way Flink users write one with keyed state and TTL. Keyed by
+// Package fraud is a fraud detector written against Flow's public Go SDK
+// as a typed keyed process function (pkg/api/typed), the way Flink users
+// write one with keyed state and TTL. Keyed by
 // account, it reads transactions {"key": account, "value": amount} with
 // event timestamps and emits an alert when
 //
@@ -16,13 +17,12 @@
 package fraud
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/api/typed"
 )
 
 // Name is the type name jobs use (type: example-fraud).
@@ -59,9 +59,9 @@ func Type() api.OperatorType {
 		}
 		return nil
 	}
-	return api.OperatorType{
-		Name: Name, Kind: api.KindOperator, Keyed: true,
-		Doc: "Alerts on transaction velocity and amount spikes per account (ValueState profile with a 90-day TTL, ListState of recent transactions with a 24-hour TTL). An example of a user-defined type.",
+	return typed.MustType(typed.Definition[Transaction, Alert]{
+		Name: Name,
+		Doc:  "Alerts on transaction velocity and amount spikes per account (ValueState profile with a 90-day TTL, ListState of recent transactions with a 24-hour TTL). An example of a user-defined type.",
 		Fields: []api.Field{
 			{Name: "velocityWindow", Type: api.TypeDuration, Default: time.Minute, Validate: positive,
 				Doc: "Event-time window the velocity rule counts transactions in."},
@@ -73,13 +73,13 @@ func Type() api.OperatorType {
 				Doc: "Transactions an account needs before the spike rule applies."},
 		},
 		Example: "- id: fraud\n  type: example-fraud\n  inputs: [transactions]\n  keyBy: key\n  config: {velocityWindow: 1m, velocityLimit: 5}\n",
-		NewOperator: func(cfg api.Config) (api.Operator, error) {
-			return &Operator{rules: Rules{
+		New: func(cfg api.Config) (typed.KeyedProcessFunction[Transaction, Alert], error) {
+			return &Detector{rules: Rules{
 				Window: cfg.Duration("velocityWindow").Milliseconds(), Limit: int(cfg.Int("velocityLimit")),
 				SpikeFactor: cfg.Float("spikeFactor"), MinHistory: cfg.Int("minHistory"),
 			}}, nil
 		},
-	}
+	})
 }
 
 // Rules are the detector's thresholds.
@@ -90,90 +90,78 @@ type Rules struct {
 	MinHistory  int64
 }
 
-// Operator is one subtask's instance.
-type Operator struct {
-	rules   Rules
-	profile *api.ValueState[Profile]
-	recent  *api.ListState[int64]
-	buf     []byte
-}
-
-// Open declares the state.
-func (o *Operator) Open(ctx api.Context) error {
-	store, err := api.KeyedStateStoreOf(ctx)
-	if err != nil {
-		return err
-	}
-	if o.profile, err = api.GetValueState(store, api.ValueStateDescriptor[Profile]{
-		Name: "profile", Codec: api.JSON[Profile](), TTL: &api.TTLConfig{TTL: ProfileTTL},
-	}); err != nil {
-		return err
-	}
-	o.recent, err = api.GetListState(store, api.ListStateDescriptor[int64]{
-		Name: "recent", Codec: api.Int64Codec(), TTL: &api.TTLConfig{TTL: RecentTTL},
-	})
-	return err
-}
-
-type transaction struct {
+// Transaction is an input record (datagen's {"key": account, "value":
+// amount}; the key is the record's key).
+type Transaction struct {
 	Amount float64 `json:"value"`
 }
 
-// ProcessRecord applies both rules to one transaction of r's account.
-func (o *Operator) ProcessRecord(r api.Record, out api.Collector) error {
-	var tx transaction
-	if err := json.Unmarshal(r.Value, &tx); err != nil {
-		return fmt.Errorf("example-fraud: transaction %q: %w", r.Value, err)
+// Alert is an output record.
+type Alert struct {
+	Key    string `json:"key"`
+	Kind   string `json:"kind"` // velocity or spike
+	TS     int64  `json:"ts"`
+	Detail string `json:"detail"`
+}
+
+// Detector is one subtask's function.
+type Detector struct {
+	typed.Base[Alert] // no-op Finish and Close
+	rules             Rules
+	profile           *api.ValueState[Profile]
+	recent            *api.ListState[int64]
+	kept              []int64
+}
+
+// Open declares the state.
+func (d *Detector) Open(ctx api.Context) (err error) {
+	if d.profile, err = typed.Value[Profile](ctx, "profile", typed.TTL(ProfileTTL)); err != nil {
+		return err
 	}
-	ts := r.Timestamp
+	d.recent, err = typed.List[int64](ctx, "recent", typed.TTL(RecentTTL))
+	return err
+}
+
+// ProcessElement applies both rules to one transaction of the current
+// account.
+func (d *Detector) ProcessElement(ctx *typed.Context[Alert], tx Transaction) error {
+	ts := ctx.Timestamp()
 	if ts == api.NoTimestamp {
 		return errors.New("example-fraud: the transaction has no event timestamp: give the source watermarks.timestamp")
 	}
-	recent, err := o.recent.Get()
-	if err != nil {
-		return err
-	}
-	kept := recent[:0]
-	for _, t := range recent {
-		if t > ts-o.rules.Window {
+	kept := d.kept[:0]
+	if err := d.recent.Range(func(t int64) bool {
+		if t > ts-d.rules.Window {
 			kept = append(kept, t)
 		}
-	}
-	kept = append(kept, ts)
-	if err := o.recent.Update(kept); err != nil {
+		return true
+	}); err != nil {
 		return err
 	}
-	if len(kept) > o.rules.Limit {
-		o.alert(out, r, "velocity", strconv.Itoa(len(kept)))
+	kept = append(kept, ts)
+	d.kept = kept
+	if err := d.recent.Update(kept); err != nil {
+		return err
 	}
-	p, err := o.profile.Value()
+	if len(kept) > d.rules.Limit {
+		if err := d.alert(ctx, "velocity", strconv.Itoa(len(kept))); err != nil {
+			return err
+		}
+	}
+	p, err := d.profile.Value()
 	if err != nil {
 		return err
 	}
-	if p.Count >= o.rules.MinHistory && tx.Amount > o.rules.SpikeFactor*p.Sum/float64(p.Count) {
-		o.alert(out, r, "spike", strconv.FormatFloat(tx.Amount, 'f', -1, 64))
+	if p.Count >= d.rules.MinHistory && tx.Amount > d.rules.SpikeFactor*p.Sum/float64(p.Count) {
+		if err := d.alert(ctx, "spike", strconv.FormatFloat(tx.Amount, 'f', -1, 64)); err != nil {
+			return err
+		}
 	}
 	p.Count++
 	p.Sum += tx.Amount
-	return o.profile.Update(p)
+	return d.profile.Update(p)
 }
 
-func (o *Operator) alert(out api.Collector, r api.Record, kind, detail string) {
-	b := append(o.buf[:0], `{"key":`...)
-	b = api.AppendJSONString(b, r.Key)
-	b = append(b, `,"kind":"`...)
-	b = append(b, kind...)
-	b = append(b, `","ts":`...)
-	b = strconv.AppendInt(b, r.Timestamp, 10)
-	b = append(b, `,"detail":"`...)
-	b = append(b, detail...)
-	b = append(b, `"}`...)
-	o.buf = b
-	out.Collect(api.Record{Key: r.Key, Value: b, Timestamp: r.Timestamp})
+func (d *Detector) alert(ctx *typed.Context[Alert], kind, detail string) error {
+	return ctx.Emit(Alert{Key: string(ctx.CurrentKey()), Kind: kind, TS: ctx.Timestamp(), Detail: detail})
 }
-
-// Finish implements api.Operator: nothing is buffered.
-func (o *Operator) Finish(api.Collector) error { return nil }
-
-// Close implements api.Operator.
-func (o *Operator) Close() error { return nil }

@@ -1,0 +1,39 @@
+// Package typed is Flow's typed operator API: keyed process functions on Go
+// values instead of []byte records.
+//
+// A KeyedProcessFunction[IN, OUT] receives each record decoded into IN (by
+// the definition's input codec, JSON unless told otherwise) together with a
+// per-record *Context[OUT]: the record's timestamp, the current key, the
+// timer service and Emit, which encodes an OUT (output codec, JSON by
+// default) into a reused buffer. Embed Base for the no-op Open, Finish and
+// Close; declare state in Open with Value, List and Map (typed handles with
+// default codecs and TTL options over the api state).
+//
+// Capabilities are declared with the type, not discovered while it runs:
+//
+//   - OnTimer is an optional method (TimerFunction). A function with OnTimer
+//     whose Definition declares no timers, or declared timers without
+//     OnTimer, is refused when a job using it is built or submitted (the
+//     runtime builds every operator there). This is why Base has no
+//     OnTimer: its presence is what the check sees.
+//   - Capabilities.EventTimers and EventTime refuse a job in which some
+//     source upstream of the operator assigns no watermarks.
+//   - Timers of a domain the type does not declare fail to register, with
+//     an error naming the capability.
+//   - Side outputs are declared by name (Capabilities.SideOutputs). Flow's
+//     runtime sends an operator's output to all its consumers alike, so a
+//     function with side outputs tags every record it emits, and each
+//     consumer reads one output through an operator of type OutputTypeName
+//     ("typed-output", config output: main or a side output's name). A job
+//     in which anything else reads such a function, or that selects an
+//     undeclared output, is refused when it is built.
+//
+// Decode errors of input records are record errors that name the type and
+// the codec: with onError: skip the runtime drops the record and counts it,
+// otherwise the task fails with the message.
+//
+// Hot path: one Context per operator instance, reused for every record and
+// timer; Emit encodes into a buffer the operator reuses, and Collect copies
+// it. Per record, only the codecs allocate (JSON decoding into IN; the JSON
+// encoder boxes OUT). A custom Codec avoids both.
+package typed

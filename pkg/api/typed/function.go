@@ -1,0 +1,193 @@
+package typed
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/flowrt/flow/pkg/api"
+)
+
+// KeyedProcessFunction is user logic on a keyed stream of IN values,
+// emitting OUT values. Every method runs on the subtask's goroutine.
+type KeyedProcessFunction[IN, OUT any] interface {
+	// Open declares state (Value, List, Map) and metrics.
+	Open(ctx api.Context) error
+	// ProcessElement handles one record of ctx.CurrentKey(). An error is a
+	// record error (onError: skip drops the record).
+	ProcessElement(ctx *Context[OUT], in IN) error
+	// Finish runs once when the input ended; ctx has no key (state and
+	// timers are not available), Emit works.
+	Finish(ctx *Context[OUT]) error
+	Close() error
+}
+
+// TimerFunction is a KeyedProcessFunction with timers: OnTimer runs when a
+// timer registered through Context.Timers fires, with the timer's key
+// current and ctx.Timestamp() the timer's time. Declare the timer domains
+// it uses in Capabilities.
+type TimerFunction[OUT any] interface {
+	OnTimer(ctx *Context[OUT], t Timer) error
+}
+
+// Timer is a timer that fired.
+type Timer struct {
+	Domain    api.TimeDomain
+	Timestamp int64
+}
+
+// Base is embedded by functions for the no-op Open, Finish and Close. It
+// has no OnTimer on purpose: a function with timers implements its own,
+// which is how the capability check sees them.
+type Base[OUT any] struct{}
+
+func (Base[OUT]) Open(api.Context) error     { return nil }
+func (Base[OUT]) Finish(*Context[OUT]) error { return nil }
+func (Base[OUT]) Close() error               { return nil }
+
+// Capabilities are what a function uses beyond ProcessElement, checked
+// when a job using its type is built.
+type Capabilities struct {
+	// EventTimers: the function registers event-time timers. A job whose
+	// sources upstream of it assign no watermarks is refused.
+	EventTimers bool
+	// ProcessingTimers: the function registers processing-time timers.
+	ProcessingTimers bool
+	// EventTime: the function needs watermarks without timers (it reads
+	// Context.Timers().CurrentWatermark, e.g. to route late records).
+	EventTime bool
+	// SideOutputs are the names of the function's side outputs (see
+	// OutputTag). "main" is the main output's name and cannot be used.
+	SideOutputs []string
+}
+
+// Definition defines an operator type around a KeyedProcessFunction.
+type Definition[IN, OUT any] struct {
+	// Name, Doc, Fields and Example are those of api.OperatorType.
+	Name    string
+	Doc     string
+	Fields  []api.Field
+	Example string
+	// In and Out are the record codecs; nil means JSON.
+	In  Codec[IN]
+	Out Codec[OUT]
+	// Capabilities the function uses.
+	Capabilities Capabilities
+	// New builds one subtask's function from the validated config. Like
+	// every constructor it must not do I/O: a job is built with it.
+	New func(cfg api.Config) (KeyedProcessFunction[IN, OUT], error)
+}
+
+// ErrCapability is wrapped by the errors of the capability checks.
+var ErrCapability = errors.New("capability")
+
+// MainOutput is the name of a function's main output.
+const MainOutput = "main"
+
+// Type returns the api.OperatorType of d: a keyed operator that decodes each
+// record into IN, runs the function and encodes what it emits. Its
+// constructor and its CheckJob hook check the capabilities, so a job that
+// misuses them is refused when it is built.
+func Type[IN, OUT any](d Definition[IN, OUT]) (api.OperatorType, error) {
+	if d.New == nil {
+		return api.OperatorType{}, fmt.Errorf("typed type %q: New is nil: give the definition a constructor", d.Name)
+	}
+	for i, s := range d.Capabilities.SideOutputs {
+		if s == "" || s == MainOutput || slices.Contains(d.Capabilities.SideOutputs[:i], s) {
+			return api.OperatorType{}, fmt.Errorf("typed type %q: side output %q: names must be non-empty, unique and not %q", d.Name, s, MainOutput)
+		}
+	}
+	if d.In == nil {
+		d.In = JSON[IN]()
+	}
+	if d.Out == nil {
+		d.Out = JSON[OUT]()
+	}
+	def := &d
+	return api.OperatorType{
+		Name: d.Name, Kind: api.KindOperator, Keyed: true, Doc: d.Doc, Fields: d.Fields, Example: d.Example,
+		NewOperator: def.newOperator,
+		CheckJob:    def.checkJob,
+	}, nil
+}
+
+// MustType is Type that panics, for registries built at start-up.
+func MustType[IN, OUT any](d Definition[IN, OUT]) api.OperatorType {
+	t, err := Type(d)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+// Register adds d's type to reg, and the "typed-output" type (OutputType)
+// when d has side outputs and reg lacks it.
+func Register[IN, OUT any](reg *api.Registry, d Definition[IN, OUT]) error {
+	t, err := Type(d)
+	if err != nil {
+		return err
+	}
+	if err := reg.Register(t); err != nil {
+		return err
+	}
+	if len(d.Capabilities.SideOutputs) > 0 {
+		if _, err := reg.Lookup(OutputTypeName); err != nil {
+			return reg.Register(OutputType())
+		}
+	}
+	return nil
+}
+
+func (d *Definition[IN, OUT]) newOperator(cfg api.Config) (api.Operator, error) {
+	fn, err := d.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if fn == nil {
+		return nil, fmt.Errorf("typed type %q: New returned a nil function", d.Name)
+	}
+	tf, hasTimer := fn.(TimerFunction[OUT])
+	caps := d.Capabilities
+	switch declared := caps.EventTimers || caps.ProcessingTimers; {
+	case hasTimer && !declared:
+		return nil, fmt.Errorf("%w: type %q: %T has OnTimer but the type declares no timers: set Capabilities.EventTimers or ProcessingTimers", ErrCapability, d.Name, fn)
+	case declared && !hasTimer:
+		return nil, fmt.Errorf("%w: type %q declares timers but %T has no OnTimer(*typed.Context, typed.Timer) error: add it or drop the capability", ErrCapability, d.Name, fn)
+	}
+	return newOperator(d, fn, tf), nil
+}
+
+func (d *Definition[IN, OUT]) checkJob(v api.JobView) error {
+	caps := d.Capabilities
+	if (caps.EventTimers || caps.EventTime) && len(v.SourcesWithoutWatermarks) > 0 {
+		what := "event-time timers"
+		if !caps.EventTimers {
+			what = "event time"
+		}
+		return fmt.Errorf("%w: type %q uses %s, but source %s upstream assigns no watermarks: give it watermarks: {timestamp: ..., outOfOrderness: ...}",
+			ErrCapability, d.Name, what, quoteList(v.SourcesWithoutWatermarks))
+	}
+	if len(caps.SideOutputs) == 0 {
+		return nil
+	}
+	names := append([]string{MainOutput}, caps.SideOutputs...)
+	for _, c := range v.Consumers {
+		if c.Type != OutputTypeName {
+			return fmt.Errorf("%w: type %q has side outputs, so %q must read it through a %q operator (config output: %s), not as %q",
+				ErrCapability, d.Name, c.ID, OutputTypeName, strings.Join(names, " | "), c.Type)
+		}
+		if o := c.Config.String("output"); !slices.Contains(names, o) {
+			return fmt.Errorf("%w: %q selects output %q of type %q, which has outputs %s", ErrCapability, c.ID, o, d.Name, strings.Join(names, ", "))
+		}
+	}
+	return nil
+}
+
+func quoteList(ids []string) string {
+	q := make([]string, len(ids))
+	for i, id := range ids {
+		q[i] = fmt.Sprintf("%q", id)
+	}
+	return strings.Join(q, ", ")
+}
