@@ -71,6 +71,7 @@ type store struct {
 	vers     *versions
 	scanning bool     // a Scan is walking the live store: do not compact
 	last     lastCell // the last cell found (cells.go)
+	mx       storeMetrics
 }
 
 func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
