@@ -12,8 +12,7 @@ import (
 )
 
 // A Pebble backend under writes reports its memtable, then (flushed by a
-// checkpoint) its L0 files, disk usage and key estimate; reads move the
-// block cache.
+// checkpoint) its disk usage and key estimate; reads move the block cache.
 func TestStoreMetrics(t *testing.T) {
 	cache := pebble.NewCache(8 << 20)
 	defer cache.Unref()
@@ -55,8 +54,9 @@ func TestStoreMetrics(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if m.LSM.L0Files < 1 || m.LSM.DiskBytes < n || m.Bytes <= 0 {
-		t.Fatalf("flushed: bytes %d, LSM %+v: want L0 files and disk usage", m.Bytes, m.LSM)
+	// (L0 files are not checked: a compaction may have moved them.)
+	if m.LSM.DiskBytes < n || m.Bytes <= 0 {
+		t.Fatalf("flushed: bytes %d, LSM %+v: want disk usage", m.Bytes, m.LSM)
 	}
 	before := cache.Metrics()
 	for i := 0; i < n; i += 10 {
