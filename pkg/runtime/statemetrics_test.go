@@ -7,8 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/flowrt/flow/internal/exchange"
 	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/statebackend"
+	"github.com/flowrt/flow/pkg/statebackend/heap"
+	"github.com/flowrt/flow/pkg/statebackend/pebble"
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
 
@@ -106,5 +111,93 @@ func TestStateMetrics(t *testing.T) {
 				t.Errorf("after the job ended: timers registered still reported (%v)", got)
 			}
 		})
+	}
+}
+
+// While a canceled attempt of a subtask still holds its backend, the new
+// attempt's backend with the same labels is reported, once.
+func TestStateMetricsNewestAttemptWins(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	c, err := stateCollectorOf(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := stateCollectorOf(reg); err != nil || again != c {
+		t.Fatalf("second lookup: %p, %v; want the registered collector %p", again, err, c)
+	}
+	labels := []string{"j", "name", "op", "0", StateBackendHeap}
+	var entries []*stateEntry
+	for i, timers := range []int{3, 5} {
+		be, err := heap.New(statebackend.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		be.SetCurrentKey([]byte("k"), 0)
+		for n := range timers {
+			if err := be.RegisterEventTimeTimer(int64(n), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		be.PublishMetrics()
+		entries = append(entries, &stateEntry{labels: labels, be: be})
+		c.add(entries[i])
+	}
+	registered := func() []float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []float64
+		for _, mf := range mfs {
+			if mf.GetName() == "flow_state_timers_registered_total" {
+				for _, m := range mf.GetMetric() {
+					out = append(out, m.GetCounter().GetValue())
+				}
+			}
+		}
+		return out
+	}
+	if got := registered(); len(got) != 1 || got[0] != 5 {
+		t.Fatalf("timers registered series = %v, want [5] (the newest backend)", got)
+	}
+	c.remove(entries[1])
+	if got := registered(); len(got) != 1 || got[0] != 3 {
+		t.Fatalf("after the newest left: %v, want [3]", got)
+	}
+	c.remove(entries[0])
+	if got := registered(); len(got) != 0 {
+		t.Fatalf("after both left: %v, want none", got)
+	}
+}
+
+// The TaskManager's block cache metrics read the cache until released.
+func TestStateCacheMetrics(t *testing.T) {
+	cache := pebble.NewCache(1 << 20)
+	defer cache.Unref()
+	m := NewStateCacheMetrics(cache)
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(m); err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "flow_state_pebble_block_cache_capacity_bytes" {
+				if v := mf.GetMetric()[0].GetGauge().GetValue(); v != 1<<20 {
+					t.Fatalf("capacity = %v, want %d", v, 1<<20)
+				}
+			}
+		}
+		return len(mfs)
+	}
+	if n := count(); n != 4 {
+		t.Fatalf("%d block cache metrics, want 4", n)
+	}
+	m.Release()
+	if n := count(); n != 0 {
+		t.Fatalf("%d block cache metrics after Release, want 0", n)
 	}
 }
