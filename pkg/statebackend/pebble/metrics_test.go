@@ -76,4 +76,3 @@ func TestStoreMetrics(t *testing.T) {
 		t.Fatalf("metrics after Close: %+v", m)
 	}
 }
-
