@@ -190,5 +190,6 @@ func (s *store) Flush() error                            { return nil }
 // they are released.
 func (s *store) Close() error {
 	s.states, s.tsets, s.timers, s.last = nil, nil, [2]theap{}, lastCell{}
+	s.mx.held = 0
 	return nil
 }

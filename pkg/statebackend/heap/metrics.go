@@ -8,19 +8,40 @@ import (
 )
 
 // storeMetrics is what the heap store reports (statebackend.MetricsStore):
-// computed on the task goroutine by PublishMetrics from what the store
-// keeps anyway (its slot counts; no bookkeeping on the access path), read
-// by StoreMetrics on any goroutine.
+// computed on the task goroutine by PublishMetrics from its slot counts
+// and the bytes its writes add and remove (a few additions per write),
+// read by StoreMetrics on any goroutine.
 type storeMetrics struct {
+	// held: bytes of cell keys, out-of-line values and map entries (keys
+	// and values), kept up to date by every write on the task goroutine.
+	held        int64
 	keys, bytes atomic.Int64
+}
+
+// outOfLineBytes is the size of a value cell's value stored outside its
+// slot.
+func outOfLineBytes(sl *slot) int64 {
+	if sl.n == outOfLine {
+		return int64(len(sl.ext.val))
+	}
+	return 0
+}
+
+// entryBytes is the size of a map cell's entries.
+func entryBytes(sl *slot) int64 {
+	if sl.ext == nil || sl.ext.entries == nil {
+		return 0
+	}
+	return sl.ext.nbytes
 }
 
 var _ statebackend.MetricsStore = (*store)(nil)
 
 // PublishMetrics implements statebackend.MetricsStore: keys are the live
-// cells (one key and namespace of one state), bytes the memory of the
-// allocated slot chunks. Values of more than inlineCap bytes and map
-// entries live outside the slots and are not counted.
+// cells (one key and namespace of one state); bytes are the memory of the
+// allocated slot chunks plus the cell keys, the values stored outside
+// their slots (over inlineCap bytes) and the map entries' keys and values
+// (not Go's map and allocation overhead).
 func (s *store) PublishMetrics() {
 	var keys, chunks int64
 	for _, st := range s.states {
@@ -30,7 +51,7 @@ func (s *store) PublishMetrics() {
 		}
 	}
 	s.mx.keys.Store(keys)
-	s.mx.bytes.Store(chunks * chunkLen * int64(unsafe.Sizeof(slot{})))
+	s.mx.bytes.Store(chunks*chunkLen*int64(unsafe.Sizeof(slot{})) + s.mx.held)
 }
 
 // StoreMetrics implements statebackend.MetricsStore.
