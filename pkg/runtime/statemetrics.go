@@ -29,7 +29,7 @@ var (
 	descStateKeys = prometheus.NewDesc("flow_state_keys",
 		"Keys with keyed state of an operator's subtask: heap: cells (a key and namespace of one state); pebble: an estimate from its SST files.", stateLabels, nil)
 	descStateBytes = prometheus.NewDesc("flow_state_size_bytes",
-		"Size of an operator's keyed state in its backend: heap: its slot memory; pebble: live SST files plus memtables.", stateLabels, nil)
+		"Size of an operator's keyed state in its backend: heap: its slots, keys and values; pebble: live SST files plus memtables.", stateLabels, nil)
 	descStateAccesses = prometheus.NewDesc("flow_state_accesses_total",
 		"Keyed state reads and writes of an operator.", stateLabels, nil)
 	descStateLatency = prometheus.NewDesc("flow_state_access_latency_seconds",
