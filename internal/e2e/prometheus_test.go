@@ -16,13 +16,15 @@ import (
 	"time"
 )
 
-// TestDashboardQueriesReturnSeries starts Debian's prometheus scraping a
-// real cluster (a JobManager and two TaskManagers) that runs a checkpointed
-// heap job and a checkpointed Pebble job, then runs every panel query of
+// TestPrometheusDashboardQueriesReturnSeries starts Debian's prometheus
+// scraping a real cluster (a JobManager and two TaskManagers) that runs a
+// checkpointed heap job and a checkpointed Pebble job (each with a keyed
+// count, a dedupe whose state has a TTL and a window firing timers),
+// checks that their state metrics move, then runs every panel query of
 // every Grafana dashboard under deploy/grafana/dashboards: a query that
 // returns no series is a panel that shows "No data" to a user. It also
 // loads the alerting rules and requires each to evaluate without error.
-func TestDashboardQueriesReturnSeries(t *testing.T) {
+func TestPrometheusDashboardQueriesReturnSeries(t *testing.T) {
 	promBin, err := exec.LookPath("prometheus")
 	if err != nil {
 		// Never skipped: a skipped test proves nothing. make test installs it.
@@ -63,6 +65,21 @@ operators:
   - id: sink
     type: blackhole
     inputs: [count]
+  - id: unique
+    type: dedupe
+    uid: unique-v1
+    inputs: [src]
+    keyBy: key
+    config: {ttl: 200ms}
+  - id: perSecond
+    type: window
+    uid: per-second-v1
+    inputs: [unique]
+    keyBy: key
+    config: {size: 1s}
+  - id: windows
+    type: blackhole
+    inputs: [perSecond]
 stateBackend: {type: %s}
 checkpoints:
   interval: 500ms
@@ -134,6 +151,29 @@ scrape_configs:
 			r, err := promQuery(api, q)
 			return err == nil && len(r) == 1
 		})
+	}
+
+	// State metrics move in both jobs: dedupe's TTL state expires, the
+	// window's timers fire, keys are counted.
+	for _, name := range []string{"dash-heap", "dash-pebble"} {
+		for _, q := range []string{
+			`sum(rate(flow_state_ttl_removed_total{flow_job_name=%q,operator="unique"}[5s])) > 0`,
+			`sum(rate(flow_state_timers_fired_total{flow_job_name=%q,operator="perSecond"}[5s])) > 0`,
+			`sum(flow_state_keys{flow_job_name=%q,operator="count"}) > 0`,
+			`sum(flow_state_access_latency_seconds_count{flow_job_name=%q}) > 0`,
+		} {
+			q = fmt.Sprintf(q, name)
+			waitFor(t, 30*time.Second, q, func() bool {
+				r, err := promQuery(api, q)
+				return err == nil && len(r) == 1
+			})
+		}
+	}
+	if r, err := promQuery(api, `sum(flow_state_pebble_memtable_bytes{flow_job_name="dash-pebble"}) > 0`); err != nil || len(r) != 1 {
+		t.Errorf("pebble memtable bytes: %v (err %v), want a positive sum", r, err)
+	}
+	if r, err := promQuery(api, `count(flow_state_pebble_memtable_bytes{flow_job_name="dash-heap"})`); err != nil || len(r) != 0 {
+		t.Errorf("pebble metrics of the heap job: %v (err %v), want none", r, err)
 	}
 
 	// Every panel query, with the dashboard variables set to match all.

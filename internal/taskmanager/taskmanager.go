@@ -151,6 +151,8 @@ type TaskManager struct {
 
 	// stateCache is the block cache shared by every Pebble state backend.
 	stateCache *statepebble.Cache
+	// cacheMetrics report stateCache (released before it is).
+	cacheMetrics *runtime.StateCacheMetrics
 
 	mu      sync.Mutex
 	address string
@@ -263,8 +265,9 @@ func New(opts Options) (*TaskManager, error) {
 		defer tm.mu.Unlock()
 		return float64(len(tm.tasks))
 	})
+	tm.cacheMetrics = runtime.NewStateCacheMetrics(tm.stateCache)
 	if opts.Metrics != nil {
-		for _, c := range []prometheus.Collector{tm.registered, tm.deployed, tm.failed, tm.tasksGauge} {
+		for _, c := range []prometheus.Collector{tm.registered, tm.deployed, tm.failed, tm.tasksGauge, tm.cacheMetrics} {
 			if err := opts.Metrics.Register(c); err != nil {
 				tm.closeConns()
 				return nil, fmt.Errorf("register taskmanager metrics: %w", err)
@@ -614,6 +617,7 @@ func (tm *TaskManager) shutdown() {
 func (tm *TaskManager) closeConns() {
 	tm.cancelBase()
 	if tm.stateCache != nil {
+		tm.cacheMetrics.Release()
 		tm.stateCache.Unref()
 		tm.stateCache = nil
 	}

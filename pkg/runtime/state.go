@@ -62,6 +62,9 @@ type operatorState struct {
 	// backendType and dir describe keyed (dir is empty for heap).
 	backendType string
 	dir         string
+	// metrics reports keyed to the registry's state collector
+	// (statemetrics.go).
+	metrics *stateEntry
 }
 
 // Keyed returns the operator's keyed backend (nil when it has none).
@@ -85,12 +88,25 @@ func (t *task) operatorStates() []*operatorState {
 	return out
 }
 
-// openKeyedBackend creates the keyed backend of one operator with the
+// openKeyedBackend creates the keyed backend of one operator
+// (createKeyedBackend) and reports its metrics.
+func (t *task) openKeyedBackend(st *operatorState) (statebackend.Backend, error) {
+	be, err := t.createKeyedBackend(st)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.addStateMetrics(st, be); err != nil {
+		return nil, errors.Join(err, be.Close())
+	}
+	return be, nil
+}
+
+// createKeyedBackend creates the keyed backend of one operator with the
 // factory the job graph names: in memory, or (an on-disk kind: Pebble) in
 // a directory named after the operator's uid under the subtask's data
 // dir. The key groups are the subtask's share of the job's max
 // parallelism.
-func (t *task) openKeyedBackend(st *operatorState) (statebackend.Backend, error) {
+func (t *task) createKeyedBackend(st *operatorState) (statebackend.Backend, error) {
 	f := t.sb.factory
 	cfg := t.backendConfig(statebackend.Options{
 		KeyGroups:      keygroup.RangeFor(t.maxPar, t.parallelism, t.subtask),
@@ -259,6 +275,7 @@ func (t *task) closeStates() []error {
 		if st == nil || st.keyed == nil {
 			continue
 		}
+		t.removeStateMetrics(st)
 		if err := st.keyed.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: close %s state backend: %w", t.opName(vi), st.backendType, err))
 		}

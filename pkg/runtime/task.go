@@ -84,6 +84,8 @@ type task struct {
 
 	reg     *trackingRegisterer
 	metrics *taskMetrics
+	// stateMetrics reports the keyed backends (statemetrics.go).
+	stateMetrics *stateCollector
 
 	// chain
 	vertices []*vertexInfo
@@ -474,6 +476,7 @@ func (t *task) publishSlow(now time.Time, final bool) {
 	t.metrics.publish()
 	t.metrics.publishTimes(now)
 	t.publishOperators()
+	t.publishStates()
 }
 
 // openUser opens one operator with its Context, turning panics into errors.

@@ -43,6 +43,11 @@ type Backend interface {
 	// Flush commits buffered writes; Close flushes and releases resources.
 	Flush() error
 	Close() error
+
+	// PublishMetrics (on the owning goroutine) makes the counts visible to
+	// Metrics, which any goroutine may call (metrics.go).
+	PublishMetrics()
+	Metrics() Metrics
 }
 
 var _ Backend = (*Engine)(nil)

@@ -89,6 +89,8 @@ type stateMeta struct {
 	id   uint16
 	spec api.StateSpec
 	ttl  int64 // milliseconds; 0 without TTL
+	// expired counts the expired entries removed (metrics.go).
+	expired int64
 }
 
 // Engine is a keyed state backend: the api.KeyedStateStore and
@@ -108,6 +110,7 @@ type Engine struct {
 	fbuf    []byte
 	// incremental sweep cursor
 	sweepState, sweepKG int
+	mx                  engineMetrics // metrics.go
 }
 
 // NewEngine wraps a store. Drivers call it; users call heap.New or
@@ -315,7 +318,7 @@ func (s *state) splitTTL(b []byte) (int64, []byte, error) {
 
 type valueState struct{ state }
 
-func (s *valueState) Get() ([]byte, bool, error) {
+func (s *valueState) get() ([]byte, bool, error) {
 	c, err := s.at()
 	if err != nil {
 		return nil, false, err
@@ -340,6 +343,7 @@ func (s *valueState) Get() ([]byte, bool, error) {
 		if err := s.e.store.Delete(c); err != nil {
 			return nil, false, s.wrap("clean up expired", err)
 		}
+		s.m.expired++
 		if s.m.spec.TTL.Visibility == api.NeverReturnExpired {
 			return nil, false, nil
 		}
@@ -355,7 +359,7 @@ func (s *valueState) Get() ([]byte, bool, error) {
 	return p, true, nil
 }
 
-func (s *valueState) Put(v []byte) error {
+func (s *valueState) put(v []byte) error {
 	c, err := s.at()
 	if err != nil {
 		return err
@@ -367,7 +371,7 @@ func (s *valueState) Put(v []byte) error {
 	return s.wrap("write", s.e.store.Set(c, v))
 }
 
-func (s *valueState) Clear() error {
+func (s *valueState) clear() error {
 	c, err := s.at()
 	if err != nil {
 		return err
@@ -380,7 +384,7 @@ type listState struct {
 	copyBuf []byte
 }
 
-func (s *listState) Append(v []byte) error {
+func (s *listState) append(v []byte) error {
 	c, err := s.at()
 	if err != nil {
 		return err
@@ -423,6 +427,7 @@ func (m *stateMeta) rewriteList(dst, b []byte, now int64, refresh bool) ([]byte,
 		ts := int64(binary.BigEndian.Uint64(el))
 		if ttlExpired(ts, now, m.ttl) {
 			changed = true
+			m.expired++
 			continue
 		}
 		if refresh && ts != now {
@@ -436,7 +441,7 @@ func (m *stateMeta) rewriteList(dst, b []byte, now int64, refresh bool) ([]byte,
 	return dst, changed, nil
 }
 
-func (s *listState) Range(fn func(v []byte) bool) error {
+func (s *listState) rangeList(fn func(v []byte) bool) error {
 	c, err := s.at()
 	if err != nil {
 		return err
@@ -489,7 +494,7 @@ func (s *listState) Range(fn func(v []byte) bool) error {
 	return nil
 }
 
-func (s *listState) Clear() error {
+func (s *listState) clear() error {
 	c, err := s.at()
 	if err != nil {
 		return err
@@ -503,7 +508,7 @@ type mapState struct {
 	pendingSet [][2][]byte
 }
 
-func (s *mapState) Get(uk []byte) ([]byte, bool, error) {
+func (s *mapState) get(uk []byte) ([]byte, bool, error) {
 	c, err := s.at()
 	if err != nil {
 		return nil, false, err
@@ -528,6 +533,7 @@ func (s *mapState) Get(uk []byte) ([]byte, bool, error) {
 		if err := s.e.store.DeleteEntry(c, uk); err != nil {
 			return nil, false, s.wrap("clean up expired entry of", err)
 		}
+		s.m.expired++
 		if s.m.spec.TTL.Visibility == api.NeverReturnExpired {
 			return nil, false, nil
 		}
@@ -543,7 +549,7 @@ func (s *mapState) Get(uk []byte) ([]byte, bool, error) {
 	return p, true, nil
 }
 
-func (s *mapState) Put(uk, v []byte) error {
+func (s *mapState) put(uk, v []byte) error {
 	c, err := s.at()
 	if err != nil {
 		return err
@@ -555,7 +561,7 @@ func (s *mapState) Put(uk, v []byte) error {
 	return s.wrap("write", s.e.store.SetEntry(c, uk, v))
 }
 
-func (s *mapState) Delete(uk []byte) error {
+func (s *mapState) delete(uk []byte) error {
 	c, err := s.at()
 	if err != nil {
 		return err
@@ -563,7 +569,7 @@ func (s *mapState) Delete(uk []byte) error {
 	return s.wrap("delete from", s.e.store.DeleteEntry(c, uk))
 }
 
-func (s *mapState) Range(fn func(uk, v []byte) bool) error {
+func (s *mapState) rangeMap(fn func(uk, v []byte) bool) error {
 	c, err := s.at()
 	if err != nil {
 		return err
@@ -601,6 +607,7 @@ func (s *mapState) Range(fn func(uk, v []byte) bool) error {
 		if err := s.e.store.DeleteEntry(c, uk); err != nil {
 			return s.wrap("clean up expired entry of", err)
 		}
+		s.m.expired++
 	}
 	for _, kv := range s.pendingSet {
 		if err := s.e.store.SetEntry(c, kv[0], kv[1]); err != nil {
@@ -610,7 +617,7 @@ func (s *mapState) Range(fn func(uk, v []byte) bool) error {
 	return nil
 }
 
-func (s *mapState) Clear() error {
+func (s *mapState) clear() error {
 	c, err := s.at()
 	if err != nil {
 		return err
@@ -646,6 +653,7 @@ func (e *Engine) sweepKeyGroup(m *stateMeta, kg int) error {
 				return fmt.Errorf("map entry TTL header: %w", ErrCorrupt)
 			}
 			if ttlExpired(int64(binary.BigEndian.Uint64(v)), now, m.ttl) {
+				m.expired++
 				return e.store.DeleteEntry(&c, uk)
 			}
 		default:
@@ -653,6 +661,7 @@ func (e *Engine) sweepKeyGroup(m *stateMeta, kg int) error {
 				return fmt.Errorf("TTL header: %w", ErrCorrupt)
 			}
 			if ttlExpired(int64(binary.BigEndian.Uint64(v)), now, m.ttl) {
+				m.expired++
 				return e.store.Delete(&c)
 			}
 		}
@@ -724,6 +733,7 @@ func (e *Engine) timer(d api.TimeDomain, ts int64, ns []byte, del bool) error {
 		err = e.store.DeleteTimer(e.tbuf)
 	} else {
 		err = e.store.AddTimer(e.tbuf)
+		e.mx.timersRegistered++
 	}
 	if err != nil {
 		return fmt.Errorf("%v timer at %d, key %s: %w", d, ts, strconv.Quote(string(e.key)), err)
@@ -788,6 +798,7 @@ func (e *Engine) advance(d api.TimeDomain, to int64, fire func(api.Timer) error)
 		}
 		t, _ = DecodeTimer(e.fbuf)
 		e.SetCurrentKey(t.Key, t.KeyGroup)
+		e.mx.timersFired++
 		if err := fire(t); err != nil {
 			return err
 		}

@@ -54,6 +54,7 @@ type entry struct {
 type ext struct {
 	val     []byte
 	entries map[string]*entry // map-state entries, versioned themselves
+	nbytes  int64             // bytes of the entries' keys and values (metrics.go)
 }
 
 // slot is one cell: 64 bytes.
@@ -213,6 +214,7 @@ func (s *store) wslot(c *statebackend.Cell) *slot {
 	s.remember(st, c.KeyGroup, i)
 	sl := s.wat(st, i)
 	*sl = slot{key: k, kg: uint16(kg), ver: s.epoch}
+	s.mx.held += int64(len(k))
 	return sl
 }
 
@@ -220,6 +222,7 @@ func (s *store) wslot(c *statebackend.Cell) *slot {
 func (s *store) remove(st *stateTab, i int32) {
 	s.last.st = nil
 	sl := s.wat(st, i)
+	s.mx.held -= int64(len(sl.key)) + outOfLineBytes(sl) + entryBytes(sl)
 	delete(st.idx[sl.kg], sl.key)
 	*sl = slot{}
 	st.free = append(st.free, i)
@@ -254,6 +257,12 @@ func (s *store) compact(st *stateTab) {
 
 // setValue stores v as the slot's value, in place when the slot owns it.
 func (s *store) setValue(sl *slot, v []byte) {
+	before := outOfLineBytes(sl)
+	s.storeValue(sl, v)
+	s.mx.held += outOfLineBytes(sl) - before
+}
+
+func (s *store) storeValue(sl *slot, v []byte) {
 	if len(v) <= inlineCap {
 		sl.n = uint8(copy(sl.inl[:], v))
 		sl.ext = nil
@@ -282,6 +291,7 @@ func (s *store) Set(c *statebackend.Cell, v []byte) error {
 
 func (s *store) Append(c *statebackend.Cell, v []byte) error {
 	sl := s.wslot(c)
+	before := outOfLineBytes(sl)
 	cur := sl.value()
 	switch {
 	case len(cur)+len(v) <= inlineCap:
@@ -294,6 +304,7 @@ func (s *store) Append(c *statebackend.Cell, v []byte) error {
 		sl.ext = &ext{val: append(append(nv, cur...), v...)}
 		sl.n, sl.ver = outOfLine, s.epoch
 	}
+	s.mx.held += outOfLineBytes(sl) - before
 	return nil
 }
 
@@ -324,7 +335,7 @@ func (s *store) wentries(sl *slot) map[string]*entry {
 		sl.ext, sl.ver = &ext{entries: map[string]*entry{}}, s.epoch
 	case sl.ver != s.epoch:
 		if s.shared(sl.ver) {
-			sl.ext = &ext{entries: maps.Clone(sl.ext.entries)}
+			sl.ext = &ext{entries: maps.Clone(sl.ext.entries), nbytes: sl.ext.nbytes}
 		}
 		sl.ver = s.epoch
 	}
@@ -332,8 +343,18 @@ func (s *store) wentries(sl *slot) map[string]*entry {
 }
 
 func (s *store) SetEntry(c *statebackend.Cell, uk, v []byte) error {
-	m := s.wentries(s.wslot(c))
-	if e := m[string(uk)]; e != nil && (e.ver == s.epoch || !s.shared(e.ver)) {
+	sl := s.wslot(c)
+	m := s.wentries(sl)
+	e := m[string(uk)]
+	d := int64(len(v))
+	if e == nil {
+		d += int64(len(uk))
+	} else {
+		d -= int64(len(e.v))
+	}
+	sl.ext.nbytes += d
+	s.mx.held += d
+	if e != nil && (e.ver == s.epoch || !s.shared(e.ver)) {
 		e.ver = s.epoch
 		e.v = append(e.v[:0], v...)
 		return nil
@@ -356,6 +377,9 @@ func (s *store) DeleteEntry(c *statebackend.Cell, uk []byte) error {
 	}
 	sl := s.wat(st, i)
 	es = s.wentries(sl)
+	d := int64(len(uk) + len(es[string(uk)].v))
+	sl.ext.nbytes -= d
+	s.mx.held -= d
 	delete(es, string(uk))
 	if len(es) == 0 {
 		s.remove(st, i)

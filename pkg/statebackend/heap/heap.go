@@ -71,6 +71,7 @@ type store struct {
 	vers     *versions
 	scanning bool     // a Scan is walking the live store: do not compact
 	last     lastCell // the last cell found (cells.go)
+	mx       storeMetrics
 }
 
 func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
@@ -189,5 +190,6 @@ func (s *store) Flush() error                            { return nil }
 // they are released.
 func (s *store) Close() error {
 	s.states, s.tsets, s.timers, s.last = nil, nil, [2]theap{}, lastCell{}
+	s.mx.held = 0
 	return nil
 }

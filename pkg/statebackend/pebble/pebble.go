@@ -179,6 +179,7 @@ type store struct {
 	// Fatalf): once set, commit refuses to write, reads return it, and
 	// Close does not flush.
 	fault *fault
+	mx    storeMetrics // metrics.go
 }
 
 func (s *store) cellPrefix(dst []byte, c *statebackend.Cell) []byte {
@@ -510,6 +511,7 @@ func (s *store) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.markClosed()
 	defer s.fsCloser.Close()
 	if ferr := s.fault.get(); ferr != nil {
 		_ = s.b.Close()

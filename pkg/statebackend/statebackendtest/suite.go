@@ -82,6 +82,10 @@ func Run(t *testing.T, factory Factory) {
 		{"TimersDedupDelete", testTimersDedupDelete},
 		{"TimersProcessingTime", testTimersProcessingTime},
 		{"TimersMany", testTimersMany},
+		{"MetricsTimers", testMetricsTimers},
+		{"MetricsTTL", testMetricsTTL},
+		{"MetricsAccesses", testMetricsAccesses},
+		{"MetricsConcurrentScrape", testMetricsConcurrentScrape},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}
