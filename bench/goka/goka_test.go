@@ -22,8 +22,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/flowrt/flow/internal/minicluster"
-	_ "github.com/flowrt/flow/pkg/builtin" // the built-in operators and connectors (count, kafka)
 	"github.com/flowrt/flow/pkg/api"
+	_ "github.com/flowrt/flow/pkg/builtin" // the built-in operators and connectors (count, kafka)
 	"github.com/flowrt/flow/pkg/jobspec"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 )
@@ -82,8 +82,12 @@ func want(n, keys int) map[string]int64 {
 
 // readCounts reads topic (read_committed) until, for every key of w, the
 // largest count seen equals w's, and returns those counts; it fails the
-// test if ctx ends first. parse turns a record into (key, count).
+// test if a count passes w's or 30 s go by first (it is called once the
+// writer has finished, so everything is in the topic already). parse turns
+// a record into (key, count).
 func readCounts(ctx context.Context, tb testing.TB, addr, topic string, w map[string]int64, parse func(*kgo.Record) (string, int64, error)) map[string]int64 {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
@@ -101,6 +105,9 @@ func readCounts(ctx context.Context, tb testing.TB, addr, topic string, w map[st
 			k, n, err := parse(r)
 			if err != nil {
 				tb.Fatalf("%s record %q: %v", topic, r.Value, err)
+			}
+			if n > w[k] {
+				tb.Fatalf("%s: key %q counted %d, more than its %d records", topic, k, n, w[k])
 			}
 			if n > got[k] {
 				if n == w[k] {
