@@ -1,6 +1,6 @@
 PROTOS := $(shell find proto -name '*.proto')
 
-.PHONY: build test test-load test-alerts test-examples tools proto proto-check vet bench docker-images test-docker test-kubernetes nexmark
+.PHONY: build test test-load test-alerts test-examples tools proto proto-check vet bench bench-goka docker-images test-docker test-kubernetes nexmark
 
 build:
 	go build -o bin/ ./cmd/...
@@ -67,6 +67,14 @@ bench:
 NEXMARK_EVENTS ?= 5000000
 nexmark:
 	go test ./examples/nexmark -run '^$$' -bench Nexmark -benchtime 1x -timeout 30m -nexmark.events $(NEXMARK_EVENTS)
+
+# Flow against lovoo/goka on the same keyed count over Kafka
+# (docs/performance.md); bench/goka is a module of its own, so Goka is not a
+# dependency of Flow and `go test ./...` does not enter it.
+GOKA_ROUNDS ?= 3
+bench-goka:
+	cd bench/goka && go test -run TestKeyedCountAgree -count=1 . && \
+		go test -run '^$$' -bench KeyedCount -benchtime $(GOKA_ROUNDS)x -timeout 30m .
 
 # Regenerates the Go code beside each .proto file. Needs protoc (Debian:
 # protobuf-compiler); the Go plugins are pinned as go tool dependencies.
