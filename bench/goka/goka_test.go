@@ -3,6 +3,7 @@ package goka
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -29,6 +30,11 @@ import (
 )
 
 const partitions = 4
+
+var (
+	benchRecords = flag.Int("goka.records", 1_000_000, "records of BenchmarkKeyedCount's input")
+	benchKeys    = flag.Int("goka.keys", 10_000, "distinct keys of BenchmarkKeyedCount's input")
+)
 
 // broker starts an in-process kfake broker with the input topic and
 // produces n keyed JSON records over keys keys into it.
@@ -242,19 +248,21 @@ func runGoka(ctx context.Context, tb testing.TB, addr, group, out string, n int,
 		tb.Fatal(err)
 	}
 	pctx, stop := context.WithCancel(ctx)
-	defer stop()
-	ran := make(chan error, 1)
-	go func() { ran <- p.Run(pctx) }()
+	var runErr error
+	ran := make(chan struct{})
+	go func() { runErr = p.Run(pctx); close(ran) }()
+	defer func() { stop(); <-ran }() // on every path, failures included
 	select {
 	case <-all:
-	case err := <-ran:
-		tb.Fatalf("goka processor ended before it processed %d records: %v", n, err)
+	case <-ran:
+		tb.Fatalf("goka processor ended before it processed %d records: %v", n, runErr)
 	case <-ctx.Done():
 		tb.Fatalf("goka: %v after %d of %d records", ctx.Err(), processed.Load(), n)
 	}
 	stop()
-	if err := <-ran; err != nil {
-		tb.Fatalf("goka processor: %v", err)
+	<-ran
+	if runErr != nil {
+		tb.Fatalf("goka processor: %v", runErr)
 	}
 	got := readCounts(ctx, tb, addr, out, w, parseGoka)
 	return result{time.Since(t0), cpu() - c0}, got
@@ -286,12 +294,13 @@ func TestKeyedCountAgree(t *testing.T) {
 }
 
 // BenchmarkKeyedCount runs, in each round and on the same broker and
-// input (1,000,000 records over 10,000 keys, 4 partitions), Flow's job and
+// input (by default 1,000,000 records over 10,000 keys, 4 partitions;
+// -goka.records, -goka.keys), Flow's job and
 // the Goka processor, and reports the records/s of each, their CPU seconds
 // and the ratio Flow/Goka.
 func BenchmarkKeyedCount(b *testing.B) {
-	const n, keys = 1_000_000, 10_000
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	n, keys := *benchRecords, *benchKeys
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	addr := broker(b, n, keys)
 	w := want(n, keys)
@@ -301,7 +310,7 @@ func BenchmarkKeyedCount(b *testing.B) {
 		agree(b, "flow", fc, w)
 		g, gc := runGoka(ctx, b, addr, fmt.Sprintf("goka-count-%d", i), fmt.Sprintf("goka-out-%d", i), n, w)
 		agree(b, "goka", gc, w)
-		fs, gs := n/f.wall.Seconds(), n/g.wall.Seconds()
+		fs, gs := float64(n)/f.wall.Seconds(), float64(n)/g.wall.Seconds()
 		b.Logf("round %d: flow %.0f records/s (wall %.2fs, cpu %.2fs), goka %.0f records/s (wall %.2fs, cpu %.2fs), ratio %.2f",
 			i, fs, f.wall.Seconds(), f.cpu.Seconds(), gs, g.wall.Seconds(), g.cpu.Seconds(), fs/gs)
 		fr, gr = fr+fs, gr+gs
