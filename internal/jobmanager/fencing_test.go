@@ -13,7 +13,7 @@ import (
 
 	"github.com/flowrt/flow/internal/fencing"
 	"github.com/flowrt/flow/internal/jobmanager"
-	"github.com/flowrt/flow/pkg/runtime"
+	"github.com/flowrt/flow/internal/runtime"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 )
 

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/flowrt/flow/internal/jobmanager"
-	"github.com/flowrt/flow/pkg/runtime"
+	"github.com/flowrt/flow/internal/runtime"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 )
 

@@ -15,7 +15,7 @@ import (
 
 	"github.com/flowrt/flow/internal/jobmanager"
 	"github.com/flowrt/flow/pkg/checkpoint/snapshot"
-	"github.com/flowrt/flow/pkg/runtime"
+	"github.com/flowrt/flow/internal/runtime"
 	checkpointv1 "github.com/flowrt/flow/proto/flow/checkpoint/v1"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 )

@@ -4,7 +4,7 @@ import (
 	"context"
 
 	"github.com/flowrt/flow/internal/rpcerr"
-	"github.com/flowrt/flow/pkg/runtime"
+	"github.com/flowrt/flow/internal/runtime"
 	checkpointv1 "github.com/flowrt/flow/proto/flow/checkpoint/v1"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 )

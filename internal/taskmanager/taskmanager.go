@@ -21,7 +21,7 @@ import (
 	"github.com/flowrt/flow/internal/exchange"
 	"github.com/flowrt/flow/internal/rpcerr"
 	"github.com/flowrt/flow/pkg/api"
-	"github.com/flowrt/flow/pkg/runtime"
+	"github.com/flowrt/flow/internal/runtime"
 	statepebble "github.com/flowrt/flow/pkg/statebackend/pebble"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 )

@@ -17,7 +17,7 @@ func TestDependencies(t *testing.T) {
 		t.Skip("no go command on PATH")
 	}
 	const mod = "github.com/flowrt/flow/"
-	runtimeSide := []string{mod + "pkg/runtime", mod + "internal/exchange", mod + "proto/flow/exchange/v1", mod + "pkg/barrier"}
+	runtimeSide := []string{mod + "internal/runtime", mod + "internal/exchange", mod + "proto/flow/exchange/v1", mod + "pkg/barrier"}
 	for _, tc := range []struct {
 		pkg       string
 		forbidden []string
