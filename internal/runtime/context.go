@@ -161,6 +161,12 @@ type taskMetrics struct {
 	// wall time is busy.
 	idleNs, bpNs int64
 	lastPub      time.Time
+
+	// sample mirrors the published totals for the TaskManager's heartbeat
+	// (TaskEnv.Sample); stored when publishing, never per record.
+	sample *TaskSample
+	// busyTotal, idleTotal and bpTotal: published times since the start.
+	busyTotal, idleTotal, bpTotal int64
 }
 
 // publishInterval bounds how often time and per-operator metrics reach
@@ -197,7 +203,7 @@ func newTaskMetrics(reg prometheus.Registerer, job, jobName, task string, subtas
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels})
 	}
-	m := &taskMetrics{lastPub: now}
+	m := &taskMetrics{lastPub: now, sample: NewTaskSample()}
 	var errs []error
 	for _, c := range []struct {
 		dst        *prometheus.Counter
@@ -238,10 +244,12 @@ func (m *taskMetrics) publish() {
 	if d := m.in - m.pubIn; d > 0 {
 		m.recordsIn.Add(float64(d))
 		m.pubIn = m.in
+		m.sample.recordsIn.Store(m.in)
 	}
 	if d := m.out - m.pubOut; d > 0 {
 		m.recordsOut.Add(float64(d))
 		m.pubOut = m.out
+		m.sample.recordsOut.Store(m.out)
 	}
 }
 
@@ -262,9 +270,15 @@ func (m *taskMetrics) publishTimes(now time.Time) {
 	}
 	m.idle.Add(float64(m.idleNs) / 1e9)
 	m.backpressured.Add(float64(m.bpNs) / 1e9)
+	m.idleTotal += m.idleNs
+	m.bpTotal += m.bpNs
 	if busy := wall - m.idleNs - m.bpNs; busy > 0 {
 		m.busy.Add(float64(busy) / 1e9)
+		m.busyTotal += busy
 	}
+	m.sample.idleNs.Store(m.idleTotal)
+	m.sample.bpNs.Store(m.bpTotal)
+	m.sample.busyNs.Store(m.busyTotal)
 	m.idleNs, m.bpNs, m.lastPub = 0, 0, now
 }
 

@@ -61,6 +61,10 @@ type TaskEnv struct {
 	// dropping a completion (the Control mailbox is bounded); nil: only
 	// those sent on Control arrive.
 	Notifications *Notifications
+	// Sample receives the subtask's cumulative busy/idle/backpressured
+	// times, record totals and watermark for the TaskManager's heartbeat;
+	// nil: none is kept.
+	Sample *TaskSample
 }
 
 // gateState is one input gate and where its channels start in the task's
@@ -215,6 +219,9 @@ func (t *task) setup() error {
 	m, err := newTaskMetrics(t.reg, t.job, g.GetName(), d.GetId().GetTask(), t.subtask, time.Now())
 	if err != nil {
 		return fmt.Errorf("register task metrics: %w", err)
+	}
+	if env.Sample != nil {
+		m.sample = env.Sample
 	}
 	t.metrics = m
 	if t.sb, err = newStateBackend(g); err != nil {
@@ -917,6 +924,7 @@ func (t *task) processWatermark(ts int64) {
 		o.watermark(ts)
 	}
 	t.metrics.watermark.Set(float64(ts) / 1000)
+	t.metrics.sample.watermark.Store(ts)
 }
 
 func (t *task) callWatermark(l *opLink, ts int64) {

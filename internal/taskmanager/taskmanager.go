@@ -200,6 +200,8 @@ type task struct {
 	// (runtime.TriggerCheckpoint); notes carries completions and aborts.
 	control chan any
 	notes   *runtime.Notifications
+	// sample is read by the heartbeat loop (the task publishes into it).
+	sample *runtime.TaskSample
 }
 
 // New builds a TaskManager. Call Register on a gRPC server, SetAddress with
@@ -410,7 +412,7 @@ func (tm *TaskManager) heartbeatLoop(ctx context.Context, interval, timeout time
 		case <-t.C:
 		}
 		tm.mu.Lock()
-		req := &clusterv1.HeartbeatRequest{TaskManagerId: tm.opts.ID, RunningTasks: tm.runningLocked()}
+		req := &clusterv1.HeartbeatRequest{TaskManagerId: tm.opts.ID, RunningTasks: tm.runningLocked(), TaskSamples: tm.samplesLocked()}
 		tm.mu.Unlock()
 		// A slow answer is still an answer: a call may take until the
 		// heartbeat timeout runs out (a loaded JobManager answers late, but
@@ -438,6 +440,22 @@ func (tm *TaskManager) heartbeatLoop(ctx context.Context, interval, timeout time
 			tm.cancelTask(id)
 		}
 	}
+}
+
+// samplesLocked reads every running task's sample (atomic loads: the tasks
+// are not stopped or locked).
+func (tm *TaskManager) samplesLocked() []*clusterv1.TaskSample {
+	out := make([]*clusterv1.TaskSample, 0, len(tm.tasks))
+	for _, t := range tm.tasks {
+		v := t.sample.Load()
+		s := &clusterv1.TaskSample{Task: t.id, BusyNs: v.BusyNs, IdleNs: v.IdleNs, BackpressuredNs: v.BackpressuredNs,
+			RecordsIn: v.RecordsIn, RecordsOut: v.RecordsOut, EndOfStream: v.EndOfStream}
+		if v.HasWatermark {
+			s.WatermarkMs = &v.WatermarkMs
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 func (tm *TaskManager) runningLocked() []*clusterv1.TaskID {
@@ -477,7 +495,7 @@ func (tm *TaskManager) DeployTask(ctx context.Context, req *clusterv1.DeployTask
 		return nil, rpcerr.Errorf(rpcerr.ErrAlreadyExists, "deploy: task %s/%d of job %s attempt %d is already running", id.GetTask(), id.GetSubtask(), id.GetJobId(), id.GetAttempt())
 	}
 	tctx, cancel := context.WithCancel(tm.base)
-	t := &task{id: id, cancel: cancel, done: make(chan struct{}), control: make(chan any, controlBuffer), notes: runtime.NewNotifications()}
+	t := &task{id: id, cancel: cancel, done: make(chan struct{}), control: make(chan any, controlBuffer), notes: runtime.NewNotifications(), sample: runtime.NewTaskSample()}
 	tm.tasks[k] = t
 	tm.wg.Add(1)
 	tm.mu.Unlock()
@@ -488,6 +506,7 @@ func (tm *TaskManager) DeployTask(ctx context.Context, req *clusterv1.DeployTask
 		Logger:  tm.log.With("job", id.GetJobId(), "attempt", id.GetAttempt(), "task", id.GetTask(), "subtask", id.GetSubtask()),
 		Metrics: tm.opts.Metrics, StateCache: tm.stateCache,
 		Control: t.control, Notifications: t.notes, Checkpoints: &responder{tm: tm, id: id},
+		Sample: t.sample,
 	}
 	go tm.runTask(tctx, t, d, env, dir)
 	return &clusterv1.DeployTaskResponse{}, nil

@@ -28,6 +28,61 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Backpressure level of a subtask by its backpressured ratio, as Flink's:
+// OK up to 0.10, LOW up to 0.50, HIGH above.
+type BackpressureLevel int32
+
+const (
+	// No sample yet.
+	BackpressureLevel_BACKPRESSURE_LEVEL_UNSPECIFIED BackpressureLevel = 0
+	BackpressureLevel_BACKPRESSURE_LEVEL_OK          BackpressureLevel = 1
+	BackpressureLevel_BACKPRESSURE_LEVEL_LOW         BackpressureLevel = 2
+	BackpressureLevel_BACKPRESSURE_LEVEL_HIGH        BackpressureLevel = 3
+)
+
+// Enum value maps for BackpressureLevel.
+var (
+	BackpressureLevel_name = map[int32]string{
+		0: "BACKPRESSURE_LEVEL_UNSPECIFIED",
+		1: "BACKPRESSURE_LEVEL_OK",
+		2: "BACKPRESSURE_LEVEL_LOW",
+		3: "BACKPRESSURE_LEVEL_HIGH",
+	}
+	BackpressureLevel_value = map[string]int32{
+		"BACKPRESSURE_LEVEL_UNSPECIFIED": 0,
+		"BACKPRESSURE_LEVEL_OK":          1,
+		"BACKPRESSURE_LEVEL_LOW":         2,
+		"BACKPRESSURE_LEVEL_HIGH":        3,
+	}
+)
+
+func (x BackpressureLevel) Enum() *BackpressureLevel {
+	p := new(BackpressureLevel)
+	*p = x
+	return p
+}
+
+func (x BackpressureLevel) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BackpressureLevel) Descriptor() protoreflect.EnumDescriptor {
+	return file_flow_cluster_v1_cluster_proto_enumTypes[0].Descriptor()
+}
+
+func (BackpressureLevel) Type() protoreflect.EnumType {
+	return &file_flow_cluster_v1_cluster_proto_enumTypes[0]
+}
+
+func (x BackpressureLevel) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BackpressureLevel.Descriptor instead.
+func (BackpressureLevel) EnumDescriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{0}
+}
+
 type CheckpointStatus int32
 
 const (
@@ -73,11 +128,11 @@ func (x CheckpointStatus) String() string {
 }
 
 func (CheckpointStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_flow_cluster_v1_cluster_proto_enumTypes[0].Descriptor()
+	return file_flow_cluster_v1_cluster_proto_enumTypes[1].Descriptor()
 }
 
 func (CheckpointStatus) Type() protoreflect.EnumType {
-	return &file_flow_cluster_v1_cluster_proto_enumTypes[0]
+	return &file_flow_cluster_v1_cluster_proto_enumTypes[1]
 }
 
 func (x CheckpointStatus) Number() protoreflect.EnumNumber {
@@ -86,7 +141,7 @@ func (x CheckpointStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CheckpointStatus.Descriptor instead.
 func (CheckpointStatus) EnumDescriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{0}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{1}
 }
 
 type JobStatus int32
@@ -140,11 +195,11 @@ func (x JobStatus) String() string {
 }
 
 func (JobStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_flow_cluster_v1_cluster_proto_enumTypes[1].Descriptor()
+	return file_flow_cluster_v1_cluster_proto_enumTypes[2].Descriptor()
 }
 
 func (JobStatus) Type() protoreflect.EnumType {
-	return &file_flow_cluster_v1_cluster_proto_enumTypes[1]
+	return &file_flow_cluster_v1_cluster_proto_enumTypes[2]
 }
 
 func (x JobStatus) Number() protoreflect.EnumNumber {
@@ -153,7 +208,7 @@ func (x JobStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use JobStatus.Descriptor instead.
 func (JobStatus) EnumDescriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{1}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{2}
 }
 
 type TaskState int32
@@ -204,11 +259,11 @@ func (x TaskState) String() string {
 }
 
 func (TaskState) Descriptor() protoreflect.EnumDescriptor {
-	return file_flow_cluster_v1_cluster_proto_enumTypes[2].Descriptor()
+	return file_flow_cluster_v1_cluster_proto_enumTypes[3].Descriptor()
 }
 
 func (TaskState) Type() protoreflect.EnumType {
-	return &file_flow_cluster_v1_cluster_proto_enumTypes[2]
+	return &file_flow_cluster_v1_cluster_proto_enumTypes[3]
 }
 
 func (x TaskState) Number() protoreflect.EnumNumber {
@@ -217,7 +272,7 @@ func (x TaskState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskState.Descriptor instead.
 func (TaskState) EnumDescriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{2}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{3}
 }
 
 type TaskManagerState int32
@@ -256,11 +311,11 @@ func (x TaskManagerState) String() string {
 }
 
 func (TaskManagerState) Descriptor() protoreflect.EnumDescriptor {
-	return file_flow_cluster_v1_cluster_proto_enumTypes[3].Descriptor()
+	return file_flow_cluster_v1_cluster_proto_enumTypes[4].Descriptor()
 }
 
 func (TaskManagerState) Type() protoreflect.EnumType {
-	return &file_flow_cluster_v1_cluster_proto_enumTypes[3]
+	return &file_flow_cluster_v1_cluster_proto_enumTypes[4]
 }
 
 func (x TaskManagerState) Number() protoreflect.EnumNumber {
@@ -269,7 +324,427 @@ func (x TaskManagerState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskManagerState.Descriptor instead.
 func (TaskManagerState) EnumDescriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{4}
+}
+
+type GetVertexStatsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetVertexStatsRequest) Reset() {
+	*x = GetVertexStatsRequest{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetVertexStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetVertexStatsRequest) ProtoMessage() {}
+
+func (x *GetVertexStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetVertexStatsRequest.ProtoReflect.Descriptor instead.
+func (*GetVertexStatsRequest) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GetVertexStatsRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+type GetVertexStatsResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	JobId   string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// The sample window the ratios and rates are computed over.
+	WindowMs int64 `protobuf:"varint,3,opt,name=window_ms,json=windowMs,proto3" json:"window_ms,omitempty"`
+	// One entry per task vertex of the job graph, in graph order.
+	Vertices []*VertexStats `protobuf:"bytes,4,rep,name=vertices,proto3" json:"vertices,omitempty"`
+	// Highest backpressure level over the vertices.
+	MaxLevel      BackpressureLevel `protobuf:"varint,5,opt,name=max_level,json=maxLevel,proto3,enum=flow.cluster.v1.BackpressureLevel" json:"max_level,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetVertexStatsResponse) Reset() {
+	*x = GetVertexStatsResponse{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetVertexStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetVertexStatsResponse) ProtoMessage() {}
+
+func (x *GetVertexStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetVertexStatsResponse.ProtoReflect.Descriptor instead.
+func (*GetVertexStatsResponse) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetVertexStatsResponse) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *GetVertexStatsResponse) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *GetVertexStatsResponse) GetWindowMs() int64 {
+	if x != nil {
+		return x.WindowMs
+	}
+	return 0
+}
+
+func (x *GetVertexStatsResponse) GetVertices() []*VertexStats {
+	if x != nil {
+		return x.Vertices
+	}
+	return nil
+}
+
+func (x *GetVertexStatsResponse) GetMaxLevel() BackpressureLevel {
+	if x != nil {
+		return x.MaxLevel
+	}
+	return BackpressureLevel_BACKPRESSURE_LEVEL_UNSPECIFIED
+}
+
+type VertexStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Task vertex id (its first operator's id) and its chained operators.
+	Id          string   `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Operators   []string `protobuf:"bytes,2,rep,name=operators,proto3" json:"operators,omitempty"`
+	Parallelism int32    `protobuf:"varint,3,opt,name=parallelism,proto3" json:"parallelism,omitempty"`
+	// Sums over the subtasks.
+	RecordsInPerSecond  float64 `protobuf:"fixed64,4,opt,name=records_in_per_second,json=recordsInPerSecond,proto3" json:"records_in_per_second,omitempty"`
+	RecordsOutPerSecond float64 `protobuf:"fixed64,5,opt,name=records_out_per_second,json=recordsOutPerSecond,proto3" json:"records_out_per_second,omitempty"`
+	// Maxima over the subtasks (the slowest subtask decides).
+	BusyRatio          float64           `protobuf:"fixed64,6,opt,name=busy_ratio,json=busyRatio,proto3" json:"busy_ratio,omitempty"`
+	IdleRatio          float64           `protobuf:"fixed64,7,opt,name=idle_ratio,json=idleRatio,proto3" json:"idle_ratio,omitempty"`
+	BackpressuredRatio float64           `protobuf:"fixed64,8,opt,name=backpressured_ratio,json=backpressuredRatio,proto3" json:"backpressured_ratio,omitempty"`
+	Level              BackpressureLevel `protobuf:"varint,9,opt,name=level,proto3,enum=flow.cluster.v1.BackpressureLevel" json:"level,omitempty"`
+	// Minimum over the subtasks; 0 (rendered null) while a subtask has none.
+	WatermarkTimeMs int64 `protobuf:"varint,10,opt,name=watermark_time_ms,json=watermarkTimeMs,proto3" json:"watermark_time_ms,omitempty"`
+	// Every subtask saw the final watermark (all inputs ended).
+	WatermarkEndOfStream bool `protobuf:"varint,11,opt,name=watermark_end_of_stream,json=watermarkEndOfStream,proto3" json:"watermark_end_of_stream,omitempty"`
+	// Subtasks with at least one sample, out of parallelism.
+	SampledSubtasks int32           `protobuf:"varint,12,opt,name=sampled_subtasks,json=sampledSubtasks,proto3" json:"sampled_subtasks,omitempty"`
+	Subtasks        []*SubtaskStats `protobuf:"bytes,13,rep,name=subtasks,proto3" json:"subtasks,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *VertexStats) Reset() {
+	*x = VertexStats{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VertexStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VertexStats) ProtoMessage() {}
+
+func (x *VertexStats) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VertexStats.ProtoReflect.Descriptor instead.
+func (*VertexStats) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *VertexStats) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *VertexStats) GetOperators() []string {
+	if x != nil {
+		return x.Operators
+	}
+	return nil
+}
+
+func (x *VertexStats) GetParallelism() int32 {
+	if x != nil {
+		return x.Parallelism
+	}
+	return 0
+}
+
+func (x *VertexStats) GetRecordsInPerSecond() float64 {
+	if x != nil {
+		return x.RecordsInPerSecond
+	}
+	return 0
+}
+
+func (x *VertexStats) GetRecordsOutPerSecond() float64 {
+	if x != nil {
+		return x.RecordsOutPerSecond
+	}
+	return 0
+}
+
+func (x *VertexStats) GetBusyRatio() float64 {
+	if x != nil {
+		return x.BusyRatio
+	}
+	return 0
+}
+
+func (x *VertexStats) GetIdleRatio() float64 {
+	if x != nil {
+		return x.IdleRatio
+	}
+	return 0
+}
+
+func (x *VertexStats) GetBackpressuredRatio() float64 {
+	if x != nil {
+		return x.BackpressuredRatio
+	}
+	return 0
+}
+
+func (x *VertexStats) GetLevel() BackpressureLevel {
+	if x != nil {
+		return x.Level
+	}
+	return BackpressureLevel_BACKPRESSURE_LEVEL_UNSPECIFIED
+}
+
+func (x *VertexStats) GetWatermarkTimeMs() int64 {
+	if x != nil {
+		return x.WatermarkTimeMs
+	}
+	return 0
+}
+
+func (x *VertexStats) GetWatermarkEndOfStream() bool {
+	if x != nil {
+		return x.WatermarkEndOfStream
+	}
+	return false
+}
+
+func (x *VertexStats) GetSampledSubtasks() int32 {
+	if x != nil {
+		return x.SampledSubtasks
+	}
+	return 0
+}
+
+func (x *VertexStats) GetSubtasks() []*SubtaskStats {
+	if x != nil {
+		return x.Subtasks
+	}
+	return nil
+}
+
+type SubtaskStats struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Subtask int32                  `protobuf:"varint,1,opt,name=subtask,proto3" json:"subtask,omitempty"`
+	// False until the subtask's first sample arrives; the rest is then zero.
+	Sampled             bool              `protobuf:"varint,2,opt,name=sampled,proto3" json:"sampled,omitempty"`
+	TaskManagerId       string            `protobuf:"bytes,3,opt,name=task_manager_id,json=taskManagerId,proto3" json:"task_manager_id,omitempty"`
+	BusyRatio           float64           `protobuf:"fixed64,4,opt,name=busy_ratio,json=busyRatio,proto3" json:"busy_ratio,omitempty"`
+	IdleRatio           float64           `protobuf:"fixed64,5,opt,name=idle_ratio,json=idleRatio,proto3" json:"idle_ratio,omitempty"`
+	BackpressuredRatio  float64           `protobuf:"fixed64,6,opt,name=backpressured_ratio,json=backpressuredRatio,proto3" json:"backpressured_ratio,omitempty"`
+	Level               BackpressureLevel `protobuf:"varint,7,opt,name=level,proto3,enum=flow.cluster.v1.BackpressureLevel" json:"level,omitempty"`
+	RecordsInPerSecond  float64           `protobuf:"fixed64,8,opt,name=records_in_per_second,json=recordsInPerSecond,proto3" json:"records_in_per_second,omitempty"`
+	RecordsOutPerSecond float64           `protobuf:"fixed64,9,opt,name=records_out_per_second,json=recordsOutPerSecond,proto3" json:"records_out_per_second,omitempty"`
+	RecordsIn           int64             `protobuf:"varint,10,opt,name=records_in,json=recordsIn,proto3" json:"records_in,omitempty"`
+	RecordsOut          int64             `protobuf:"varint,11,opt,name=records_out,json=recordsOut,proto3" json:"records_out,omitempty"`
+	// 0 (rendered null): no watermark yet.
+	WatermarkTimeMs      int64 `protobuf:"varint,12,opt,name=watermark_time_ms,json=watermarkTimeMs,proto3" json:"watermark_time_ms,omitempty"`
+	WatermarkEndOfStream bool  `protobuf:"varint,13,opt,name=watermark_end_of_stream,json=watermarkEndOfStream,proto3" json:"watermark_end_of_stream,omitempty"`
+	// When the newest sample arrived.
+	SampleTimeMs  int64 `protobuf:"varint,14,opt,name=sample_time_ms,json=sampleTimeMs,proto3" json:"sample_time_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubtaskStats) Reset() {
+	*x = SubtaskStats{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubtaskStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubtaskStats) ProtoMessage() {}
+
+func (x *SubtaskStats) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubtaskStats.ProtoReflect.Descriptor instead.
+func (*SubtaskStats) Descriptor() ([]byte, []int) {
 	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SubtaskStats) GetSubtask() int32 {
+	if x != nil {
+		return x.Subtask
+	}
+	return 0
+}
+
+func (x *SubtaskStats) GetSampled() bool {
+	if x != nil {
+		return x.Sampled
+	}
+	return false
+}
+
+func (x *SubtaskStats) GetTaskManagerId() string {
+	if x != nil {
+		return x.TaskManagerId
+	}
+	return ""
+}
+
+func (x *SubtaskStats) GetBusyRatio() float64 {
+	if x != nil {
+		return x.BusyRatio
+	}
+	return 0
+}
+
+func (x *SubtaskStats) GetIdleRatio() float64 {
+	if x != nil {
+		return x.IdleRatio
+	}
+	return 0
+}
+
+func (x *SubtaskStats) GetBackpressuredRatio() float64 {
+	if x != nil {
+		return x.BackpressuredRatio
+	}
+	return 0
+}
+
+func (x *SubtaskStats) GetLevel() BackpressureLevel {
+	if x != nil {
+		return x.Level
+	}
+	return BackpressureLevel_BACKPRESSURE_LEVEL_UNSPECIFIED
+}
+
+func (x *SubtaskStats) GetRecordsInPerSecond() float64 {
+	if x != nil {
+		return x.RecordsInPerSecond
+	}
+	return 0
+}
+
+func (x *SubtaskStats) GetRecordsOutPerSecond() float64 {
+	if x != nil {
+		return x.RecordsOutPerSecond
+	}
+	return 0
+}
+
+func (x *SubtaskStats) GetRecordsIn() int64 {
+	if x != nil {
+		return x.RecordsIn
+	}
+	return 0
+}
+
+func (x *SubtaskStats) GetRecordsOut() int64 {
+	if x != nil {
+		return x.RecordsOut
+	}
+	return 0
+}
+
+func (x *SubtaskStats) GetWatermarkTimeMs() int64 {
+	if x != nil {
+		return x.WatermarkTimeMs
+	}
+	return 0
+}
+
+func (x *SubtaskStats) GetWatermarkEndOfStream() bool {
+	if x != nil {
+		return x.WatermarkEndOfStream
+	}
+	return false
+}
+
+func (x *SubtaskStats) GetSampleTimeMs() int64 {
+	if x != nil {
+		return x.SampleTimeMs
+	}
+	return 0
 }
 
 type TriggerSavepointRequest struct {
@@ -289,7 +764,7 @@ type TriggerSavepointRequest struct {
 
 func (x *TriggerSavepointRequest) Reset() {
 	*x = TriggerSavepointRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[0]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -301,7 +776,7 @@ func (x *TriggerSavepointRequest) String() string {
 func (*TriggerSavepointRequest) ProtoMessage() {}
 
 func (x *TriggerSavepointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[0]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -314,7 +789,7 @@ func (x *TriggerSavepointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerSavepointRequest.ProtoReflect.Descriptor instead.
 func (*TriggerSavepointRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{0}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *TriggerSavepointRequest) GetJobId() string {
@@ -361,7 +836,7 @@ type SavepointProgress struct {
 
 func (x *SavepointProgress) Reset() {
 	*x = SavepointProgress{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[1]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -373,7 +848,7 @@ func (x *SavepointProgress) String() string {
 func (*SavepointProgress) ProtoMessage() {}
 
 func (x *SavepointProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[1]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -386,7 +861,7 @@ func (x *SavepointProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SavepointProgress.ProtoReflect.Descriptor instead.
 func (*SavepointProgress) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{1}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SavepointProgress) GetCheckpointId() int64 {
@@ -440,7 +915,7 @@ type ListCheckpointsRequest struct {
 
 func (x *ListCheckpointsRequest) Reset() {
 	*x = ListCheckpointsRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[2]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +927,7 @@ func (x *ListCheckpointsRequest) String() string {
 func (*ListCheckpointsRequest) ProtoMessage() {}
 
 func (x *ListCheckpointsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[2]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +940,7 @@ func (x *ListCheckpointsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCheckpointsRequest.ProtoReflect.Descriptor instead.
 func (*ListCheckpointsRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{2}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListCheckpointsRequest) GetJobId() string {
@@ -486,7 +961,7 @@ type ListCheckpointsResponse struct {
 
 func (x *ListCheckpointsResponse) Reset() {
 	*x = ListCheckpointsResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[3]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -498,7 +973,7 @@ func (x *ListCheckpointsResponse) String() string {
 func (*ListCheckpointsResponse) ProtoMessage() {}
 
 func (x *ListCheckpointsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[3]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -511,7 +986,7 @@ func (x *ListCheckpointsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCheckpointsResponse.ProtoReflect.Descriptor instead.
 func (*ListCheckpointsResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{3}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListCheckpointsResponse) GetCheckpoints() []*CheckpointInfo {
@@ -548,7 +1023,7 @@ type CheckpointInfo struct {
 
 func (x *CheckpointInfo) Reset() {
 	*x = CheckpointInfo{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[4]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -560,7 +1035,7 @@ func (x *CheckpointInfo) String() string {
 func (*CheckpointInfo) ProtoMessage() {}
 
 func (x *CheckpointInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[4]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -573,7 +1048,7 @@ func (x *CheckpointInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointInfo.ProtoReflect.Descriptor instead.
 func (*CheckpointInfo) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{4}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CheckpointInfo) GetId() int64 {
@@ -677,7 +1152,7 @@ type TaskCheckpointTiming struct {
 
 func (x *TaskCheckpointTiming) Reset() {
 	*x = TaskCheckpointTiming{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[5]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -689,7 +1164,7 @@ func (x *TaskCheckpointTiming) String() string {
 func (*TaskCheckpointTiming) ProtoMessage() {}
 
 func (x *TaskCheckpointTiming) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[5]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -702,7 +1177,7 @@ func (x *TaskCheckpointTiming) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCheckpointTiming.ProtoReflect.Descriptor instead.
 func (*TaskCheckpointTiming) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{5}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TaskCheckpointTiming) GetTask() string {
@@ -776,7 +1251,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[6]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -788,7 +1263,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[6]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -801,7 +1276,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{6}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SubmitJobRequest) GetGraph() *v1.JobGraph {
@@ -834,7 +1309,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[7]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -846,7 +1321,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[7]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -859,7 +1334,7 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{7}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SubmitJobResponse) GetJobId() string {
@@ -877,7 +1352,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[8]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -889,7 +1364,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[8]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -902,7 +1377,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{8}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{12}
 }
 
 type ListJobsResponse struct {
@@ -914,7 +1389,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[9]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -926,7 +1401,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[9]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -939,7 +1414,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{9}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListJobsResponse) GetJobs() []*JobSummary {
@@ -964,7 +1439,7 @@ type JobSummary struct {
 
 func (x *JobSummary) Reset() {
 	*x = JobSummary{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[10]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -976,7 +1451,7 @@ func (x *JobSummary) String() string {
 func (*JobSummary) ProtoMessage() {}
 
 func (x *JobSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[10]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -989,7 +1464,7 @@ func (x *JobSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobSummary.ProtoReflect.Descriptor instead.
 func (*JobSummary) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{10}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *JobSummary) GetJobId() string {
@@ -1050,7 +1525,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[11]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1062,7 +1537,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[11]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1075,7 +1550,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{11}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -1094,7 +1569,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[12]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1581,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[12]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1594,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{12}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetJobResponse) GetJob() *JobDetails {
@@ -1141,7 +1616,7 @@ type JobDetails struct {
 
 func (x *JobDetails) Reset() {
 	*x = JobDetails{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[13]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1153,7 +1628,7 @@ func (x *JobDetails) String() string {
 func (*JobDetails) ProtoMessage() {}
 
 func (x *JobDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[13]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1166,7 +1641,7 @@ func (x *JobDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobDetails.ProtoReflect.Descriptor instead.
 func (*JobDetails) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{13}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *JobDetails) GetSummary() *JobSummary {
@@ -1211,7 +1686,7 @@ type TaskVertexInfo struct {
 
 func (x *TaskVertexInfo) Reset() {
 	*x = TaskVertexInfo{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[14]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1223,7 +1698,7 @@ func (x *TaskVertexInfo) String() string {
 func (*TaskVertexInfo) ProtoMessage() {}
 
 func (x *TaskVertexInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[14]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1236,7 +1711,7 @@ func (x *TaskVertexInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskVertexInfo.ProtoReflect.Descriptor instead.
 func (*TaskVertexInfo) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{14}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TaskVertexInfo) GetId() string {
@@ -1280,7 +1755,7 @@ type SubtaskInfo struct {
 
 func (x *SubtaskInfo) Reset() {
 	*x = SubtaskInfo{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[15]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1292,7 +1767,7 @@ func (x *SubtaskInfo) String() string {
 func (*SubtaskInfo) ProtoMessage() {}
 
 func (x *SubtaskInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[15]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1305,7 +1780,7 @@ func (x *SubtaskInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskInfo.ProtoReflect.Descriptor instead.
 func (*SubtaskInfo) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{15}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SubtaskInfo) GetIndex() int32 {
@@ -1354,7 +1829,7 @@ type StatusChange struct {
 
 func (x *StatusChange) Reset() {
 	*x = StatusChange{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[16]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1366,7 +1841,7 @@ func (x *StatusChange) String() string {
 func (*StatusChange) ProtoMessage() {}
 
 func (x *StatusChange) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[16]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1379,7 +1854,7 @@ func (x *StatusChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusChange.ProtoReflect.Descriptor instead.
 func (*StatusChange) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{16}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StatusChange) GetStatus() JobStatus {
@@ -1412,7 +1887,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[17]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1424,7 +1899,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[17]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1437,7 +1912,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{17}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CancelJobRequest) GetJobId() string {
@@ -1455,7 +1930,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[18]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1467,7 +1942,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[18]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1480,7 +1955,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{18}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{22}
 }
 
 type WatchJobRequest struct {
@@ -1492,7 +1967,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[19]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1504,7 +1979,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[19]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1517,7 +1992,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{19}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WatchJobRequest) GetJobId() string {
@@ -1537,7 +2012,7 @@ type JobStatusEvent struct {
 
 func (x *JobStatusEvent) Reset() {
 	*x = JobStatusEvent{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[20]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1549,7 +2024,7 @@ func (x *JobStatusEvent) String() string {
 func (*JobStatusEvent) ProtoMessage() {}
 
 func (x *JobStatusEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[20]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1562,7 +2037,7 @@ func (x *JobStatusEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStatusEvent.ProtoReflect.Descriptor instead.
 func (*JobStatusEvent) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{20}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *JobStatusEvent) GetSummary() *JobSummary {
@@ -1587,7 +2062,7 @@ type ListTaskManagersRequest struct {
 
 func (x *ListTaskManagersRequest) Reset() {
 	*x = ListTaskManagersRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[21]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1599,7 +2074,7 @@ func (x *ListTaskManagersRequest) String() string {
 func (*ListTaskManagersRequest) ProtoMessage() {}
 
 func (x *ListTaskManagersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[21]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1612,7 +2087,7 @@ func (x *ListTaskManagersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTaskManagersRequest.ProtoReflect.Descriptor instead.
 func (*ListTaskManagersRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{21}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{25}
 }
 
 type ListTaskManagersResponse struct {
@@ -1624,7 +2099,7 @@ type ListTaskManagersResponse struct {
 
 func (x *ListTaskManagersResponse) Reset() {
 	*x = ListTaskManagersResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[22]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1636,7 +2111,7 @@ func (x *ListTaskManagersResponse) String() string {
 func (*ListTaskManagersResponse) ProtoMessage() {}
 
 func (x *ListTaskManagersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[22]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1649,7 +2124,7 @@ func (x *ListTaskManagersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTaskManagersResponse.ProtoReflect.Descriptor instead.
 func (*ListTaskManagersResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{22}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListTaskManagersResponse) GetTaskManagers() []*TaskManagerInfo {
@@ -1676,7 +2151,7 @@ type TaskManagerInfo struct {
 
 func (x *TaskManagerInfo) Reset() {
 	*x = TaskManagerInfo{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[23]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1688,7 +2163,7 @@ func (x *TaskManagerInfo) String() string {
 func (*TaskManagerInfo) ProtoMessage() {}
 
 func (x *TaskManagerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[23]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1701,7 +2176,7 @@ func (x *TaskManagerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskManagerInfo.ProtoReflect.Descriptor instead.
 func (*TaskManagerInfo) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{23}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TaskManagerInfo) GetId() string {
@@ -1774,7 +2249,7 @@ type RegisterTaskManagerRequest struct {
 
 func (x *RegisterTaskManagerRequest) Reset() {
 	*x = RegisterTaskManagerRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[24]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1786,7 +2261,7 @@ func (x *RegisterTaskManagerRequest) String() string {
 func (*RegisterTaskManagerRequest) ProtoMessage() {}
 
 func (x *RegisterTaskManagerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[24]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1799,7 +2274,7 @@ func (x *RegisterTaskManagerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTaskManagerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterTaskManagerRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{24}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RegisterTaskManagerRequest) GetTaskManagerId() string {
@@ -1848,7 +2323,7 @@ type RegisterTaskManagerResponse struct {
 
 func (x *RegisterTaskManagerResponse) Reset() {
 	*x = RegisterTaskManagerResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[25]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1860,7 +2335,7 @@ func (x *RegisterTaskManagerResponse) String() string {
 func (*RegisterTaskManagerResponse) ProtoMessage() {}
 
 func (x *RegisterTaskManagerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[25]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1873,7 +2348,7 @@ func (x *RegisterTaskManagerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTaskManagerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterTaskManagerResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{25}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RegisterTaskManagerResponse) GetJobManagerId() string {
@@ -1901,13 +2376,16 @@ type HeartbeatRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskManagerId string                 `protobuf:"bytes,1,opt,name=task_manager_id,json=taskManagerId,proto3" json:"task_manager_id,omitempty"`
 	RunningTasks  []*TaskID              `protobuf:"bytes,2,rep,name=running_tasks,json=runningTasks,proto3" json:"running_tasks,omitempty"`
+	// One sample per running subtask, for the JobManager's per-vertex
+	// backpressure and watermark view.
+	TaskSamples   []*TaskSample `protobuf:"bytes,3,rep,name=task_samples,json=taskSamples,proto3" json:"task_samples,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[26]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1919,7 +2397,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[26]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1932,7 +2410,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{26}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *HeartbeatRequest) GetTaskManagerId() string {
@@ -1949,6 +2427,117 @@ func (x *HeartbeatRequest) GetRunningTasks() []*TaskID {
 	return nil
 }
 
+func (x *HeartbeatRequest) GetTaskSamples() []*TaskSample {
+	if x != nil {
+		return x.TaskSamples
+	}
+	return nil
+}
+
+// A subtask's cumulative counters since it started.
+type TaskSample struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Task            *TaskID                `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	BusyNs          int64                  `protobuf:"varint,2,opt,name=busy_ns,json=busyNs,proto3" json:"busy_ns,omitempty"`
+	IdleNs          int64                  `protobuf:"varint,3,opt,name=idle_ns,json=idleNs,proto3" json:"idle_ns,omitempty"`
+	BackpressuredNs int64                  `protobuf:"varint,4,opt,name=backpressured_ns,json=backpressuredNs,proto3" json:"backpressured_ns,omitempty"`
+	RecordsIn       int64                  `protobuf:"varint,5,opt,name=records_in,json=recordsIn,proto3" json:"records_in,omitempty"`
+	RecordsOut      int64                  `protobuf:"varint,6,opt,name=records_out,json=recordsOut,proto3" json:"records_out,omitempty"`
+	// Current watermark in milliseconds since the epoch; unset while the
+	// subtask has none.
+	WatermarkMs *int64 `protobuf:"varint,7,opt,name=watermark_ms,json=watermarkMs,proto3,oneof" json:"watermark_ms,omitempty"`
+	// The subtask saw the final watermark (all its inputs ended).
+	EndOfStream   bool `protobuf:"varint,8,opt,name=end_of_stream,json=endOfStream,proto3" json:"end_of_stream,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskSample) Reset() {
+	*x = TaskSample{}
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskSample) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskSample) ProtoMessage() {}
+
+func (x *TaskSample) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskSample.ProtoReflect.Descriptor instead.
+func (*TaskSample) Descriptor() ([]byte, []int) {
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *TaskSample) GetTask() *TaskID {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+func (x *TaskSample) GetBusyNs() int64 {
+	if x != nil {
+		return x.BusyNs
+	}
+	return 0
+}
+
+func (x *TaskSample) GetIdleNs() int64 {
+	if x != nil {
+		return x.IdleNs
+	}
+	return 0
+}
+
+func (x *TaskSample) GetBackpressuredNs() int64 {
+	if x != nil {
+		return x.BackpressuredNs
+	}
+	return 0
+}
+
+func (x *TaskSample) GetRecordsIn() int64 {
+	if x != nil {
+		return x.RecordsIn
+	}
+	return 0
+}
+
+func (x *TaskSample) GetRecordsOut() int64 {
+	if x != nil {
+		return x.RecordsOut
+	}
+	return 0
+}
+
+func (x *TaskSample) GetWatermarkMs() int64 {
+	if x != nil && x.WatermarkMs != nil {
+		return *x.WatermarkMs
+	}
+	return 0
+}
+
+func (x *TaskSample) GetEndOfStream() bool {
+	if x != nil {
+		return x.EndOfStream
+	}
+	return false
+}
+
 type HeartbeatResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The JobManager does not know this TaskManager (it restarted, or declared
@@ -1962,7 +2551,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[27]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1974,7 +2563,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[27]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1987,7 +2576,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{27}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *HeartbeatResponse) GetReregister() bool {
@@ -2020,7 +2609,7 @@ type AcknowledgeCheckpointRequest struct {
 
 func (x *AcknowledgeCheckpointRequest) Reset() {
 	*x = AcknowledgeCheckpointRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[28]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2032,7 +2621,7 @@ func (x *AcknowledgeCheckpointRequest) String() string {
 func (*AcknowledgeCheckpointRequest) ProtoMessage() {}
 
 func (x *AcknowledgeCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[28]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2045,7 +2634,7 @@ func (x *AcknowledgeCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{28}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AcknowledgeCheckpointRequest) GetTaskManagerId() string {
@@ -2091,7 +2680,7 @@ type AcknowledgeCheckpointResponse struct {
 
 func (x *AcknowledgeCheckpointResponse) Reset() {
 	*x = AcknowledgeCheckpointResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[29]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2103,7 +2692,7 @@ func (x *AcknowledgeCheckpointResponse) String() string {
 func (*AcknowledgeCheckpointResponse) ProtoMessage() {}
 
 func (x *AcknowledgeCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[29]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2116,7 +2705,7 @@ func (x *AcknowledgeCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*AcknowledgeCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{29}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{34}
 }
 
 type DeclineCheckpointRequest struct {
@@ -2131,7 +2720,7 @@ type DeclineCheckpointRequest struct {
 
 func (x *DeclineCheckpointRequest) Reset() {
 	*x = DeclineCheckpointRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[30]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2143,7 +2732,7 @@ func (x *DeclineCheckpointRequest) String() string {
 func (*DeclineCheckpointRequest) ProtoMessage() {}
 
 func (x *DeclineCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[30]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2156,7 +2745,7 @@ func (x *DeclineCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*DeclineCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{30}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DeclineCheckpointRequest) GetTaskManagerId() string {
@@ -2195,7 +2784,7 @@ type DeclineCheckpointResponse struct {
 
 func (x *DeclineCheckpointResponse) Reset() {
 	*x = DeclineCheckpointResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[31]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2207,7 +2796,7 @@ func (x *DeclineCheckpointResponse) String() string {
 func (*DeclineCheckpointResponse) ProtoMessage() {}
 
 func (x *DeclineCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[31]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2220,7 +2809,7 @@ func (x *DeclineCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*DeclineCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{31}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{36}
 }
 
 type TaskID struct {
@@ -2235,7 +2824,7 @@ type TaskID struct {
 
 func (x *TaskID) Reset() {
 	*x = TaskID{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[32]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2247,7 +2836,7 @@ func (x *TaskID) String() string {
 func (*TaskID) ProtoMessage() {}
 
 func (x *TaskID) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[32]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2260,7 +2849,7 @@ func (x *TaskID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskID.ProtoReflect.Descriptor instead.
 func (*TaskID) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{32}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TaskID) GetJobId() string {
@@ -2307,7 +2896,7 @@ type UpdateTaskStateRequest struct {
 
 func (x *UpdateTaskStateRequest) Reset() {
 	*x = UpdateTaskStateRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[33]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2319,7 +2908,7 @@ func (x *UpdateTaskStateRequest) String() string {
 func (*UpdateTaskStateRequest) ProtoMessage() {}
 
 func (x *UpdateTaskStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[33]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2332,7 +2921,7 @@ func (x *UpdateTaskStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStateRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStateRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{33}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *UpdateTaskStateRequest) GetTaskManagerId() string {
@@ -2378,7 +2967,7 @@ type UpdateTaskStateResponse struct {
 
 func (x *UpdateTaskStateResponse) Reset() {
 	*x = UpdateTaskStateResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[34]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2390,7 +2979,7 @@ func (x *UpdateTaskStateResponse) String() string {
 func (*UpdateTaskStateResponse) ProtoMessage() {}
 
 func (x *UpdateTaskStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[34]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2403,7 +2992,7 @@ func (x *UpdateTaskStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTaskStateResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTaskStateResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{34}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{39}
 }
 
 type DeregisterTaskManagerRequest struct {
@@ -2415,7 +3004,7 @@ type DeregisterTaskManagerRequest struct {
 
 func (x *DeregisterTaskManagerRequest) Reset() {
 	*x = DeregisterTaskManagerRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[35]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2427,7 +3016,7 @@ func (x *DeregisterTaskManagerRequest) String() string {
 func (*DeregisterTaskManagerRequest) ProtoMessage() {}
 
 func (x *DeregisterTaskManagerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[35]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2440,7 +3029,7 @@ func (x *DeregisterTaskManagerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterTaskManagerRequest.ProtoReflect.Descriptor instead.
 func (*DeregisterTaskManagerRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{35}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DeregisterTaskManagerRequest) GetTaskManagerId() string {
@@ -2458,7 +3047,7 @@ type DeregisterTaskManagerResponse struct {
 
 func (x *DeregisterTaskManagerResponse) Reset() {
 	*x = DeregisterTaskManagerResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[36]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2470,7 +3059,7 @@ func (x *DeregisterTaskManagerResponse) String() string {
 func (*DeregisterTaskManagerResponse) ProtoMessage() {}
 
 func (x *DeregisterTaskManagerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[36]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2483,7 +3072,7 @@ func (x *DeregisterTaskManagerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterTaskManagerResponse.ProtoReflect.Descriptor instead.
 func (*DeregisterTaskManagerResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{36}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{41}
 }
 
 type CheckpointOptions struct {
@@ -2508,7 +3097,7 @@ type CheckpointOptions struct {
 
 func (x *CheckpointOptions) Reset() {
 	*x = CheckpointOptions{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[37]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2520,7 +3109,7 @@ func (x *CheckpointOptions) String() string {
 func (*CheckpointOptions) ProtoMessage() {}
 
 func (x *CheckpointOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[37]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2533,7 +3122,7 @@ func (x *CheckpointOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointOptions.ProtoReflect.Descriptor instead.
 func (*CheckpointOptions) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{37}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CheckpointOptions) GetSavepoint() bool {
@@ -2604,7 +3193,7 @@ type TriggerCheckpointRequest struct {
 
 func (x *TriggerCheckpointRequest) Reset() {
 	*x = TriggerCheckpointRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[38]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2616,7 +3205,7 @@ func (x *TriggerCheckpointRequest) String() string {
 func (*TriggerCheckpointRequest) ProtoMessage() {}
 
 func (x *TriggerCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[38]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2629,7 +3218,7 @@ func (x *TriggerCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*TriggerCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{38}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *TriggerCheckpointRequest) GetTask() *TaskID {
@@ -2668,7 +3257,7 @@ type TriggerCheckpointResponse struct {
 
 func (x *TriggerCheckpointResponse) Reset() {
 	*x = TriggerCheckpointResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[39]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2680,7 +3269,7 @@ func (x *TriggerCheckpointResponse) String() string {
 func (*TriggerCheckpointResponse) ProtoMessage() {}
 
 func (x *TriggerCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[39]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2693,7 +3282,7 @@ func (x *TriggerCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*TriggerCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{39}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{44}
 }
 
 type NotifyCheckpointRequest struct {
@@ -2713,7 +3302,7 @@ type NotifyCheckpointRequest struct {
 
 func (x *NotifyCheckpointRequest) Reset() {
 	*x = NotifyCheckpointRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[40]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2725,7 +3314,7 @@ func (x *NotifyCheckpointRequest) String() string {
 func (*NotifyCheckpointRequest) ProtoMessage() {}
 
 func (x *NotifyCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[40]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2738,7 +3327,7 @@ func (x *NotifyCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*NotifyCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{40}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *NotifyCheckpointRequest) GetJobId() string {
@@ -2784,7 +3373,7 @@ type NotifyCheckpointResponse struct {
 
 func (x *NotifyCheckpointResponse) Reset() {
 	*x = NotifyCheckpointResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[41]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2796,7 +3385,7 @@ func (x *NotifyCheckpointResponse) String() string {
 func (*NotifyCheckpointResponse) ProtoMessage() {}
 
 func (x *NotifyCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[41]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2809,7 +3398,7 @@ func (x *NotifyCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*NotifyCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{41}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{46}
 }
 
 type DeployTaskRequest struct {
@@ -2821,7 +3410,7 @@ type DeployTaskRequest struct {
 
 func (x *DeployTaskRequest) Reset() {
 	*x = DeployTaskRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[42]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2833,7 +3422,7 @@ func (x *DeployTaskRequest) String() string {
 func (*DeployTaskRequest) ProtoMessage() {}
 
 func (x *DeployTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[42]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2846,7 +3435,7 @@ func (x *DeployTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployTaskRequest.ProtoReflect.Descriptor instead.
 func (*DeployTaskRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{42}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *DeployTaskRequest) GetDeployment() *TaskDeployment {
@@ -2876,7 +3465,7 @@ type TaskDeployment struct {
 
 func (x *TaskDeployment) Reset() {
 	*x = TaskDeployment{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[43]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2888,7 +3477,7 @@ func (x *TaskDeployment) String() string {
 func (*TaskDeployment) ProtoMessage() {}
 
 func (x *TaskDeployment) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[43]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2901,7 +3490,7 @@ func (x *TaskDeployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskDeployment.ProtoReflect.Descriptor instead.
 func (*TaskDeployment) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{43}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *TaskDeployment) GetId() *TaskID {
@@ -2970,7 +3559,7 @@ type TaskRestore struct {
 
 func (x *TaskRestore) Reset() {
 	*x = TaskRestore{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[44]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2982,7 +3571,7 @@ func (x *TaskRestore) String() string {
 func (*TaskRestore) ProtoMessage() {}
 
 func (x *TaskRestore) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[44]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2995,7 +3584,7 @@ func (x *TaskRestore) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRestore.ProtoReflect.Descriptor instead.
 func (*TaskRestore) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{44}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *TaskRestore) GetCheckpointId() int64 {
@@ -3035,7 +3624,7 @@ type RestoreOperator struct {
 
 func (x *RestoreOperator) Reset() {
 	*x = RestoreOperator{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[45]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3047,7 +3636,7 @@ func (x *RestoreOperator) String() string {
 func (*RestoreOperator) ProtoMessage() {}
 
 func (x *RestoreOperator) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[45]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3060,7 +3649,7 @@ func (x *RestoreOperator) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreOperator.ProtoReflect.Descriptor instead.
 func (*RestoreOperator) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{45}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RestoreOperator) GetStates() []*v11.SubtaskState {
@@ -3086,7 +3675,7 @@ type InputGateDeployment struct {
 
 func (x *InputGateDeployment) Reset() {
 	*x = InputGateDeployment{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[46]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3098,7 +3687,7 @@ func (x *InputGateDeployment) String() string {
 func (*InputGateDeployment) ProtoMessage() {}
 
 func (x *InputGateDeployment) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[46]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3111,7 +3700,7 @@ func (x *InputGateDeployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InputGateDeployment.ProtoReflect.Descriptor instead.
 func (*InputGateDeployment) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{46}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *InputGateDeployment) GetUpstreamTask() string {
@@ -3154,7 +3743,7 @@ type ChannelSource struct {
 
 func (x *ChannelSource) Reset() {
 	*x = ChannelSource{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[47]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3166,7 +3755,7 @@ func (x *ChannelSource) String() string {
 func (*ChannelSource) ProtoMessage() {}
 
 func (x *ChannelSource) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[47]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3179,7 +3768,7 @@ func (x *ChannelSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChannelSource.ProtoReflect.Descriptor instead.
 func (*ChannelSource) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{47}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ChannelSource) GetUpstreamSubtask() int32 {
@@ -3219,7 +3808,7 @@ type OutputDeployment struct {
 
 func (x *OutputDeployment) Reset() {
 	*x = OutputDeployment{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[48]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3231,7 +3820,7 @@ func (x *OutputDeployment) String() string {
 func (*OutputDeployment) ProtoMessage() {}
 
 func (x *OutputDeployment) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[48]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3244,7 +3833,7 @@ func (x *OutputDeployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputDeployment.ProtoReflect.Descriptor instead.
 func (*OutputDeployment) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{48}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *OutputDeployment) GetDownstreamTask() string {
@@ -3290,7 +3879,7 @@ type DeployTaskResponse struct {
 
 func (x *DeployTaskResponse) Reset() {
 	*x = DeployTaskResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[49]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3302,7 +3891,7 @@ func (x *DeployTaskResponse) String() string {
 func (*DeployTaskResponse) ProtoMessage() {}
 
 func (x *DeployTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[49]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3315,7 +3904,7 @@ func (x *DeployTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployTaskResponse.ProtoReflect.Descriptor instead.
 func (*DeployTaskResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{49}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{54}
 }
 
 type CancelTaskRequest struct {
@@ -3327,7 +3916,7 @@ type CancelTaskRequest struct {
 
 func (x *CancelTaskRequest) Reset() {
 	*x = CancelTaskRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[50]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3339,7 +3928,7 @@ func (x *CancelTaskRequest) String() string {
 func (*CancelTaskRequest) ProtoMessage() {}
 
 func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[50]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3352,7 +3941,7 @@ func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskRequest.ProtoReflect.Descriptor instead.
 func (*CancelTaskRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{50}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *CancelTaskRequest) GetTask() *TaskID {
@@ -3370,7 +3959,7 @@ type CancelTaskResponse struct {
 
 func (x *CancelTaskResponse) Reset() {
 	*x = CancelTaskResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[51]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3382,7 +3971,7 @@ func (x *CancelTaskResponse) String() string {
 func (*CancelTaskResponse) ProtoMessage() {}
 
 func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[51]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3395,7 +3984,7 @@ func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskResponse.ProtoReflect.Descriptor instead.
 func (*CancelTaskResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{51}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{56}
 }
 
 type ValidateSpecRequest struct {
@@ -3412,7 +4001,7 @@ type ValidateSpecRequest struct {
 
 func (x *ValidateSpecRequest) Reset() {
 	*x = ValidateSpecRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[52]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3424,7 +4013,7 @@ func (x *ValidateSpecRequest) String() string {
 func (*ValidateSpecRequest) ProtoMessage() {}
 
 func (x *ValidateSpecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[52]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3437,7 +4026,7 @@ func (x *ValidateSpecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateSpecRequest.ProtoReflect.Descriptor instead.
 func (*ValidateSpecRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{52}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ValidateSpecRequest) GetSpec() []byte {
@@ -3479,7 +4068,7 @@ type ValidateSpecResponse struct {
 
 func (x *ValidateSpecResponse) Reset() {
 	*x = ValidateSpecResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[53]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3491,7 +4080,7 @@ func (x *ValidateSpecResponse) String() string {
 func (*ValidateSpecResponse) ProtoMessage() {}
 
 func (x *ValidateSpecResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[53]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3504,7 +4093,7 @@ func (x *ValidateSpecResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateSpecResponse.ProtoReflect.Descriptor instead.
 func (*ValidateSpecResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{53}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ValidateSpecResponse) GetGraph() *v1.JobGraph {
@@ -3543,7 +4132,7 @@ type ListOperatorTypesRequest struct {
 
 func (x *ListOperatorTypesRequest) Reset() {
 	*x = ListOperatorTypesRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[54]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3555,7 +4144,7 @@ func (x *ListOperatorTypesRequest) String() string {
 func (*ListOperatorTypesRequest) ProtoMessage() {}
 
 func (x *ListOperatorTypesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[54]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3568,7 +4157,7 @@ func (x *ListOperatorTypesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOperatorTypesRequest.ProtoReflect.Descriptor instead.
 func (*ListOperatorTypesRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{54}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{59}
 }
 
 type ListOperatorTypesResponse struct {
@@ -3581,7 +4170,7 @@ type ListOperatorTypesResponse struct {
 
 func (x *ListOperatorTypesResponse) Reset() {
 	*x = ListOperatorTypesResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[55]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3593,7 +4182,7 @@ func (x *ListOperatorTypesResponse) String() string {
 func (*ListOperatorTypesResponse) ProtoMessage() {}
 
 func (x *ListOperatorTypesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[55]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3606,7 +4195,7 @@ func (x *ListOperatorTypesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOperatorTypesResponse.ProtoReflect.Descriptor instead.
 func (*ListOperatorTypesResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{55}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListOperatorTypesResponse) GetTypes() []*OperatorTypeInfo {
@@ -3633,7 +4222,7 @@ type OperatorTypeInfo struct {
 
 func (x *OperatorTypeInfo) Reset() {
 	*x = OperatorTypeInfo{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[56]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3645,7 +4234,7 @@ func (x *OperatorTypeInfo) String() string {
 func (*OperatorTypeInfo) ProtoMessage() {}
 
 func (x *OperatorTypeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[56]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3658,7 +4247,7 @@ func (x *OperatorTypeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OperatorTypeInfo.ProtoReflect.Descriptor instead.
 func (*OperatorTypeInfo) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{56}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *OperatorTypeInfo) GetName() string {
@@ -3721,7 +4310,7 @@ type OperatorFieldInfo struct {
 
 func (x *OperatorFieldInfo) Reset() {
 	*x = OperatorFieldInfo{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[57]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3733,7 +4322,7 @@ func (x *OperatorFieldInfo) String() string {
 func (*OperatorFieldInfo) ProtoMessage() {}
 
 func (x *OperatorFieldInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[57]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3746,7 +4335,7 @@ func (x *OperatorFieldInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OperatorFieldInfo.ProtoReflect.Descriptor instead.
 func (*OperatorFieldInfo) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{57}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *OperatorFieldInfo) GetName() string {
@@ -3808,7 +4397,7 @@ type CheckSavepointRequest struct {
 
 func (x *CheckSavepointRequest) Reset() {
 	*x = CheckSavepointRequest{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[58]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3820,7 +4409,7 @@ func (x *CheckSavepointRequest) String() string {
 func (*CheckSavepointRequest) ProtoMessage() {}
 
 func (x *CheckSavepointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[58]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3833,7 +4422,7 @@ func (x *CheckSavepointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckSavepointRequest.ProtoReflect.Descriptor instead.
 func (*CheckSavepointRequest) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{58}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *CheckSavepointRequest) GetSpec() []byte {
@@ -3891,7 +4480,7 @@ type CheckSavepointResponse struct {
 
 func (x *CheckSavepointResponse) Reset() {
 	*x = CheckSavepointResponse{}
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[59]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3903,7 +4492,7 @@ func (x *CheckSavepointResponse) String() string {
 func (*CheckSavepointResponse) ProtoMessage() {}
 
 func (x *CheckSavepointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[59]
+	mi := &file_flow_cluster_v1_cluster_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3916,7 +4505,7 @@ func (x *CheckSavepointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckSavepointResponse.ProtoReflect.Descriptor instead.
 func (*CheckSavepointResponse) Descriptor() ([]byte, []int) {
-	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{59}
+	return file_flow_cluster_v1_cluster_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *CheckSavepointResponse) GetProblems() []string {
@@ -3937,7 +4526,52 @@ var File_flow_cluster_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x1dflow/cluster/v1/cluster.proto\x12\x0fflow.cluster.v1\x1a#flow/checkpoint/v1/checkpoint.proto\x1a\x1fflow/jobgraph/v1/jobgraph.proto\"y\n" +
+	"\x1dflow/cluster/v1/cluster.proto\x12\x0fflow.cluster.v1\x1a#flow/checkpoint/v1/checkpoint.proto\x1a\x1fflow/jobgraph/v1/jobgraph.proto\".\n" +
+	"\x15GetVertexStatsRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\xe1\x01\n" +
+	"\x16GetVertexStatsResponse\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x1b\n" +
+	"\twindow_ms\x18\x03 \x01(\x03R\bwindowMs\x128\n" +
+	"\bvertices\x18\x04 \x03(\v2\x1c.flow.cluster.v1.VertexStatsR\bvertices\x12?\n" +
+	"\tmax_level\x18\x05 \x01(\x0e2\".flow.cluster.v1.BackpressureLevelR\bmaxLevel\"\xb7\x04\n" +
+	"\vVertexStats\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
+	"\toperators\x18\x02 \x03(\tR\toperators\x12 \n" +
+	"\vparallelism\x18\x03 \x01(\x05R\vparallelism\x121\n" +
+	"\x15records_in_per_second\x18\x04 \x01(\x01R\x12recordsInPerSecond\x123\n" +
+	"\x16records_out_per_second\x18\x05 \x01(\x01R\x13recordsOutPerSecond\x12\x1d\n" +
+	"\n" +
+	"busy_ratio\x18\x06 \x01(\x01R\tbusyRatio\x12\x1d\n" +
+	"\n" +
+	"idle_ratio\x18\a \x01(\x01R\tidleRatio\x12/\n" +
+	"\x13backpressured_ratio\x18\b \x01(\x01R\x12backpressuredRatio\x128\n" +
+	"\x05level\x18\t \x01(\x0e2\".flow.cluster.v1.BackpressureLevelR\x05level\x12*\n" +
+	"\x11watermark_time_ms\x18\n" +
+	" \x01(\x03R\x0fwatermarkTimeMs\x125\n" +
+	"\x17watermark_end_of_stream\x18\v \x01(\bR\x14watermarkEndOfStream\x12)\n" +
+	"\x10sampled_subtasks\x18\f \x01(\x05R\x0fsampledSubtasks\x129\n" +
+	"\bsubtasks\x18\r \x03(\v2\x1d.flow.cluster.v1.SubtaskStatsR\bsubtasks\"\xc4\x04\n" +
+	"\fSubtaskStats\x12\x18\n" +
+	"\asubtask\x18\x01 \x01(\x05R\asubtask\x12\x18\n" +
+	"\asampled\x18\x02 \x01(\bR\asampled\x12&\n" +
+	"\x0ftask_manager_id\x18\x03 \x01(\tR\rtaskManagerId\x12\x1d\n" +
+	"\n" +
+	"busy_ratio\x18\x04 \x01(\x01R\tbusyRatio\x12\x1d\n" +
+	"\n" +
+	"idle_ratio\x18\x05 \x01(\x01R\tidleRatio\x12/\n" +
+	"\x13backpressured_ratio\x18\x06 \x01(\x01R\x12backpressuredRatio\x128\n" +
+	"\x05level\x18\a \x01(\x0e2\".flow.cluster.v1.BackpressureLevelR\x05level\x121\n" +
+	"\x15records_in_per_second\x18\b \x01(\x01R\x12recordsInPerSecond\x123\n" +
+	"\x16records_out_per_second\x18\t \x01(\x01R\x13recordsOutPerSecond\x12\x1d\n" +
+	"\n" +
+	"records_in\x18\n" +
+	" \x01(\x03R\trecordsIn\x12\x1f\n" +
+	"\vrecords_out\x18\v \x01(\x03R\n" +
+	"recordsOut\x12*\n" +
+	"\x11watermark_time_ms\x18\f \x01(\x03R\x0fwatermarkTimeMs\x125\n" +
+	"\x17watermark_end_of_stream\x18\r \x01(\bR\x14watermarkEndOfStream\x12$\n" +
+	"\x0esample_time_ms\x18\x0e \x01(\x03R\fsampleTimeMs\"y\n" +
 	"\x17TriggerSavepointRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1d\n" +
 	"\n" +
@@ -4055,10 +4689,24 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x1bRegisterTaskManagerResponse\x12$\n" +
 	"\x0ejob_manager_id\x18\x01 \x01(\tR\fjobManagerId\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x120\n" +
-	"\x14heartbeat_timeout_ms\x18\x03 \x01(\x03R\x12heartbeatTimeoutMs\"x\n" +
+	"\x14heartbeat_timeout_ms\x18\x03 \x01(\x03R\x12heartbeatTimeoutMs\"\xb8\x01\n" +
 	"\x10HeartbeatRequest\x12&\n" +
 	"\x0ftask_manager_id\x18\x01 \x01(\tR\rtaskManagerId\x12<\n" +
-	"\rrunning_tasks\x18\x02 \x03(\v2\x17.flow.cluster.v1.TaskIDR\frunningTasks\"o\n" +
+	"\rrunning_tasks\x18\x02 \x03(\v2\x17.flow.cluster.v1.TaskIDR\frunningTasks\x12>\n" +
+	"\ftask_samples\x18\x03 \x03(\v2\x1b.flow.cluster.v1.TaskSampleR\vtaskSamples\"\xb3\x02\n" +
+	"\n" +
+	"TaskSample\x12+\n" +
+	"\x04task\x18\x01 \x01(\v2\x17.flow.cluster.v1.TaskIDR\x04task\x12\x17\n" +
+	"\abusy_ns\x18\x02 \x01(\x03R\x06busyNs\x12\x17\n" +
+	"\aidle_ns\x18\x03 \x01(\x03R\x06idleNs\x12)\n" +
+	"\x10backpressured_ns\x18\x04 \x01(\x03R\x0fbackpressuredNs\x12\x1d\n" +
+	"\n" +
+	"records_in\x18\x05 \x01(\x03R\trecordsIn\x12\x1f\n" +
+	"\vrecords_out\x18\x06 \x01(\x03R\n" +
+	"recordsOut\x12&\n" +
+	"\fwatermark_ms\x18\a \x01(\x03H\x00R\vwatermarkMs\x88\x01\x01\x12\"\n" +
+	"\rend_of_stream\x18\b \x01(\bR\vendOfStreamB\x0f\n" +
+	"\r_watermark_ms\"o\n" +
 	"\x11HeartbeatResponse\x12\x1e\n" +
 	"\n" +
 	"reregister\x18\x01 \x01(\bR\n" +
@@ -4194,7 +4842,12 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x16CheckSavepointResponse\x12\x1a\n" +
 	"\bproblems\x18\x01 \x03(\tR\bproblems\x12\x1f\n" +
 	"\vreport_json\x18\x02 \x01(\fR\n" +
-	"reportJson*\xd7\x01\n" +
+	"reportJson*\x8b\x01\n" +
+	"\x11BackpressureLevel\x12\"\n" +
+	"\x1eBACKPRESSURE_LEVEL_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15BACKPRESSURE_LEVEL_OK\x10\x01\x12\x1a\n" +
+	"\x16BACKPRESSURE_LEVEL_LOW\x10\x02\x12\x1b\n" +
+	"\x17BACKPRESSURE_LEVEL_HIGH\x10\x03*\xd7\x01\n" +
 	"\x10CheckpointStatus\x12!\n" +
 	"\x1dCHECKPOINT_STATUS_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dCHECKPOINT_STATUS_IN_PROGRESS\x10\x01\x12\x1f\n" +
@@ -4225,7 +4878,7 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x1eTASK_MANAGER_STATE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19TASK_MANAGER_STATE_ACTIVE\x10\x01\x12\x1b\n" +
 	"\x17TASK_MANAGER_STATE_LOST\x10\x02\x12#\n" +
-	"\x1fTASK_MANAGER_STATE_DEREGISTERED\x10\x032\x87\b\n" +
+	"\x1fTASK_MANAGER_STATE_DEREGISTERED\x10\x032\xea\b\n" +
 	"\x11JobManagerService\x12R\n" +
 	"\tSubmitJob\x12!.flow.cluster.v1.SubmitJobRequest\x1a\".flow.cluster.v1.SubmitJobResponse\x12O\n" +
 	"\bListJobs\x12 .flow.cluster.v1.ListJobsRequest\x1a!.flow.cluster.v1.ListJobsResponse\x12I\n" +
@@ -4237,7 +4890,8 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x10TriggerSavepoint\x12(.flow.cluster.v1.TriggerSavepointRequest\x1a\".flow.cluster.v1.SavepointProgress0\x01\x12[\n" +
 	"\fValidateSpec\x12$.flow.cluster.v1.ValidateSpecRequest\x1a%.flow.cluster.v1.ValidateSpecResponse\x12j\n" +
 	"\x11ListOperatorTypes\x12).flow.cluster.v1.ListOperatorTypesRequest\x1a*.flow.cluster.v1.ListOperatorTypesResponse\x12a\n" +
-	"\x0eCheckSavepoint\x12&.flow.cluster.v1.CheckSavepointRequest\x1a'.flow.cluster.v1.CheckSavepointResponse2\xa0\x05\n" +
+	"\x0eCheckSavepoint\x12&.flow.cluster.v1.CheckSavepointRequest\x1a'.flow.cluster.v1.CheckSavepointResponse\x12a\n" +
+	"\x0eGetVertexStats\x12&.flow.cluster.v1.GetVertexStatsRequest\x1a'.flow.cluster.v1.GetVertexStatsResponse2\xa0\x05\n" +
 	"\x16ResourceManagerService\x12v\n" +
 	"\x15AcknowledgeCheckpoint\x12-.flow.cluster.v1.AcknowledgeCheckpointRequest\x1a..flow.cluster.v1.AcknowledgeCheckpointResponse\x12j\n" +
 	"\x11DeclineCheckpoint\x12).flow.cluster.v1.DeclineCheckpointRequest\x1a*.flow.cluster.v1.DeclineCheckpointResponse\x12p\n" +
@@ -4266,174 +4920,189 @@ func file_flow_cluster_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_flow_cluster_v1_cluster_proto_rawDescData
 }
 
-var file_flow_cluster_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_flow_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_flow_cluster_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_flow_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
 var file_flow_cluster_v1_cluster_proto_goTypes = []any{
-	(CheckpointStatus)(0),                 // 0: flow.cluster.v1.CheckpointStatus
-	(JobStatus)(0),                        // 1: flow.cluster.v1.JobStatus
-	(TaskState)(0),                        // 2: flow.cluster.v1.TaskState
-	(TaskManagerState)(0),                 // 3: flow.cluster.v1.TaskManagerState
-	(*TriggerSavepointRequest)(nil),       // 4: flow.cluster.v1.TriggerSavepointRequest
-	(*SavepointProgress)(nil),             // 5: flow.cluster.v1.SavepointProgress
-	(*ListCheckpointsRequest)(nil),        // 6: flow.cluster.v1.ListCheckpointsRequest
-	(*ListCheckpointsResponse)(nil),       // 7: flow.cluster.v1.ListCheckpointsResponse
-	(*CheckpointInfo)(nil),                // 8: flow.cluster.v1.CheckpointInfo
-	(*TaskCheckpointTiming)(nil),          // 9: flow.cluster.v1.TaskCheckpointTiming
-	(*SubmitJobRequest)(nil),              // 10: flow.cluster.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),             // 11: flow.cluster.v1.SubmitJobResponse
-	(*ListJobsRequest)(nil),               // 12: flow.cluster.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),              // 13: flow.cluster.v1.ListJobsResponse
-	(*JobSummary)(nil),                    // 14: flow.cluster.v1.JobSummary
-	(*GetJobRequest)(nil),                 // 15: flow.cluster.v1.GetJobRequest
-	(*GetJobResponse)(nil),                // 16: flow.cluster.v1.GetJobResponse
-	(*JobDetails)(nil),                    // 17: flow.cluster.v1.JobDetails
-	(*TaskVertexInfo)(nil),                // 18: flow.cluster.v1.TaskVertexInfo
-	(*SubtaskInfo)(nil),                   // 19: flow.cluster.v1.SubtaskInfo
-	(*StatusChange)(nil),                  // 20: flow.cluster.v1.StatusChange
-	(*CancelJobRequest)(nil),              // 21: flow.cluster.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),             // 22: flow.cluster.v1.CancelJobResponse
-	(*WatchJobRequest)(nil),               // 23: flow.cluster.v1.WatchJobRequest
-	(*JobStatusEvent)(nil),                // 24: flow.cluster.v1.JobStatusEvent
-	(*ListTaskManagersRequest)(nil),       // 25: flow.cluster.v1.ListTaskManagersRequest
-	(*ListTaskManagersResponse)(nil),      // 26: flow.cluster.v1.ListTaskManagersResponse
-	(*TaskManagerInfo)(nil),               // 27: flow.cluster.v1.TaskManagerInfo
-	(*RegisterTaskManagerRequest)(nil),    // 28: flow.cluster.v1.RegisterTaskManagerRequest
-	(*RegisterTaskManagerResponse)(nil),   // 29: flow.cluster.v1.RegisterTaskManagerResponse
-	(*HeartbeatRequest)(nil),              // 30: flow.cluster.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),             // 31: flow.cluster.v1.HeartbeatResponse
-	(*AcknowledgeCheckpointRequest)(nil),  // 32: flow.cluster.v1.AcknowledgeCheckpointRequest
-	(*AcknowledgeCheckpointResponse)(nil), // 33: flow.cluster.v1.AcknowledgeCheckpointResponse
-	(*DeclineCheckpointRequest)(nil),      // 34: flow.cluster.v1.DeclineCheckpointRequest
-	(*DeclineCheckpointResponse)(nil),     // 35: flow.cluster.v1.DeclineCheckpointResponse
-	(*TaskID)(nil),                        // 36: flow.cluster.v1.TaskID
-	(*UpdateTaskStateRequest)(nil),        // 37: flow.cluster.v1.UpdateTaskStateRequest
-	(*UpdateTaskStateResponse)(nil),       // 38: flow.cluster.v1.UpdateTaskStateResponse
-	(*DeregisterTaskManagerRequest)(nil),  // 39: flow.cluster.v1.DeregisterTaskManagerRequest
-	(*DeregisterTaskManagerResponse)(nil), // 40: flow.cluster.v1.DeregisterTaskManagerResponse
-	(*CheckpointOptions)(nil),             // 41: flow.cluster.v1.CheckpointOptions
-	(*TriggerCheckpointRequest)(nil),      // 42: flow.cluster.v1.TriggerCheckpointRequest
-	(*TriggerCheckpointResponse)(nil),     // 43: flow.cluster.v1.TriggerCheckpointResponse
-	(*NotifyCheckpointRequest)(nil),       // 44: flow.cluster.v1.NotifyCheckpointRequest
-	(*NotifyCheckpointResponse)(nil),      // 45: flow.cluster.v1.NotifyCheckpointResponse
-	(*DeployTaskRequest)(nil),             // 46: flow.cluster.v1.DeployTaskRequest
-	(*TaskDeployment)(nil),                // 47: flow.cluster.v1.TaskDeployment
-	(*TaskRestore)(nil),                   // 48: flow.cluster.v1.TaskRestore
-	(*RestoreOperator)(nil),               // 49: flow.cluster.v1.RestoreOperator
-	(*InputGateDeployment)(nil),           // 50: flow.cluster.v1.InputGateDeployment
-	(*ChannelSource)(nil),                 // 51: flow.cluster.v1.ChannelSource
-	(*OutputDeployment)(nil),              // 52: flow.cluster.v1.OutputDeployment
-	(*DeployTaskResponse)(nil),            // 53: flow.cluster.v1.DeployTaskResponse
-	(*CancelTaskRequest)(nil),             // 54: flow.cluster.v1.CancelTaskRequest
-	(*CancelTaskResponse)(nil),            // 55: flow.cluster.v1.CancelTaskResponse
-	(*ValidateSpecRequest)(nil),           // 56: flow.cluster.v1.ValidateSpecRequest
-	(*ValidateSpecResponse)(nil),          // 57: flow.cluster.v1.ValidateSpecResponse
-	(*ListOperatorTypesRequest)(nil),      // 58: flow.cluster.v1.ListOperatorTypesRequest
-	(*ListOperatorTypesResponse)(nil),     // 59: flow.cluster.v1.ListOperatorTypesResponse
-	(*OperatorTypeInfo)(nil),              // 60: flow.cluster.v1.OperatorTypeInfo
-	(*OperatorFieldInfo)(nil),             // 61: flow.cluster.v1.OperatorFieldInfo
-	(*CheckSavepointRequest)(nil),         // 62: flow.cluster.v1.CheckSavepointRequest
-	(*CheckSavepointResponse)(nil),        // 63: flow.cluster.v1.CheckSavepointResponse
-	nil,                                   // 64: flow.cluster.v1.AcknowledgeCheckpointRequest.OperatorsEntry
-	nil,                                   // 65: flow.cluster.v1.TaskRestore.OperatorsEntry
-	(*v1.JobGraph)(nil),                   // 66: flow.jobgraph.v1.JobGraph
-	(*v11.SubtaskState)(nil),              // 67: flow.checkpoint.v1.SubtaskState
-	(v1.Partitioning)(0),                  // 68: flow.jobgraph.v1.Partitioning
+	(BackpressureLevel)(0),                // 0: flow.cluster.v1.BackpressureLevel
+	(CheckpointStatus)(0),                 // 1: flow.cluster.v1.CheckpointStatus
+	(JobStatus)(0),                        // 2: flow.cluster.v1.JobStatus
+	(TaskState)(0),                        // 3: flow.cluster.v1.TaskState
+	(TaskManagerState)(0),                 // 4: flow.cluster.v1.TaskManagerState
+	(*GetVertexStatsRequest)(nil),         // 5: flow.cluster.v1.GetVertexStatsRequest
+	(*GetVertexStatsResponse)(nil),        // 6: flow.cluster.v1.GetVertexStatsResponse
+	(*VertexStats)(nil),                   // 7: flow.cluster.v1.VertexStats
+	(*SubtaskStats)(nil),                  // 8: flow.cluster.v1.SubtaskStats
+	(*TriggerSavepointRequest)(nil),       // 9: flow.cluster.v1.TriggerSavepointRequest
+	(*SavepointProgress)(nil),             // 10: flow.cluster.v1.SavepointProgress
+	(*ListCheckpointsRequest)(nil),        // 11: flow.cluster.v1.ListCheckpointsRequest
+	(*ListCheckpointsResponse)(nil),       // 12: flow.cluster.v1.ListCheckpointsResponse
+	(*CheckpointInfo)(nil),                // 13: flow.cluster.v1.CheckpointInfo
+	(*TaskCheckpointTiming)(nil),          // 14: flow.cluster.v1.TaskCheckpointTiming
+	(*SubmitJobRequest)(nil),              // 15: flow.cluster.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),             // 16: flow.cluster.v1.SubmitJobResponse
+	(*ListJobsRequest)(nil),               // 17: flow.cluster.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),              // 18: flow.cluster.v1.ListJobsResponse
+	(*JobSummary)(nil),                    // 19: flow.cluster.v1.JobSummary
+	(*GetJobRequest)(nil),                 // 20: flow.cluster.v1.GetJobRequest
+	(*GetJobResponse)(nil),                // 21: flow.cluster.v1.GetJobResponse
+	(*JobDetails)(nil),                    // 22: flow.cluster.v1.JobDetails
+	(*TaskVertexInfo)(nil),                // 23: flow.cluster.v1.TaskVertexInfo
+	(*SubtaskInfo)(nil),                   // 24: flow.cluster.v1.SubtaskInfo
+	(*StatusChange)(nil),                  // 25: flow.cluster.v1.StatusChange
+	(*CancelJobRequest)(nil),              // 26: flow.cluster.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),             // 27: flow.cluster.v1.CancelJobResponse
+	(*WatchJobRequest)(nil),               // 28: flow.cluster.v1.WatchJobRequest
+	(*JobStatusEvent)(nil),                // 29: flow.cluster.v1.JobStatusEvent
+	(*ListTaskManagersRequest)(nil),       // 30: flow.cluster.v1.ListTaskManagersRequest
+	(*ListTaskManagersResponse)(nil),      // 31: flow.cluster.v1.ListTaskManagersResponse
+	(*TaskManagerInfo)(nil),               // 32: flow.cluster.v1.TaskManagerInfo
+	(*RegisterTaskManagerRequest)(nil),    // 33: flow.cluster.v1.RegisterTaskManagerRequest
+	(*RegisterTaskManagerResponse)(nil),   // 34: flow.cluster.v1.RegisterTaskManagerResponse
+	(*HeartbeatRequest)(nil),              // 35: flow.cluster.v1.HeartbeatRequest
+	(*TaskSample)(nil),                    // 36: flow.cluster.v1.TaskSample
+	(*HeartbeatResponse)(nil),             // 37: flow.cluster.v1.HeartbeatResponse
+	(*AcknowledgeCheckpointRequest)(nil),  // 38: flow.cluster.v1.AcknowledgeCheckpointRequest
+	(*AcknowledgeCheckpointResponse)(nil), // 39: flow.cluster.v1.AcknowledgeCheckpointResponse
+	(*DeclineCheckpointRequest)(nil),      // 40: flow.cluster.v1.DeclineCheckpointRequest
+	(*DeclineCheckpointResponse)(nil),     // 41: flow.cluster.v1.DeclineCheckpointResponse
+	(*TaskID)(nil),                        // 42: flow.cluster.v1.TaskID
+	(*UpdateTaskStateRequest)(nil),        // 43: flow.cluster.v1.UpdateTaskStateRequest
+	(*UpdateTaskStateResponse)(nil),       // 44: flow.cluster.v1.UpdateTaskStateResponse
+	(*DeregisterTaskManagerRequest)(nil),  // 45: flow.cluster.v1.DeregisterTaskManagerRequest
+	(*DeregisterTaskManagerResponse)(nil), // 46: flow.cluster.v1.DeregisterTaskManagerResponse
+	(*CheckpointOptions)(nil),             // 47: flow.cluster.v1.CheckpointOptions
+	(*TriggerCheckpointRequest)(nil),      // 48: flow.cluster.v1.TriggerCheckpointRequest
+	(*TriggerCheckpointResponse)(nil),     // 49: flow.cluster.v1.TriggerCheckpointResponse
+	(*NotifyCheckpointRequest)(nil),       // 50: flow.cluster.v1.NotifyCheckpointRequest
+	(*NotifyCheckpointResponse)(nil),      // 51: flow.cluster.v1.NotifyCheckpointResponse
+	(*DeployTaskRequest)(nil),             // 52: flow.cluster.v1.DeployTaskRequest
+	(*TaskDeployment)(nil),                // 53: flow.cluster.v1.TaskDeployment
+	(*TaskRestore)(nil),                   // 54: flow.cluster.v1.TaskRestore
+	(*RestoreOperator)(nil),               // 55: flow.cluster.v1.RestoreOperator
+	(*InputGateDeployment)(nil),           // 56: flow.cluster.v1.InputGateDeployment
+	(*ChannelSource)(nil),                 // 57: flow.cluster.v1.ChannelSource
+	(*OutputDeployment)(nil),              // 58: flow.cluster.v1.OutputDeployment
+	(*DeployTaskResponse)(nil),            // 59: flow.cluster.v1.DeployTaskResponse
+	(*CancelTaskRequest)(nil),             // 60: flow.cluster.v1.CancelTaskRequest
+	(*CancelTaskResponse)(nil),            // 61: flow.cluster.v1.CancelTaskResponse
+	(*ValidateSpecRequest)(nil),           // 62: flow.cluster.v1.ValidateSpecRequest
+	(*ValidateSpecResponse)(nil),          // 63: flow.cluster.v1.ValidateSpecResponse
+	(*ListOperatorTypesRequest)(nil),      // 64: flow.cluster.v1.ListOperatorTypesRequest
+	(*ListOperatorTypesResponse)(nil),     // 65: flow.cluster.v1.ListOperatorTypesResponse
+	(*OperatorTypeInfo)(nil),              // 66: flow.cluster.v1.OperatorTypeInfo
+	(*OperatorFieldInfo)(nil),             // 67: flow.cluster.v1.OperatorFieldInfo
+	(*CheckSavepointRequest)(nil),         // 68: flow.cluster.v1.CheckSavepointRequest
+	(*CheckSavepointResponse)(nil),        // 69: flow.cluster.v1.CheckSavepointResponse
+	nil,                                   // 70: flow.cluster.v1.AcknowledgeCheckpointRequest.OperatorsEntry
+	nil,                                   // 71: flow.cluster.v1.TaskRestore.OperatorsEntry
+	(*v1.JobGraph)(nil),                   // 72: flow.jobgraph.v1.JobGraph
+	(*v11.SubtaskState)(nil),              // 73: flow.checkpoint.v1.SubtaskState
+	(v1.Partitioning)(0),                  // 74: flow.jobgraph.v1.Partitioning
 }
 var file_flow_cluster_v1_cluster_proto_depIdxs = []int32{
-	8,  // 0: flow.cluster.v1.ListCheckpointsResponse.checkpoints:type_name -> flow.cluster.v1.CheckpointInfo
-	0,  // 1: flow.cluster.v1.CheckpointInfo.status:type_name -> flow.cluster.v1.CheckpointStatus
-	9,  // 2: flow.cluster.v1.CheckpointInfo.tasks:type_name -> flow.cluster.v1.TaskCheckpointTiming
-	66, // 3: flow.cluster.v1.SubmitJobRequest.graph:type_name -> flow.jobgraph.v1.JobGraph
-	14, // 4: flow.cluster.v1.ListJobsResponse.jobs:type_name -> flow.cluster.v1.JobSummary
-	1,  // 5: flow.cluster.v1.JobSummary.status:type_name -> flow.cluster.v1.JobStatus
-	17, // 6: flow.cluster.v1.GetJobResponse.job:type_name -> flow.cluster.v1.JobDetails
-	14, // 7: flow.cluster.v1.JobDetails.summary:type_name -> flow.cluster.v1.JobSummary
-	66, // 8: flow.cluster.v1.JobDetails.graph:type_name -> flow.jobgraph.v1.JobGraph
-	18, // 9: flow.cluster.v1.JobDetails.tasks:type_name -> flow.cluster.v1.TaskVertexInfo
-	20, // 10: flow.cluster.v1.JobDetails.history:type_name -> flow.cluster.v1.StatusChange
-	19, // 11: flow.cluster.v1.TaskVertexInfo.subtasks:type_name -> flow.cluster.v1.SubtaskInfo
-	2,  // 12: flow.cluster.v1.SubtaskInfo.state:type_name -> flow.cluster.v1.TaskState
-	1,  // 13: flow.cluster.v1.StatusChange.status:type_name -> flow.cluster.v1.JobStatus
-	14, // 14: flow.cluster.v1.JobStatusEvent.summary:type_name -> flow.cluster.v1.JobSummary
-	27, // 15: flow.cluster.v1.ListTaskManagersResponse.task_managers:type_name -> flow.cluster.v1.TaskManagerInfo
-	3,  // 16: flow.cluster.v1.TaskManagerInfo.state:type_name -> flow.cluster.v1.TaskManagerState
-	36, // 17: flow.cluster.v1.RegisterTaskManagerRequest.running_tasks:type_name -> flow.cluster.v1.TaskID
-	36, // 18: flow.cluster.v1.HeartbeatRequest.running_tasks:type_name -> flow.cluster.v1.TaskID
-	36, // 19: flow.cluster.v1.HeartbeatResponse.cancel_tasks:type_name -> flow.cluster.v1.TaskID
-	36, // 20: flow.cluster.v1.AcknowledgeCheckpointRequest.task:type_name -> flow.cluster.v1.TaskID
-	64, // 21: flow.cluster.v1.AcknowledgeCheckpointRequest.operators:type_name -> flow.cluster.v1.AcknowledgeCheckpointRequest.OperatorsEntry
-	9,  // 22: flow.cluster.v1.AcknowledgeCheckpointRequest.timing:type_name -> flow.cluster.v1.TaskCheckpointTiming
-	36, // 23: flow.cluster.v1.DeclineCheckpointRequest.task:type_name -> flow.cluster.v1.TaskID
-	36, // 24: flow.cluster.v1.UpdateTaskStateRequest.task:type_name -> flow.cluster.v1.TaskID
-	2,  // 25: flow.cluster.v1.UpdateTaskStateRequest.state:type_name -> flow.cluster.v1.TaskState
-	36, // 26: flow.cluster.v1.TriggerCheckpointRequest.task:type_name -> flow.cluster.v1.TaskID
-	41, // 27: flow.cluster.v1.TriggerCheckpointRequest.options:type_name -> flow.cluster.v1.CheckpointOptions
-	47, // 28: flow.cluster.v1.DeployTaskRequest.deployment:type_name -> flow.cluster.v1.TaskDeployment
-	36, // 29: flow.cluster.v1.TaskDeployment.id:type_name -> flow.cluster.v1.TaskID
-	66, // 30: flow.cluster.v1.TaskDeployment.graph:type_name -> flow.jobgraph.v1.JobGraph
-	50, // 31: flow.cluster.v1.TaskDeployment.inputs:type_name -> flow.cluster.v1.InputGateDeployment
-	52, // 32: flow.cluster.v1.TaskDeployment.outputs:type_name -> flow.cluster.v1.OutputDeployment
-	48, // 33: flow.cluster.v1.TaskDeployment.restore:type_name -> flow.cluster.v1.TaskRestore
-	65, // 34: flow.cluster.v1.TaskRestore.operators:type_name -> flow.cluster.v1.TaskRestore.OperatorsEntry
-	67, // 35: flow.cluster.v1.RestoreOperator.states:type_name -> flow.checkpoint.v1.SubtaskState
-	68, // 36: flow.cluster.v1.InputGateDeployment.partitioning:type_name -> flow.jobgraph.v1.Partitioning
-	51, // 37: flow.cluster.v1.InputGateDeployment.channels:type_name -> flow.cluster.v1.ChannelSource
-	68, // 38: flow.cluster.v1.OutputDeployment.partitioning:type_name -> flow.jobgraph.v1.Partitioning
-	36, // 39: flow.cluster.v1.CancelTaskRequest.task:type_name -> flow.cluster.v1.TaskID
-	66, // 40: flow.cluster.v1.ValidateSpecResponse.graph:type_name -> flow.jobgraph.v1.JobGraph
-	60, // 41: flow.cluster.v1.ListOperatorTypesResponse.types:type_name -> flow.cluster.v1.OperatorTypeInfo
-	61, // 42: flow.cluster.v1.OperatorTypeInfo.fields:type_name -> flow.cluster.v1.OperatorFieldInfo
-	67, // 43: flow.cluster.v1.AcknowledgeCheckpointRequest.OperatorsEntry.value:type_name -> flow.checkpoint.v1.SubtaskState
-	49, // 44: flow.cluster.v1.TaskRestore.OperatorsEntry.value:type_name -> flow.cluster.v1.RestoreOperator
-	10, // 45: flow.cluster.v1.JobManagerService.SubmitJob:input_type -> flow.cluster.v1.SubmitJobRequest
-	12, // 46: flow.cluster.v1.JobManagerService.ListJobs:input_type -> flow.cluster.v1.ListJobsRequest
-	15, // 47: flow.cluster.v1.JobManagerService.GetJob:input_type -> flow.cluster.v1.GetJobRequest
-	21, // 48: flow.cluster.v1.JobManagerService.CancelJob:input_type -> flow.cluster.v1.CancelJobRequest
-	23, // 49: flow.cluster.v1.JobManagerService.WatchJob:input_type -> flow.cluster.v1.WatchJobRequest
-	25, // 50: flow.cluster.v1.JobManagerService.ListTaskManagers:input_type -> flow.cluster.v1.ListTaskManagersRequest
-	6,  // 51: flow.cluster.v1.JobManagerService.ListCheckpoints:input_type -> flow.cluster.v1.ListCheckpointsRequest
-	4,  // 52: flow.cluster.v1.JobManagerService.TriggerSavepoint:input_type -> flow.cluster.v1.TriggerSavepointRequest
-	56, // 53: flow.cluster.v1.JobManagerService.ValidateSpec:input_type -> flow.cluster.v1.ValidateSpecRequest
-	58, // 54: flow.cluster.v1.JobManagerService.ListOperatorTypes:input_type -> flow.cluster.v1.ListOperatorTypesRequest
-	62, // 55: flow.cluster.v1.JobManagerService.CheckSavepoint:input_type -> flow.cluster.v1.CheckSavepointRequest
-	32, // 56: flow.cluster.v1.ResourceManagerService.AcknowledgeCheckpoint:input_type -> flow.cluster.v1.AcknowledgeCheckpointRequest
-	34, // 57: flow.cluster.v1.ResourceManagerService.DeclineCheckpoint:input_type -> flow.cluster.v1.DeclineCheckpointRequest
-	28, // 58: flow.cluster.v1.ResourceManagerService.RegisterTaskManager:input_type -> flow.cluster.v1.RegisterTaskManagerRequest
-	30, // 59: flow.cluster.v1.ResourceManagerService.Heartbeat:input_type -> flow.cluster.v1.HeartbeatRequest
-	37, // 60: flow.cluster.v1.ResourceManagerService.UpdateTaskState:input_type -> flow.cluster.v1.UpdateTaskStateRequest
-	39, // 61: flow.cluster.v1.ResourceManagerService.DeregisterTaskManager:input_type -> flow.cluster.v1.DeregisterTaskManagerRequest
-	46, // 62: flow.cluster.v1.TaskExecutorService.DeployTask:input_type -> flow.cluster.v1.DeployTaskRequest
-	54, // 63: flow.cluster.v1.TaskExecutorService.CancelTask:input_type -> flow.cluster.v1.CancelTaskRequest
-	42, // 64: flow.cluster.v1.TaskExecutorService.TriggerCheckpoint:input_type -> flow.cluster.v1.TriggerCheckpointRequest
-	44, // 65: flow.cluster.v1.TaskExecutorService.NotifyCheckpoint:input_type -> flow.cluster.v1.NotifyCheckpointRequest
-	58, // 66: flow.cluster.v1.TaskExecutorService.ListOperatorTypes:input_type -> flow.cluster.v1.ListOperatorTypesRequest
-	11, // 67: flow.cluster.v1.JobManagerService.SubmitJob:output_type -> flow.cluster.v1.SubmitJobResponse
-	13, // 68: flow.cluster.v1.JobManagerService.ListJobs:output_type -> flow.cluster.v1.ListJobsResponse
-	16, // 69: flow.cluster.v1.JobManagerService.GetJob:output_type -> flow.cluster.v1.GetJobResponse
-	22, // 70: flow.cluster.v1.JobManagerService.CancelJob:output_type -> flow.cluster.v1.CancelJobResponse
-	24, // 71: flow.cluster.v1.JobManagerService.WatchJob:output_type -> flow.cluster.v1.JobStatusEvent
-	26, // 72: flow.cluster.v1.JobManagerService.ListTaskManagers:output_type -> flow.cluster.v1.ListTaskManagersResponse
-	7,  // 73: flow.cluster.v1.JobManagerService.ListCheckpoints:output_type -> flow.cluster.v1.ListCheckpointsResponse
-	5,  // 74: flow.cluster.v1.JobManagerService.TriggerSavepoint:output_type -> flow.cluster.v1.SavepointProgress
-	57, // 75: flow.cluster.v1.JobManagerService.ValidateSpec:output_type -> flow.cluster.v1.ValidateSpecResponse
-	59, // 76: flow.cluster.v1.JobManagerService.ListOperatorTypes:output_type -> flow.cluster.v1.ListOperatorTypesResponse
-	63, // 77: flow.cluster.v1.JobManagerService.CheckSavepoint:output_type -> flow.cluster.v1.CheckSavepointResponse
-	33, // 78: flow.cluster.v1.ResourceManagerService.AcknowledgeCheckpoint:output_type -> flow.cluster.v1.AcknowledgeCheckpointResponse
-	35, // 79: flow.cluster.v1.ResourceManagerService.DeclineCheckpoint:output_type -> flow.cluster.v1.DeclineCheckpointResponse
-	29, // 80: flow.cluster.v1.ResourceManagerService.RegisterTaskManager:output_type -> flow.cluster.v1.RegisterTaskManagerResponse
-	31, // 81: flow.cluster.v1.ResourceManagerService.Heartbeat:output_type -> flow.cluster.v1.HeartbeatResponse
-	38, // 82: flow.cluster.v1.ResourceManagerService.UpdateTaskState:output_type -> flow.cluster.v1.UpdateTaskStateResponse
-	40, // 83: flow.cluster.v1.ResourceManagerService.DeregisterTaskManager:output_type -> flow.cluster.v1.DeregisterTaskManagerResponse
-	53, // 84: flow.cluster.v1.TaskExecutorService.DeployTask:output_type -> flow.cluster.v1.DeployTaskResponse
-	55, // 85: flow.cluster.v1.TaskExecutorService.CancelTask:output_type -> flow.cluster.v1.CancelTaskResponse
-	43, // 86: flow.cluster.v1.TaskExecutorService.TriggerCheckpoint:output_type -> flow.cluster.v1.TriggerCheckpointResponse
-	45, // 87: flow.cluster.v1.TaskExecutorService.NotifyCheckpoint:output_type -> flow.cluster.v1.NotifyCheckpointResponse
-	59, // 88: flow.cluster.v1.TaskExecutorService.ListOperatorTypes:output_type -> flow.cluster.v1.ListOperatorTypesResponse
-	67, // [67:89] is the sub-list for method output_type
-	45, // [45:67] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	7,  // 0: flow.cluster.v1.GetVertexStatsResponse.vertices:type_name -> flow.cluster.v1.VertexStats
+	0,  // 1: flow.cluster.v1.GetVertexStatsResponse.max_level:type_name -> flow.cluster.v1.BackpressureLevel
+	0,  // 2: flow.cluster.v1.VertexStats.level:type_name -> flow.cluster.v1.BackpressureLevel
+	8,  // 3: flow.cluster.v1.VertexStats.subtasks:type_name -> flow.cluster.v1.SubtaskStats
+	0,  // 4: flow.cluster.v1.SubtaskStats.level:type_name -> flow.cluster.v1.BackpressureLevel
+	13, // 5: flow.cluster.v1.ListCheckpointsResponse.checkpoints:type_name -> flow.cluster.v1.CheckpointInfo
+	1,  // 6: flow.cluster.v1.CheckpointInfo.status:type_name -> flow.cluster.v1.CheckpointStatus
+	14, // 7: flow.cluster.v1.CheckpointInfo.tasks:type_name -> flow.cluster.v1.TaskCheckpointTiming
+	72, // 8: flow.cluster.v1.SubmitJobRequest.graph:type_name -> flow.jobgraph.v1.JobGraph
+	19, // 9: flow.cluster.v1.ListJobsResponse.jobs:type_name -> flow.cluster.v1.JobSummary
+	2,  // 10: flow.cluster.v1.JobSummary.status:type_name -> flow.cluster.v1.JobStatus
+	22, // 11: flow.cluster.v1.GetJobResponse.job:type_name -> flow.cluster.v1.JobDetails
+	19, // 12: flow.cluster.v1.JobDetails.summary:type_name -> flow.cluster.v1.JobSummary
+	72, // 13: flow.cluster.v1.JobDetails.graph:type_name -> flow.jobgraph.v1.JobGraph
+	23, // 14: flow.cluster.v1.JobDetails.tasks:type_name -> flow.cluster.v1.TaskVertexInfo
+	25, // 15: flow.cluster.v1.JobDetails.history:type_name -> flow.cluster.v1.StatusChange
+	24, // 16: flow.cluster.v1.TaskVertexInfo.subtasks:type_name -> flow.cluster.v1.SubtaskInfo
+	3,  // 17: flow.cluster.v1.SubtaskInfo.state:type_name -> flow.cluster.v1.TaskState
+	2,  // 18: flow.cluster.v1.StatusChange.status:type_name -> flow.cluster.v1.JobStatus
+	19, // 19: flow.cluster.v1.JobStatusEvent.summary:type_name -> flow.cluster.v1.JobSummary
+	32, // 20: flow.cluster.v1.ListTaskManagersResponse.task_managers:type_name -> flow.cluster.v1.TaskManagerInfo
+	4,  // 21: flow.cluster.v1.TaskManagerInfo.state:type_name -> flow.cluster.v1.TaskManagerState
+	42, // 22: flow.cluster.v1.RegisterTaskManagerRequest.running_tasks:type_name -> flow.cluster.v1.TaskID
+	42, // 23: flow.cluster.v1.HeartbeatRequest.running_tasks:type_name -> flow.cluster.v1.TaskID
+	36, // 24: flow.cluster.v1.HeartbeatRequest.task_samples:type_name -> flow.cluster.v1.TaskSample
+	42, // 25: flow.cluster.v1.TaskSample.task:type_name -> flow.cluster.v1.TaskID
+	42, // 26: flow.cluster.v1.HeartbeatResponse.cancel_tasks:type_name -> flow.cluster.v1.TaskID
+	42, // 27: flow.cluster.v1.AcknowledgeCheckpointRequest.task:type_name -> flow.cluster.v1.TaskID
+	70, // 28: flow.cluster.v1.AcknowledgeCheckpointRequest.operators:type_name -> flow.cluster.v1.AcknowledgeCheckpointRequest.OperatorsEntry
+	14, // 29: flow.cluster.v1.AcknowledgeCheckpointRequest.timing:type_name -> flow.cluster.v1.TaskCheckpointTiming
+	42, // 30: flow.cluster.v1.DeclineCheckpointRequest.task:type_name -> flow.cluster.v1.TaskID
+	42, // 31: flow.cluster.v1.UpdateTaskStateRequest.task:type_name -> flow.cluster.v1.TaskID
+	3,  // 32: flow.cluster.v1.UpdateTaskStateRequest.state:type_name -> flow.cluster.v1.TaskState
+	42, // 33: flow.cluster.v1.TriggerCheckpointRequest.task:type_name -> flow.cluster.v1.TaskID
+	47, // 34: flow.cluster.v1.TriggerCheckpointRequest.options:type_name -> flow.cluster.v1.CheckpointOptions
+	53, // 35: flow.cluster.v1.DeployTaskRequest.deployment:type_name -> flow.cluster.v1.TaskDeployment
+	42, // 36: flow.cluster.v1.TaskDeployment.id:type_name -> flow.cluster.v1.TaskID
+	72, // 37: flow.cluster.v1.TaskDeployment.graph:type_name -> flow.jobgraph.v1.JobGraph
+	56, // 38: flow.cluster.v1.TaskDeployment.inputs:type_name -> flow.cluster.v1.InputGateDeployment
+	58, // 39: flow.cluster.v1.TaskDeployment.outputs:type_name -> flow.cluster.v1.OutputDeployment
+	54, // 40: flow.cluster.v1.TaskDeployment.restore:type_name -> flow.cluster.v1.TaskRestore
+	71, // 41: flow.cluster.v1.TaskRestore.operators:type_name -> flow.cluster.v1.TaskRestore.OperatorsEntry
+	73, // 42: flow.cluster.v1.RestoreOperator.states:type_name -> flow.checkpoint.v1.SubtaskState
+	74, // 43: flow.cluster.v1.InputGateDeployment.partitioning:type_name -> flow.jobgraph.v1.Partitioning
+	57, // 44: flow.cluster.v1.InputGateDeployment.channels:type_name -> flow.cluster.v1.ChannelSource
+	74, // 45: flow.cluster.v1.OutputDeployment.partitioning:type_name -> flow.jobgraph.v1.Partitioning
+	42, // 46: flow.cluster.v1.CancelTaskRequest.task:type_name -> flow.cluster.v1.TaskID
+	72, // 47: flow.cluster.v1.ValidateSpecResponse.graph:type_name -> flow.jobgraph.v1.JobGraph
+	66, // 48: flow.cluster.v1.ListOperatorTypesResponse.types:type_name -> flow.cluster.v1.OperatorTypeInfo
+	67, // 49: flow.cluster.v1.OperatorTypeInfo.fields:type_name -> flow.cluster.v1.OperatorFieldInfo
+	73, // 50: flow.cluster.v1.AcknowledgeCheckpointRequest.OperatorsEntry.value:type_name -> flow.checkpoint.v1.SubtaskState
+	55, // 51: flow.cluster.v1.TaskRestore.OperatorsEntry.value:type_name -> flow.cluster.v1.RestoreOperator
+	15, // 52: flow.cluster.v1.JobManagerService.SubmitJob:input_type -> flow.cluster.v1.SubmitJobRequest
+	17, // 53: flow.cluster.v1.JobManagerService.ListJobs:input_type -> flow.cluster.v1.ListJobsRequest
+	20, // 54: flow.cluster.v1.JobManagerService.GetJob:input_type -> flow.cluster.v1.GetJobRequest
+	26, // 55: flow.cluster.v1.JobManagerService.CancelJob:input_type -> flow.cluster.v1.CancelJobRequest
+	28, // 56: flow.cluster.v1.JobManagerService.WatchJob:input_type -> flow.cluster.v1.WatchJobRequest
+	30, // 57: flow.cluster.v1.JobManagerService.ListTaskManagers:input_type -> flow.cluster.v1.ListTaskManagersRequest
+	11, // 58: flow.cluster.v1.JobManagerService.ListCheckpoints:input_type -> flow.cluster.v1.ListCheckpointsRequest
+	9,  // 59: flow.cluster.v1.JobManagerService.TriggerSavepoint:input_type -> flow.cluster.v1.TriggerSavepointRequest
+	62, // 60: flow.cluster.v1.JobManagerService.ValidateSpec:input_type -> flow.cluster.v1.ValidateSpecRequest
+	64, // 61: flow.cluster.v1.JobManagerService.ListOperatorTypes:input_type -> flow.cluster.v1.ListOperatorTypesRequest
+	68, // 62: flow.cluster.v1.JobManagerService.CheckSavepoint:input_type -> flow.cluster.v1.CheckSavepointRequest
+	5,  // 63: flow.cluster.v1.JobManagerService.GetVertexStats:input_type -> flow.cluster.v1.GetVertexStatsRequest
+	38, // 64: flow.cluster.v1.ResourceManagerService.AcknowledgeCheckpoint:input_type -> flow.cluster.v1.AcknowledgeCheckpointRequest
+	40, // 65: flow.cluster.v1.ResourceManagerService.DeclineCheckpoint:input_type -> flow.cluster.v1.DeclineCheckpointRequest
+	33, // 66: flow.cluster.v1.ResourceManagerService.RegisterTaskManager:input_type -> flow.cluster.v1.RegisterTaskManagerRequest
+	35, // 67: flow.cluster.v1.ResourceManagerService.Heartbeat:input_type -> flow.cluster.v1.HeartbeatRequest
+	43, // 68: flow.cluster.v1.ResourceManagerService.UpdateTaskState:input_type -> flow.cluster.v1.UpdateTaskStateRequest
+	45, // 69: flow.cluster.v1.ResourceManagerService.DeregisterTaskManager:input_type -> flow.cluster.v1.DeregisterTaskManagerRequest
+	52, // 70: flow.cluster.v1.TaskExecutorService.DeployTask:input_type -> flow.cluster.v1.DeployTaskRequest
+	60, // 71: flow.cluster.v1.TaskExecutorService.CancelTask:input_type -> flow.cluster.v1.CancelTaskRequest
+	48, // 72: flow.cluster.v1.TaskExecutorService.TriggerCheckpoint:input_type -> flow.cluster.v1.TriggerCheckpointRequest
+	50, // 73: flow.cluster.v1.TaskExecutorService.NotifyCheckpoint:input_type -> flow.cluster.v1.NotifyCheckpointRequest
+	64, // 74: flow.cluster.v1.TaskExecutorService.ListOperatorTypes:input_type -> flow.cluster.v1.ListOperatorTypesRequest
+	16, // 75: flow.cluster.v1.JobManagerService.SubmitJob:output_type -> flow.cluster.v1.SubmitJobResponse
+	18, // 76: flow.cluster.v1.JobManagerService.ListJobs:output_type -> flow.cluster.v1.ListJobsResponse
+	21, // 77: flow.cluster.v1.JobManagerService.GetJob:output_type -> flow.cluster.v1.GetJobResponse
+	27, // 78: flow.cluster.v1.JobManagerService.CancelJob:output_type -> flow.cluster.v1.CancelJobResponse
+	29, // 79: flow.cluster.v1.JobManagerService.WatchJob:output_type -> flow.cluster.v1.JobStatusEvent
+	31, // 80: flow.cluster.v1.JobManagerService.ListTaskManagers:output_type -> flow.cluster.v1.ListTaskManagersResponse
+	12, // 81: flow.cluster.v1.JobManagerService.ListCheckpoints:output_type -> flow.cluster.v1.ListCheckpointsResponse
+	10, // 82: flow.cluster.v1.JobManagerService.TriggerSavepoint:output_type -> flow.cluster.v1.SavepointProgress
+	63, // 83: flow.cluster.v1.JobManagerService.ValidateSpec:output_type -> flow.cluster.v1.ValidateSpecResponse
+	65, // 84: flow.cluster.v1.JobManagerService.ListOperatorTypes:output_type -> flow.cluster.v1.ListOperatorTypesResponse
+	69, // 85: flow.cluster.v1.JobManagerService.CheckSavepoint:output_type -> flow.cluster.v1.CheckSavepointResponse
+	6,  // 86: flow.cluster.v1.JobManagerService.GetVertexStats:output_type -> flow.cluster.v1.GetVertexStatsResponse
+	39, // 87: flow.cluster.v1.ResourceManagerService.AcknowledgeCheckpoint:output_type -> flow.cluster.v1.AcknowledgeCheckpointResponse
+	41, // 88: flow.cluster.v1.ResourceManagerService.DeclineCheckpoint:output_type -> flow.cluster.v1.DeclineCheckpointResponse
+	34, // 89: flow.cluster.v1.ResourceManagerService.RegisterTaskManager:output_type -> flow.cluster.v1.RegisterTaskManagerResponse
+	37, // 90: flow.cluster.v1.ResourceManagerService.Heartbeat:output_type -> flow.cluster.v1.HeartbeatResponse
+	44, // 91: flow.cluster.v1.ResourceManagerService.UpdateTaskState:output_type -> flow.cluster.v1.UpdateTaskStateResponse
+	46, // 92: flow.cluster.v1.ResourceManagerService.DeregisterTaskManager:output_type -> flow.cluster.v1.DeregisterTaskManagerResponse
+	59, // 93: flow.cluster.v1.TaskExecutorService.DeployTask:output_type -> flow.cluster.v1.DeployTaskResponse
+	61, // 94: flow.cluster.v1.TaskExecutorService.CancelTask:output_type -> flow.cluster.v1.CancelTaskResponse
+	49, // 95: flow.cluster.v1.TaskExecutorService.TriggerCheckpoint:output_type -> flow.cluster.v1.TriggerCheckpointResponse
+	51, // 96: flow.cluster.v1.TaskExecutorService.NotifyCheckpoint:output_type -> flow.cluster.v1.NotifyCheckpointResponse
+	65, // 97: flow.cluster.v1.TaskExecutorService.ListOperatorTypes:output_type -> flow.cluster.v1.ListOperatorTypesResponse
+	75, // [75:98] is the sub-list for method output_type
+	52, // [52:75] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_flow_cluster_v1_cluster_proto_init() }
@@ -4441,13 +5110,14 @@ func file_flow_cluster_v1_cluster_proto_init() {
 	if File_flow_cluster_v1_cluster_proto != nil {
 		return
 	}
+	file_flow_cluster_v1_cluster_proto_msgTypes[31].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flow_cluster_v1_cluster_proto_rawDesc), len(file_flow_cluster_v1_cluster_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   62,
+			NumEnums:      5,
+			NumMessages:   67,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

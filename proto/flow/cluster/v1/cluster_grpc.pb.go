@@ -35,6 +35,7 @@ const (
 	JobManagerService_ValidateSpec_FullMethodName      = "/flow.cluster.v1.JobManagerService/ValidateSpec"
 	JobManagerService_ListOperatorTypes_FullMethodName = "/flow.cluster.v1.JobManagerService/ListOperatorTypes"
 	JobManagerService_CheckSavepoint_FullMethodName    = "/flow.cluster.v1.JobManagerService/CheckSavepoint"
+	JobManagerService_GetVertexStats_FullMethodName    = "/flow.cluster.v1.JobManagerService/GetVertexStats"
 )
 
 // JobManagerServiceClient is the client API for JobManagerService service.
@@ -66,6 +67,12 @@ type JobManagerServiceClient interface {
 	// path? (flowctl savepoint check). The snapshot must be readable by the
 	// JobManager.
 	CheckSavepoint(ctx context.Context, in *CheckSavepointRequest, opts ...grpc.CallOption) (*CheckSavepointResponse, error)
+	// Per task vertex and subtask of a job's current attempt: busy, idle and
+	// backpressured ratios with the backpressure level, records/s in and out
+	// and the watermark, computed from the samples TaskManagers send with
+	// their heartbeats (the REST backpressure and watermarks endpoints,
+	// flowctl's live progress).
+	GetVertexStats(ctx context.Context, in *GetVertexStatsRequest, opts ...grpc.CallOption) (*GetVertexStatsResponse, error)
 }
 
 type jobManagerServiceClient struct {
@@ -204,6 +211,16 @@ func (c *jobManagerServiceClient) CheckSavepoint(ctx context.Context, in *CheckS
 	return out, nil
 }
 
+func (c *jobManagerServiceClient) GetVertexStats(ctx context.Context, in *GetVertexStatsRequest, opts ...grpc.CallOption) (*GetVertexStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetVertexStatsResponse)
+	err := c.cc.Invoke(ctx, JobManagerService_GetVertexStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // JobManagerServiceServer is the server API for JobManagerService service.
 // All implementations must embed UnimplementedJobManagerServiceServer
 // for forward compatibility.
@@ -233,6 +250,12 @@ type JobManagerServiceServer interface {
 	// path? (flowctl savepoint check). The snapshot must be readable by the
 	// JobManager.
 	CheckSavepoint(context.Context, *CheckSavepointRequest) (*CheckSavepointResponse, error)
+	// Per task vertex and subtask of a job's current attempt: busy, idle and
+	// backpressured ratios with the backpressure level, records/s in and out
+	// and the watermark, computed from the samples TaskManagers send with
+	// their heartbeats (the REST backpressure and watermarks endpoints,
+	// flowctl's live progress).
+	GetVertexStats(context.Context, *GetVertexStatsRequest) (*GetVertexStatsResponse, error)
 	mustEmbedUnimplementedJobManagerServiceServer()
 }
 
@@ -275,6 +298,9 @@ func (UnimplementedJobManagerServiceServer) ListOperatorTypes(context.Context, *
 }
 func (UnimplementedJobManagerServiceServer) CheckSavepoint(context.Context, *CheckSavepointRequest) (*CheckSavepointResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CheckSavepoint not implemented")
+}
+func (UnimplementedJobManagerServiceServer) GetVertexStats(context.Context, *GetVertexStatsRequest) (*GetVertexStatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetVertexStats not implemented")
 }
 func (UnimplementedJobManagerServiceServer) mustEmbedUnimplementedJobManagerServiceServer() {}
 func (UnimplementedJobManagerServiceServer) testEmbeddedByValue()                           {}
@@ -481,6 +507,24 @@ func _JobManagerService_CheckSavepoint_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JobManagerService_GetVertexStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetVertexStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobManagerServiceServer).GetVertexStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobManagerService_GetVertexStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobManagerServiceServer).GetVertexStats(ctx, req.(*GetVertexStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // JobManagerService_ServiceDesc is the grpc.ServiceDesc for JobManagerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -523,6 +567,10 @@ var JobManagerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CheckSavepoint",
 			Handler:    _JobManagerService_CheckSavepoint_Handler,
+		},
+		{
+			MethodName: "GetVertexStats",
+			Handler:    _JobManagerService_GetVertexStats_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
