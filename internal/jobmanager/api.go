@@ -150,6 +150,17 @@ func (jm *JobManager) GetJob(ctx context.Context, req *clusterv1.GetJobRequest) 
 	return &clusterv1.GetJobResponse{Job: d}, nil
 }
 
+// GetVertexStats answers from the heartbeat samples (taskstats) and the
+// job master's published view: it never waits for the job.
+func (jm *JobManager) GetVertexStats(ctx context.Context, req *clusterv1.GetVertexStatsRequest) (*clusterv1.GetVertexStatsResponse, error) {
+	m, err := jm.lookup(req.GetJobId())
+	if err != nil {
+		return nil, err
+	}
+	d := m.View().Details
+	return jm.stats.Vertices(req.GetJobId(), d.GetSummary().GetAttempt(), d.GetTasks()), nil
+}
+
 func (jm *JobManager) CancelJob(ctx context.Context, req *clusterv1.CancelJobRequest) (*clusterv1.CancelJobResponse, error) {
 	m, err := jm.lookup(req.GetJobId())
 	if err != nil {

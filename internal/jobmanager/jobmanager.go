@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/flowrt/flow/internal/jobmanager/heartbeat"
+	"github.com/flowrt/flow/internal/jobmanager/taskstats"
 	"github.com/flowrt/flow/internal/jobmanager/jobmaster"
 	"github.com/flowrt/flow/internal/jobmanager/jobstore"
 	"github.com/flowrt/flow/internal/jobmanager/lifecycle"
@@ -61,6 +62,9 @@ type Options struct {
 	DialOptions []grpc.DialOption
 	// JobStore keeps the job records. Default: files under DataDir/jobs.
 	JobStore JobStore
+	// StatsWindow: per-vertex backpressure ratios and records/s are
+	// computed over the heartbeat samples of this window. Default 10s.
+	StatsWindow time.Duration
 }
 
 func (o *Options) ensureDefaults() {
@@ -120,6 +124,8 @@ type JobManager struct {
 
 	// reg tracks the TaskManagers under its own lock.
 	reg *heartbeat.Registry
+	// stats holds the subtask samples of heartbeats, under its own lock.
+	stats *taskstats.Stats
 
 	// mu guards the set of job masters; no job logic and no I/O runs
 	// under it.
@@ -171,6 +177,7 @@ func New(opts Options) (*JobManager, error) {
 	jm.exec = &executor{jm: jm}
 	jm.persist = jobstore.NewWriter(st, jm.log)
 	jm.reg = heartbeat.New(opts.HeartbeatInterval, opts.HeartbeatTimeout, jm.taskManagerGone)
+	jm.stats = taskstats.New(opts.StatsWindow)
 	if opts.Metrics != nil {
 		for _, c := range []prometheus.Collector{jm.lostTotal, jm.submittedTotal, &stateCollector{jm: jm}, &jobCollector{jm: jm}} {
 			if err := opts.Metrics.Register(c); err != nil {

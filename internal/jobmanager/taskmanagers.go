@@ -50,6 +50,7 @@ func (jm *JobManager) Heartbeat(ctx context.Context, req *clusterv1.HeartbeatReq
 	if rereg {
 		return &clusterv1.HeartbeatResponse{Reregister: true}, nil
 	}
+	jm.stats.Add(req.GetTaskManagerId(), req.GetTaskSamples(), time.Now())
 	return &clusterv1.HeartbeatResponse{CancelTasks: cancel}, nil
 }
 

@@ -42,7 +42,7 @@ func OpenAPI() ([]byte, error) {
 
 	schemas := apijson.Schemas(descriptors(&clusterv1.ListJobsResponse{}, &clusterv1.JobDetails{}, &clusterv1.ListTaskManagersResponse{},
 		&clusterv1.CheckpointInfo{}, &clusterv1.SubmitJobResponse{}, &clusterv1.CancelJobResponse{}, &clusterv1.SavepointProgress{},
-		&clusterv1.ValidateSpecResponse{})...)
+		&clusterv1.ValidateSpecResponse{}, &clusterv1.GetVertexStatsResponse{})...)
 	schemas["Error"] = map[string]any{"type": "object", "properties": map[string]any{"error": map[string]any{"type": "string"}}}
 	schemas["Overview"] = map[string]any{"type": "object", "properties": map[string]any{
 		"jobs":         map[string]any{"type": "object", "properties": map[string]any{"total": map[string]any{"type": "integer"}, "by_status": map[string]any{"type": "object", "additionalProperties": map[string]any{"type": "integer"}}}},
@@ -56,6 +56,20 @@ func OpenAPI() ([]byte, error) {
 		"latest_completed_id":   map[string]any{"type": "integer"},
 		"latest_completed_path": map[string]any{"type": "string"},
 		"checkpoints":           map[string]any{"type": "array", "items": ref("CheckpointInfo"), "description": "Newest first, without per-subtask timings (see /checkpoints/{checkpointId})."}}}
+	wm := func(extra map[string]any) map[string]any {
+		p := map[string]any{
+			"watermark_time": map[string]any{"type": "string", "format": "date-time", "nullable": true, "description": "Null unless state is ok."},
+			"state":          map[string]any{"type": "string", "enum": []string{"ok", "none", "end_of_stream"}, "description": "none: no watermark yet (no event time, or not sampled yet); end_of_stream: the inputs ended."}}
+		for k, v := range extra {
+			p[k] = v
+		}
+		return map[string]any{"type": "object", "properties": p}
+	}
+	schemas["Watermarks"] = map[string]any{"type": "object", "properties": map[string]any{
+		"job_id": map[string]any{"type": "string"}, "attempt": map[string]any{"type": "integer"},
+		"vertices": map[string]any{"type": "array", "items": wm(map[string]any{
+			"id":       map[string]any{"type": "string", "description": "Task vertex id; its watermark is the minimum over its subtasks."},
+			"subtasks": map[string]any{"type": "array", "items": wm(map[string]any{"subtask": map[string]any{"type": "integer"}})}})}}}
 	schemas["SavepointStatus"] = map[string]any{"type": "object", "properties": map[string]any{
 		"status":   map[string]any{"type": "string", "enum": []string{"IN_PROGRESS", "COMPLETED", "FAILED"}},
 		"progress": ref("SavepointProgress"), "failure": map[string]any{"type": "string"}}}
@@ -72,14 +86,17 @@ func OpenAPI() ([]byte, error) {
 				"post": withBody(op("Submit a YAML job spec (the body); query restore_path and allow_non_restored_state as flowctl run's flags", "201", ok("The job id.", ref("SubmitJobResponse"))),
 					map[string]any{"required": true, "content": map[string]any{"application/yaml": map[string]any{"schema": map[string]any{"type": "string"}}}}),
 			},
-			"/api/v1/jobs/{id}":                            map[string]any{"get": op("A job: summary, graph, tasks with subtasks, history", "200", ok("The job.", ref("JobDetails")), "id")},
-			"/api/v1/jobs/{id}/checkpoints":                map[string]any{"get": op("A job's checkpoint history with counts and duration percentiles", "200", ok("The history.", ref("CheckpointSummary")), "id")},
-			"/api/v1/jobs/{id}/checkpoints/{checkpointId}": map[string]any{"get": op("One checkpoint with each subtask's ack time, alignment, sync and async upload", "200", ok("The checkpoint.", ref("CheckpointInfo")), "id", "checkpointId")},
-			"/api/v1/jobs/{id}/savepoints":                 map[string]any{"post": withBody(op("Trigger a savepoint", "202", trigger, "id"), savepointBody)},
-			"/api/v1/jobs/{id}/savepoints/{triggerId}":     map[string]any{"get": op("A savepoint's progress", "200", ok("The progress.", ref("SavepointStatus")), "id", "triggerId")},
-			"/api/v1/jobs/{id}/stop":                       map[string]any{"post": withBody(op("Stop the job with a savepoint", "202", trigger, "id"), savepointBody)},
-			"/api/v1/jobs/{id}/cancel":                     map[string]any{"post": op("Cancel the job", "200", ok("Canceling.", ref("CancelJobResponse")), "id")},
-			"/api/v1/openapi.json":                         map[string]any{"get": op("This document", "200", map[string]any{"description": "OpenAPI 3."})},
+			"/api/v1/jobs/{id}":                                map[string]any{"get": op("A job: summary, graph, tasks with subtasks, history", "200", ok("The job.", ref("JobDetails")), "id")},
+			"/api/v1/jobs/{id}/checkpoints":                    map[string]any{"get": op("A job's checkpoint history with counts and duration percentiles", "200", ok("The history.", ref("CheckpointSummary")), "id")},
+			"/api/v1/jobs/{id}/checkpoints/{checkpointId}":     map[string]any{"get": op("One checkpoint with each subtask's ack time, alignment, sync and async upload", "200", ok("The checkpoint.", ref("CheckpointInfo")), "id", "checkpointId")},
+			"/api/v1/jobs/{id}/vertices":                       map[string]any{"get": op("Per task vertex and subtask: busy/idle/backpressured ratios, backpressure level, records/s, watermark (from heartbeat samples)", "200", ok("The vertices.", ref("GetVertexStatsResponse")), "id")},
+			"/api/v1/jobs/{id}/vertices/{vertex}/backpressure": map[string]any{"get": op("A task vertex's backpressure: ratios per subtask, their maxima and the level (OK up to 0.10 backpressured, LOW up to 0.50, HIGH above)", "200", ok("The vertex.", ref("VertexStats")), "id", "vertex")},
+			"/api/v1/jobs/{id}/watermarks":                     map[string]any{"get": op("The watermark of every task vertex and subtask", "200", ok("The watermarks.", ref("Watermarks")), "id")},
+			"/api/v1/jobs/{id}/savepoints":                     map[string]any{"post": withBody(op("Trigger a savepoint", "202", trigger, "id"), savepointBody)},
+			"/api/v1/jobs/{id}/savepoints/{triggerId}":         map[string]any{"get": op("A savepoint's progress", "200", ok("The progress.", ref("SavepointStatus")), "id", "triggerId")},
+			"/api/v1/jobs/{id}/stop":                           map[string]any{"post": withBody(op("Stop the job with a savepoint", "202", trigger, "id"), savepointBody)},
+			"/api/v1/jobs/{id}/cancel":                         map[string]any{"post": op("Cancel the job", "200", ok("Canceling.", ref("CancelJobResponse")), "id")},
+			"/api/v1/openapi.json":                             map[string]any{"get": op("This document", "200", map[string]any{"description": "OpenAPI 3."})},
 		},
 		"components": map[string]any{"schemas": schemas},
 	}

@@ -12,6 +12,9 @@
 //	GET  /api/v1/jobs/{id}                              JobDetails
 //	GET  /api/v1/jobs/{id}/checkpoints                  history, counts, duration percentiles
 //	GET  /api/v1/jobs/{id}/checkpoints/{checkpointId}   CheckpointInfo with per-subtask timings
+//	GET  /api/v1/jobs/{id}/vertices                     GetVertexStatsResponse: per vertex and subtask
+//	GET  /api/v1/jobs/{id}/vertices/{vertex}/backpressure  VertexStats: ratios per subtask, maxima, level
+//	GET  /api/v1/jobs/{id}/watermarks                   the watermark per vertex and subtask
 //	POST /api/v1/jobs/{id}/savepoints                   202 {"trigger_id"}; body {"target_dir", "stop", "drain"} (optional)
 //	GET  /api/v1/jobs/{id}/savepoints/{triggerId}       the savepoint's progress
 //	POST /api/v1/jobs/{id}/stop                         stop with a savepoint: 202 {"trigger_id"}
@@ -81,6 +84,9 @@ func New(c clusterv1.JobManagerServiceClient) *API {
 	a.mux.HandleFunc("GET /api/v1/jobs/{id}", a.job)
 	a.mux.HandleFunc("GET /api/v1/jobs/{id}/checkpoints", a.checkpoints)
 	a.mux.HandleFunc("GET /api/v1/jobs/{id}/checkpoints/{cid}", a.checkpoint)
+	a.mux.HandleFunc("GET /api/v1/jobs/{id}/vertices", a.vertices)
+	a.mux.HandleFunc("GET /api/v1/jobs/{id}/vertices/{vertex}/backpressure", a.backpressure)
+	a.mux.HandleFunc("GET /api/v1/jobs/{id}/watermarks", a.watermarks)
 	a.mux.HandleFunc("POST /api/v1/jobs/{id}/savepoints", a.savepoint(false))
 	a.mux.HandleFunc("POST /api/v1/jobs/{id}/stop", a.savepoint(true))
 	a.mux.HandleFunc("GET /api/v1/jobs/{id}/savepoints/{tid}", a.savepointStatus)
