@@ -65,14 +65,53 @@ async function overviewPage() {
   main.querySelectorAll("tr.clickable").forEach(tr => tr.onclick = () => { location.hash = tr.dataset.href; });
 }
 
+function rate(n) {
+  if (!n) return "0/s";
+  if (n >= 1e6) return (n / 1e6).toFixed(2) + " M/s";
+  if (n >= 1e3) return (n / 1e3).toFixed(1) + " k/s";
+  return n.toFixed(n < 10 ? 1 : 0) + "/s";
+}
+// An event-time watermark as a UTC time (null: none yet).
+function wmText(t, end) {
+  if (end) return "end of stream";
+  if (!t) return "none";
+  return new Date(t).toISOString().replace("T", " ").replace("Z", " UTC");
+}
+function pct(r) { return Math.round(100 * (r || 0)) + "%"; }
+
 async function jobPage(id) {
-  const j = await api("/jobs/" + encodeURIComponent(id));
+  const [j, vs] = await Promise.all([api("/jobs/" + encodeURIComponent(id)),
+    api(`/jobs/${encodeURIComponent(id)}/vertices`).catch(() => null)]);
   const s = j.summary;
-  const vertices = (j.tasks || []).map(t => `<div class="vertex" data-task="${esc(t.id)}">
+  const stats = {};
+  for (const v of (vs && vs.vertices) || []) stats[v.id] = v;
+  const vstat = t => {
+    const v = stats[t.id];
+    if (!v || !v.sampled_subtasks) return `<div class="vstats muted">no samples yet</div>`;
+    const lv = (v.level || "").toLowerCase();
+    return `<div class="vstats">
+      <div class="rate">in ${rate(v.records_in_per_second)} · out ${rate(v.records_out_per_second)}</div>
+      <div class="bp bp-${esc(lv)}" title="max over subtasks: busy ${pct(v.busy_ratio)}, idle ${pct(v.idle_ratio)}, backpressured ${pct(v.backpressured_ratio)}">backpressure <b>${esc(v.level)}</b> ${pct(v.backpressured_ratio)}</div>
+      <div class="wm" data-watermark="${esc(v.watermark_time || "")}">watermark ${esc(wmText(v.watermark_time, v.watermark_end_of_stream))}</div></div>`;
+  };
+  const vertices = (j.tasks || []).map(t => {
+    const v = stats[t.id];
+    const lv = v && v.sampled_subtasks ? (v.level || "").toLowerCase() : "none";
+    return `<div class="vertex vertex-bp-${esc(lv)}" data-task="${esc(t.id)}" data-level="${esc(v ? v.level : "")}">
       <div class="ops">${esc((t.operators || [t.id]).join(" → "))}</div>
       <div class="muted">task ${esc(t.id)} · parallelism ${t.parallelism}</div>
+      ${vstat(t)}
       <div class="subs">${(t.subtasks || []).map(x => `<span class="sub s-${esc(x.state)}" title="subtask ${x.index}: ${esc(x.state)} on ${esc(x.task_manager_id)}"></span>`).join("")}</div>
-    </div>`).join(`<div class="arrow">→</div>`);
+    </div>`;
+  }).join(`<div class="arrow">→</div>`);
+  const subStat = (t, x) => {
+    const v = stats[t.id];
+    const ss = v && (v.subtasks || []).find(y => y.subtask === x.index);
+    if (!ss || !ss.sampled) return `<td class="muted">—</td><td class="muted">—</td><td class="muted">—</td>`;
+    return `<td>${rate(ss.records_in_per_second)} / ${rate(ss.records_out_per_second)}</td>
+      <td><span class="bp bp-${esc((ss.level || "").toLowerCase())}">${esc(ss.level)}</span> ${pct(ss.busy_ratio)} / ${pct(ss.idle_ratio)} / ${pct(ss.backpressured_ratio)}</td>
+      <td>${esc(wmText(ss.watermark_time, ss.watermark_end_of_stream))}</td>`;
+  };
   const failures = (j.history || []).filter(h => h.status === "FAILING" || h.status === "FAILED" || h.status === "RESTARTING");
   main.innerHTML = `<h1>${esc(s.name)} ${st(s.status)}</h1>
   <div class="muted">${esc(s.job_id)} · attempt ${s.attempt} · submitted ${when(s.submit_time)}</div>
@@ -82,11 +121,12 @@ async function jobPage(id) {
     <button id="cancel" class="danger">Cancel</button>
   </div>
   <div id="msg" class="muted"></div>
-  <h2>Graph</h2><div class="graph" id="graph">${vertices}</div>
+  <h2>Graph</h2><div class="muted">records/s, busy/idle/backpressured ratios and levels (OK ≤ 10% backpressured, LOW ≤ 50%, HIGH above) over the last ${vs ? Math.round(vs.window_ms / 1000) : "—"} s of heartbeat samples</div>
+  <div class="graph" id="graph">${vertices}</div>
   <h2>Subtasks</h2>
-  <table id="subtasks"><tr><th>Task</th><th>Subtask</th><th>State</th><th>TaskManager</th><th>Failure</th></tr>
+  <table id="subtasks"><tr><th>Task</th><th>Subtask</th><th>State</th><th>TaskManager</th><th>Records in / out</th><th>Backpressure · busy / idle / backpressured</th><th>Watermark</th><th>Failure</th></tr>
   ${(j.tasks || []).flatMap(t => (t.subtasks || []).map(x => `<tr><td>${esc(t.id)}</td><td>${x.index}</td>
-    <td>${st(x.state)}</td><td>${esc(x.task_manager_id)}</td><td>${esc(x.failure)}</td></tr>`)).join("")}
+    <td>${st(x.state)}</td><td>${esc(x.task_manager_id)}</td>${subStat(t, x)}<td>${esc(x.failure)}</td></tr>`)).join("")}
   </table>
   <h2>Exceptions</h2>
   ${failures.length ? `<table id="exceptions"><tr><th>Time</th><th>Status</th><th>Message</th></tr>${failures.map(h =>
