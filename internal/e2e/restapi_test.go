@@ -137,6 +137,62 @@ checkpoints:
 		t.Errorf("checkpoint %d: status %s, subtasks %v; want COMPLETED with all 4 subtasks", ck.ID, ck.Status, seen)
 	}
 
+	// Backpressure and watermarks from the TaskManager's heartbeat samples:
+	// a throttled source is mostly idle (level OK); the job has no event
+	// time, so every watermark is "none" (null), never 1970.
+	var bp struct {
+		ID                  string  `json:"id"`
+		Level               string  `json:"level"`
+		SampledSubtasks     int     `json:"sampled_subtasks"`
+		RecordsOutPerSecond float64 `json:"records_out_per_second"`
+		Subtasks            []struct {
+			Subtask            int     `json:"subtask"`
+			Sampled            bool    `json:"sampled"`
+			IdleRatio          float64 `json:"idle_ratio"`
+			BackpressuredRatio float64 `json:"backpressured_ratio"`
+			Level              string  `json:"level"`
+		} `json:"subtasks"`
+	}
+	waitFor(t, 30*time.Second, "backpressure samples of both source subtasks", func() bool {
+		restDo(t, "GET", base+"/jobs/"+id+"/vertices/src/backpressure", "", http.StatusOK, &bp)
+		return bp.SampledSubtasks == 2 && bp.RecordsOutPerSecond > 0
+	})
+	if bp.ID != "src" || bp.Level != "OK" || len(bp.Subtasks) != 2 || bp.Subtasks[0].Level != "OK" || bp.Subtasks[1].IdleRatio < 0.5 {
+		t.Errorf("throttled source's backpressure = %+v, want level OK, 2 mostly idle subtasks", bp)
+	}
+	if bp.RecordsOutPerSecond < 300 || bp.RecordsOutPerSecond > 3000 {
+		t.Errorf("source records/s out = %.0f, want about the spec's rate 1000", bp.RecordsOutPerSecond)
+	}
+	var wms struct {
+		Vertices []struct {
+			ID       string  `json:"id"`
+			Time     *string `json:"watermark_time"`
+			State    string  `json:"state"`
+			Subtasks []struct {
+				Time  *string `json:"watermark_time"`
+				State string  `json:"state"`
+			} `json:"subtasks"`
+		} `json:"vertices"`
+	}
+	restDo(t, "GET", base+"/jobs/"+id+"/watermarks", "", http.StatusOK, &wms)
+	if len(wms.Vertices) != 2 {
+		t.Errorf("watermarks of %d vertices, want 2: %+v", len(wms.Vertices), wms)
+	}
+	for _, v := range wms.Vertices {
+		if v.Time != nil || v.State != "none" || len(v.Subtasks) != 2 || v.Subtasks[0].Time != nil || v.Subtasks[0].State != "none" {
+			t.Errorf("vertex %s without event time: watermark %v state %q subtasks %+v; want null and none", v.ID, v.Time, v.State, v.Subtasks)
+		}
+	}
+	var notFound struct {
+		Error string `json:"error"`
+	}
+	restDo(t, "GET", base+"/jobs/"+id+"/vertices/nope/backpressure", "", http.StatusNotFound, &notFound)
+	if !strings.Contains(notFound.Error, `"nope"`) || !strings.Contains(notFound.Error, "src") || strings.Contains(notFound.Error, "\n") {
+		t.Errorf("unknown vertex: error %q does not name it and the vertices", notFound.Error)
+	}
+	restDo(t, "GET", base+"/jobs/nope/watermarks", "", http.StatusNotFound, &notFound)
+	restDo(t, "GET", base+"/jobs/nope/vertices/src/backpressure", "", http.StatusNotFound, &notFound)
+
 	// A savepoint, then a stop with a savepoint.
 	savepoint := func(path string) string {
 		var tr struct {

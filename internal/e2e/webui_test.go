@@ -43,7 +43,7 @@ func TestWebUI(t *testing.T) {
 	jm := start(t, "jobmanager", "--rpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
 		"--data-dir", filepath.Join(dir, "jm"), "--log-format", "text")
 	jmAddr, jmHTTP := jm.addresses()
-	start(t, "taskmanager", "--jobmanager", jmAddr, "--slots", "2", "--id", "tm-ui",
+	start(t, "taskmanager", "--jobmanager", jmAddr, "--slots", "3", "--id", "tm-ui",
 		"--rpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "tm"))
 	c := client(t, jmAddr)
 	waitFor(t, 20*time.Second, "an active TaskManager", func() bool { return taskManagers(t, c)["tm-ui"] == active })
@@ -66,11 +66,40 @@ checkpoints:
   interval: 300ms
   storage: %q
 `, "file://"+filepath.Join(dir, "checkpoints"))
-	var sub struct {
+	var sub, bpJob struct {
 		JobID string `json:"job_id"`
 	}
 	base := "http://" + jmHTTP
 	restDo(t, "POST", base+"/api/v1/jobs", spec, http.StatusCreated, &sub)
+	// A backpressured job: an unthrottled datagen with event time feeds a
+	// keyed count on Pebble, far slower per record than the source, so the
+	// source waits for output buffers most of the time.
+	restDo(t, "POST", base+"/api/v1/jobs", `name: ui-backpressure
+parallelism: 1
+operators:
+  - id: src
+    type: datagen
+    uid: src-v1
+    watermarks: {timestamp: ts, interval: 100ms}
+    config: {keys: 200000}
+  - id: count
+    type: count
+    uid: count-v1
+    inputs: [src]
+    keyBy: key
+  - id: sink
+    type: blackhole
+    inputs: [count]
+stateBackend:
+  type: pebble
+`, http.StatusCreated, &bpJob)
+	var bp struct {
+		Level string `json:"level"`
+	}
+	waitFor(t, 60*time.Second, "the backpressured job's source at level HIGH", func() bool {
+		restDo(t, "GET", base+"/api/v1/jobs/"+bpJob.JobID+"/vertices/src/backpressure", "", http.StatusOK, &bp)
+		return bp.Level == "HIGH"
+	})
 	var cks struct {
 		LatestCompletedID int64 `json:"latest_completed_id"`
 	}
@@ -104,6 +133,7 @@ checkpoints:
 	}
 	var overview, graph, ckText string
 	var vertices, timelineRows, errors int
+	var srcLevel, srcClass, srcWM, countWM, bpGraph string
 	err := func() (err error) {
 		if err = chromedp.Do(ctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS("#jobs tr.job"))); err != nil {
 			return fmt.Errorf("overview: %w", err)
@@ -114,7 +144,7 @@ checkpoints:
 		if err = shot("overview"); err != nil {
 			return err
 		}
-		if err = chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#jobs tr.job a")), chromedp.WaitVisible(chromedp.CSS("#graph .vertex"))); err != nil {
+		if err = chromedp.Do(ctx, chromedp.Click(chromedp.CSS(fmt.Sprintf(`#jobs tr.job a[href="#/jobs/%s"]`, sub.JobID))), chromedp.WaitVisible(chromedp.CSS("#graph .vertex"))); err != nil {
 			return fmt.Errorf("job page: %w", err)
 		}
 		if vertices, err = count("#graph .vertex"); err != nil {
@@ -139,7 +169,42 @@ checkpoints:
 		if ckText, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS("main"))); err != nil {
 			return err
 		}
-		return shot("checkpoint")
+		if err = shot("checkpoint"); err != nil {
+			return err
+		}
+		// The backpressured job: the source's box is HIGH (red) and both
+		// vertices show their watermark as a time.
+		src, cnt := `#graph .vertex[data-task="src"]`, `#graph .vertex[data-task="count"]`
+		if err = chromedp.Do(ctx, chromedp.Navigate(base+"/#/jobs/"+bpJob.JobID), chromedp.WaitVisible(chromedp.CSS(src+" .wm")),
+			chromedp.WaitVisible(chromedp.CSS(cnt+" .wm"))); err != nil {
+			return fmt.Errorf("backpressured job page: %w", err)
+		}
+		attr := func(sel, name string) (string, error) {
+			return chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf("document.querySelector(%q).getAttribute(%q) || ''", sel, name)))
+		}
+		// The page refreshes every 2 s: wait until the count's watermark
+		// arrived too (its first sample may precede the first watermark).
+		ready := fmt.Sprintf(`(() => { const s = document.querySelector(%q), w = document.querySelector(%q), c = document.querySelector(%q);
+			return !!(s && w && c && s.dataset.level === "HIGH" && w.dataset.watermark && c.dataset.watermark); })()`, src, src+" .wm", cnt+" .wm")
+		if err = chromedp.Do(ctx, chromedp.Poll[chromedp.Void](ready, chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+			t.Logf("waiting for HIGH and both watermarks: %v", err) // the checks below say what is missing
+		}
+		if srcLevel, err = attr(src, "data-level"); err != nil {
+			return err
+		}
+		if srcWM, err = attr(src+" .wm", "data-watermark"); err != nil {
+			return err
+		}
+		if countWM, err = attr(cnt+" .wm", "data-watermark"); err != nil {
+			return err
+		}
+		if srcClass, err = attr(src, "class"); err != nil {
+			return err
+		}
+		if bpGraph, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#graph"))); err != nil {
+			return err
+		}
+		return shot("job-backpressure")
 	}()
 	t.Logf("screenshots in %s", artifacts)
 	if err != nil {
@@ -155,7 +220,18 @@ checkpoints:
 	if timelineRows != 4 || errors != 0 || !(strings.Contains(ckText, "COMPLETED") || strings.Contains(ckText, "DISCARDED")) {
 		t.Errorf("checkpoint %d timeline: %d subtask rows (want 4), %d errors:\n%s", cks.LatestCompletedID, timelineRows, errors, ckText)
 	}
-	for _, name := range []string{"overview", "job", "checkpoint"} {
+	if srcLevel != "HIGH" || !strings.Contains(srcClass, "vertex-bp-high") || !strings.Contains(bpGraph, "backpressure HIGH") {
+		t.Errorf("backpressured source: level %q, class %q; want HIGH, vertex-bp-high:\n%s", srcLevel, srcClass, bpGraph)
+	}
+	for name, wm := range map[string]string{"src": srcWM, "count": countWM} {
+		if _, err := time.Parse(time.RFC3339Nano, wm); err != nil {
+			t.Errorf("%s's watermark %q is not a time: %v", name, wm, err)
+		}
+	}
+	if !strings.Contains(bpGraph, "watermark 1970-01-01 ") || !strings.Contains(bpGraph, " UTC") || !strings.Contains(bpGraph, "/s") {
+		t.Errorf("the graph does not show records/s and the watermarks as times:\n%s", bpGraph)
+	}
+	for _, name := range []string{"overview", "job", "checkpoint", "job-backpressure"} {
 		if st, err := os.Stat(filepath.Join(artifacts, name+".png")); err != nil || st.Size() == 0 {
 			t.Errorf("screenshot %s: %v", name, err)
 		}

@@ -16,8 +16,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/flowrt/flow/internal/jobmanager"
-	"github.com/flowrt/flow/pkg/checkpoint/storage"
 	"github.com/flowrt/flow/internal/runtime"
+	"github.com/flowrt/flow/pkg/checkpoint/storage"
 	checkpointv1 "github.com/flowrt/flow/proto/flow/checkpoint/v1"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"

@@ -19,12 +19,12 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/flowrt/flow/internal/jobmanager/heartbeat"
-	"github.com/flowrt/flow/internal/jobmanager/taskstats"
 	"github.com/flowrt/flow/internal/jobmanager/jobmaster"
 	"github.com/flowrt/flow/internal/jobmanager/jobstore"
 	"github.com/flowrt/flow/internal/jobmanager/lifecycle"
 	"github.com/flowrt/flow/internal/jobmanager/restart"
 	"github.com/flowrt/flow/internal/jobmanager/scheduler"
+	"github.com/flowrt/flow/internal/jobmanager/taskstats"
 	"github.com/flowrt/flow/pkg/api"
 	"github.com/flowrt/flow/pkg/jobgraph"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"

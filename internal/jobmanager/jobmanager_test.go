@@ -19,9 +19,9 @@ import (
 
 	"github.com/flowrt/flow/internal/jobmanager"
 	"github.com/flowrt/flow/internal/rpcerr"
+	"github.com/flowrt/flow/internal/runtime"
 	"github.com/flowrt/flow/internal/taskmanager"
 	"github.com/flowrt/flow/pkg/api"
-	"github.com/flowrt/flow/internal/runtime"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/flowrt/flow/internal/jobmanager"
-	"github.com/flowrt/flow/pkg/checkpoint/snapshot"
 	"github.com/flowrt/flow/internal/runtime"
+	"github.com/flowrt/flow/pkg/checkpoint/snapshot"
 	checkpointv1 "github.com/flowrt/flow/proto/flow/checkpoint/v1"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 )

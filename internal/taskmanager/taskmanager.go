@@ -20,8 +20,8 @@ import (
 
 	"github.com/flowrt/flow/internal/exchange"
 	"github.com/flowrt/flow/internal/rpcerr"
-	"github.com/flowrt/flow/pkg/api"
 	"github.com/flowrt/flow/internal/runtime"
+	"github.com/flowrt/flow/pkg/api"
 	statepebble "github.com/flowrt/flow/pkg/statebackend/pebble"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 )
