@@ -47,6 +47,9 @@ type Env struct {
 	Getenv func(string) string
 	// Now is the clock for printed times (default time.Now).
 	Now func() time.Time
+	// ProgressInterval overrides how often run and local print their live
+	// progress (default: 1s on a terminal, 5s otherwise).
+	ProgressInterval time.Duration
 }
 
 // exitError carries an exit code with the error to print.

@@ -152,7 +152,7 @@ operators:
 			return
 		}
 		defer cl.Close()
-		err = cl.follow(ctx, id)
+		err = cl.follow(ctx, id, false)
 		res.code = exitCode(err)
 		res.stdout, res.stderr = bout.String(), berr.String()
 		watched <- res

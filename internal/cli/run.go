@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -75,7 +76,7 @@ exits 2, or prints a summary and exits 0.`,
 
 func runCommand(g *globals) *cobra.Command {
 	var sets []string
-	var detach, allowNonRestored bool
+	var detach, allowNonRestored, progress bool
 	var fromCheckpoint, fromSavepoint string
 	cmd := &cobra.Command{
 		Use:   "run JOB.yaml",
@@ -116,7 +117,7 @@ running.`,
 				return nil
 			}
 			fmt.Fprintf(g.env.Stdout, "submitted job %q as %s\n", graph.GetName(), id)
-			err = c.follow(cmd.Context(), id)
+			err = c.follow(cmd.Context(), id, progress)
 			if cmd.Context().Err() != nil {
 				return withCode(ExitError, fmt.Errorf("interrupted: job %s keeps running: follow it with 'flowctl describe %s' or stop it with 'flowctl cancel %s'", id, id, id))
 			}
@@ -125,6 +126,7 @@ running.`,
 	}
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a spec value: PATH=VALUE (repeatable)")
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "print the job id and return instead of following the job")
+	cmd.Flags().BoolVar(&progress, "progress", true, "while following, show live progress: redrawn every second on a terminal, a plain line every 5s otherwise")
 	cmd.Flags().StringVar(&fromSavepoint, "from-savepoint", "", "start from this savepoint (directory URL or path, or its _metadata); check it first with 'flowctl savepoint check'")
 	cmd.Flags().StringVar(&fromCheckpoint, "from-checkpoint", "", "start from this retained checkpoint (or savepoint): directory URL or path, or its _metadata")
 	cmd.Flags().BoolVar(&allowNonRestored, "allow-non-restored-state", false, "with --from-savepoint/--from-checkpoint: drop snapshot state that no operator of the job claims instead of failing")
@@ -137,6 +139,7 @@ func localCommand(g *globals) *cobra.Command {
 		taskManagers      int
 		slots             int
 		dataDir, logLevel string
+		progress          bool
 	)
 	cmd := &cobra.Command{
 		Use:   "local JOB.yaml",
@@ -188,7 +191,7 @@ cancels the job.`,
 				return err
 			}
 			fmt.Fprintf(g.env.Stdout, "submitted job %q as %s\n", graph.GetName(), id)
-			err = c.follow(ctx, id)
+			err = c.follow(ctx, id, progress)
 			if ctx.Err() != nil {
 				// Interrupted: cancel the job before the cluster goes away.
 				cctx, cancel := context.WithTimeout(context.Background(), g.timeout)
@@ -205,6 +208,7 @@ cancels the job.`,
 	f.IntVar(&taskManagers, "task-managers", 2, "number of TaskManagers")
 	f.IntVar(&slots, "slots", 4, "task slots per TaskManager")
 	f.StringVar(&dataDir, "data-dir", "", "directory for the cluster's data (default: a temporary directory, removed at exit)")
+	f.BoolVar(&progress, "progress", true, "show live progress: redrawn every second on a terminal, a plain line every 5s otherwise")
 	f.StringVar(&logLevel, "log-level", "warn", "log level of the cluster's components: debug, info, warn, error")
 	return cmd
 }
@@ -229,10 +233,26 @@ func (c *client) submit(ctx context.Context, req *clusterv1.SubmitJobRequest) (s
 
 // follow prints the job's status changes until it ends and returns the
 // outcome as an error with its exit code (nil when FINISHED).
-func (c *client) follow(ctx context.Context, id string) error {
+// With progress, a live progress line (progress.go) runs alongside.
+func (c *client) follow(ctx context.Context, id string, progress bool) error {
 	stream, err := c.jm.WatchJob(ctx, &clusterv1.WatchJobRequest{JobId: id})
 	if err != nil {
 		return c.rpcError(err, "follow job "+id, id)
+	}
+	p := &printer{w: c.g.env.Stdout, tty: isTTY(c.g.env.Stdout)}
+	if progress {
+		pctx, stop := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.followProgress(pctx, id, p)
+		}()
+		defer func() {
+			stop()
+			wg.Wait()
+			p.clear()
+		}()
 	}
 	var last *clusterv1.JobSummary
 	for {
@@ -251,7 +271,7 @@ func (c *client) follow(ctx context.Context, id string) error {
 		if m := oneLine(ev.GetMessage()); m != "" {
 			line += "  " + m
 		}
-		fmt.Fprintln(c.g.env.Stdout, strings.TrimRight(line, " "))
+		p.line(strings.TrimRight(line, " "))
 		last = s
 		if isTerminal(s.GetStatus()) {
 			break
