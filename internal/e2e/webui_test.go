@@ -122,7 +122,11 @@ stateBackend:
 	defer cancelTimeout()
 
 	shot := func(name string) error {
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		shoot := chromedp.FullScreenshot(100)
+		if name == "job-backpressure" {
+			shoot = chromedp.CaptureScreenshot() // the graph and subtasks, not the long configuration
+		}
+		png, err := chromedp.Run(ctx, shoot)
 		if err != nil {
 			return err
 		}
