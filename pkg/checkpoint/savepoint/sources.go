@@ -169,7 +169,7 @@ func (c *checker) sources(reps []SourceReport) {
 			}
 		}
 		if len(r.Added) > 0 {
-			c.add(SeverityInfo, CodeSourceAdded, r.UID, "", "operator %s (%s): topic(s) %s have no offsets in the snapshot: they start at the config's startingOffsets",
+			c.add(SeverityInfo, CodeSourceAdded, r.UID, "", "operator %s (%s): topic(s) %s have no offsets in the snapshot: they start as on a first start",
 				r.UID, r.Type, strings.Join(r.Added, ", "))
 		}
 		for _, n := range r.Notes {
