@@ -82,9 +82,9 @@ func SourceType() api.OperatorType {
 	)
 	return api.OperatorType{
 		Name: Name, Kind: api.KindSource,
-		Doc:     "Reads records from Kafka topics; partitions are splits, offsets are checkpointed, exactly once with checkpoints.",
-		Fields:  fields,
-		Example: "- id: events\n  type: kafka\n  config:\n    brokers: [\"localhost:9092\"]\n    topics: [events]\n    startingOffsets: earliest\n    group: flow-events\n",
+		Doc:          "Reads records from Kafka topics; partitions are splits, offsets are checkpointed, exactly once with checkpoints.",
+		Fields:       fields,
+		Example:      "- id: events\n  type: kafka\n  config:\n    brokers: [\"localhost:9092\"]\n    topics: [events]\n    startingOffsets: earliest\n    group: flow-events\n",
 		CheckRestore: checkRestore,
 		NewSource: func(cfg api.Config) (api.Source, error) {
 			s, err := newSource(cfg)
@@ -249,11 +249,11 @@ type Source struct {
 	// snapshot knew nothing of: the first discovery after the restore
 	// starts them at startingOffsets (then it is nil).
 	listedAnew map[string]bool
-	parts       map[tp]*partState
-	order       []*partState // sorted by topic, partition
-	known       map[string]int32
-	firstDone   bool // the first assignment happened (later partitions start at earliest)
-	nextDiscov  time.Time
+	parts      map[tp]*partState
+	order      []*partState // sorted by topic, partition
+	known      map[string]int32
+	firstDone  bool // the first assignment happened (later partitions start at earliest)
+	nextDiscov time.Time
 
 	pending []*kgo.Record // polled; pending[next:] not yet emitted
 	next    int
