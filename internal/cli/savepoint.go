@@ -277,11 +277,56 @@ func (g *globals) printCheck(r *savepoint.CheckReport) {
 	for _, f := range r.Findings {
 		fmt.Fprintf(out, "%-7s  %s\n", f.Severity, f.Message)
 	}
+	g.printSources(r.Sources)
 	if r.Compatible {
 		fmt.Fprintf(out, "compatible: the job can start from this snapshot (%d warning(s))\n", r.Warnings)
 		return
 	}
 	fmt.Fprintf(out, "incompatible: %d error(s), %d warning(s)\n", r.Errors, r.Warnings)
+}
+
+// printSources prints the sources section of a check: per source
+// operator, what its config reads now, then every topic of the snapshot
+// with its partitions and the offset each continues at.
+func (g *globals) printSources(srcs []savepoint.SourceReport) {
+	if len(srcs) == 0 {
+		return
+	}
+	out := g.env.Stdout
+	fmt.Fprintln(out, "sources:")
+	for _, r := range srcs {
+		if r.Error != "" {
+			fmt.Fprintf(out, "  %s (%s): state unreadable: %s\n", r.UID, r.Type, r.Error)
+			continue
+		}
+		fmt.Fprintf(out, "  %s (%s): reads %s\n", r.UID, r.Type, r.Now)
+		removed := map[string]bool{}
+		for _, t := range r.Removed {
+			removed[t] = true
+		}
+		tw := newTable(out)
+		fmt.Fprintln(tw, "    TOPIC\tPARTITION\tOFFSET\tSUBTASK\t")
+		for _, st := range r.Streams {
+			note := ""
+			if removed[st.Name] {
+				note = "no longer read"
+			}
+			if len(st.Partitions) == 0 {
+				fmt.Fprintf(tw, "    %s\t-\t-\t-\tno offsets (%d partitions known, all finished)\n", st.Name, st.Known)
+			}
+			for _, p := range st.Partitions {
+				off := fmt.Sprint(p.Offset)
+				if p.Stop >= 0 {
+					off += fmt.Sprintf(" (stop %d)", p.Stop)
+				}
+				fmt.Fprintf(tw, "    %s\t%d\t%s\t%d\t%s\n", st.Name, p.Partition, off, p.Subtask, note)
+			}
+		}
+		for _, t := range r.Added {
+			fmt.Fprintf(tw, "    %s\t-\t-\t-\tnew: no offsets in the snapshot\n", t)
+		}
+		_ = tw.Flush()
+	}
 }
 
 func savepointDisposeCommand(g *globals) *cobra.Command {

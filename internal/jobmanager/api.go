@@ -43,7 +43,7 @@ func (jm *JobManager) SubmitJob(ctx context.Context, req *clusterv1.SubmitJobReq
 		return nil, rpcerr.New(rpcerr.ErrFailedPrecondition, err.Error())
 	}
 	if p := req.GetRestorePath(); p != "" {
-		r, err := jobmaster.OpenRestore(ctx, p, g, req.GetAllowNonRestoredState())
+		r, err := jobmaster.OpenRestore(ctx, p, g, req.GetAllowNonRestoredState(), jm.typeRegistry())
 		if err != nil {
 			ck.Close()
 			return nil, rpcerr.New(rpcerr.ErrFailedPrecondition, err.Error())

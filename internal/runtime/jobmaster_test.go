@@ -122,7 +122,7 @@ func (c *testCoordinator) newMaster(interval time.Duration) {
 			c.mu.Lock()
 			path := c.paths[uint64(md.GetCheckpointId())]
 			c.mu.Unlock()
-			r, err := jobmaster.OpenRestore(ctx, path, c.g, false)
+			r, err := jobmaster.OpenRestore(ctx, path, c.g, false, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -85,6 +85,14 @@ type OperatorType struct {
 	// JobManager's submit), with what the job gives the operator; an error
 	// refuses the job. See JobView.
 	CheckJob func(v JobView) error
+
+	// CheckRestore, when set, reads what a snapshot holds for an operator
+	// of the type (a source's splits and list states) and compares it with
+	// the operator's config in the job about to start from it (flowctl
+	// savepoint check; the JobManager's submit with a restore path, which
+	// refuses RestoreCheck.Removed unless non-restored state is allowed).
+	// An error means the state cannot be read by this type.
+	CheckRestore func(v RestoreView) (RestoreCheck, error)
 }
 
 // Field returns the named field's schema.

@@ -9,7 +9,9 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/flowrt/flow/pkg/api"
 	"github.com/flowrt/flow/pkg/checkpoint"
+	"github.com/flowrt/flow/pkg/checkpoint/savepoint"
 	"github.com/flowrt/flow/pkg/checkpoint/storage"
 	"github.com/flowrt/flow/pkg/jobgraph"
 	"github.com/flowrt/flow/pkg/keygroup"
@@ -137,8 +139,12 @@ func RestoreFor(r *RestorePoint, dep *clusterv1.TaskDeployment) *clusterv1.TaskR
 }
 
 // OpenRestore reads the checkpoint or savepoint a job is submitted with and
-// checks that the job claims all of its state. It does I/O.
-func OpenRestore(ctx context.Context, rawURL string, g *jobgraphv1.JobGraph, allowNonRestored bool) (*RestorePoint, error) {
+// checks that the job claims all of its state and, with a registry, that
+// the sources whose types check their restored state
+// (api.OperatorType.CheckRestore) still read every topic holding restored
+// offsets (savepoint.CheckSources). allowNonRestored accepts dropping
+// either. It does I/O.
+func OpenRestore(ctx context.Context, rawURL string, g *jobgraphv1.JobGraph, allowNonRestored bool, reg *api.Registry) (*RestorePoint, error) {
 	sn, err := storage.OpenSnapshot(ctx, rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("restore from %s: %w", rawURL, err)
@@ -161,6 +167,20 @@ func OpenRestore(ctx context.Context, rawURL string, g *jobgraphv1.JobGraph, all
 	if len(unclaimed) > 0 && !allowNonRestored {
 		return nil, fmt.Errorf("snapshot %s holds state of operator uid(s) %s that the job does not have: give the operators those uids, or pass --allow-non-restored-state to drop that state",
 			sn.Dir, strings.Join(unclaimed, ", "))
+	}
+	if reg != nil {
+		reps, err := savepoint.CheckSources(ctx, g, reg, sn.Metadata, sn.Files)
+		if err != nil {
+			return nil, fmt.Errorf("restore from %s: %w", sn.Dir, err)
+		}
+		for _, rep := range reps {
+			if rep.Error != "" {
+				return nil, fmt.Errorf("restore from %s: operator %s (%s): its state cannot be read: %s", sn.Dir, rep.UID, rep.Type, rep.Error)
+			}
+			if msg := rep.Refusal(); msg != "" && !allowNonRestored {
+				return nil, fmt.Errorf("restore from %s: %s", sn.Dir, msg)
+			}
+		}
 	}
 	r := &RestorePoint{id: sn.Metadata.GetCheckpointId(), storageBase: sn.Files.URL(), dirURL: sn.Dir, md: sn.Metadata}
 	if !sn.Metadata.GetSavepoint() {

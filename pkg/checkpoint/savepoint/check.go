@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/checkpoint/storage"
 	"github.com/flowrt/flow/pkg/jobgraph"
 	"github.com/flowrt/flow/pkg/keygroup"
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
@@ -91,6 +92,10 @@ type CheckReport struct {
 	Findings   []Finding `json:"findings"`
 	// Inspect is what the snapshot holds (counts only with ReadData).
 	Inspect *Report `json:"inspect"`
+	// Sources are the restore checks of the operators whose types read
+	// their own state (api.OperatorType.CheckRestore: a Kafka source's
+	// topics, partitions and offsets).
+	Sources []SourceReport `json:"sources"`
 }
 
 // Has reports whether a finding with code exists for uid and state
@@ -147,11 +152,20 @@ func Check(ctx context.Context, graph *jobgraphv1.JobGraph, reg *api.Registry, s
 	if graph == nil || reg == nil {
 		return nil, errors.New("check savepoint: nil job graph or registry")
 	}
-	snap, err := inspect(ctx, snapshotURL, opts.ReadData)
+	sn, err := storage.OpenSnapshot(ctx, URL(snapshotURL))
 	if err != nil {
 		return nil, fmt.Errorf("check savepoint: %w", err)
 	}
-	c := &checker{rep: &CheckReport{Snapshot: snap.Path, Job: graph.GetName(), Findings: []Finding{}, Inspect: snap}, opts: opts}
+	defer sn.Close()
+	snap, err := inspectSnapshot(ctx, sn, opts.ReadData)
+	if err != nil {
+		return nil, fmt.Errorf("check savepoint: %w", err)
+	}
+	sources, err := CheckSources(ctx, graph, reg, sn.Metadata, sn.Files)
+	if err != nil {
+		return nil, fmt.Errorf("check savepoint %s: %w", snap.Path, err)
+	}
+	c := &checker{rep: &CheckReport{Snapshot: snap.Path, Job: graph.GetName(), Findings: []Finding{}, Inspect: snap, Sources: sources}, opts: opts}
 	jobMaxPar := int(graph.GetMaxParallelism())
 	if jobMaxPar <= 0 {
 		jobMaxPar = keygroup.DefaultMaxParallelism
@@ -204,6 +218,7 @@ func Check(ctx context.Context, graph *jobgraphv1.JobGraph, reg *api.Registry, s
 		}
 		c.states(uid, old, decl)
 	}
+	c.sources(sources)
 	for i := range snap.Operators {
 		old := &snap.Operators[i]
 		if vertexUIDs[old.UID] {

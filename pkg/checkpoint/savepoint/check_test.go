@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flowrt/flow/pkg/api"
 	"github.com/flowrt/flow/pkg/checkpoint/savepoint"
 	"github.com/flowrt/flow/pkg/checkpoint/storage"
 )
@@ -268,4 +269,64 @@ func TestCheckNativeCheckpointWithoutDescriptors(t *testing.T) {
 	}
 	// Operator state is read in any format.
 	wantFinding(t, r, savepoint.SeverityInfo, savepoint.CodeStateMatched, "profile-uid", "batches")
+}
+
+// TestCheckSourceHook: a source type's CheckRestore gets the snapshot's
+// state of its uid and its new config; its report becomes a source in the
+// report, with an error for removed streams (a warning with
+// AllowNonRestoredState); a hook that panics is an error finding, not a
+// crash.
+func TestCheckSourceHook(t *testing.T) {
+	dir := referenceSavepoint(t, false)
+	withHook := func(hook func(api.RestoreView) (api.RestoreCheck, error)) *api.Registry {
+		reg := registry(t, v1)
+		gen, err := reg.LookupKind("datagen", api.KindSource)
+		if err != nil {
+			t.Fatal(err)
+		}
+		typ := *gen
+		typ.CheckRestore = hook
+		out := api.NewRegistry()
+		for _, x := range reg.Types() {
+			if x.Name != "datagen" {
+				if err := out.Register(*x); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := out.Register(typ); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	var seen api.RestoreView
+	reg := withHook(func(v api.RestoreView) (api.RestoreCheck, error) {
+		seen = v
+		return api.RestoreCheck{Streams: []api.RestoredStream{{Name: "s", Partitions: []api.RestoredPartition{{Partition: 0, Offset: 5, Stop: -1}}}},
+			Removed: []string{"s"}, Now: "topics [t]"}, nil
+	})
+	graph := parseJob(t, reg, jobSpec(2, 0, true))
+	rep, err := savepoint.Check(context.Background(), graph, reg, dir, savepoint.CheckOptions{})
+	if !errors.Is(err, savepoint.ErrIncompatible) || len(rep.Sources) != 1 || rep.Sources[0].UID != "gen" || seen.UID != "gen" || seen.Config.Int("count") != 10 {
+		t.Fatalf("check: %v; sources %+v; the hook saw %+v", err, rep.Sources, seen)
+	}
+	f := wantFinding(t, rep, savepoint.SeverityError, savepoint.CodeSourceRemoved, "gen", "")
+	if !strings.Contains(f.Message, "topic(s) s that its config no longer reads (it now reads topics [t])") {
+		t.Errorf("message %q", f.Message)
+	}
+	wantFinding(t, rep, savepoint.SeverityInfo, savepoint.CodeSourceState, "gen", "")
+	rep, err = savepoint.Check(context.Background(), graph, reg, dir, savepoint.CheckOptions{AllowNonRestoredState: true})
+	if err != nil {
+		t.Fatalf("allowing non-restored state: %v", err)
+	}
+	wantFinding(t, rep, savepoint.SeverityWarning, savepoint.CodeSourceRemoved, "gen", "")
+
+	reg = withHook(func(api.RestoreView) (api.RestoreCheck, error) { panic("boom") })
+	rep, err = savepoint.Check(context.Background(), parseJob(t, reg, jobSpec(2, 0, true)), reg, dir, savepoint.CheckOptions{AllowNonRestoredState: true})
+	if !errors.Is(err, savepoint.ErrIncompatible) {
+		t.Fatalf("a panicking hook: %v", err)
+	}
+	if f := wantFinding(t, rep, savepoint.SeverityError, savepoint.CodeSourceUnreadable, "gen", ""); !strings.Contains(f.Message, "boom") {
+		t.Errorf("message %q", f.Message)
+	}
 }

@@ -23,11 +23,17 @@
 // store nothing, then closed. Sources and sinks are not opened (their Open
 // reaches external systems: a file sink creates its output directory, a
 // file source lists its inputs); their state (source positions, operator
-// state) is matched by uid only.
+// state) is matched by uid only, except that a type with a CheckRestore
+// hook (api.OperatorType) is given its snapshot state (splits and list
+// states, decoded from the operator-state files) and its new config, and
+// reports the positions it holds and the streams the config removes and
+// adds (CheckReport.Sources, CheckSources; the JobManager runs
+// CheckSources on submit with a restore path).
 //
 // Every finding has a severity. Error findings: snapshot state that no
 // operator claims (unless AllowNonRestoredState, which makes it a
-// warning), a changed state kind, a changed codec id, a changed max
+// warning), a source stream with restored positions that the config no
+// longer reads (likewise), a changed state kind, a changed codec id, a changed max
 // parallelism, a parallelism above the snapshot's max parallelism, an
 // operator that fails to open. Check returns an error wrapping
 // ErrIncompatible exactly when the report has an error finding; the report

@@ -258,6 +258,11 @@ func inspect(ctx context.Context, url string, counts bool) (*Report, error) {
 		return nil, err
 	}
 	defer sn.Close()
+	return inspectSnapshot(ctx, sn, counts)
+}
+
+// inspectSnapshot is inspect of an open snapshot.
+func inspectSnapshot(ctx context.Context, sn *storage.Snapshot, counts bool) (*Report, error) {
 	md := sn.Metadata
 	rep := &Report{
 		Path: sn.Dir, FormatVersion: md.GetFormatVersion(), Savepoint: md.GetSavepoint(),

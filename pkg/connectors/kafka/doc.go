@@ -14,7 +14,13 @@
 // operator state "kafka-source-partitions-v1" holds each subtask's
 // partition counts per topic ({"v":1,"topics":{t:n}}): after a restore,
 // at any parallelism, partitions below the largest recorded count are
-// read only through the restored splits, and the others are new. Records
+// read only through the restored splits, and the others are new. On a
+// restore, the splits and counts of topics the config no longer reads are
+// dropped (logged at INFO), and a topic of the topics list that the
+// snapshot does not know starts at startingOffsets. The type's
+// CheckRestore reads the same state offline (flowctl savepoint check, the
+// JobManager's submit): topics, partitions, offsets, and the topics removed
+// (refused unless non-restored state is allowed) and added. Records
 // keep the Kafka key as Record.Key and the Kafka timestamp as event time.
 // A value that is not JSON under format json is a *RecordError naming
 // topic, partition and offset; the position is past it. NewSource asks

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -81,9 +82,10 @@ func SourceType() api.OperatorType {
 	)
 	return api.OperatorType{
 		Name: Name, Kind: api.KindSource,
-		Doc:     "Reads records from Kafka topics; partitions are splits, offsets are checkpointed, exactly once with checkpoints.",
-		Fields:  fields,
-		Example: "- id: events\n  type: kafka\n  config:\n    brokers: [\"localhost:9092\"]\n    topics: [events]\n    startingOffsets: earliest\n    group: flow-events\n",
+		Doc:          "Reads records from Kafka topics; partitions are splits, offsets are checkpointed, exactly once with checkpoints.",
+		Fields:       fields,
+		Example:      "- id: events\n  type: kafka\n  config:\n    brokers: [\"localhost:9092\"]\n    topics: [events]\n    startingOffsets: earliest\n    group: flow-events\n",
+		CheckRestore: checkRestore,
 		NewSource: func(cfg api.Config) (api.Source, error) {
 			s, err := newSource(cfg)
 			if err != nil {
@@ -243,11 +245,15 @@ type Source struct {
 	initialized bool
 	restored    []split // from RestoreSplits, before InitializeState
 	hasRestored bool
-	parts       map[tp]*partState
-	order       []*partState // sorted by topic, partition
-	known       map[string]int32
-	firstDone   bool // the first assignment happened (later partitions start at earliest)
-	nextDiscov  time.Time
+	// listedAnew are the topics of the topics list that a restored
+	// snapshot knew nothing of: the first discovery after the restore
+	// starts them at startingOffsets (then it is nil).
+	listedAnew map[string]bool
+	parts      map[tp]*partState
+	order      []*partState // sorted by topic, partition
+	known      map[string]int32
+	firstDone  bool // the first assignment happened (later partitions start at earliest)
+	nextDiscov time.Time
 
 	pending []*kgo.Record // polled; pending[next:] not yet emitted
 	next    int
@@ -345,7 +351,53 @@ func (s *Source) InitializeState(restored bool) error {
 		}
 		s.firstDone = true
 	}
+	if restored {
+		s.forgetUnread()
+	}
 	return s.initialize()
+}
+
+// reads reports whether the config reads topic.
+func (s *Source) reads(topic string) bool {
+	if s.pattern != nil {
+		return s.pattern.MatchString(topic)
+	}
+	for _, t := range s.topics {
+		if t == topic {
+			return true
+		}
+	}
+	return false
+}
+
+// forgetUnread drops the restored knowledge of topics the config no
+// longer reads (the JobManager restores such a snapshot only with
+// --allow-non-restored-state), and notes the listed topics the snapshot
+// knew nothing of.
+func (s *Source) forgetUnread() {
+	for t := range s.known {
+		if !s.reads(t) {
+			delete(s.known, t)
+		}
+	}
+	if s.pattern != nil {
+		return // a newly matching topic may have been created since: earliest
+	}
+	for _, t := range s.topics {
+		if _, ok := s.known[t]; ok {
+			continue
+		}
+		inSplits := false
+		for _, sp := range s.restored {
+			inSplits = inSplits || sp.Topic == t
+		}
+		if !inSplits {
+			if s.listedAnew == nil {
+				s.listedAnew = map[string]bool{}
+			}
+			s.listedAnew[t] = true
+		}
+	}
 }
 
 func (s *Source) initialize() error {
@@ -413,24 +465,37 @@ func (s *Source) discover() error {
 		}
 		s.known[t.Topic] = max(s.known[t.Topic], n)
 	}
-	startAt := s.start
-	if s.firstDone {
-		startAt = startEarliest // partitions and topics created while the job runs
-	}
+	// The partitions of the first start, and topics listed anew in a
+	// restored job, start at startingOffsets; partitions and topics
+	// created while the job runs (or since its snapshot) at the earliest.
 	first := !s.firstDone
-	s.firstDone = true
+	anew := s.listedAnew
+	s.firstDone, s.listedAnew = true, nil
 	if len(fresh) == 0 {
 		return nil
 	}
-	topics := make([]string, 0, len(fresh))
+	byStart := map[int64][]string{}
 	for t := range fresh {
-		topics = append(topics, t)
+		at := startEarliest
+		if first || anew[t] {
+			at = s.start
+		}
+		byStart[at] = append(byStart[at], t)
+	}
+	topics := make([]string, 0, len(fresh))
+	offs := map[string]map[int32]int64{}
+	for at, ts := range byStart {
+		sort.Strings(ts)
+		o, err := s.listOffsets(ctx, at, ts)
+		if err != nil {
+			return err
+		}
+		for t, m := range o {
+			offs[t] = m
+		}
+		topics = append(topics, ts...)
 	}
 	sort.Strings(topics)
-	offs, err := s.listOffsets(ctx, startAt, topics)
-	if err != nil {
-		return err
-	}
 	var stops kadm.ListedOffsets
 	if s.bounded && first {
 		if stops, err = s.listEnd(ctx, topics); err != nil {
@@ -844,24 +909,51 @@ func (s *Source) Splits() ([][]byte, error) {
 	return out, nil
 }
 
-// RestoreSplits implements api.SplitSource.
+// RestoreSplits implements api.SplitSource. The splits of topics the
+// config no longer reads are dropped and logged (the JobManager restores
+// such a snapshot only with --allow-non-restored-state: see CheckRestore).
 func (s *Source) RestoreSplits(splits [][]byte) error {
 	out := make([]split, 0, len(splits))
+	dropped := map[string][]string{}
 	for _, b := range splits {
-		var sp split
-		if err := json.Unmarshal(b, &sp); err != nil {
-			return fmt.Errorf("kafka source: decode split %q: %w", b, err)
+		sp, err := decodeSplit(b)
+		if err != nil {
+			return err
 		}
-		if sp.V != splitVersion {
-			return fmt.Errorf("kafka source: split %q has format version %d; this release reads version %d", b, sp.V, splitVersion)
-		}
-		if sp.Topic == "" || sp.Partition < 0 || sp.Offset < 0 {
-			return fmt.Errorf("kafka source: split %q: want a topic, a partition and an offset >= 0", b)
+		if !s.reads(sp.Topic) {
+			dropped[sp.Topic] = append(dropped[sp.Topic], fmt.Sprintf("%d@%d", sp.Partition, sp.Offset))
+			continue
 		}
 		out = append(out, sp)
 	}
+	topics := make([]string, 0, len(dropped))
+	for t := range dropped {
+		topics = append(topics, t)
+	}
+	sort.Strings(topics)
+	for _, t := range topics {
+		if s.log != nil {
+			s.log.Info("kafka source: dropping the restored offsets of a topic the config no longer reads (non-restored state allowed)",
+				"topic", t, "partitions", strings.Join(dropped[t], " "))
+		}
+	}
 	s.restored, s.hasRestored = out, true
 	return nil
+}
+
+// decodeSplit decodes and validates a split.
+func decodeSplit(b []byte) (split, error) {
+	var sp split
+	if err := json.Unmarshal(b, &sp); err != nil {
+		return sp, fmt.Errorf("kafka source: decode split %q: %w", b, err)
+	}
+	if sp.V != splitVersion {
+		return sp, fmt.Errorf("kafka source: split %q has format version %d; this release reads version %d", b, sp.V, splitVersion)
+	}
+	if sp.Topic == "" || sp.Partition < 0 || sp.Offset < 0 {
+		return sp, fmt.Errorf("kafka source: split %q: want a topic, a partition and an offset >= 0", b)
+	}
+	return sp, nil
 }
 
 // SnapshotState implements api.CheckpointedFunction: it records the
