@@ -73,6 +73,12 @@ type OperatorType struct {
 	// single input, the union of every listed input.
 	Inputs int
 	Fields []Field
+	// Watermarks: a source that emits watermarks itself in every
+	// configuration (SourceOutput.EmitWatermark), such as one that sends
+	// api.MaxWatermark once its bounded input is out. Event-time checks
+	// (JobView.SourcesWithoutWatermarks) do not count it as a source
+	// without watermarks.
+	Watermarks bool
 	// Example is a YAML snippet of the operator in a job spec, for docs.
 	Example string
 

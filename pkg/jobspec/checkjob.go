@@ -40,7 +40,9 @@ func checkJob(g *jobgraphv1.JobGraph, reg *api.Registry, report func(id string, 
 		return
 	}
 	ins, outs := map[string][]string{}, map[string][]string{}
+	inEdges := map[string][]*jobgraphv1.Edge{}
 	for _, e := range g.GetEdges() {
+		inEdges[e.GetTarget()] = append(inEdges[e.GetTarget()], e)
 		ins[e.GetTarget()] = append(ins[e.GetTarget()], e.GetSource())
 		outs[e.GetSource()] = append(outs[e.GetSource()], e.GetTarget())
 	}
@@ -54,7 +56,7 @@ func checkJob(g *jobgraphv1.JobGraph, reg *api.Registry, report func(id string, 
 			}
 			seen[id] = true
 			if vi := vs[id]; vi != nil && vi.typ.Kind == api.KindSource {
-				if vi.v.GetWatermarks() == nil && !vi.cfg.Bool("watermarks") {
+				if vi.v.GetWatermarks() == nil && !vi.cfg.Bool("watermarks") && !vi.typ.Watermarks {
 					found[id] = true
 				}
 				return
@@ -84,8 +86,31 @@ func checkJob(g *jobgraphv1.JobGraph, reg *api.Registry, report func(id string, 
 				view.Consumers = append(view.Consumers, api.JobNeighbor{ID: c, Type: ci.typ.Name, Config: ci.cfg})
 			}
 		}
+		for _, e := range inEdges[v.GetId()] {
+			if si := vs[e.GetSource()]; si != nil {
+				view.Inputs = append(view.Inputs, api.JobInput{
+					JobNeighbor:  api.JobNeighbor{ID: e.GetSource(), Type: si.typ.Name, Config: si.cfg},
+					Input:        int(e.GetInput()),
+					Partitioning: partitioningName(e.GetPartitioning()),
+				})
+			}
+		}
 		if err := vi.typ.CheckJob(view); err != nil {
 			report(v.GetId(), err)
 		}
 	}
+}
+
+func partitioningName(p jobgraphv1.Partitioning) string {
+	switch p {
+	case jobgraphv1.Partitioning_PARTITIONING_FORWARD:
+		return PartitioningForwardName
+	case jobgraphv1.Partitioning_PARTITIONING_REBALANCE:
+		return PartitioningRebalanceName
+	case jobgraphv1.Partitioning_PARTITIONING_HASH:
+		return "hash"
+	case jobgraphv1.Partitioning_PARTITIONING_BROADCAST:
+		return PartitioningBroadcastName
+	}
+	return "unspecified"
 }

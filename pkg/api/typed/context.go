@@ -16,8 +16,11 @@ type core struct {
 	key    []byte
 	ts     int64 // Context.Timestamp
 	emitTs int64 // the timestamp of emitted records
-	noKey  bool  // in Finish: no key is current
-	buf    []byte
+	noKey  bool  // in Finish and for broadcast records: no key is current
+	// broadcast: a broadcast record is being processed (broadcast state
+	// may be written).
+	broadcast bool
+	buf       []byte
 	// prefix of each output's records when there are side outputs
 	// (envelope); nil without side outputs.
 	prefix map[string][]byte
@@ -50,9 +53,10 @@ func (x *Context[OUT]) Timers() *Timers { return &x.c.timers }
 func (x *Context[OUT]) Emit(v OUT) error { return x.EmitAt(v, x.c.emitTs) }
 
 // EmitAt is Emit with an explicit event timestamp.
-func (x *Context[OUT]) EmitAt(v OUT, ts int64) error {
-	c := x.c
-	b, err := x.enc.Encode(append(c.buf[:0], c.main...), v)
+func (x *Context[OUT]) EmitAt(v OUT, ts int64) error { return emit(x.c, x.enc, v, ts) }
+
+func emit[OUT any](c *core, enc Codec[OUT], v OUT, ts int64) error {
+	b, err := enc.Encode(append(c.buf[:0], c.main...), v)
 	if err != nil {
 		return fmt.Errorf("type %q: encode output: %w", c.name, err)
 	}

@@ -9,6 +9,14 @@
 // Close; declare state in Open with Value, List and Map (typed handles with
 // default codecs and TTL options over the api state).
 //
+// Two inputs: a KeyedCoProcessFunction[IN1, IN2, OUT] (CoType) receives two
+// keyed streams connected by one key (ProcessElement1, ProcessElement2, the
+// same Context, state and timers); a KeyedBroadcastProcessFunction[IN, BC,
+// OUT] (BroadcastType) receives a keyed stream and a broadcast one, whose
+// records update a BroadcastState on every subtask in
+// ProcessBroadcastElement: its writes take the *BroadcastContext, so the
+// keyed side can only read it.
+//
 // Capabilities are declared with the type, not discovered while it runs:
 //
 //   - OnTimer is an optional method (TimerFunction). A function with OnTimer

@@ -93,10 +93,8 @@ func Type[IN, OUT any](d Definition[IN, OUT]) (api.OperatorType, error) {
 	if d.New == nil {
 		return api.OperatorType{}, fmt.Errorf("typed type %q: New is nil: give the definition a constructor", d.Name)
 	}
-	for i, s := range d.Capabilities.SideOutputs {
-		if s == "" || s == MainOutput || slices.Contains(d.Capabilities.SideOutputs[:i], s) {
-			return api.OperatorType{}, fmt.Errorf("typed type %q: side output %q: names must be non-empty, unique and not %q", d.Name, s, MainOutput)
-		}
+	if err := checkSideOutputNames(d.Name, d.Capabilities); err != nil {
+		return api.OperatorType{}, err
 	}
 	if d.In == nil {
 		d.In = JSON[IN]()
@@ -147,26 +145,39 @@ func (d *Definition[IN, OUT]) newOperator(cfg api.Config) (api.Operator, error) 
 	if fn == nil {
 		return nil, fmt.Errorf("typed type %q: New returned a nil function", d.Name)
 	}
-	tf, hasTimer := fn.(TimerFunction[OUT])
-	caps := d.Capabilities
-	switch declared := caps.EventTimers || caps.ProcessingTimers; {
-	case hasTimer && !declared:
-		return nil, fmt.Errorf("%w: type %q: %T has OnTimer but the type declares no timers: set Capabilities.EventTimers or ProcessingTimers", ErrCapability, d.Name, fn)
-	case declared && !hasTimer:
-		return nil, fmt.Errorf("%w: type %q declares timers but %T has no OnTimer(*typed.Context, typed.Timer) error: add it or drop the capability", ErrCapability, d.Name, fn)
+	tf, err := timerFunction[OUT](d.Name, d.Capabilities, fn)
+	if err != nil {
+		return nil, err
 	}
 	return newOperator(d, fn, tf), nil
 }
 
+// timerFunction returns fn's OnTimer (nil without one) after checking it
+// against the declared timer capabilities.
+func timerFunction[OUT any](name string, caps Capabilities, fn any) (TimerFunction[OUT], error) {
+	tf, hasTimer := fn.(TimerFunction[OUT])
+	switch declared := caps.EventTimers || caps.ProcessingTimers; {
+	case hasTimer && !declared:
+		return nil, fmt.Errorf("%w: type %q: %T has OnTimer but the type declares no timers: set Capabilities.EventTimers or ProcessingTimers", ErrCapability, name, fn)
+	case declared && !hasTimer:
+		return nil, fmt.Errorf("%w: type %q declares timers but %T has no OnTimer(*typed.Context, typed.Timer) error: add it or drop the capability", ErrCapability, name, fn)
+	}
+	return tf, nil
+}
+
 func (d *Definition[IN, OUT]) checkJob(v api.JobView) error {
-	caps := d.Capabilities
+	return checkCaps(d.Name, d.Capabilities, v)
+}
+
+// checkCaps is the CheckJob hook of every typed type.
+func checkCaps(name string, caps Capabilities, v api.JobView) error {
 	if (caps.EventTimers || caps.EventTime) && len(v.SourcesWithoutWatermarks) > 0 {
 		what := "event-time timers"
 		if !caps.EventTimers {
 			what = "event time"
 		}
 		return fmt.Errorf("%w: type %q uses %s, but source %s upstream assigns no watermarks: give it watermarks: {timestamp: ..., outOfOrderness: ...}",
-			ErrCapability, d.Name, what, quoteList(v.SourcesWithoutWatermarks))
+			ErrCapability, name, what, quoteList(v.SourcesWithoutWatermarks))
 	}
 	if len(caps.SideOutputs) == 0 {
 		return nil
@@ -175,10 +186,20 @@ func (d *Definition[IN, OUT]) checkJob(v api.JobView) error {
 	for _, c := range v.Consumers {
 		if c.Type != OutputTypeName {
 			return fmt.Errorf("%w: type %q has side outputs, so %q must read it through a %q operator (config output: %s), not as %q",
-				ErrCapability, d.Name, c.ID, OutputTypeName, strings.Join(names, " | "), c.Type)
+				ErrCapability, name, c.ID, OutputTypeName, strings.Join(names, " | "), c.Type)
 		}
 		if o := c.Config.String("output"); !slices.Contains(names, o) {
-			return fmt.Errorf("%w: %q selects output %q of type %q, which has outputs %s", ErrCapability, c.ID, o, d.Name, strings.Join(names, ", "))
+			return fmt.Errorf("%w: %q selects output %q of type %q, which has outputs %s", ErrCapability, c.ID, o, name, strings.Join(names, ", "))
+		}
+	}
+	return nil
+}
+
+// checkSideOutputNames checks the declared side output names.
+func checkSideOutputNames(name string, caps Capabilities) error {
+	for i, s := range caps.SideOutputs {
+		if s == "" || s == MainOutput || slices.Contains(caps.SideOutputs[:i], s) {
+			return fmt.Errorf("typed type %q: side output %q: names must be non-empty, unique and not %q", name, s, MainOutput)
 		}
 	}
 	return nil

@@ -20,6 +20,7 @@ import (
 type harness struct {
 	tb    testing.TB
 	eng   *statebackend.Engine
+	ops   *statebackend.OperatorStore
 	op    api.Operator
 	clock *clock
 	out   []api.Record
@@ -51,6 +52,7 @@ func (d *discard) Collect(api.Record) { d.n++ }
 
 type testCtx struct {
 	eng   *statebackend.Engine
+	ops   *statebackend.OperatorStore
 	clock api.Clock
 }
 
@@ -64,6 +66,12 @@ func (c *testCtx) Done() <-chan struct{}                { return nil }
 func (c *testCtx) DataDir() string                      { return "" }
 func (c *testCtx) KeyedStateStore() api.KeyedStateStore { return c.eng }
 func (c *testCtx) TimerService() api.TimerService       { return c.eng }
+func (c *testCtx) OperatorStateStore() api.OperatorStateStore {
+	if c.ops == nil {
+		return nil
+	}
+	return c.ops
+}
 
 // newHarness builds and opens an operator of typ with config JSON cfg.
 func newHarness(tb testing.TB, typ api.OperatorType, cfg string) *harness {
@@ -81,7 +89,8 @@ func newHarness(tb testing.TB, typ api.OperatorType, cfg string) *harness {
 		tb.Fatal(err)
 	}
 	h.op = inst.(api.Operator)
-	if err := h.op.Open(&testCtx{eng: eng, clock: h.clock}); err != nil {
+	h.ops = statebackend.NewOperatorStore()
+	if err := h.op.Open(&testCtx{eng: eng, ops: h.ops, clock: h.clock}); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { h.op.Close() })
@@ -96,6 +105,26 @@ func (h *harness) setKey(key string) {
 func (h *harness) process(key, value string, ts int64) error {
 	h.setKey(key)
 	return h.op.ProcessRecord(api.Record{Key: []byte(key), Value: []byte(value), Timestamp: ts}, h.col)
+}
+
+// process2 feeds one record to the second input; key "" is a broadcast
+// record (no key, as the runtime gives it: key group -1).
+func (h *harness) process2(key, value string, ts int64) error {
+	r := api.Record{Value: []byte(value), Timestamp: ts}
+	if key == "" {
+		h.eng.SetCurrentKey(nil, -1)
+	} else {
+		h.setKey(key)
+		r.Key = []byte(key)
+	}
+	return h.op.(api.TwoInputOperator).ProcessRecord2(r, h.col)
+}
+
+func (h *harness) mustProcess2(key, value string, ts int64) {
+	h.tb.Helper()
+	if err := h.process2(key, value, ts); err != nil {
+		h.tb.Fatal(err)
+	}
 }
 
 func (h *harness) mustProcess(key, value string, ts int64) {
