@@ -3213,8 +3213,11 @@ type OutputDeployment struct {
 	// Key expression evaluated on each record for hash partitioning.
 	KeyBy                 string `protobuf:"bytes,4,opt,name=key_by,json=keyBy,proto3" json:"key_by,omitempty"`
 	DownstreamParallelism int32  `protobuf:"varint,5,opt,name=downstream_parallelism,json=downstreamParallelism,proto3" json:"downstream_parallelism,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// The side output of the tail operator this partition carries (jobgraph
+	// Edge.side_output); empty: its main output.
+	SideOutput    string `protobuf:"bytes,6,opt,name=side_output,json=sideOutput,proto3" json:"side_output,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OutputDeployment) Reset() {
@@ -3280,6 +3283,13 @@ func (x *OutputDeployment) GetDownstreamParallelism() int32 {
 		return x.DownstreamParallelism
 	}
 	return 0
+}
+
+func (x *OutputDeployment) GetSideOutput() string {
+	if x != nil {
+		return x.SideOutput
+	}
+	return ""
 }
 
 type DeployTaskResponse struct {
@@ -4147,13 +4157,15 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\rChannelSource\x12)\n" +
 	"\x10upstream_subtask\x18\x01 \x01(\x05R\x0fupstreamSubtask\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\"\n" +
-	"\fsubpartition\x18\x03 \x01(\x05R\fsubpartition\"\xf3\x01\n" +
+	"\fsubpartition\x18\x03 \x01(\x05R\fsubpartition\"\x94\x02\n" +
 	"\x10OutputDeployment\x12'\n" +
 	"\x0fdownstream_task\x18\x01 \x01(\tR\x0edownstreamTask\x12B\n" +
 	"\fpartitioning\x18\x02 \x01(\x0e2\x1e.flow.jobgraph.v1.PartitioningR\fpartitioning\x12$\n" +
 	"\rsubpartitions\x18\x03 \x01(\x05R\rsubpartitions\x12\x15\n" +
 	"\x06key_by\x18\x04 \x01(\tR\x05keyBy\x125\n" +
-	"\x16downstream_parallelism\x18\x05 \x01(\x05R\x15downstreamParallelism\"\x14\n" +
+	"\x16downstream_parallelism\x18\x05 \x01(\x05R\x15downstreamParallelism\x12\x1f\n" +
+	"\vside_output\x18\x06 \x01(\tR\n" +
+	"sideOutput\"\x14\n" +
 	"\x12DeployTaskResponse\"@\n" +
 	"\x11CancelTaskRequest\x12+\n" +
 	"\x04task\x18\x01 \x01(\v2\x17.flow.cluster.v1.TaskIDR\x04task\"\x14\n" +
