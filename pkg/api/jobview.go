@@ -15,7 +15,8 @@ type JobView struct {
 	// OperatorType.Watermarks). Event time cannot pass
 	// them: the operator's watermark is the minimum of its inputs'.
 	SourcesWithoutWatermarks []string
-	// Consumers are the operators that read the operator's output.
+	// Consumers are the operators that read the operator's outputs, one
+	// per edge (SideOutput says which output).
 	Consumers []JobNeighbor
 	// Inputs are the operators the operator reads, one per edge.
 	Inputs []JobInput
@@ -37,4 +38,7 @@ type JobNeighbor struct {
 	ID     string
 	Type   string
 	Config Config
+	// SideOutput is the side output of the edge between the two (the
+	// upstream one's; "": its main output).
+	SideOutput string
 }
