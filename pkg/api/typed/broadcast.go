@@ -69,6 +69,7 @@ func BroadcastType[IN, BC, OUT any](d BroadcastDefinition[IN, BC, OUT]) (api.Ope
 	def := &d
 	return api.OperatorType{
 		Name: d.Name, Kind: api.KindOperator, Keyed: true, Inputs: 2, Doc: d.Doc, Fields: d.Fields, Example: d.Example,
+		SideOutputs: d.Capabilities.SideOutputs,
 		NewOperator: def.newOperator,
 		CheckJob:    def.checkJob,
 	}, nil

@@ -113,10 +113,8 @@ func TestOnCluster(t *testing.T) {
 operators:
   - {id: gen, type: datagen, config: {count: %d, keys: %d}, watermarks: {timestamp: ts}}
   - {id: echo, type: test-echo, inputs: [gen], keyBy: key, parallelism: 2}
-  - {id: main, type: typed-output, inputs: [echo], config: {output: main}}
-  - {id: big, type: typed-output, inputs: [echo], config: {output: big}}
-  - {id: mainOut, type: file, inputs: [main], config: {path: %q}}
-  - {id: bigOut, type: file, inputs: [big], config: {path: %q}}
+  - {id: mainOut, type: file, inputs: [echo], config: {path: %q}}
+  - {id: bigOut, type: file, inputs: [echo.big], config: {path: %q}}
 checkpoints: {interval: 200ms}
 `, records, keys, mainDir, bigDir)
 	c.AwaitStatus(c.SubmitSpec(spec), flowtest.Finished, 2*time.Minute)

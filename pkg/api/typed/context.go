@@ -21,10 +21,8 @@ type core struct {
 	// may be written).
 	broadcast bool
 	buf       []byte
-	// prefix of each output's records when there are side outputs
-	// (envelope); nil without side outputs.
-	prefix map[string][]byte
-	main   []byte
+	// sides are the collectors of the declared side outputs (from Open).
+	sides  map[string]api.Collector
 	timers Timers
 }
 
@@ -56,20 +54,13 @@ func (x *Context[OUT]) Emit(v OUT) error { return x.EmitAt(v, x.c.emitTs) }
 func (x *Context[OUT]) EmitAt(v OUT, ts int64) error { return emit(x.c, x.enc, v, ts) }
 
 func emit[OUT any](c *core, enc Codec[OUT], v OUT, ts int64) error {
-	b, err := enc.Encode(append(c.buf[:0], c.main...), v)
+	b, err := enc.Encode(c.buf[:0], v)
 	if err != nil {
 		return fmt.Errorf("type %q: encode output: %w", c.name, err)
 	}
-	c.collect(b, ts)
-	return nil
-}
-
-func (c *core) collect(b []byte, ts int64) {
-	if c.prefix != nil {
-		b = append(b, '}')
-	}
 	c.buf = b
 	c.out.Collect(api.Record{Key: c.key, Value: b, Timestamp: ts})
+	return nil
 }
 
 func (x *Context[OUT]) base() *core { return x.c }
@@ -78,8 +69,9 @@ func (x *Context[OUT]) base() *core { return x.c }
 type Emitter interface{ base() *core }
 
 // OutputTag names a side output of values of T. Declare the name in
-// Capabilities.SideOutputs; a consumer reads it through a "typed-output"
-// operator with config output: <name>.
+// Capabilities.SideOutputs; a job reads it as an input of its own (in a
+// spec, `inputs: [<operator id>.<name>]`; jobbuilder's Op.SideOutput),
+// which receives only that side output's records.
 type OutputTag[T any] struct {
 	name  string
 	codec Codec[T]
@@ -99,15 +91,16 @@ func (t OutputTag[T]) Name() string { return t.name }
 // Emit sends v to the side output, with the current key and timestamp.
 func (t OutputTag[T]) Emit(ctx Emitter, v T) error {
 	c := ctx.base()
-	p, ok := c.prefix[t.name]
+	out, ok := c.sides[t.name]
 	if !ok {
 		return fmt.Errorf("%w: type %q emits to side output %q, which it does not declare: add it to Capabilities.SideOutputs", ErrCapability, c.name, t.name)
 	}
-	b, err := t.codec.Encode(append(c.buf[:0], p...), v)
+	b, err := t.codec.Encode(c.buf[:0], v)
 	if err != nil {
 		return fmt.Errorf("type %q: encode side output %q: %w", c.name, t.name, err)
 	}
-	c.collect(b, c.emitTs)
+	c.buf = b
+	out.Collect(api.Record{Key: c.key, Value: b, Timestamp: c.emitTs})
 	return nil
 }
 

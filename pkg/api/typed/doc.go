@@ -28,13 +28,13 @@
 //     source upstream of the operator assigns no watermarks.
 //   - Timers of a domain the type does not declare fail to register, with
 //     an error naming the capability.
-//   - Side outputs are declared by name (Capabilities.SideOutputs). Flow's
-//     runtime sends an operator's output to all its consumers alike, so a
-//     function with side outputs tags every record it emits, and each
-//     consumer reads one output through an operator of type OutputTypeName
-//     ("typed-output", config output: main or a side output's name). A job
-//     in which anything else reads such a function, or that selects an
-//     undeclared output, is refused when it is built.
+//   - Side outputs are declared by name (Capabilities.SideOutputs, the
+//     type's api.OperatorType.SideOutputs) and emitted with an OutputTag.
+//     A job reads each as an input of its own (`inputs: [split.late]` in a
+//     spec, Op.SideOutput in jobbuilder), which receives only that side
+//     output's records; the main output's consumers never see them. A job
+//     reading a side output the type does not declare is refused when it
+//     is built.
 //
 // Decode errors of input records are record errors that name the type and
 // the codec: with onError: skip the runtime drops the record and counts it,

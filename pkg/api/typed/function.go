@@ -3,7 +3,6 @@ package typed
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/flowrt/flow/pkg/api"
@@ -58,7 +57,7 @@ type Capabilities struct {
 	// Context.Timers().CurrentWatermark, e.g. to route late records).
 	EventTime bool
 	// SideOutputs are the names of the function's side outputs (see
-	// OutputTag). "main" is the main output's name and cannot be used.
+	// OutputTag): the type's api.OperatorType.SideOutputs.
 	SideOutputs []string
 }
 
@@ -82,9 +81,6 @@ type Definition[IN, OUT any] struct {
 // ErrCapability is wrapped by the errors of the capability checks.
 var ErrCapability = errors.New("capability")
 
-// MainOutput is the name of a function's main output.
-const MainOutput = "main"
-
 // Type returns the api.OperatorType of d: a keyed operator that decodes each
 // record into IN, runs the function and encodes what it emits. Its
 // constructor and its CheckJob hook check the capabilities, so a job that
@@ -105,6 +101,7 @@ func Type[IN, OUT any](d Definition[IN, OUT]) (api.OperatorType, error) {
 	def := &d
 	return api.OperatorType{
 		Name: d.Name, Kind: api.KindOperator, Keyed: true, Doc: d.Doc, Fields: d.Fields, Example: d.Example,
+		SideOutputs: d.Capabilities.SideOutputs,
 		NewOperator: def.newOperator,
 		CheckJob:    def.checkJob,
 	}, nil
@@ -119,22 +116,13 @@ func MustType[IN, OUT any](d Definition[IN, OUT]) api.OperatorType {
 	return t
 }
 
-// Register adds d's type to reg, and the "typed-output" type (OutputType)
-// when d has side outputs and reg lacks it.
+// Register adds d's type to reg.
 func Register[IN, OUT any](reg *api.Registry, d Definition[IN, OUT]) error {
 	t, err := Type(d)
 	if err != nil {
 		return err
 	}
-	if err := reg.Register(t); err != nil {
-		return err
-	}
-	if len(d.Capabilities.SideOutputs) > 0 {
-		if _, err := reg.Lookup(OutputTypeName); err != nil {
-			return reg.Register(OutputType())
-		}
-	}
-	return nil
+	return reg.Register(t)
 }
 
 func (d *Definition[IN, OUT]) newOperator(cfg api.Config) (api.Operator, error) {
@@ -179,28 +167,16 @@ func checkCaps(name string, caps Capabilities, v api.JobView) error {
 		return fmt.Errorf("%w: type %q uses %s, but source %s upstream assigns no watermarks: give it watermarks: {timestamp: ..., outOfOrderness: ...}",
 			ErrCapability, name, what, quoteList(v.SourcesWithoutWatermarks))
 	}
-	if len(caps.SideOutputs) == 0 {
-		return nil
-	}
-	names := append([]string{MainOutput}, caps.SideOutputs...)
-	for _, c := range v.Consumers {
-		if c.Type != OutputTypeName {
-			return fmt.Errorf("%w: type %q has side outputs, so %q must read it through a %q operator (config output: %s), not as %q",
-				ErrCapability, name, c.ID, OutputTypeName, strings.Join(names, " | "), c.Type)
-		}
-		if o := c.Config.String("output"); !slices.Contains(names, o) {
-			return fmt.Errorf("%w: %q selects output %q of type %q, which has outputs %s", ErrCapability, c.ID, o, name, strings.Join(names, ", "))
-		}
-	}
 	return nil
 }
 
-// checkSideOutputNames checks the declared side output names.
+// checkSideOutputNames checks the declared side output names as the
+// registry will.
 func checkSideOutputNames(name string, caps Capabilities) error {
-	for i, s := range caps.SideOutputs {
-		if s == "" || s == MainOutput || slices.Contains(caps.SideOutputs[:i], s) {
-			return fmt.Errorf("typed type %q: side output %q: names must be non-empty, unique and not %q", name, s, MainOutput)
-		}
+	t := api.OperatorType{Name: name, Kind: api.KindOperator, SideOutputs: caps.SideOutputs,
+		NewOperator: func(api.Config) (api.Operator, error) { return nil, nil }}
+	if err := api.NewRegistry().Register(t); err != nil {
+		return fmt.Errorf("typed type %q: %w", name, err)
 	}
 	return nil
 }

@@ -25,6 +25,8 @@ type harness struct {
 	clock *clock
 	out   []api.Record
 	col   collector
+	// side holds what each side output received.
+	side map[string][]api.Record
 }
 
 type clock struct {
@@ -39,10 +41,18 @@ func (c *clock) add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-type collector struct{ h *harness }
+type collector struct {
+	h    *harness
+	side string // "": the main output
+}
 
 func (c collector) Collect(r api.Record) {
-	c.h.out = append(c.h.out, api.Record{Key: append([]byte(nil), r.Key...), Value: append([]byte(nil), r.Value...), Timestamp: r.Timestamp})
+	r = api.Record{Key: append([]byte(nil), r.Key...), Value: append([]byte(nil), r.Value...), Timestamp: r.Timestamp}
+	if c.side != "" {
+		c.h.side[c.side] = append(c.h.side[c.side], r)
+		return
+	}
+	c.h.out = append(c.h.out, r)
 }
 
 // discard is the collector of benchmarks.
@@ -54,7 +64,11 @@ type testCtx struct {
 	eng   *statebackend.Engine
 	ops   *statebackend.OperatorStore
 	clock api.Clock
+	sides map[string]api.Collector
 }
+
+// SideOutput implements api.SideOutputContext.
+func (c *testCtx) SideOutput(name string) api.Collector { return c.sides[name] }
 
 func (c *testCtx) Info() api.TaskInfo {
 	return api.TaskInfo{JobID: "j", OperatorID: "op", OperatorUID: "op", Parallelism: 1, MaxParallelism: keygroup.DefaultMaxParallelism}
@@ -77,7 +91,7 @@ func (c *testCtx) OperatorStateStore() api.OperatorStateStore {
 func newHarness(tb testing.TB, typ api.OperatorType, cfg string) *harness {
 	tb.Helper()
 	h := &harness{tb: tb, clock: &clock{now: time.UnixMilli(1_000_000)}}
-	h.col = collector{h}
+	h.col = collector{h: h}
 	eng, err := heap.New(statebackend.Options{Clock: h.clock})
 	if err != nil {
 		tb.Fatal(err)
@@ -90,7 +104,12 @@ func newHarness(tb testing.TB, typ api.OperatorType, cfg string) *harness {
 	}
 	h.op = inst.(api.Operator)
 	h.ops = statebackend.NewOperatorStore()
-	if err := h.op.Open(&testCtx{eng: eng, ops: h.ops, clock: h.clock}); err != nil {
+	h.side = map[string][]api.Record{}
+	sides := map[string]api.Collector{}
+	for _, n := range typ.SideOutputs {
+		sides[n] = collector{h: h, side: n}
+	}
+	if err := h.op.Open(&testCtx{eng: eng, ops: h.ops, clock: h.clock, sides: sides}); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { h.op.Close() })

@@ -32,22 +32,22 @@ func newOperator[IN, OUT any](d *Definition[IN, OUT], fn KeyedProcessFunction[IN
 func (c *core) init(name string, caps Capabilities) {
 	c.name, c.caps = name, caps
 	c.timers.c = c
-	if len(caps.SideOutputs) > 0 {
-		c.prefix = map[string][]byte{}
-		for _, n := range append([]string{MainOutput}, caps.SideOutputs...) {
-			c.prefix[n] = envelopePrefix(n)
-		}
-		c.main = c.prefix[MainOutput]
-	}
 }
 
-// open gets the timer service of a keyed operator.
+// open gets the timer service of a keyed operator and the collectors of
+// its side outputs.
 func (c *core) open(ctx api.Context) error {
 	svc, err := api.TimerServiceOf(ctx)
 	if err != nil {
 		return err
 	}
 	c.svc = svc
+	c.sides = make(map[string]api.Collector, len(c.caps.SideOutputs))
+	for _, n := range c.caps.SideOutputs {
+		if c.sides[n], err = api.SideOutputOf(ctx, n); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -64,6 +64,7 @@ func CoType[IN1, IN2, OUT any](d CoDefinition[IN1, IN2, OUT]) (api.OperatorType,
 	def := &d
 	return api.OperatorType{
 		Name: d.Name, Kind: api.KindOperator, Keyed: true, Inputs: 2, Doc: d.Doc, Fields: d.Fields, Example: d.Example,
+		SideOutputs: d.Capabilities.SideOutputs,
 		NewOperator: def.newOperator,
 		CheckJob:    func(v api.JobView) error { return checkCaps(d.Name, d.Capabilities, v) },
 	}, nil
