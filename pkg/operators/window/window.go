@@ -38,7 +38,7 @@ func positive(v any) error {
 func Type() api.OperatorType {
 	return api.OperatorType{
 		Name: Name, Kind: api.KindOperator, Keyed: true,
-		Doc: "Event-time tumbling or sliding windows per key: emits {\"key\", \"start\", \"end\", \"count\"} (plus sum, min, max of field) when the watermark passes a window's end.",
+		Doc: "Event-time tumbling or sliding windows per key: emits {\"key\", \"start\", \"end\", \"count\"} (plus sum, min, max of field) when the watermark passes a window's end. A record arriving after all its windows were emitted is late: it goes unchanged to the side output late (inputs: [<id>.late]), or is dropped when nothing reads it.",
 		Fields: []api.Field{
 			{Name: "size", Type: api.TypeDuration, Required: true, Validate: positive,
 				Doc: "Window length, e.g. 1m."},

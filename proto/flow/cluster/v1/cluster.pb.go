@@ -3636,7 +3636,9 @@ type OperatorTypeInfo struct {
 	Doc    string               `protobuf:"bytes,4,opt,name=doc,proto3" json:"doc,omitempty"`
 	Fields []*OperatorFieldInfo `protobuf:"bytes,5,rep,name=fields,proto3" json:"fields,omitempty"`
 	// A YAML snippet of the operator in a job spec.
-	Example       string `protobuf:"bytes,6,opt,name=example,proto3" json:"example,omitempty"`
+	Example string `protobuf:"bytes,6,opt,name=example,proto3" json:"example,omitempty"`
+	// The names of the operator's side outputs (read as `<id>.<name>`).
+	SideOutputs   []string `protobuf:"bytes,7,rep,name=side_outputs,json=sideOutputs,proto3" json:"side_outputs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3711,6 +3713,13 @@ func (x *OperatorTypeInfo) GetExample() string {
 		return x.Example
 	}
 	return ""
+}
+
+func (x *OperatorTypeInfo) GetSideOutputs() []string {
+	if x != nil {
+		return x.SideOutputs
+	}
+	return nil
 }
 
 type OperatorFieldInfo struct {
@@ -4181,14 +4190,15 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\bwarnings\x18\x04 \x03(\tR\bwarnings\"\x1a\n" +
 	"\x18ListOperatorTypesRequest\"T\n" +
 	"\x19ListOperatorTypesResponse\x127\n" +
-	"\x05types\x18\x01 \x03(\v2!.flow.cluster.v1.OperatorTypeInfoR\x05types\"\xb8\x01\n" +
+	"\x05types\x18\x01 \x03(\v2!.flow.cluster.v1.OperatorTypeInfoR\x05types\"\xdb\x01\n" +
 	"\x10OperatorTypeInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
 	"\x05keyed\x18\x03 \x01(\bR\x05keyed\x12\x10\n" +
 	"\x03doc\x18\x04 \x01(\tR\x03doc\x12:\n" +
 	"\x06fields\x18\x05 \x03(\v2\".flow.cluster.v1.OperatorFieldInfoR\x06fields\x12\x18\n" +
-	"\aexample\x18\x06 \x01(\tR\aexample\"\xa0\x01\n" +
+	"\aexample\x18\x06 \x01(\tR\aexample\x12!\n" +
+	"\fside_outputs\x18\a \x03(\tR\vsideOutputs\"\xa0\x01\n" +
 	"\x11OperatorFieldInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1a\n" +
