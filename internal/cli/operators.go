@@ -31,10 +31,13 @@ type typeInfo struct {
 	Doc     string      `json:"doc"`
 	Fields  []fieldInfo `json:"fields"`
 	Example string      `json:"example,omitempty"`
+	// SideOutputs are read as <id>.<name>.
+	SideOutputs []string `json:"sideOutputs,omitempty"`
 }
 
 func describeType(t *clusterv1.OperatorTypeInfo) typeInfo {
-	ti := typeInfo{Name: t.GetName(), Kind: t.GetKind(), Keyed: t.GetKeyed(), Doc: t.GetDoc(), Example: t.GetExample(), Fields: []fieldInfo{}}
+	ti := typeInfo{Name: t.GetName(), Kind: t.GetKind(), Keyed: t.GetKeyed(), Doc: t.GetDoc(), Example: t.GetExample(), Fields: []fieldInfo{},
+		SideOutputs: t.GetSideOutputs()}
 	for _, f := range t.GetFields() {
 		ti.Fields = append(ti.Fields, fieldInfo{Name: f.GetName(), Type: f.GetType(), Required: f.GetRequired(),
 			Default: defaultValue(f), Enum: f.GetEnum(), Doc: f.GetDoc()})
@@ -155,6 +158,9 @@ func (g *globals) describeTypeText(t *clusterv1.OperatorTypeInfo) error {
 	fmt.Fprintln(out, ")")
 	if t.GetDoc() != "" {
 		fmt.Fprintf(out, "\n%s\n", strings.TrimSpace(t.GetDoc()))
+	}
+	if len(t.GetSideOutputs()) > 0 {
+		fmt.Fprintf(out, "\nSide outputs (read as inputs: [<id>.<name>]): %s\n", strings.Join(t.GetSideOutputs(), ", "))
 	}
 	fmt.Fprintln(out, "\nConfig fields:")
 	if len(t.GetFields()) == 0 {

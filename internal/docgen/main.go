@@ -73,6 +73,13 @@ func write(w io.Writer, reg *api.Registry) error {
 		case api.KindSink:
 			b.WriteString(" Emits nothing; cannot be another operator's input.")
 		}
+		if len(t.SideOutputs) > 0 {
+			q := make([]string, len(t.SideOutputs))
+			for i, s := range t.SideOutputs {
+				q[i] = "`" + s + "`"
+			}
+			fmt.Fprintf(&b, " Side outputs: %s, read as `inputs: [<id>.<side output>]`.", strings.Join(q, ", "))
+		}
 		b.WriteString("\n\n")
 		if doc := strings.TrimSpace(t.Doc); doc != "" {
 			b.WriteString(text(doc) + "\n\n")

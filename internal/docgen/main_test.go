@@ -37,6 +37,7 @@ func TestWriteCoversEveryType(t *testing.T) {
 			{Name: "path", Type: api.TypeString, Required: true},
 		},
 		Example:     "- id: c\n  type: k_count\n",
+		SideOutputs: []string{"late"},
 		NewOperator: func(api.Config) (api.Operator, error) { return nil, nil },
 	})
 	var buf bytes.Buffer
@@ -48,6 +49,7 @@ func TestWriteCoversEveryType(t *testing.T) {
 		"| [`k_count`](#k_count) | operator | yes | Counts \\| things. |",
 		"## k_count",
 		"Keyed: the operator needs `keyBy`",
+		"Side outputs: `late`, read as `inputs: [<id>.<side output>]`.",
 		"| `mode` | `string` | no | `a` | How. One of: `a`, `b`. |",
 		"| `path` | `string` | yes |  |  |",
 		"```yaml\n- id: c\n  type: k_count\n```",

@@ -24,7 +24,8 @@ func Describe(reg *api.Registry) []*clusterv1.OperatorTypeInfo {
 
 // Type describes one operator type.
 func Type(t *api.OperatorType) *clusterv1.OperatorTypeInfo {
-	ti := &clusterv1.OperatorTypeInfo{Name: t.Name, Kind: t.Kind.String(), Keyed: t.Keyed, Doc: t.Doc, Example: t.Example}
+	ti := &clusterv1.OperatorTypeInfo{Name: t.Name, Kind: t.Kind.String(), Keyed: t.Keyed, Doc: t.Doc, Example: t.Example,
+		SideOutputs: t.SideOutputs}
 	for _, f := range t.Fields {
 		ti.Fields = append(ti.Fields, &clusterv1.OperatorFieldInfo{
 			Name: f.Name, Type: string(f.Type), Required: f.Required,

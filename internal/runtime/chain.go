@@ -23,6 +23,12 @@ type vertexInfo struct {
 	metrics *operatorMetrics
 	// state is the operator's state (operator store, keyed backend).
 	state *operatorState
+	// sides are the side outputs the operator's type declares; sideOut
+	// the collectors of those the task's outputs carry (the chain's tail
+	// only: a side-output edge is never chained). A declared side output
+	// without edges drops its records.
+	sides   []string
+	sideOut map[string]api.Collector
 }
 
 // uid is the operator's uid, or its id when the graph sets none.

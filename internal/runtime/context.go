@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -82,7 +83,25 @@ func (c *opContext) OperatorStateStore() api.OperatorStateStore {
 	return c.state.ops
 }
 
+// SideOutput implements api.SideOutputContext: the collector of the
+// operator's declared side output name (records dropped when no edge
+// reads it), nil for an undeclared name.
+func (c *opContext) SideOutput(name string) api.Collector {
+	if c.state == nil {
+		return nil
+	}
+	vi := c.state.vi
+	if !slices.Contains(vi.sides, name) {
+		return nil
+	}
+	if o := vi.sideOut[name]; o != nil {
+		return o
+	}
+	return discard{}
+}
+
 var (
+	_ api.SideOutputContext    = (*opContext)(nil)
 	_ api.Context              = (*opContext)(nil)
 	_ api.KeyedStateContext    = (*opContext)(nil)
 	_ api.OperatorStateContext = (*opContext)(nil)

@@ -27,6 +27,9 @@ type output struct {
 	t    *task
 	part *exchange.ResultPartition
 	mode jobgraphv1.Partitioning
+	// side is the side output of the tail operator the output carries
+	// ("": the main output).
+	side string
 	subs []subBuffer
 	rr   int
 
@@ -255,6 +258,18 @@ func (f fanout) Collect(r api.Record) {
 	for _, c := range f {
 		c.Collect(r)
 	}
+}
+
+// joinCollectors adds c to prev (nil: none yet), making a fanout of two or
+// more.
+func joinCollectors(prev api.Collector, c api.Collector) api.Collector {
+	switch p := prev.(type) {
+	case nil:
+		return c
+	case fanout:
+		return append(p, c)
+	}
+	return fanout{prev, c}
 }
 
 // discard drops records (a chain tail without outputs).

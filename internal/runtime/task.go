@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -247,6 +248,7 @@ func (t *task) setup() error {
 		}
 		t.parts = append(t.parts, p)
 		o := newOutput(t, p, od.GetPartitioning(), n)
+		o.side = od.GetSideOutput()
 		if od.GetPartitioning() == jobgraphv1.Partitioning_PARTITIONING_HASH {
 			dv := vertices[od.GetDownstreamTask()]
 			if dv == nil {
@@ -282,6 +284,7 @@ func (t *task) setup() error {
 		if err != nil {
 			return fmt.Errorf("operator %q: %w", id, err)
 		}
+		vi.sides = typ.SideOutputs
 		vi.state = &operatorState{vi: vi, ops: statebackend.NewOperatorStore(),
 			keyable: typ.Kind == api.KindOperator && v.GetKeyBy() != ""}
 		if typ.Keyed && v.GetKeyBy() == "" {
@@ -344,19 +347,31 @@ func (t *task) setup() error {
 		return err
 	}
 
-	// Wire the chain back to front.
+	// Wire the chain back to front: the main outputs after the tail, its
+	// side outputs to their own edges.
+	var mains []api.Collector
+	last := t.vertices[len(t.vertices)-1]
+	for _, o := range t.outputs {
+		if o.side == "" {
+			mains = append(mains, o)
+			continue
+		}
+		if !slices.Contains(last.sides, o.side) {
+			return fmt.Errorf("output to %q carries side output %q of %q, whose type %q declares none by that name", o.part.ID().DownstreamTask, o.side, last.id, last.v.GetType())
+		}
+		if last.sideOut == nil {
+			last.sideOut = map[string]api.Collector{}
+		}
+		last.sideOut[o.side] = joinCollectors(last.sideOut[o.side], o)
+	}
 	var tail api.Collector
 	switch {
 	case t.sink != nil:
 		tail = t.sink
-	case len(t.outputs) == 1:
-		tail = t.outputs[0]
-	case len(t.outputs) > 1:
-		f := make(fanout, len(t.outputs))
-		for i, o := range t.outputs {
-			f[i] = o
-		}
-		tail = f
+	case len(mains) == 1:
+		tail = mains[0]
+	case len(mains) > 1:
+		tail = fanout(mains)
 	default:
 		tail = discard{}
 	}

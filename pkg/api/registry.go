@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -73,6 +74,18 @@ type OperatorType struct {
 	// single input, the union of every listed input.
 	Inputs int
 	Fields []Field
+	// SideOutputs are the names of an operator's side outputs: streams
+	// besides its main output that a job reads as edges of their own (a
+	// spec's `inputs: [op.late]`, jobbuilder's Op.SideOutput). The
+	// operator emits into them with the Collector SideOutputOf gives.
+	// Names are letters, digits, '_' and '-', unique.
+	SideOutputs []string
+	// Watermarks: a source that emits watermarks itself in every
+	// configuration (SourceOutput.EmitWatermark), such as one that sends
+	// api.MaxWatermark once its bounded input is out. Event-time checks
+	// (JobView.SourcesWithoutWatermarks) do not count it as a source
+	// without watermarks.
+	Watermarks bool
 	// Example is a YAML snippet of the operator in a job spec, for docs.
 	Example string
 
@@ -143,6 +156,14 @@ func (r *Registry) Register(t OperatorType) error {
 	}
 	if t.Inputs < 0 || t.Inputs > 2 || (t.Inputs == 2 && t.Kind != KindOperator) {
 		return fmt.Errorf("register operator type %q: Inputs %d: only an operator can have 2 inputs (0 or 1: one)", t.Name, t.Inputs)
+	}
+	if len(t.SideOutputs) > 0 && t.Kind != KindOperator {
+		return fmt.Errorf("register operator type %q: a %v has no side outputs: only an operator can", t.Name, t.Kind)
+	}
+	for i, s := range t.SideOutputs {
+		if !validSideOutputName(s) || slices.Contains(t.SideOutputs[:i], s) {
+			return fmt.Errorf("register operator type %q: side output %q: names must be unique letters, digits, '_' and '-'", t.Name, s)
+		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

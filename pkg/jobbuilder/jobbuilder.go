@@ -29,6 +29,7 @@ package jobbuilder
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -91,6 +92,10 @@ type Op struct {
 	// per input (index into inputs): its own keyBy or partitioning
 	inKeyBy map[int]string
 	inPart  map[int]Partitioning
+	// side: this *Op is side output side of of (Op.SideOutput), a stream
+	// to read, not an operator of the job.
+	side string
+	of   *Op
 }
 
 // New starts a job named name.
@@ -175,6 +180,27 @@ func (o *Op) InputPartitioning(i int, p Partitioning) *Op {
 // ID is the operator's id.
 func (o *Op) ID() string { return o.id }
 
+// SideOutput is the stream of o's side output name (one of its type's
+// api.OperatorType.SideOutputs), to pass as an input of operators and
+// sinks, like Flink's getSideOutput: they receive only that side output's
+// records, and o's main output never carries them. A spec writes it as
+// `inputs: [<id>.<name>]`. Set nothing on it (UID, Config, ...): it is not
+// an operator.
+func (o *Op) SideOutput(name string) *Op {
+	if o.of != nil {
+		o = o.of
+	}
+	return &Op{job: o.job, id: o.id, side: name, of: o}
+}
+
+// ref is how a spec names o as an input.
+func (o *Op) ref() string {
+	if o.of != nil {
+		return o.id + "." + o.side
+	}
+	return o.id
+}
+
 // Spec renders the job as a YAML job spec (what Build parses).
 func (j *Job) Spec() ([]byte, error) {
 	top := map[string]any{"name": j.name}
@@ -192,6 +218,11 @@ func (j *Job) Spec() ([]byte, error) {
 	var errs []error
 	ops := make([]any, 0, len(j.ops))
 	for _, o := range j.ops {
+		for _, in := range o.inputs {
+			if in != nil && in.of != nil && !reflect.DeepEqual(*in, Op{job: in.job, id: in.id, side: in.side, of: in.of}) {
+				errs = append(errs, fmt.Errorf("operator %q: side output %q of %q has settings: it is a stream to read, set them on %q itself", o.id, in.side, in.id, in.id))
+			}
+		}
 		m := map[string]any{"id": o.id, "type": o.typ}
 		if o.uid != "" {
 			m["uid"] = o.uid
@@ -215,7 +246,7 @@ func (j *Job) Spec() ([]byte, error) {
 				case in.job != j:
 					errs = append(errs, fmt.Errorf("operator %q: input %q belongs to another job: add it to this one", o.id, in.id))
 				case o.inKeyBy[i] != "" || o.inPart[i] != "":
-					e := map[string]any{"from": in.id}
+					e := map[string]any{"from": in.ref()}
 					if k := o.inKeyBy[i]; k != "" {
 						e["keyBy"] = k
 					}
@@ -224,7 +255,7 @@ func (j *Job) Spec() ([]byte, error) {
 					}
 					ins[i] = e
 				default:
-					ins[i] = in.id
+					ins[i] = in.ref()
 				}
 			}
 			m["inputs"] = ins

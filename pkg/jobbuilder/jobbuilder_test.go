@@ -200,3 +200,62 @@ operators:
 		t.Errorf("InputKeyBy out of range: %v", err)
 	}
 }
+
+// TestBuilderSideOutputs: Op.SideOutput builds the graph of the spec's
+// `inputs: [win.late]`, with the side output on the edge; a side output the
+// type does not declare, or settings on a side output, are refused.
+func TestBuilderSideOutputs(t *testing.T) {
+	want, err := jobspec.Parse([]byte(`name: late
+operators:
+  - {id: gen, type: datagen, watermarks: {timestamp: ts}}
+  - {id: win, type: window, uid: win-v1, inputs: [gen], keyBy: key, config: {size: 1s}}
+  - {id: windows, type: print, inputs: [win]}
+  - {id: late, type: print, inputs: [win.late]}
+  - {id: lateKeyed, type: count, inputs: [{from: win.late, keyBy: key}]}
+  - {id: out, type: blackhole, inputs: [lateKeyed]}
+`), "late.yaml", api.Default, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := jobbuilder.New("late")
+	gen := j.Source("gen", "datagen").Watermarks(jobbuilder.Watermarks{Timestamp: "ts"})
+	win := j.Operator("win", "window", gen).UID("win-v1").KeyBy("key").Config(jobbuilder.Config{"size": time.Second})
+	j.Sink("windows", "print", win)
+	j.Sink("late", "print", win.SideOutput("late"))
+	lateKeyed := j.Operator("lateKeyed", "count", win.SideOutput("late")).InputKeyBy(0, "key")
+	j.Sink("out", "blackhole", lateKeyed)
+	got, err := j.Build(api.Default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.Spec, got.Spec = "", ""
+	if !proto.Equal(want, got) {
+		t.Fatalf("builder graph differs from the spec's:\nbuilder: %v\nspec:    %v", got, want)
+	}
+	sides := 0
+	for _, e := range got.GetEdges() {
+		if e.GetSideOutput() == "late" {
+			sides++
+		}
+	}
+	if sides != 2 {
+		t.Errorf("%d edges of side output late, want 2", sides)
+	}
+
+	for sink, want := range map[string]string{
+		"lat":      `job "bad": operator "a": input "win.lat": operator "win" (type "window") has no side output "lat" (did you mean "late"?) (side outputs: late)`,
+		"settings": `job "bad": operator "a": side output "late" of "win" has settings: it is a stream to read, set them on "win" itself`,
+	} {
+		bad := jobbuilder.New("bad")
+		g := bad.Source("gen", "datagen").Watermarks(jobbuilder.Watermarks{Timestamp: "ts"})
+		w := bad.Operator("win", "window", g).KeyBy("key").Config(jobbuilder.Config{"size": time.Second})
+		if sink == "lat" {
+			bad.Sink("a", "print", w.SideOutput("lat"))
+		} else {
+			bad.Sink("a", "print", w.SideOutput("late").UID("x"))
+		}
+		if _, err := bad.Build(api.Default); err == nil || err.Error() != want {
+			t.Errorf("err = %v, want the one line %q", err, want)
+		}
+	}
+}

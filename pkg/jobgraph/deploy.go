@@ -38,6 +38,7 @@ func BuildDeployments(jobID string, attempt int32, g *jobgraphv1.JobGraph, plan 
 					Subpartitions:         int32(o.Subpartitions()),
 					KeyBy:                 o.KeyBy,
 					DownstreamParallelism: int32(o.DownstreamParallelism),
+					SideOutput:            o.SideOutput,
 				})
 			}
 			out = append(out, d)

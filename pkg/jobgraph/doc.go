@@ -11,9 +11,13 @@
 //
 // Promises:
 //   - VertexParallelism is the vertex's parallelism, else the job's, else 1.
-//   - BuildPlan chains B into A's task when the edge A->B is FORWARD, A
-//     has no other output, B no other input, and both have the same
-//     parallelism; task vertices keep the order of the graph's vertices.
+//   - BuildPlan chains B into A's task when the edge A->B is FORWARD and
+//     carries A's main output, A has no other output, B no other input, and
+//     both have the same parallelism; task vertices keep the order of the
+//     graph's vertices. A side-output edge (Edge.side_output) is never
+//     chained, so an operator with side-output edges ends its chain and
+//     its task's outputs route each side output to its own edges. Two
+//     edges between the same two operators are an error.
 //     A duplicate vertex id, an edge naming an unknown vertex, an empty
 //     graph, a cycle through forward edges and a forward edge between
 //     different parallelisms are errors (one line naming the vertices).

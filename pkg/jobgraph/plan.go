@@ -36,6 +36,9 @@ type TaskEdge struct {
 	// Input is which input of the downstream head the edge feeds (0 first,
 	// 1 second of a two-input operator).
 	Input int
+	// SideOutput is the side output of the upstream tail the edge carries
+	// ("": its main output).
+	SideOutput string
 	// UpstreamParallelism and DownstreamParallelism of the two ends.
 	UpstreamParallelism   int
 	DownstreamParallelism int
@@ -107,7 +110,7 @@ func BuildPlan(g *jobgraphv1.JobGraph) (*Plan, error) {
 			return false
 		}
 		e := in[0]
-		return e.GetPartitioning() == jobgraphv1.Partitioning_PARTITIONING_FORWARD && e.GetInput() == 0 &&
+		return e.GetPartitioning() == jobgraphv1.Partitioning_PARTITIONING_FORWARD && e.GetInput() == 0 && e.GetSideOutput() == "" &&
 			len(outs[e.GetSource()]) == 1 && par(e.GetSource()) == par(id)
 	}
 	p := &Plan{byID: map[string]*TaskVertex{}}
@@ -136,8 +139,14 @@ func BuildPlan(g *jobgraphv1.JobGraph) (*Plan, error) {
 	if len(headOf) != len(vertices) {
 		return nil, errors.New("job graph: cycle through forward edges")
 	}
+	between := map[[2]string]*jobgraphv1.Edge{}
 	for _, e := range g.GetEdges() {
 		up, down := headOf[e.GetSource()], headOf[e.GetTarget()]
+		if first := between[[2]string{up, down}]; first != nil && up != down {
+			return nil, fmt.Errorf("job graph: %s reads %s twice (%s and %s): an operator reads one output of another; put an operator between them for the second",
+				e.GetTarget(), e.GetSource(), outputName(first), outputName(e))
+		}
+		between[[2]string{up, down}] = e
 		if up == down {
 			continue // chained
 		}
@@ -153,7 +162,7 @@ func BuildPlan(g *jobgraphv1.JobGraph) (*Plan, error) {
 			keyBy = vertices[e.GetTarget()].GetKeyBy()
 		}
 		te := TaskEdge{
-			Upstream: up, Downstream: down, Partitioning: e.GetPartitioning(), Input: int(e.GetInput()),
+			Upstream: up, Downstream: down, Partitioning: e.GetPartitioning(), Input: int(e.GetInput()), SideOutput: e.GetSideOutput(),
 			KeyBy:               keyBy,
 			UpstreamParallelism: par(e.GetSource()), DownstreamParallelism: par(e.GetTarget()),
 		}
@@ -161,6 +170,13 @@ func BuildPlan(g *jobgraphv1.JobGraph) (*Plan, error) {
 		p.byID[down].Inputs = append(p.byID[down].Inputs, te)
 	}
 	return p, nil
+}
+
+func outputName(e *jobgraphv1.Edge) string {
+	if e.GetSideOutput() == "" {
+		return "its main output"
+	}
+	return "side output " + e.GetSideOutput()
 }
 
 // Channel is one input channel of a downstream subtask: it reads

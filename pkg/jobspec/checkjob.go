@@ -15,6 +15,23 @@ import (
 // from Go.
 func CheckJob(g *jobgraphv1.JobGraph, reg *api.Registry) error {
 	var errs []error
+	// Edges of side outputs name one the source's type declares (Parse
+	// checks this where the spec names the input).
+	for _, e := range g.GetEdges() {
+		side := e.GetSideOutput()
+		if side == "" {
+			continue
+		}
+		for _, v := range g.GetVertices() {
+			if v.GetId() != e.GetSource() {
+				continue
+			}
+			typ, err := reg.Resolve(v.GetType(), v.GetKind() != jobgraphv1.VertexKind_VERTEX_KIND_SOURCE)
+			if err == nil && !typ.HasSideOutput(side) {
+				errs = append(errs, fmt.Errorf("operator %q: input %q: %s", e.GetTarget(), ref(e.GetSource(), side), noSideOutput(e.GetSource(), typ, side)))
+			}
+		}
+	}
 	checkJob(g, reg, func(id string, err error) { errs = append(errs, fmt.Errorf("operator %q: %w", id, err)) })
 	return errors.Join(errs...)
 }
@@ -39,10 +56,12 @@ func checkJob(g *jobgraphv1.JobGraph, reg *api.Registry, report func(id string, 
 	if !hooks {
 		return
 	}
-	ins, outs := map[string][]string{}, map[string][]string{}
+	ins := map[string][]string{}
+	inEdges, outEdges := map[string][]*jobgraphv1.Edge{}, map[string][]*jobgraphv1.Edge{}
 	for _, e := range g.GetEdges() {
+		inEdges[e.GetTarget()] = append(inEdges[e.GetTarget()], e)
+		outEdges[e.GetSource()] = append(outEdges[e.GetSource()], e)
 		ins[e.GetTarget()] = append(ins[e.GetTarget()], e.GetSource())
-		outs[e.GetSource()] = append(outs[e.GetSource()], e.GetTarget())
 	}
 	// noWM lists the sources without watermarks upstream of id.
 	noWM := func(id string) []string {
@@ -54,7 +73,7 @@ func checkJob(g *jobgraphv1.JobGraph, reg *api.Registry, report func(id string, 
 			}
 			seen[id] = true
 			if vi := vs[id]; vi != nil && vi.typ.Kind == api.KindSource {
-				if vi.v.GetWatermarks() == nil && !vi.cfg.Bool("watermarks") {
+				if vi.v.GetWatermarks() == nil && !vi.cfg.Bool("watermarks") && !vi.typ.Watermarks {
 					found[id] = true
 				}
 				return
@@ -79,13 +98,36 @@ func checkJob(g *jobgraphv1.JobGraph, reg *api.Registry, report func(id string, 
 			continue
 		}
 		view := api.JobView{OperatorID: v.GetId(), Config: vi.cfg, SourcesWithoutWatermarks: noWM(v.GetId())}
-		for _, c := range outs[v.GetId()] {
-			if ci := vs[c]; ci != nil {
-				view.Consumers = append(view.Consumers, api.JobNeighbor{ID: c, Type: ci.typ.Name, Config: ci.cfg})
+		for _, e := range outEdges[v.GetId()] {
+			if ci := vs[e.GetTarget()]; ci != nil {
+				view.Consumers = append(view.Consumers, api.JobNeighbor{ID: e.GetTarget(), Type: ci.typ.Name, Config: ci.cfg, SideOutput: e.GetSideOutput()})
+			}
+		}
+		for _, e := range inEdges[v.GetId()] {
+			if si := vs[e.GetSource()]; si != nil {
+				view.Inputs = append(view.Inputs, api.JobInput{
+					JobNeighbor:  api.JobNeighbor{ID: e.GetSource(), Type: si.typ.Name, Config: si.cfg, SideOutput: e.GetSideOutput()},
+					Input:        int(e.GetInput()),
+					Partitioning: partitioningName(e.GetPartitioning()),
+				})
 			}
 		}
 		if err := vi.typ.CheckJob(view); err != nil {
 			report(v.GetId(), err)
 		}
 	}
+}
+
+func partitioningName(p jobgraphv1.Partitioning) string {
+	switch p {
+	case jobgraphv1.Partitioning_PARTITIONING_FORWARD:
+		return PartitioningForwardName
+	case jobgraphv1.Partitioning_PARTITIONING_REBALANCE:
+		return PartitioningRebalanceName
+	case jobgraphv1.Partitioning_PARTITIONING_HASH:
+		return "hash"
+	case jobgraphv1.Partitioning_PARTITIONING_BROADCAST:
+		return PartitioningBroadcastName
+	}
+	return "unspecified"
 }

@@ -46,6 +46,10 @@ func testRegistry() *api.Registry {
 		NewOperator: newOp,
 	})
 	reg.MustRegister(api.OperatorType{
+		Name: "split", Kind: api.KindOperator, SideOutputs: []string{"late", "odd"},
+		NewOperator: newOp,
+	})
+	reg.MustRegister(api.OperatorType{
 		Name: "collect", Kind: api.KindSink,
 		Fields: []api.Field{
 			{Name: "path", Type: api.TypeString, Required: true},

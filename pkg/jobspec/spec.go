@@ -128,8 +128,11 @@ type operator struct {
 	inNodes  []*yaml.Node
 	// inKeyBy and inPart: per-input keyBy and partitioning of inputs given
 	// as {from, keyBy, partitioning} ("" / UNSPECIFIED: the operator's).
-	inKeyBy   []string
-	inPart    []jobgraphv1.Partitioning
+	inKeyBy []string
+	inPart  []jobgraphv1.Partitioning
+	// inSide: the side output each input reads (`from: op.late`; "": the
+	// main output); inputs holds the operator ids.
+	inSide    []string
 	inputsKey *yaml.Node
 	keyBy     string
 	keyByNode *yaml.Node
@@ -224,6 +227,7 @@ func (p *parser) parse(data []byte, sets []string) *jobgraphv1.JobGraph {
 			if op.typ.Inputs == 2 {
 				e.Input = int32(i)
 			}
+			e.SideOutput = op.inSide[i]
 			g.Edges = append(g.Edges, e)
 		}
 	}
@@ -362,23 +366,31 @@ func (p *parser) operators(e entry, par, maxPar int) []*operator {
 		case api.KindSink:
 			sinks++
 		}
-		seen := map[string]bool{}
+		seen := map[string]int{}
 		for i, in := range op.inputs {
 			at := op.inNodes[i]
+			first, dup := seen[in]
 			switch src := byID[in]; {
 			case in == op.id:
 				p.errAt(at, "operator %q: lists itself as input: remove it", op.id)
-			case seen[in]:
-				p.errAt(at, "operator %q: input %q is listed twice: remove one", op.id, in)
+			case dup && op.inSide[first] == op.inSide[i]:
+				p.errAt(at, "operator %q: input %q is listed twice: remove one", op.id, ref(in, op.inSide[i]))
+			case dup:
+				p.errAt(at, "operator %q: reads two outputs of %q (%s and %s): an operator reads one output of another; put an operator (such as a filter) between them for the second",
+					op.id, in, ref(in, op.inSide[first]), ref(in, op.inSide[i]))
 			case src == nil:
 				p.errAt(at, "operator %q: input %q is not an operator id%s (ids: %s)", op.id, in, didYouMean(in, ids), strings.Join(ids, ", "))
+			case op.inSide[i] != "" && src.typ != nil && !src.typ.HasSideOutput(op.inSide[i]):
+				p.errAt(at, "operator %q: input %q: %s", op.id, ref(in, op.inSide[i]), noSideOutput(in, src.typ, op.inSide[i]))
 			case src.typ != nil && src.typ.Kind == api.KindSink:
 				p.errAt(at, "operator %q: input %q is a sink, which emits nothing: read from an operator or source instead", op.id, in)
 			case op.part == jobgraphv1.Partitioning_PARTITIONING_FORWARD && src.par != op.par:
 				p.errAt(op.partNode, "operator %q: forward partitioning needs equal parallelism, but input %q has %d and %q has %d: use rebalance, keyBy, or equal parallelism",
 					op.id, in, src.par, op.id, op.par)
 			}
-			seen[in] = true
+			if !dup {
+				seen[in] = i
+			}
 		}
 	}
 	if len(p.errs.List) > 0 {
@@ -451,6 +463,24 @@ func (p *parser) operators(e entry, par, maxPar int) []*operator {
 		}
 	}
 	return order
+}
+
+// ref is an input reference: the operator id, with ".side" for a side
+// output.
+func ref(id, side string) string {
+	if side == "" {
+		return id
+	}
+	return id + "." + side
+}
+
+// noSideOutput says that operator id of type typ has no side output side.
+func noSideOutput(id string, typ *api.OperatorType, side string) string {
+	if len(typ.SideOutputs) == 0 {
+		return fmt.Sprintf("operator %q (type %q) has no side outputs: read %q", id, typ.Name, id)
+	}
+	return fmt.Sprintf("operator %q (type %q) has no side output %q%s (side outputs: %s)", id, typ.Name, side,
+		didYouMean(side, typ.SideOutputs), strings.Join(typ.SideOutputs, ", "))
 }
 
 func quoteList(ss []string) string {
@@ -594,6 +624,12 @@ func (p *parser) operator(n *yaml.Node, index, jobPar, maxPar int) *operator {
 	}
 	if op.inputsKey == nil {
 		op.inputsKey = op.idNode
+	}
+	op.inSide = make([]string, len(op.inputs))
+	for i, in := range op.inputs {
+		if id, side, ok := strings.Cut(in, "."); ok {
+			op.inputs[i], op.inSide[i] = id, side
+		}
 	}
 	if e, ok := m["keyBy"]; ok {
 		op.keyByNode = e.val

@@ -65,6 +65,9 @@ func render(t *testing.T, g *jobgraphv1.JobGraph) string {
 		if e.GetInput() != 0 {
 			fmt.Fprintf(&b, " input=%d", e.GetInput())
 		}
+		if e.GetSideOutput() != "" {
+			fmt.Fprintf(&b, " sideOutput=%s", e.GetSideOutput())
+		}
 		b.WriteString("\n")
 	}
 	if len(g.GetStateBackend())+len(g.GetCheckpoints())+len(g.GetRestart()) > 0 {

@@ -1,10 +1,11 @@
 // Package enrich is a two-input user type written against Flow's public Go
-// SDK: the broadcast state pattern. Its second input is a stream of rules
+// SDK: the broadcast state pattern, as a typed
+// KeyedBroadcastProcessFunction. Its second input is a stream of rules
 // ({"rule": name, "min": threshold}), broadcast to every subtask, which
-// keeps them in broadcast state (api.BroadcastState: replicated, so a
-// restore at any parallelism hands every new subtask a copy). Its first
-// input is an event stream keyed by key; each event comes out with the
-// names of the rules whose min it reaches ({..., "rules": [...]}).
+// keeps them in broadcast state (typed.Broadcast: replicated, so a restore
+// at any parallelism hands every new subtask a copy). Its first input is an
+// event stream keyed by key; each event comes out with the names of the
+// rules whose min it reaches ({..., "rules": [...]}).
 //
 // An event is held in keyed state until the watermark reaches its
 // timestamp: the watermark is the minimum of both inputs', so by then
@@ -20,6 +21,7 @@ import (
 	"sort"
 
 	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/api/typed"
 )
 
 // Name is the type name jobs use (type: example-enrich).
@@ -27,18 +29,19 @@ const Name = "example-enrich"
 
 // Type is the operator type to register.
 func Type() api.OperatorType {
-	return api.OperatorType{
-		Name: Name, Kind: api.KindOperator, Keyed: true, Inputs: 2,
+	return typed.MustBroadcastType(typed.BroadcastDefinition[json.RawMessage, Rule, map[string]any]{
+		Name: Name,
 		Doc: "Enriches a keyed event stream (first input) with the rules of a broadcast rules stream (second input) " +
 			"that each event's value reaches; the broadcast state pattern. An example of a user-defined two-input type.",
 		Fields: []api.Field{
 			{Name: "field", Type: api.TypeString, Default: "value", Doc: "The numeric event field the rules' min applies to."},
 		},
-		Example: "- id: enriched\n  type: example-enrich\n  inputs:\n    - {from: events, keyBy: key}\n    - {from: rules, partitioning: broadcast}\n",
-		NewOperator: func(cfg api.Config) (api.Operator, error) {
-			return &Operator{field: cfg.String("field")}, nil
+		Example:      "- id: enriched\n  type: example-enrich\n  inputs:\n    - {from: events, keyBy: key}\n    - {from: rules, partitioning: broadcast}\n",
+		Capabilities: typed.Capabilities{EventTimers: true},
+		New: func(cfg api.Config) (typed.KeyedBroadcastProcessFunction[json.RawMessage, Rule, map[string]any], error) {
+			return &Enrich{field: cfg.String("field")}, nil
 		},
-	}
+	})
 }
 
 // Rule is one element of the rules stream; a rule with the name of an
@@ -49,73 +52,57 @@ type Rule struct {
 	Delete bool    `json:"delete,omitempty"`
 }
 
-// Operator is one subtask's instance.
-type Operator struct {
+// Enrich is one subtask's function. Events stay as their JSON (a
+// json.RawMessage input) until they are enriched.
+type Enrich struct {
+	typed.Base[map[string]any]
 	field   string
-	rules   *api.BroadcastState[string, float64]
+	rules   *typed.BroadcastState[string, float64]
 	pending *api.MapState[int64, []json.RawMessage]
-	timers  api.TimerService
-	buf     []byte
 }
 
-var (
-	_ api.TwoInputOperator = (*Operator)(nil)
-	_ api.TimerHandler     = (*Operator)(nil)
-)
-
-// Open declares the broadcast rules and the keyed pending events.
-func (o *Operator) Open(ctx api.Context) error {
-	ops, err := api.OperatorStateStoreOf(ctx)
-	if err != nil {
+// Open declares the broadcast rules and the keyed pending events (names and
+// codecs as the raw version had them, so its savepoints restore).
+func (e *Enrich) Open(ctx api.Context) (err error) {
+	if e.rules, err = typed.Broadcast[string, float64](ctx, "rules"); err != nil {
 		return err
 	}
-	if o.rules, err = api.GetBroadcastState(ops, api.BroadcastStateDescriptor[string, float64]{
-		Name: "rules", KeyCodec: api.StringCodec(), ValueCodec: api.Float64Codec()}); err != nil {
-		return err
-	}
-	store, err := api.KeyedStateStoreOf(ctx)
-	if err != nil {
-		return err
-	}
-	if o.timers, err = api.TimerServiceOf(ctx); err != nil {
-		return err
-	}
-	o.pending, err = api.GetMapState(store, api.MapStateDescriptor[int64, []json.RawMessage]{
-		Name: "pending", KeyCodec: api.Int64Codec(), ValueCodec: &api.JSONCodec[[]json.RawMessage]{Name: "enrich-pending"}})
+	e.pending, err = typed.Map[int64, []json.RawMessage](ctx, "pending",
+		typed.WithCodec[[]json.RawMessage](&api.JSONCodec[[]json.RawMessage]{Name: "enrich-pending"}))
 	return err
 }
 
-// ProcessRecord holds an event until the watermark reaches its timestamp.
-func (o *Operator) ProcessRecord(r api.Record, _ api.Collector) error {
-	if r.Timestamp == api.NoTimestamp {
+// ProcessElement holds an event until the watermark reaches its timestamp.
+func (e *Enrich) ProcessElement(ctx *typed.Context[map[string]any], ev json.RawMessage) error {
+	ts := ctx.Timestamp()
+	if ts == api.NoTimestamp {
 		return errors.New("event has no timestamp: give the events source a watermarks strategy")
 	}
-	held, _, err := o.pending.Get(r.Timestamp)
+	held, _, err := e.pending.Get(ts)
 	if err != nil {
 		return err
 	}
-	if err := o.pending.Put(r.Timestamp, append(held, json.RawMessage(append([]byte(nil), r.Value...)))); err != nil {
+	if err := e.pending.Put(ts, append(held, ev)); err != nil {
 		return err
 	}
-	return o.timers.RegisterEventTimeTimer(r.Timestamp, nil)
+	return ctx.Timers().RegisterEventTime(ts)
 }
 
-// ProcessRecord2 applies a rule: every subtask receives every rule, so the
-// broadcast state stays the same on all of them.
-func (o *Operator) ProcessRecord2(r api.Record, _ api.Collector) error {
-	var rule Rule
-	if err := json.Unmarshal(r.Value, &rule); err != nil || rule.Name == "" {
-		return fmt.Errorf("rule %s: want {\"rule\": name, \"min\": number}", r.Value)
+// ProcessBroadcastElement applies a rule: every subtask receives every
+// rule, so the broadcast state stays the same on all of them.
+func (e *Enrich) ProcessBroadcastElement(ctx *typed.BroadcastContext[map[string]any], rule Rule) error {
+	switch {
+	case rule.Name == "":
+		return errors.New(`rule without a name: want {"rule": name, "min": number}`)
+	case rule.Delete:
+		return e.rules.Remove(ctx, rule.Name)
 	}
-	if rule.Delete {
-		return o.rules.Remove(rule.Name)
-	}
-	return o.rules.Put(rule.Name, rule.Min)
+	return e.rules.Put(ctx, rule.Name, rule.Min)
 }
 
 // OnTimer emits the events held for the timer's timestamp, enriched.
-func (o *Operator) OnTimer(t api.Timer, out api.Collector) error {
-	held, _, err := o.pending.Get(t.Timestamp)
+func (e *Enrich) OnTimer(ctx *typed.Context[map[string]any], t typed.Timer) error {
+	held, _, err := e.pending.Get(t.Timestamp)
 	if err != nil {
 		return err
 	}
@@ -124,9 +111,9 @@ func (o *Operator) OnTimer(t api.Timer, out api.Collector) error {
 		if err := json.Unmarshal(ev, &fields); err != nil {
 			return fmt.Errorf("event %s: %w", ev, err)
 		}
-		v, _ := fields[o.field].(float64)
+		v, _ := fields[e.field].(float64)
 		names := []string{}
-		if err := o.rules.Range(func(name string, min float64) bool {
+		if err := e.rules.Range(func(name string, min float64) bool {
 			if v >= min {
 				names = append(names, name)
 			}
@@ -136,16 +123,9 @@ func (o *Operator) OnTimer(t api.Timer, out api.Collector) error {
 		}
 		sort.Strings(names)
 		fields["rules"] = names
-		if o.buf, err = json.Marshal(fields); err != nil {
+		if err := ctx.Emit(fields); err != nil {
 			return err
 		}
-		out.Collect(api.Record{Key: t.Key, Value: o.buf, Timestamp: t.Timestamp})
 	}
-	return o.pending.Remove(t.Timestamp)
+	return e.pending.Remove(t.Timestamp)
 }
-
-// Finish implements api.Operator: the final watermark fired every timer.
-func (o *Operator) Finish(api.Collector) error { return nil }
-
-// Close implements api.Operator.
-func (o *Operator) Close() error { return nil }

@@ -22,9 +22,10 @@ const RulesName = "example-rules"
 func RulesType() api.OperatorType {
 	return api.OperatorType{
 		Name: RulesName, Kind: api.KindSource,
-		Doc:     "Emits the JSON lines of a file once, then stays up idle (a rules or configuration stream). An example of a user-defined source.",
-		Fields:  []api.Field{{Name: "path", Type: api.TypeString, Required: true, Doc: "The file of JSON lines."}},
-		Example: "- id: rules\n  type: example-rules\n  parallelism: 1\n  config: {path: /data/rules.json}\n",
+		Watermarks: true, // the final one, once the lines are out
+		Doc:        "Emits the JSON lines of a file once, then stays up idle (a rules or configuration stream). An example of a user-defined source.",
+		Fields:     []api.Field{{Name: "path", Type: api.TypeString, Required: true, Doc: "The file of JSON lines."}},
+		Example:    "- id: rules\n  type: example-rules\n  parallelism: 1\n  config: {path: /data/rules.json}\n",
 		NewSource: func(cfg api.Config) (api.Source, error) {
 			return &Rules{path: cfg.String("path")}, nil
 		},

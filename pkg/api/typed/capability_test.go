@@ -40,8 +40,8 @@ func testRegistry(t *testing.T) *api.Registry {
 	return reg
 }
 
-// job is src -> op(typ) -> out, with watermarks on src or not; consumer
-// replaces the print sink's input with a typed-output of the given output.
+// job is src -> op(typ) -> out, with watermarks on src or not; the print
+// sink reads op's side output when output is set.
 func job(typ string, watermarks bool, output string) *jobbuilder.Job {
 	j := jobbuilder.New("caps")
 	src := j.Source("src", "datagen").Config(jobbuilder.Config{"count": 10})
@@ -50,7 +50,7 @@ func job(typ string, watermarks bool, output string) *jobbuilder.Job {
 	}
 	op := j.Operator("op", typ, src).KeyBy("key")
 	if output != "" {
-		op = j.Operator("sel", typed.OutputTypeName, op).Config(jobbuilder.Config{"output": output})
+		op = op.SideOutput(output)
 	}
 	j.Sink("out", "print", op)
 	return j
@@ -68,10 +68,9 @@ func TestCapabilitiesCheckedWhenTheJobIsBuilt(t *testing.T) {
 		{"timers without OnTimer", "missing-ontimer", true, "", `declares timers but typed_test.noTimer has no OnTimer`},
 		{"event timers without watermarks", "event-timer", false, "", `type "event-timer" uses event-time timers, but source "src" upstream assigns no watermarks: give it watermarks`},
 		{"event timers with watermarks", "event-timer", true, "", ""},
-		{"side outputs read by a sink", "test-split", false, "", `"out" must read it through a "typed-output" operator (config output: main | odd), not as "print"`},
-		{"undeclared output selected", "test-split", false, "even", `"sel" selects output "even" of type "test-split", which has outputs main, odd`},
-		{"main output selected", "test-split", false, "main", ""},
-		{"side output selected", "test-split", false, "odd", ""},
+		{"main output read", "test-split", false, "", ""},
+		{"side output read", "test-split", false, "odd", ""},
+		{"undeclared side output read", "test-split", false, "even", `operator "out": input "op.even": operator "op" (type "test-split") has no side output "even" (side outputs: odd)`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := job(c.typ, c.watermarks, c.output).Build(reg)
@@ -116,8 +115,8 @@ func TestDefinitionErrors(t *testing.T) {
 	if _, err := typed.Type(typed.Definition[event, event]{Name: "x"}); err == nil || !strings.Contains(err.Error(), "New is nil") {
 		t.Errorf("nil New: err = %v", err)
 	}
-	if _, err := typed.Type(splitterDef("main")); err == nil || !strings.Contains(err.Error(), `side output "main"`) {
-		t.Errorf("side output main: err = %v", err)
+	if _, err := typed.Type(splitterDef("a.b")); err == nil || !strings.Contains(err.Error(), `side output "a.b"`) {
+		t.Errorf("side output a.b: err = %v", err)
 	}
 	_, err := typed.Value[int64](&noKeyCtx{}, "v")
 	if !errors.Is(err, api.ErrNoKeyedState) {

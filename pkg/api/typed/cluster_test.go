@@ -113,10 +113,8 @@ func TestOnCluster(t *testing.T) {
 operators:
   - {id: gen, type: datagen, config: {count: %d, keys: %d}, watermarks: {timestamp: ts}}
   - {id: echo, type: test-echo, inputs: [gen], keyBy: key, parallelism: 2}
-  - {id: main, type: typed-output, inputs: [echo], config: {output: main}}
-  - {id: big, type: typed-output, inputs: [echo], config: {output: big}}
-  - {id: mainOut, type: file, inputs: [main], config: {path: %q}}
-  - {id: bigOut, type: file, inputs: [big], config: {path: %q}}
+  - {id: mainOut, type: file, inputs: [echo], config: {path: %q}}
+  - {id: bigOut, type: file, inputs: [echo.big], config: {path: %q}}
 checkpoints: {interval: 200ms}
 `, records, keys, mainDir, bigDir)
 	c.AwaitStatus(c.SubmitSpec(spec), flowtest.Finished, 2*time.Minute)
@@ -170,5 +168,108 @@ operators:
 	_, err := c.Client().SubmitJob(t.Context(), &clusterv1.SubmitJobRequest{Graph: g})
 	if err == nil || !strings.Contains(err.Error(), `source "gen" upstream assigns no watermarks`) {
 		t.Errorf("submit without watermarks: err = %v", err)
+	}
+}
+
+type keyCounts struct {
+	Key string `json:"key"`
+	N1  int64  `json:"n1"`
+	N2  int64  `json:"n2"`
+}
+
+// countBoth counts each key's records of both inputs in keyed state and
+// emits the two counts from one event-time timer per key at the end of
+// time: state and timers are scoped to the key whichever input the record
+// came from.
+type countBoth struct {
+	typed.Base[keyCounts]
+	n1, n2 *api.ValueState[int64]
+}
+
+const endOfTime = 1 << 50
+
+func (f *countBoth) Open(ctx api.Context) (err error) {
+	if f.n1, err = typed.Value[int64](ctx, "n1"); err != nil {
+		return err
+	}
+	f.n2, err = typed.Value[int64](ctx, "n2")
+	return err
+}
+
+func (f *countBoth) add(ctx *typed.Context[keyCounts], s *api.ValueState[int64]) error {
+	n, err := s.Value()
+	if err != nil {
+		return err
+	}
+	if err := s.Update(n + 1); err != nil {
+		return err
+	}
+	return ctx.Timers().RegisterEventTime(endOfTime)
+}
+
+func (f *countBoth) ProcessElement1(ctx *typed.Context[keyCounts], _ genRecord) error {
+	return f.add(ctx, f.n1)
+}
+
+func (f *countBoth) ProcessElement2(ctx *typed.Context[keyCounts], _ genRecord) error {
+	return f.add(ctx, f.n2)
+}
+
+func (f *countBoth) OnTimer(ctx *typed.Context[keyCounts], _ typed.Timer) error {
+	n1, err := f.n1.Value()
+	if err != nil {
+		return err
+	}
+	n2, err := f.n2.Value()
+	if err != nil {
+		return err
+	}
+	return ctx.Emit(keyCounts{Key: string(ctx.CurrentKey()), N1: n1, N2: n2})
+}
+
+// TestCoProcessOnCluster connects two keyed datagen streams (different
+// seeds, so each key has other counts in each) into a typed
+// KeyedCoProcessFunction at parallelism 3 and compares each key's counts
+// with a count of the same inputs computed here.
+func TestCoProcessOnCluster(t *testing.T) {
+	const records, keys = 2000, 40
+	reg := api.Default.Clone()
+	reg.MustRegister(typed.MustCoType(typed.CoDefinition[genRecord, genRecord, keyCounts]{
+		Name: "test-count-both", Capabilities: typed.Capabilities{EventTimers: true},
+		New: func(api.Config) (typed.KeyedCoProcessFunction[genRecord, genRecord, keyCounts], error) {
+			return &countBoth{}, nil
+		},
+	}))
+	c := flowtest.Start(t, flowtest.Options{Registry: reg, TaskManagers: 2, Slots: 4})
+	out := t.TempDir()
+	c.AwaitStatus(c.SubmitSpec(fmt.Sprintf(`name: co
+parallelism: 2
+operators:
+  - {id: a, type: datagen, config: {count: %[1]d, keys: %[2]d, seed: 0}, watermarks: {timestamp: ts}}
+  - {id: b, type: datagen, config: {count: %[1]d, keys: %[2]d, seed: 1}, watermarks: {timestamp: ts}}
+  - {id: both, type: test-count-both, parallelism: 3, inputs: [a, b], keyBy: key}
+  - {id: out, type: file, inputs: [both], config: {path: %[3]q}}
+checkpoints: {interval: 200ms}
+`, records, keys, out)), flowtest.Finished, 2*time.Minute)
+
+	want := map[string]*keyCounts{}
+	for seed, field := range []func(*keyCounts) *int64{
+		func(k *keyCounts) *int64 { return &k.N1 }, func(k *keyCounts) *int64 { return &k.N2 },
+	} {
+		for n := range int64(records) {
+			k := fmt.Sprintf("k%d", datagen.KeyIndex(int64(seed), keys, n))
+			if want[k] == nil {
+				want[k] = &keyCounts{Key: k}
+			}
+			*field(want[k])++
+		}
+	}
+	var wantLines []string
+	for _, k := range want {
+		wantLines = append(wantLines, fmt.Sprintf(`{"key":%q,"n1":%d,"n2":%d}`, k.Key, k.N1, k.N2))
+	}
+	sort.Strings(wantLines)
+	if got := readLines(t, out); strings.Join(got, "\n") != strings.Join(wantLines, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantLines, "\n"))
 	}
 }

@@ -16,12 +16,13 @@ type core struct {
 	key    []byte
 	ts     int64 // Context.Timestamp
 	emitTs int64 // the timestamp of emitted records
-	noKey  bool  // in Finish: no key is current
-	buf    []byte
-	// prefix of each output's records when there are side outputs
-	// (envelope); nil without side outputs.
-	prefix map[string][]byte
-	main   []byte
+	noKey  bool  // in Finish and for broadcast records: no key is current
+	// broadcast: a broadcast record is being processed (broadcast state
+	// may be written).
+	broadcast bool
+	buf       []byte
+	// sides are the collectors of the declared side outputs (from Open).
+	sides  map[string]api.Collector
 	timers Timers
 }
 
@@ -50,22 +51,16 @@ func (x *Context[OUT]) Timers() *Timers { return &x.c.timers }
 func (x *Context[OUT]) Emit(v OUT) error { return x.EmitAt(v, x.c.emitTs) }
 
 // EmitAt is Emit with an explicit event timestamp.
-func (x *Context[OUT]) EmitAt(v OUT, ts int64) error {
-	c := x.c
-	b, err := x.enc.Encode(append(c.buf[:0], c.main...), v)
+func (x *Context[OUT]) EmitAt(v OUT, ts int64) error { return emit(x.c, x.enc, v, ts) }
+
+func emit[OUT any](c *core, enc Codec[OUT], v OUT, ts int64) error {
+	b, err := enc.Encode(c.buf[:0], v)
 	if err != nil {
 		return fmt.Errorf("type %q: encode output: %w", c.name, err)
 	}
-	c.collect(b, ts)
-	return nil
-}
-
-func (c *core) collect(b []byte, ts int64) {
-	if c.prefix != nil {
-		b = append(b, '}')
-	}
 	c.buf = b
 	c.out.Collect(api.Record{Key: c.key, Value: b, Timestamp: ts})
+	return nil
 }
 
 func (x *Context[OUT]) base() *core { return x.c }
@@ -74,8 +69,9 @@ func (x *Context[OUT]) base() *core { return x.c }
 type Emitter interface{ base() *core }
 
 // OutputTag names a side output of values of T. Declare the name in
-// Capabilities.SideOutputs; a consumer reads it through a "typed-output"
-// operator with config output: <name>.
+// Capabilities.SideOutputs; a job reads it as an input of its own (in a
+// spec, `inputs: [<operator id>.<name>]`; jobbuilder's Op.SideOutput),
+// which receives only that side output's records.
 type OutputTag[T any] struct {
 	name  string
 	codec Codec[T]
@@ -95,15 +91,16 @@ func (t OutputTag[T]) Name() string { return t.name }
 // Emit sends v to the side output, with the current key and timestamp.
 func (t OutputTag[T]) Emit(ctx Emitter, v T) error {
 	c := ctx.base()
-	p, ok := c.prefix[t.name]
+	out, ok := c.sides[t.name]
 	if !ok {
 		return fmt.Errorf("%w: type %q emits to side output %q, which it does not declare: add it to Capabilities.SideOutputs", ErrCapability, c.name, t.name)
 	}
-	b, err := t.codec.Encode(append(c.buf[:0], p...), v)
+	b, err := t.codec.Encode(c.buf[:0], v)
 	if err != nil {
 		return fmt.Errorf("type %q: encode side output %q: %w", c.name, t.name, err)
 	}
-	c.collect(b, c.emitTs)
+	c.buf = b
+	out.Collect(api.Record{Key: c.key, Value: b, Timestamp: c.emitTs})
 	return nil
 }
 

@@ -9,6 +9,14 @@
 // Close; declare state in Open with Value, List and Map (typed handles with
 // default codecs and TTL options over the api state).
 //
+// Two inputs: a KeyedCoProcessFunction[IN1, IN2, OUT] (CoType) receives two
+// keyed streams connected by one key (ProcessElement1, ProcessElement2, the
+// same Context, state and timers); a KeyedBroadcastProcessFunction[IN, BC,
+// OUT] (BroadcastType) receives a keyed stream and a broadcast one, whose
+// records update a BroadcastState on every subtask in
+// ProcessBroadcastElement: its writes take the *BroadcastContext, so the
+// keyed side can only read it.
+//
 // Capabilities are declared with the type, not discovered while it runs:
 //
 //   - OnTimer is an optional method (TimerFunction). A function with OnTimer
@@ -20,13 +28,13 @@
 //     source upstream of the operator assigns no watermarks.
 //   - Timers of a domain the type does not declare fail to register, with
 //     an error naming the capability.
-//   - Side outputs are declared by name (Capabilities.SideOutputs). Flow's
-//     runtime sends an operator's output to all its consumers alike, so a
-//     function with side outputs tags every record it emits, and each
-//     consumer reads one output through an operator of type OutputTypeName
-//     ("typed-output", config output: main or a side output's name). A job
-//     in which anything else reads such a function, or that selects an
-//     undeclared output, is refused when it is built.
+//   - Side outputs are declared by name (Capabilities.SideOutputs, the
+//     type's api.OperatorType.SideOutputs) and emitted with an OutputTag.
+//     A job reads each as an input of its own (`inputs: [split.late]` in a
+//     spec, Op.SideOutput in jobbuilder), which receives only that side
+//     output's records; the main output's consumers never see them. A job
+//     reading a side output the type does not declare is refused when it
+//     is built.
 //
 // Decode errors of input records are record errors that name the type and
 // the codec: with onError: skip the runtime drops the record and counts it,

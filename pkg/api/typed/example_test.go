@@ -130,8 +130,8 @@ func (DropLate) ProcessElement(ctx *typed.Context[Click], c Click) error {
 	return ctx.Emit(c)
 }
 
-// Each consumer of a function with side outputs reads one output through a
-// typed-output operator.
+// A side output is an input of its own: `inputs: [split.late]` reads only
+// the late clicks, `inputs: [split]` only the others.
 func ExampleOutputTag() {
 	reg := api.Default.Clone()
 	if err := typed.Register(reg, typed.Definition[Click, Click]{
@@ -144,16 +144,14 @@ func ExampleOutputTag() {
 operators:
   - {id: clicks, type: datagen, watermarks: {timestamp: ts}}
   - {id: split, type: drop-late, inputs: [clicks], keyBy: key}
-  - {id: onTime, type: typed-output, inputs: [split], config: {output: main}}
-  - {id: late, type: typed-output, inputs: [split], config: {output: late}}
-  - {id: out, type: print, inputs: [onTime]}
-  - {id: lateOut, type: print, inputs: [late]}
+  - {id: out, type: print, inputs: [split]}
+  - {id: lateOut, type: print, inputs: [split.late]}
 `
 	_, err := parse(spec, reg)
 	fmt.Println("valid:", err == nil)
-	_, err = parse(strings.Replace(spec, "inputs: [onTime]", "inputs: [split]", 1), reg)
+	_, err = parse(strings.Replace(spec, "[split.late]", "[split.lat]", 1), reg)
 	fmt.Println(err)
 	// Output:
 	// valid: true
-	// job.yaml:4:23: operator "split": capability: type "drop-late" has side outputs, so "out" must read it through a "typed-output" operator (config output: main | late), not as "print"
+	// job.yaml:6:41: operator "lateOut": input "split.lat": operator "split" (type "drop-late") has no side output "lat" (did you mean "late"?) (side outputs: late)
 }

@@ -3,7 +3,6 @@ package typed
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/flowrt/flow/pkg/api"
@@ -58,7 +57,7 @@ type Capabilities struct {
 	// Context.Timers().CurrentWatermark, e.g. to route late records).
 	EventTime bool
 	// SideOutputs are the names of the function's side outputs (see
-	// OutputTag). "main" is the main output's name and cannot be used.
+	// OutputTag): the type's api.OperatorType.SideOutputs.
 	SideOutputs []string
 }
 
@@ -82,9 +81,6 @@ type Definition[IN, OUT any] struct {
 // ErrCapability is wrapped by the errors of the capability checks.
 var ErrCapability = errors.New("capability")
 
-// MainOutput is the name of a function's main output.
-const MainOutput = "main"
-
 // Type returns the api.OperatorType of d: a keyed operator that decodes each
 // record into IN, runs the function and encodes what it emits. Its
 // constructor and its CheckJob hook check the capabilities, so a job that
@@ -93,10 +89,8 @@ func Type[IN, OUT any](d Definition[IN, OUT]) (api.OperatorType, error) {
 	if d.New == nil {
 		return api.OperatorType{}, fmt.Errorf("typed type %q: New is nil: give the definition a constructor", d.Name)
 	}
-	for i, s := range d.Capabilities.SideOutputs {
-		if s == "" || s == MainOutput || slices.Contains(d.Capabilities.SideOutputs[:i], s) {
-			return api.OperatorType{}, fmt.Errorf("typed type %q: side output %q: names must be non-empty, unique and not %q", d.Name, s, MainOutput)
-		}
+	if err := checkSideOutputNames(d.Name, d.Capabilities); err != nil {
+		return api.OperatorType{}, err
 	}
 	if d.In == nil {
 		d.In = JSON[IN]()
@@ -107,6 +101,7 @@ func Type[IN, OUT any](d Definition[IN, OUT]) (api.OperatorType, error) {
 	def := &d
 	return api.OperatorType{
 		Name: d.Name, Kind: api.KindOperator, Keyed: true, Doc: d.Doc, Fields: d.Fields, Example: d.Example,
+		SideOutputs: d.Capabilities.SideOutputs,
 		NewOperator: def.newOperator,
 		CheckJob:    def.checkJob,
 	}, nil
@@ -121,22 +116,13 @@ func MustType[IN, OUT any](d Definition[IN, OUT]) api.OperatorType {
 	return t
 }
 
-// Register adds d's type to reg, and the "typed-output" type (OutputType)
-// when d has side outputs and reg lacks it.
+// Register adds d's type to reg.
 func Register[IN, OUT any](reg *api.Registry, d Definition[IN, OUT]) error {
 	t, err := Type(d)
 	if err != nil {
 		return err
 	}
-	if err := reg.Register(t); err != nil {
-		return err
-	}
-	if len(d.Capabilities.SideOutputs) > 0 {
-		if _, err := reg.Lookup(OutputTypeName); err != nil {
-			return reg.Register(OutputType())
-		}
-	}
-	return nil
+	return reg.Register(t)
 }
 
 func (d *Definition[IN, OUT]) newOperator(cfg api.Config) (api.Operator, error) {
@@ -147,39 +133,50 @@ func (d *Definition[IN, OUT]) newOperator(cfg api.Config) (api.Operator, error) 
 	if fn == nil {
 		return nil, fmt.Errorf("typed type %q: New returned a nil function", d.Name)
 	}
-	tf, hasTimer := fn.(TimerFunction[OUT])
-	caps := d.Capabilities
-	switch declared := caps.EventTimers || caps.ProcessingTimers; {
-	case hasTimer && !declared:
-		return nil, fmt.Errorf("%w: type %q: %T has OnTimer but the type declares no timers: set Capabilities.EventTimers or ProcessingTimers", ErrCapability, d.Name, fn)
-	case declared && !hasTimer:
-		return nil, fmt.Errorf("%w: type %q declares timers but %T has no OnTimer(*typed.Context, typed.Timer) error: add it or drop the capability", ErrCapability, d.Name, fn)
+	tf, err := timerFunction[OUT](d.Name, d.Capabilities, fn)
+	if err != nil {
+		return nil, err
 	}
 	return newOperator(d, fn, tf), nil
 }
 
+// timerFunction returns fn's OnTimer (nil without one) after checking it
+// against the declared timer capabilities.
+func timerFunction[OUT any](name string, caps Capabilities, fn any) (TimerFunction[OUT], error) {
+	tf, hasTimer := fn.(TimerFunction[OUT])
+	switch declared := caps.EventTimers || caps.ProcessingTimers; {
+	case hasTimer && !declared:
+		return nil, fmt.Errorf("%w: type %q: %T has OnTimer but the type declares no timers: set Capabilities.EventTimers or ProcessingTimers", ErrCapability, name, fn)
+	case declared && !hasTimer:
+		return nil, fmt.Errorf("%w: type %q declares timers but %T has no OnTimer(*typed.Context, typed.Timer) error: add it or drop the capability", ErrCapability, name, fn)
+	}
+	return tf, nil
+}
+
 func (d *Definition[IN, OUT]) checkJob(v api.JobView) error {
-	caps := d.Capabilities
+	return checkCaps(d.Name, d.Capabilities, v)
+}
+
+// checkCaps is the CheckJob hook of every typed type.
+func checkCaps(name string, caps Capabilities, v api.JobView) error {
 	if (caps.EventTimers || caps.EventTime) && len(v.SourcesWithoutWatermarks) > 0 {
 		what := "event-time timers"
 		if !caps.EventTimers {
 			what = "event time"
 		}
 		return fmt.Errorf("%w: type %q uses %s, but source %s upstream assigns no watermarks: give it watermarks: {timestamp: ..., outOfOrderness: ...}",
-			ErrCapability, d.Name, what, quoteList(v.SourcesWithoutWatermarks))
+			ErrCapability, name, what, quoteList(v.SourcesWithoutWatermarks))
 	}
-	if len(caps.SideOutputs) == 0 {
-		return nil
-	}
-	names := append([]string{MainOutput}, caps.SideOutputs...)
-	for _, c := range v.Consumers {
-		if c.Type != OutputTypeName {
-			return fmt.Errorf("%w: type %q has side outputs, so %q must read it through a %q operator (config output: %s), not as %q",
-				ErrCapability, d.Name, c.ID, OutputTypeName, strings.Join(names, " | "), c.Type)
-		}
-		if o := c.Config.String("output"); !slices.Contains(names, o) {
-			return fmt.Errorf("%w: %q selects output %q of type %q, which has outputs %s", ErrCapability, c.ID, o, d.Name, strings.Join(names, ", "))
-		}
+	return nil
+}
+
+// checkSideOutputNames checks the declared side output names as the
+// registry will.
+func checkSideOutputNames(name string, caps Capabilities) error {
+	t := api.OperatorType{Name: name, Kind: api.KindOperator, SideOutputs: caps.SideOutputs,
+		NewOperator: func(api.Config) (api.Operator, error) { return nil, nil }}
+	if err := api.NewRegistry().Register(t); err != nil {
+		return fmt.Errorf("typed type %q: %w", name, err)
 	}
 	return nil
 }

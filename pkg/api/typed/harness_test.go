@@ -20,10 +20,13 @@ import (
 type harness struct {
 	tb    testing.TB
 	eng   *statebackend.Engine
+	ops   *statebackend.OperatorStore
 	op    api.Operator
 	clock *clock
 	out   []api.Record
 	col   collector
+	// side holds what each side output received.
+	side map[string][]api.Record
 }
 
 type clock struct {
@@ -38,10 +41,18 @@ func (c *clock) add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-type collector struct{ h *harness }
+type collector struct {
+	h    *harness
+	side string // "": the main output
+}
 
 func (c collector) Collect(r api.Record) {
-	c.h.out = append(c.h.out, api.Record{Key: append([]byte(nil), r.Key...), Value: append([]byte(nil), r.Value...), Timestamp: r.Timestamp})
+	r = api.Record{Key: append([]byte(nil), r.Key...), Value: append([]byte(nil), r.Value...), Timestamp: r.Timestamp}
+	if c.side != "" {
+		c.h.side[c.side] = append(c.h.side[c.side], r)
+		return
+	}
+	c.h.out = append(c.h.out, r)
 }
 
 // discard is the collector of benchmarks.
@@ -51,8 +62,13 @@ func (d *discard) Collect(api.Record) { d.n++ }
 
 type testCtx struct {
 	eng   *statebackend.Engine
+	ops   *statebackend.OperatorStore
 	clock api.Clock
+	sides map[string]api.Collector
 }
+
+// SideOutput implements api.SideOutputContext.
+func (c *testCtx) SideOutput(name string) api.Collector { return c.sides[name] }
 
 func (c *testCtx) Info() api.TaskInfo {
 	return api.TaskInfo{JobID: "j", OperatorID: "op", OperatorUID: "op", Parallelism: 1, MaxParallelism: keygroup.DefaultMaxParallelism}
@@ -64,12 +80,18 @@ func (c *testCtx) Done() <-chan struct{}                { return nil }
 func (c *testCtx) DataDir() string                      { return "" }
 func (c *testCtx) KeyedStateStore() api.KeyedStateStore { return c.eng }
 func (c *testCtx) TimerService() api.TimerService       { return c.eng }
+func (c *testCtx) OperatorStateStore() api.OperatorStateStore {
+	if c.ops == nil {
+		return nil
+	}
+	return c.ops
+}
 
 // newHarness builds and opens an operator of typ with config JSON cfg.
 func newHarness(tb testing.TB, typ api.OperatorType, cfg string) *harness {
 	tb.Helper()
 	h := &harness{tb: tb, clock: &clock{now: time.UnixMilli(1_000_000)}}
-	h.col = collector{h}
+	h.col = collector{h: h}
 	eng, err := heap.New(statebackend.Options{Clock: h.clock})
 	if err != nil {
 		tb.Fatal(err)
@@ -81,7 +103,13 @@ func newHarness(tb testing.TB, typ api.OperatorType, cfg string) *harness {
 		tb.Fatal(err)
 	}
 	h.op = inst.(api.Operator)
-	if err := h.op.Open(&testCtx{eng: eng, clock: h.clock}); err != nil {
+	h.ops = statebackend.NewOperatorStore()
+	h.side = map[string][]api.Record{}
+	sides := map[string]api.Collector{}
+	for _, n := range typ.SideOutputs {
+		sides[n] = collector{h: h, side: n}
+	}
+	if err := h.op.Open(&testCtx{eng: eng, ops: h.ops, clock: h.clock, sides: sides}); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { h.op.Close() })
@@ -96,6 +124,26 @@ func (h *harness) setKey(key string) {
 func (h *harness) process(key, value string, ts int64) error {
 	h.setKey(key)
 	return h.op.ProcessRecord(api.Record{Key: []byte(key), Value: []byte(value), Timestamp: ts}, h.col)
+}
+
+// process2 feeds one record to the second input; key "" is a broadcast
+// record (no key, as the runtime gives it: key group -1).
+func (h *harness) process2(key, value string, ts int64) error {
+	r := api.Record{Value: []byte(value), Timestamp: ts}
+	if key == "" {
+		h.eng.SetCurrentKey(nil, -1)
+	} else {
+		h.setKey(key)
+		r.Key = []byte(key)
+	}
+	return h.op.(api.TwoInputOperator).ProcessRecord2(r, h.col)
+}
+
+func (h *harness) mustProcess2(key, value string, ts int64) {
+	h.tb.Helper()
+	if err := h.process2(key, value, ts); err != nil {
+		h.tb.Fatal(err)
+	}
 }
 
 func (h *harness) mustProcess(key, value string, ts int64) {

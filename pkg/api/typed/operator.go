@@ -23,35 +23,69 @@ var (
 
 func newOperator[IN, OUT any](d *Definition[IN, OUT], fn KeyedProcessFunction[IN, OUT], tf TimerFunction[OUT]) *operator[IN, OUT] {
 	o := &operator[IN, OUT]{name: d.Name, fn: fn, tf: tf, in: d.In}
-	o.core = core{name: d.Name, caps: d.Capabilities}
-	o.core.timers.c = &o.core
+	o.core.init(d.Name, d.Capabilities)
 	o.ctx = Context[OUT]{c: &o.core, enc: instanceOf(d.Out)}
-	if len(d.Capabilities.SideOutputs) > 0 {
-		o.core.prefix = map[string][]byte{}
-		for _, n := range append([]string{MainOutput}, d.Capabilities.SideOutputs...) {
-			o.core.prefix[n] = envelopePrefix(n)
-		}
-		o.core.main = o.core.prefix[MainOutput]
-	}
 	return o
 }
 
-func (o *operator[IN, OUT]) Open(ctx api.Context) error {
+// init sets up a core for type name with caps.
+func (c *core) init(name string, caps Capabilities) {
+	c.name, c.caps = name, caps
+	c.timers.c = c
+}
+
+// open gets the timer service of a keyed operator and the collectors of
+// its side outputs.
+func (c *core) open(ctx api.Context) error {
 	svc, err := api.TimerServiceOf(ctx)
 	if err != nil {
 		return err
 	}
-	o.core.svc = svc
+	c.svc = svc
+	c.sides = make(map[string]api.Collector, len(c.caps.SideOutputs))
+	for _, n := range c.caps.SideOutputs {
+		if c.sides[n], err = api.SideOutputOf(ctx, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// record makes r's key and timestamp current, for a call that emits into out.
+func (c *core) record(r *api.Record, out api.Collector) {
+	c.key, c.ts, c.emitTs, c.out, c.noKey, c.broadcast = r.Key, r.Timestamp, r.Timestamp, out, false, false
+}
+
+// timer makes t's key and time current.
+func (c *core) timer(t *api.Timer, out api.Collector) {
+	c.key, c.ts, c.emitTs, c.out, c.noKey, c.broadcast = t.Key, t.Timestamp, t.Timestamp, out, false, false
+	if t.Domain == api.ProcessingTime {
+		c.emitTs = api.NoTimestamp
+	}
+}
+
+// finish: no key is current.
+func (c *core) finish(out api.Collector) {
+	c.key, c.ts, c.emitTs, c.out, c.noKey, c.broadcast = nil, api.NoTimestamp, api.NoTimestamp, out, true, false
+}
+
+func decodeErr(name, input string, v []byte, err error) error {
+	return fmt.Errorf("type %q: %srecord %.64q: %w (fix what produces it, or set onError: skip to drop such records)", name, input, v, err)
+}
+
+func (o *operator[IN, OUT]) Open(ctx api.Context) error {
+	if err := o.core.open(ctx); err != nil {
+		return err
+	}
 	return o.fn.Open(ctx)
 }
 
 func (o *operator[IN, OUT]) ProcessRecord(r api.Record, out api.Collector) error {
 	v, err := o.in.Decode(r.Value)
 	if err != nil {
-		return fmt.Errorf("type %q: input record %.64q: %w (fix what produces it, or set onError: skip to drop such records)", o.name, r.Value, err)
+		return decodeErr(o.name, "input ", r.Value, err)
 	}
-	c := &o.core
-	c.key, c.ts, c.emitTs, c.out = r.Key, r.Timestamp, r.Timestamp, out
+	o.core.record(&r, out)
 	return o.fn.ProcessElement(&o.ctx, v)
 }
 
@@ -59,17 +93,12 @@ func (o *operator[IN, OUT]) OnTimer(t api.Timer, out api.Collector) error {
 	if o.tf == nil {
 		return fmt.Errorf("type %q: a timer fired, but the function has no OnTimer", o.name)
 	}
-	c := &o.core
-	c.key, c.ts, c.emitTs, c.out = t.Key, t.Timestamp, t.Timestamp, out
-	if t.Domain == api.ProcessingTime {
-		c.emitTs = api.NoTimestamp
-	}
+	o.core.timer(&t, out)
 	return o.tf.OnTimer(&o.ctx, Timer{Domain: t.Domain, Timestamp: t.Timestamp})
 }
 
 func (o *operator[IN, OUT]) Finish(out api.Collector) error {
-	c := &o.core
-	c.key, c.ts, c.emitTs, c.out, c.noKey = nil, api.NoTimestamp, api.NoTimestamp, out, true
+	o.core.finish(out)
 	return o.fn.Finish(&o.ctx)
 }
 

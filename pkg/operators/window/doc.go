@@ -8,7 +8,10 @@
 // windows when sliding). Record timestamps come from Record.Timestamp (set
 // by the source or its watermark strategy); a record without one is a
 // record error. A record whose windows have all been emitted already
-// (window end - 1 <= current watermark) is late and dropped.
+// (window end - 1 <= current watermark) is late: it goes, unchanged, to the
+// side output "late" (read it as `inputs: [<id>.late]`; nobody reading it
+// drops the records), and into no window. (A sliding-window record late
+// for some of its windows only is added to the others.)
 //
 // Per key and window (the namespace is the window start) it keeps the
 // count and, with field, the sum, min and max (ValueState "acc"), and an

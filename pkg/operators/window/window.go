@@ -14,6 +14,9 @@ import (
 // Name is the registered type name.
 const Name = "window"
 
+// LateOutput is the side output of late records (read as `<id>.late`).
+const LateOutput = "late"
+
 // Errors of the operator's records.
 var (
 	// ErrNoTimestamp: the record carries no event time.
@@ -35,7 +38,7 @@ func positive(v any) error {
 func Type() api.OperatorType {
 	return api.OperatorType{
 		Name: Name, Kind: api.KindOperator, Keyed: true,
-		Doc: "Event-time tumbling or sliding windows per key: emits {\"key\", \"start\", \"end\", \"count\"} (plus sum, min, max of field) when the watermark passes a window's end.",
+		Doc: "Event-time tumbling or sliding windows per key: emits {\"key\", \"start\", \"end\", \"count\"} (plus sum, min, max of field) when the watermark passes a window's end. A record arriving after all its windows were emitted is late: it goes unchanged to the side output late (inputs: [<id>.late]), or is dropped when nothing reads it.",
 		Fields: []api.Field{
 			{Name: "size", Type: api.TypeDuration, Required: true, Validate: positive,
 				Doc: "Window length, e.g. 1m."},
@@ -44,7 +47,8 @@ func Type() api.OperatorType {
 			{Name: "field", Type: api.TypeExpression,
 				Doc: "Numeric expression over the record's fields; when set, windows also carry its sum, min and max."},
 		},
-		Example:     "- id: perMinute\n  type: window\n  inputs: [gen]\n  keyBy: key\n  config:\n    size: 1m\n    slide: 10s\n    field: value\n",
+		Example:     "- id: perMinute\n  type: window\n  inputs: [gen]\n  keyBy: key\n  config:\n    size: 1m\n    slide: 10s\n    field: value\n- id: lateOut\n  type: print\n  inputs: [perMinute.late]\n",
+		SideOutputs: []string{LateOutput},
 		NewOperator: New,
 	}
 }
@@ -87,6 +91,7 @@ type Operator struct {
 	env         *expression.Env
 	timers      api.TimerService
 	acc         *api.ValueState[acc]
+	late        api.Collector // side output "late"; nil: late records are dropped
 	ns          [8]byte
 	buf         []byte
 }
@@ -99,6 +104,10 @@ func (o *Operator) Open(ctx api.Context) error {
 	}
 	if o.timers, err = api.TimerServiceOf(ctx); err != nil {
 		return err
+	}
+	// A context without side outputs (a test harness) drops late records.
+	if late, err := api.SideOutputOf(ctx, LateOutput); err == nil {
+		o.late = late
 	}
 	o.env = expression.NewEnv()
 	o.buf = make([]byte, 0, 128)
@@ -142,10 +151,16 @@ func (o *Operator) ProcessRecord(r api.Record, _ api.Collector) error {
 		}
 	}
 	wm := o.timers.CurrentWatermark()
+	if o.lastStart(ts)+o.size-1 <= wm { // its last window was emitted: every one was
+		if o.late != nil {
+			o.late.Collect(r)
+		}
+		return nil
+	}
 	for start := o.lastStart(ts); start > ts-o.size; start -= o.slide {
 		end := start + o.size
 		if end-1 <= wm {
-			continue // late: this window was emitted already
+			continue // late for this window, which was emitted already
 		}
 		o.acc.SetNamespace(o.namespace(start))
 		a, ok, err := o.acc.Lookup()

@@ -3802,8 +3802,11 @@ type OutputDeployment struct {
 	// Key expression evaluated on each record for hash partitioning.
 	KeyBy                 string `protobuf:"bytes,4,opt,name=key_by,json=keyBy,proto3" json:"key_by,omitempty"`
 	DownstreamParallelism int32  `protobuf:"varint,5,opt,name=downstream_parallelism,json=downstreamParallelism,proto3" json:"downstream_parallelism,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// The side output of the tail operator this partition carries (jobgraph
+	// Edge.side_output); empty: its main output.
+	SideOutput    string `protobuf:"bytes,6,opt,name=side_output,json=sideOutput,proto3" json:"side_output,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OutputDeployment) Reset() {
@@ -3869,6 +3872,13 @@ func (x *OutputDeployment) GetDownstreamParallelism() int32 {
 		return x.DownstreamParallelism
 	}
 	return 0
+}
+
+func (x *OutputDeployment) GetSideOutput() string {
+	if x != nil {
+		return x.SideOutput
+	}
+	return ""
 }
 
 type DeployTaskResponse struct {
@@ -4215,7 +4225,9 @@ type OperatorTypeInfo struct {
 	Doc    string               `protobuf:"bytes,4,opt,name=doc,proto3" json:"doc,omitempty"`
 	Fields []*OperatorFieldInfo `protobuf:"bytes,5,rep,name=fields,proto3" json:"fields,omitempty"`
 	// A YAML snippet of the operator in a job spec.
-	Example       string `protobuf:"bytes,6,opt,name=example,proto3" json:"example,omitempty"`
+	Example string `protobuf:"bytes,6,opt,name=example,proto3" json:"example,omitempty"`
+	// The names of the operator's side outputs (read as `<id>.<name>`).
+	SideOutputs   []string `protobuf:"bytes,7,rep,name=side_outputs,json=sideOutputs,proto3" json:"side_outputs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4290,6 +4302,13 @@ func (x *OperatorTypeInfo) GetExample() string {
 		return x.Example
 	}
 	return ""
+}
+
+func (x *OperatorTypeInfo) GetSideOutputs() []string {
+	if x != nil {
+		return x.SideOutputs
+	}
+	return nil
 }
 
 type OperatorFieldInfo struct {
@@ -4795,13 +4814,15 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\rChannelSource\x12)\n" +
 	"\x10upstream_subtask\x18\x01 \x01(\x05R\x0fupstreamSubtask\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\"\n" +
-	"\fsubpartition\x18\x03 \x01(\x05R\fsubpartition\"\xf3\x01\n" +
+	"\fsubpartition\x18\x03 \x01(\x05R\fsubpartition\"\x94\x02\n" +
 	"\x10OutputDeployment\x12'\n" +
 	"\x0fdownstream_task\x18\x01 \x01(\tR\x0edownstreamTask\x12B\n" +
 	"\fpartitioning\x18\x02 \x01(\x0e2\x1e.flow.jobgraph.v1.PartitioningR\fpartitioning\x12$\n" +
 	"\rsubpartitions\x18\x03 \x01(\x05R\rsubpartitions\x12\x15\n" +
 	"\x06key_by\x18\x04 \x01(\tR\x05keyBy\x125\n" +
-	"\x16downstream_parallelism\x18\x05 \x01(\x05R\x15downstreamParallelism\"\x14\n" +
+	"\x16downstream_parallelism\x18\x05 \x01(\x05R\x15downstreamParallelism\x12\x1f\n" +
+	"\vside_output\x18\x06 \x01(\tR\n" +
+	"sideOutput\"\x14\n" +
 	"\x12DeployTaskResponse\"@\n" +
 	"\x11CancelTaskRequest\x12+\n" +
 	"\x04task\x18\x01 \x01(\v2\x17.flow.cluster.v1.TaskIDR\x04task\"\x14\n" +
@@ -4817,14 +4838,15 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\bwarnings\x18\x04 \x03(\tR\bwarnings\"\x1a\n" +
 	"\x18ListOperatorTypesRequest\"T\n" +
 	"\x19ListOperatorTypesResponse\x127\n" +
-	"\x05types\x18\x01 \x03(\v2!.flow.cluster.v1.OperatorTypeInfoR\x05types\"\xb8\x01\n" +
+	"\x05types\x18\x01 \x03(\v2!.flow.cluster.v1.OperatorTypeInfoR\x05types\"\xdb\x01\n" +
 	"\x10OperatorTypeInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
 	"\x05keyed\x18\x03 \x01(\bR\x05keyed\x12\x10\n" +
 	"\x03doc\x18\x04 \x01(\tR\x03doc\x12:\n" +
 	"\x06fields\x18\x05 \x03(\v2\".flow.cluster.v1.OperatorFieldInfoR\x06fields\x12\x18\n" +
-	"\aexample\x18\x06 \x01(\tR\aexample\"\xa0\x01\n" +
+	"\aexample\x18\x06 \x01(\tR\aexample\x12!\n" +
+	"\fside_outputs\x18\a \x03(\tR\vsideOutputs\"\xa0\x01\n" +
 	"\x11OperatorFieldInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1a\n" +

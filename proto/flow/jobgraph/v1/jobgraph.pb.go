@@ -863,7 +863,13 @@ type Edge struct {
 	// Which input of the target the edge feeds: 0 the first (every input of a
 	// single-input operator, a union), 1 the second input of a two-input
 	// operator (api.TwoInputOperator.ProcessRecord2).
-	Input         int32 `protobuf:"varint,5,opt,name=input,proto3" json:"input,omitempty"`
+	Input int32 `protobuf:"varint,5,opt,name=input,proto3" json:"input,omitempty"`
+	// The side output of the source vertex the edge carries (one of its
+	// type's api.OperatorType.SideOutputs; a spec's `from: op.name`); empty:
+	// its main output. Records of a side output reach only the edges of that
+	// side output, and main-output edges see none of them. A side-output
+	// edge is never chained.
+	SideOutput    string `protobuf:"bytes,6,opt,name=side_output,json=sideOutput,proto3" json:"side_output,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -931,6 +937,13 @@ func (x *Edge) GetInput() int32 {
 		return x.Input
 	}
 	return 0
+}
+
+func (x *Edge) GetSideOutput() string {
+	if x != nil {
+		return x.SideOutput
+	}
+	return ""
 }
 
 type WatermarkStrategy struct {
@@ -1075,13 +1088,15 @@ const file_flow_jobgraph_v1_jobgraph_proto_rawDesc = "" +
 	"\bon_error\x18\b \x01(\tR\aonError\x12C\n" +
 	"\n" +
 	"watermarks\x18\t \x01(\v2#.flow.jobgraph.v1.WatermarkStrategyR\n" +
-	"watermarks\"\xa7\x01\n" +
+	"watermarks\"\xc8\x01\n" +
 	"\x04Edge\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12B\n" +
 	"\fpartitioning\x18\x03 \x01(\x0e2\x1e.flow.jobgraph.v1.PartitioningR\fpartitioning\x12\x15\n" +
 	"\x06key_by\x18\x04 \x01(\tR\x05keyBy\x12\x14\n" +
-	"\x05input\x18\x05 \x01(\x05R\x05input\"\xa9\x01\n" +
+	"\x05input\x18\x05 \x01(\x05R\x05input\x12\x1f\n" +
+	"\vside_output\x18\x06 \x01(\tR\n" +
+	"sideOutput\"\xa9\x01\n" +
 	"\x11WatermarkStrategy\x12\x1c\n" +
 	"\ttimestamp\x18\x01 \x01(\tR\ttimestamp\x12-\n" +
 	"\x13out_of_orderness_ms\x18\x02 \x01(\x03R\x10outOfOrdernessMs\x12\x1f\n" +
