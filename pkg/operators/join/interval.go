@@ -83,13 +83,15 @@ type Interval struct {
 	base
 	lower, upper int64
 	cleanup      int64 // ms: the grid of the cleanup timers
-	rows         api.RawListState
-	v1           *v1Rows // non-nil when the state may hold layout-1 rows
-	timers       api.TimerService
-	late         prometheus.Counter
-	e            emitter
-	elem         []byte // the element being appended
-	keep         []byte // live rows being rewritten, uvarint-framed
+	// offs[side] is added to a row's timestamp to get its expiry.
+	offs   [2]int64
+	rows   api.RawListState
+	v1     *v1Rows // non-nil when the state may hold layout-1 rows
+	timers api.TimerService
+	late   prometheus.Counter
+	e      emitter
+	elem   []byte // the element being appended
+	keep   []byte // live rows being rewritten, uvarint-framed
 	// s is the scan in progress; visitFn and keepFn are o.visit and
 	// o.keepLive, made once so that scanning allocates nothing.
 	s       scan
@@ -105,9 +107,10 @@ type scan struct {
 	side    byte // r's side
 	lo, hi  int64
 	wm      int64
-	n       int   // rows seen
-	expired int   // useless rows seen
-	minLive int64 // smallest expiry among the others
+	cut     [2]int64 // [side]: a row at or before cut[side] is useless at wm
+	n       int      // rows seen
+	expired int      // useless rows seen
+	minLive int64    // smallest expiry among the others
 	err     error
 }
 
@@ -127,10 +130,19 @@ func addSat(a, b int64) int64 {
 
 // expiry is the watermark at which a row of side at ts is useless.
 func (o *Interval) expiry(side byte, ts int64) int64 {
-	if side == sideLeft {
-		return addSat(ts, addSat(1, -o.lower))
+	return addSat(ts, o.offs[side&1])
+}
+
+// newScan starts a scan at watermark wm.
+func (o *Interval) newScan(wm int64) scan {
+	s := scan{wm: wm, minLive: math.MaxInt64}
+	for i, off := range o.offs {
+		s.cut[i] = addSat(wm, -off)
+		if wm == math.MinInt64 {
+			s.cut[i] = math.MinInt64 // nothing is useless before the first watermark
+		}
 	}
-	return addSat(ts, addSat(o.upper, 1))
+	return s
 }
 
 // cleanupAt rounds an expiry up to the cleanup grid.
@@ -160,13 +172,15 @@ func (o *Interval) visit(el []byte) bool {
 	}
 	side, ts := el[0], int64(binary.BigEndian.Uint64(el[1:9]))
 	s.n++
-	exp := o.expiry(side, ts)
-	if exp <= s.wm {
+	if ts <= s.cut[side] {
 		s.expired++
 		return true
 	}
-	s.minLive = min(s.minLive, exp)
-	if s.probe && side != s.side && ts >= s.lo && ts <= s.hi {
+	if !s.probe {
+		s.minLive = min(s.minLive, o.expiry(side, ts))
+		return true
+	}
+	if side != s.side && ts >= s.lo && ts <= s.hi {
 		t := max(s.r.Timestamp, ts)
 		if s.side == sideLeft {
 			o.e.emit(s.out, s.r.Key, s.r.Value, el[9:], t)
@@ -183,7 +197,7 @@ func (o *Interval) keepLive(el []byte) bool {
 		o.s.err = errCorrupt
 		return false
 	}
-	if o.expiry(el[0], int64(binary.BigEndian.Uint64(el[1:9]))) > o.s.wm {
+	if int64(binary.BigEndian.Uint64(el[1:9])) > o.s.cut[el[0]] {
 		o.keep = appendRow(o.keep, el)
 	}
 	return true
@@ -204,7 +218,7 @@ func (o *Interval) run(fn func([]byte) bool) (scan, error) {
 // and returns how many remain.
 func (o *Interval) rewrite(wm int64) (int, error) {
 	o.keep = o.keep[:0]
-	o.s = scan{wm: wm}
+	o.s = o.newScan(wm)
 	if _, err := o.run(o.keepFn); err != nil {
 		return 0, err
 	}
@@ -227,6 +241,7 @@ func (o *Interval) rewrite(wm int64) (int, error) {
 // Open declares the rows list (and the layout-1 maps if they were restored).
 func (o *Interval) Open(ctx api.Context) error {
 	o.visitFn, o.keepFn = o.visit, o.keepLive
+	o.offs = [2]int64{addSat(1, -o.lower), addSat(o.upper, 1)}
 	if o.cleanup <= 0 {
 		o.cleanup = defaultCleanupDelay.Milliseconds()
 	}
@@ -285,7 +300,8 @@ func (o *Interval) process(r api.Record, out api.Collector, side byte) error {
 			return err
 		}
 	}
-	o.s = scan{r: r, out: out, probe: true, side: side, lo: lo, hi: hi, wm: wm, minLive: math.MaxInt64}
+	o.s = o.newScan(wm)
+	o.s.r, o.s.out, o.s.probe, o.s.side, o.s.lo, o.s.hi = r, out, true, side, lo, hi
 	s, err := o.run(o.visitFn)
 	if err != nil {
 		return err
@@ -326,7 +342,7 @@ func (o *Interval) OnTimer(t api.Timer, _ api.Collector) error {
 		return nil
 	}
 	wm := max(o.timers.CurrentWatermark(), t.Timestamp)
-	o.s = scan{wm: wm, minLive: math.MaxInt64}
+	o.s = o.newScan(wm)
 	s, err := o.run(o.visitFn)
 	if err != nil || s.n == 0 {
 		return err
@@ -334,7 +350,9 @@ func (o *Interval) OnTimer(t api.Timer, _ api.Collector) error {
 	if s.expired == s.n {
 		return o.rows.Clear()
 	}
-	if s.expired > 0 {
+	if 2*s.expired > s.n {
+		// Rewriting for a few useless rows would copy the key's rows at
+		// every cleanupDelay: like a probe, wait for a majority.
 		if _, err := o.rewrite(wm); err != nil {
 			return err
 		}
