@@ -71,6 +71,7 @@ type store struct {
 	vers     *versions
 	scanning bool     // a Scan is walking the live store: do not compact
 	last     lastCell // the last cell found (cells.go)
+	spares   []*ext   // private buffers of removed cells, for reuse (cells.go)
 	mx       storeMetrics
 }
 
@@ -189,7 +190,7 @@ func (s *store) Flush() error                            { return nil }
 // Close drops the live state; unreleased views keep what they froze until
 // they are released.
 func (s *store) Close() error {
-	s.states, s.tsets, s.timers, s.last = nil, nil, [2]theap{}, lastCell{}
+	s.states, s.tsets, s.timers, s.last, s.spares = nil, nil, [2]theap{}, lastCell{}, nil
 	s.mx.held = 0
 	return nil
 }
