@@ -24,11 +24,14 @@ import (
 // for a right one. Every probe of a key scans its rows, skips the useless
 // ones and counts them; when they are more than half of at least pruneMin
 // rows, the rows are rewritten without them, so the rows of a busy key stay
-// within twice those that can still match. A key that goes quiet is swept
-// by its cleanup timer, at its earliest expiry rounded up to a multiple of
-// cleanupDelay: a key holding rows always has one cleanup timer pending
-// (one timer per key and cleanupDelay, not one per row). Appending a row
-// does not rewrite the others (a list append).
+// within about twice those that can still match. A key holding rows always
+// has a cleanup timer pending: the first at its first row's expiry, the
+// next at the expiry of its newest row, each rounded up to a multiple of
+// cleanupDelay; it rewrites the rows when most are useless and drops them
+// when all are, so the rows of a key that goes quiet are gone at most
+// cleanupDelay after the watermark passes its last one: one timer per key
+// and cleanupDelay at most, not one per row. Appending a row does not
+// rewrite the others (a list append).
 //
 // Version 1 (map states "left" and "right", timestamp -> rows, one timer
 // per row with namespace "l" or "r") is still read: see interval_v1.go.
@@ -110,7 +113,7 @@ type scan struct {
 	cut     [2]int64 // [side]: a row at or before cut[side] is useless at wm
 	n       int      // rows seen
 	expired int      // useless rows seen
-	minLive int64    // smallest expiry among the others
+	maxLive int64    // largest expiry among the others
 	err     error
 }
 
@@ -135,7 +138,7 @@ func (o *Interval) expiry(side byte, ts int64) int64 {
 
 // newScan starts a scan at watermark wm.
 func (o *Interval) newScan(wm int64) scan {
-	s := scan{wm: wm, minLive: math.MaxInt64}
+	s := scan{wm: wm, maxLive: math.MinInt64}
 	for i, off := range o.offs {
 		s.cut[i] = addSat(wm, -off)
 		if wm == math.MinInt64 {
@@ -177,7 +180,7 @@ func (o *Interval) visit(el []byte) bool {
 		return true
 	}
 	if !s.probe {
-		s.minLive = min(s.minLive, o.expiry(side, ts))
+		s.maxLive = max(s.maxLive, o.expiry(side, ts))
 		return true
 	}
 	if side != s.side && ts >= s.lo && ts <= s.hi {
@@ -357,5 +360,7 @@ func (o *Interval) OnTimer(t api.Timer, _ api.Collector) error {
 			return err
 		}
 	}
-	return o.timers.RegisterEventTimeTimer(o.cleanupAt(s.minLive), nsCleanup)
+	// The timer only sweeps keys that go quiet (probes prune busy ones):
+	// the next one is due when all the rows left are useless.
+	return o.timers.RegisterEventTimeTimer(o.cleanupAt(s.maxLive), nsCleanup)
 }
