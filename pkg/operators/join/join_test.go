@@ -283,7 +283,7 @@ operators:
 // parallelism and checks that both runs together emitted exactly the
 // brute-force join: no match lost or duplicated across the rescale.
 func TestIntervalJoinRescaleAndCleanup(t *testing.T) {
-	const n, keys, rate, lower, upper = 12000, 20, 4000, -5, 10
+	const n, keys, rate, lower, upper = 16000, 20, 4000, -5, 10
 	c := flowtest.Start(t, flowtest.Options{TaskManagers: 2, Slots: 6})
 	out := t.TempDir()
 	spec := func(par int) string {
