@@ -403,6 +403,11 @@ func (s *listState) append(v []byte) error {
 
 // nextFrame splits the first element off a framed list.
 func nextFrame(b []byte) (elem, rest []byte, err error) {
+	if len(b) > 0 && b[0] < 0x80 { // one-byte length: small elements
+		if n := int(b[0]); n < len(b) {
+			return b[1 : 1+n], b[1+n:], nil
+		}
+	}
 	n, w := binary.Uvarint(b)
 	if w <= 0 || n > uint64(len(b)-w) {
 		return nil, nil, fmt.Errorf("list frame: %w", ErrCorrupt)

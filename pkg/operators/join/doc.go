@@ -4,7 +4,8 @@
 //   - interval-join: event time; a left record a joins a right record b of
 //     the same key when b.ts+lower <= a.ts <= b.ts+upper. Each row is kept
 //     until the watermark shows no future row of the other side can match
-//     it, so state is bounded by the interval and the watermark's lag.
+//     it (a quiet key's rows at most cleanupDelay longer), so state is
+//     bounded by the interval and the watermark's lag.
 //   - window-join: event time; left and right rows of the same key in the
 //     same tumbling or sliding window are joined when the window ends (the
 //     watermark passes its last millisecond); the window's rows are then
@@ -20,6 +21,9 @@
 // both rows' (interval-join, join) or the window's last millisecond
 // (window-join).
 //
-// Rows of one side at one timestamp (or window) are kept as one map entry
-// per key: a sequence of uvarint-length-prefixed records.
+// The window join keeps the rows of one side in one window as one map entry
+// per key: a sequence of uvarint-length-prefixed records. The interval
+// join keeps the rows of both sides of a key in one list, appended to and
+// pruned as described in interval.go (layout 2; interval_v1.go reads the
+// earlier layout).
 package join

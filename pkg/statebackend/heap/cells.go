@@ -224,6 +224,9 @@ func (s *store) remove(st *stateTab, i int32) {
 	sl := s.wat(st, i)
 	s.mx.held -= int64(len(sl.key)) + outOfLineBytes(sl) + entryBytes(sl)
 	delete(st.idx[sl.kg], sl.key)
+	if sl.n == outOfLine && (sl.ver == s.epoch || !s.shared(sl.ver)) {
+		s.putSpare(sl.ext)
+	}
 	*sl = slot{}
 	st.free = append(st.free, i)
 	if len(st.free) > compactMin && len(st.free) > int(st.next)/2 && !s.scanning {
@@ -271,9 +274,40 @@ func (s *store) storeValue(sl *slot, v []byte) {
 	if sl.n == outOfLine && (sl.ver == s.epoch || !s.shared(sl.ver)) {
 		sl.ext.val = append(sl.ext.val[:0], v...)
 	} else {
-		sl.ext = &ext{val: append([]byte(nil), v...)}
+		sl.ext = s.newExt(len(v))
+		sl.ext.val = append(sl.ext.val, v...)
 	}
 	sl.n, sl.ver = outOfLine, s.epoch
+}
+
+// Spare out-of-line values: the private buffer of a removed cell is kept
+// for the next cell that goes out of line, so that a list cleared and
+// refilled (a window, a join's rows) does not allocate and grow a new
+// buffer every time.
+const (
+	maxSpares   = 32
+	maxSpareCap = 64 << 10
+)
+
+// putSpare keeps e (a removed cell's private ext) for reuse.
+func (s *store) putSpare(e *ext) {
+	if e == nil || e.entries != nil || cap(e.val) > maxSpareCap || len(s.spares) >= maxSpares {
+		return
+	}
+	e.val = e.val[:0]
+	s.spares = append(s.spares, e)
+}
+
+// newExt returns an empty out-of-line value for about n bytes: a spare if
+// there is one.
+func (s *store) newExt(n int) *ext {
+	if k := len(s.spares); k > 0 {
+		e := s.spares[k-1]
+		s.spares[k-1] = nil
+		s.spares = s.spares[:k-1]
+		return e
+	}
+	return &ext{val: make([]byte, 0, n)}
 }
 
 func (s *store) Get(c *statebackend.Cell) ([]byte, bool, error) {
@@ -300,8 +334,9 @@ func (s *store) Append(c *statebackend.Cell, v []byte) error {
 		sl.ext.val = append(sl.ext.val, v...)
 		sl.ver = s.epoch
 	default:
-		nv := make([]byte, 0, 2*(len(cur)+len(v)))
-		sl.ext = &ext{val: append(append(nv, cur...), v...)}
+		e := s.newExt(2 * (len(cur) + len(v)))
+		e.val = append(append(e.val, cur...), v...)
+		sl.ext = e
 		sl.n, sl.ver = outOfLine, s.epoch
 	}
 	s.mx.held += outOfLineBytes(sl) - before

@@ -30,7 +30,10 @@ func New(opts statebackend.Options) (*statebackend.Engine, error) {
 // (versions.max) and writes to a copy instead.
 
 type titem struct {
-	k   string
+	k string
+	// o is the timestamp part of k (bytes 1-8, order-preserving): most
+	// comparisons of the heap decide on it without comparing strings.
+	o   uint64
 	idx int
 }
 
@@ -42,8 +45,13 @@ type tset struct {
 
 type theap []*titem
 
-func (h theap) Len() int           { return len(h) }
-func (h theap) Less(i, j int) bool { return h[i].k < h[j].k }
+func (h theap) Len() int { return len(h) }
+func (h theap) Less(i, j int) bool {
+	if a, b := h[i], h[j]; a.o != b.o {
+		return a.o < b.o
+	}
+	return h[i].k < h[j].k
+}
 func (h theap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].idx, h[j].idx = i, j
@@ -71,6 +79,7 @@ type store struct {
 	vers     *versions
 	scanning bool     // a Scan is walking the live store: do not compact
 	last     lastCell // the last cell found (cells.go)
+	spares   []*ext   // private buffers of removed cells, for reuse (cells.go)
 	mx       storeMetrics
 }
 
@@ -123,7 +132,7 @@ func (s *store) AddTimer(t []byte) error {
 	if ts := s.tsets[i]; ts != nil && ts.m[string(t)] != nil {
 		return nil
 	}
-	it := &titem{k: string(t)}
+	it := &titem{k: string(t), o: binary.BigEndian.Uint64(t[1:9])}
 	s.wtset(i).m[it.k] = it
 	heap.Push(&s.timers[d], it)
 	return nil
@@ -189,7 +198,7 @@ func (s *store) Flush() error                            { return nil }
 // Close drops the live state; unreleased views keep what they froze until
 // they are released.
 func (s *store) Close() error {
-	s.states, s.tsets, s.timers, s.last = nil, nil, [2]theap{}, lastCell{}
+	s.states, s.tsets, s.timers, s.last, s.spares = nil, nil, [2]theap{}, lastCell{}, nil
 	s.mx.held = 0
 	return nil
 }
