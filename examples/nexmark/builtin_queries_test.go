@@ -36,6 +36,17 @@ const slowRate = 500
 // with the source's event-time rate set to rate.
 func runAt(t *testing.T, q string, reg *api.Registry, rate int64) []map[string]any {
 	t.Helper()
+	var lines []string
+	for _, part := range runParts(t, q, reg, rate) {
+		lines = append(lines, part...)
+	}
+	return decodeSorted(t, lines)
+}
+
+// runParts runs q as runAt does and returns the lines of each part file
+// (one per sink subtask: the order in which that subtask wrote them).
+func runParts(t *testing.T, q string, reg *api.Registry, rate int64) [][]string {
+	t.Helper()
 	spec, err := os.ReadFile(q + ".yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -46,20 +57,22 @@ func runAt(t *testing.T, q string, reg *api.Registry, rate int64) []map[string]a
 	id := c.SubmitSpec(text, fmt.Sprintf("operators.events.config.count=%d", events), fmt.Sprintf("operators.events.config.rate=%d", rate))
 	c.AwaitStatus(id, flowtest.Finished, 2*time.Minute)
 	parts, _ := filepath.Glob(filepath.Join(out, "part-*.jsonl"))
-	var lines []string
+	var all [][]string
 	for _, p := range parts {
 		f, err := os.Open(p)
 		if err != nil {
 			t.Fatal(err)
 		}
+		var lines []string
 		sc := bufio.NewScanner(f)
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
 			lines = append(lines, sc.Text())
 		}
 		f.Close()
+		all = append(all, lines)
 	}
-	return decodeSorted(t, lines)
+	return all
 }
 
 func generate() model { return generateAt(10000) }
