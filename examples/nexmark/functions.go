@@ -240,8 +240,8 @@ type ChannelDay struct {
 // that id was counted in already.
 type channelDayStats struct {
 	typed.Base[ChannelDay]
-	days *api.MapState[string, ChannelDay]
-	seen *api.MapState[string, uint8]
+	days   *api.MapState[string, ChannelDay]
+	seen   *api.MapState[string, uint8]
 	day    dayOf
 	minute minuteOf
 	buf    []byte

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	nexq "github.com/flowrt/flow/examples/nexmark"
 	"github.com/flowrt/flow/pkg/api"
 	"github.com/flowrt/flow/pkg/connectors/nexmark"
-	nexq "github.com/flowrt/flow/examples/nexmark"
 )
 
 // The queries of this file use the Go functions of functions.go; each test
