@@ -13,6 +13,12 @@
 //   - nexmark-channel-day-stats (q16): per channel and day, bid counts and
 //     distinct bidder and auction counts by price rank, updated on every bid
 //     (no built-in counts distinct values).
+//   - nexmark-hot-items (q5): per sliding window, the auctions with the
+//     most bids, from the built-in window's counts (a join of the counts
+//     with their maximum would work with built-ins, but the interval join
+//     stores the rows of one key and timestamp, all of a window's counts, in
+//     one state entry rewritten on every row: quadratic in the window's
+//     auctions).
 //   - nexmark-proctime-window (q12): bids per bidder per 10 s tumbling window
 //     of processing time (the built-in window is event time only).
 package nexmark
@@ -392,6 +398,80 @@ func (f *proctimeWindow) OnTimer(ctx *typed.Context[BidderWindow], t typed.Timer
 	return ctx.Emit(w)
 }
 
+// WindowCount is a row of the built-in window operator without field.
+type WindowCount struct {
+	Key   string `json:"key"`
+	Start int64  `json:"start"`
+	End   int64  `json:"end"`
+	Count int64  `json:"count"`
+}
+
+// HotItem is q5's row.
+type HotItem struct {
+	Auction int64 `json:"auction"`
+	Num     int64 `json:"num"`
+}
+
+// hotCounts is a window's largest count so far and the auctions with it.
+type hotCounts struct {
+	Max      int64   `json:"max"`
+	Auctions []int64 `json:"auctions"`
+}
+
+// hotItems keeps, per window (the key: its start), the auctions with the
+// largest count; the window's rows all have its timestamp (end - 1), and
+// once the watermark passes it every upstream subtask has sent its rows.
+type hotItems struct {
+	typed.Base[HotItem]
+	top *api.ValueState[hotCounts]
+}
+
+func (f *hotItems) Open(ctx api.Context) (err error) {
+	f.top, err = typed.Value[hotCounts](ctx, "top")
+	return err
+}
+
+func (f *hotItems) ProcessElement(ctx *typed.Context[HotItem], c WindowCount) error {
+	auction, err := strconv.ParseInt(c.Key, 10, 64)
+	if err != nil {
+		return err
+	}
+	top, ok, err := f.top.Lookup()
+	if err != nil {
+		return err
+	}
+	switch {
+	case !ok:
+		if err := ctx.Timers().RegisterEventTime(ctx.Timestamp()); err != nil {
+			return err
+		}
+		top = hotCounts{Max: c.Count, Auctions: []int64{auction}}
+	case c.Count > top.Max:
+		top = hotCounts{Max: c.Count, Auctions: append(top.Auctions[:0], auction)}
+	case c.Count == top.Max:
+		top.Auctions = append(top.Auctions, auction)
+	default:
+		return nil
+	}
+	return f.top.Update(top)
+}
+
+func (f *hotItems) OnTimer(ctx *typed.Context[HotItem], _ typed.Timer) error {
+	top, ok, err := f.top.Lookup()
+	if err != nil || !ok {
+		return err
+	}
+	if err := f.top.Clear(); err != nil {
+		return err
+	}
+	for _, a := range top.Auctions {
+		if err := ctx.Emit(HotItem{Auction: a, Num: top.Max}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Register adds the Nexmark functions' types to reg.
 func Register(reg *api.Registry) error {
 	if err := typed.Register(reg, typed.Definition[BidAuction, WinningBid]{
@@ -419,6 +499,17 @@ func Register(reg *api.Registry) error {
 		Doc:  "Nexmark q16: per channel (key) and day, bid counts and distinct bidders and auctions, in total and by price rank; emits the row on every bid.",
 		New: func(api.Config) (typed.KeyedProcessFunction[Bid, ChannelDay], error) {
 			return &channelDayStats{}, nil
+		},
+	}); err != nil {
+		return err
+	}
+	if err := typed.Register(reg, typed.Definition[WindowCount, HotItem]{
+		Name: "nexmark-hot-items",
+		Doc: "Nexmark q5: per window (key: the window's start) of the window operator's counts {key, start, end, count}, " +
+			"the auctions (key) with the largest count; emits them when the watermark passes the window.",
+		Capabilities: typed.Capabilities{EventTimers: true},
+		New: func(api.Config) (typed.KeyedProcessFunction[WindowCount, HotItem], error) {
+			return &hotItems{}, nil
 		},
 	}); err != nil {
 		return err

@@ -217,3 +217,33 @@ func TestQ12ProcessingTimeWindows(t *testing.T) {
 		}
 	}
 }
+
+func TestQ5HotItems(t *testing.T) {
+	// HOP(2 s, 10 s): window starts s (multiples of 2 s) with s <= ts < s+10 s.
+	counts := map[int64]map[int64]int64{}
+	for _, b := range generateAt(slowRate).bids {
+		for s := floorTo(b.DateTime, 2000); s > b.DateTime-10000; s -= 2000 {
+			if counts[s] == nil {
+				counts[s] = map[int64]int64{}
+			}
+			counts[s][b.Auction]++
+		}
+	}
+	var want []map[string]any
+	for _, perAuction := range counts {
+		var maxn int64
+		for _, n := range perAuction {
+			maxn = max(maxn, n)
+		}
+		for a, n := range perAuction {
+			if n >= maxn {
+				want = append(want, map[string]any{"auction": a, "num": n})
+			}
+		}
+	}
+	if len(want) <= len(counts) {
+		t.Logf("no window with a tie for the most bids (%d rows, %d windows)", len(want), len(counts))
+	}
+	nonEmpty(t, want, "window")
+	compare(t, runAt(t, "q5", registry(t), slowRate), expected(t, want))
+}
