@@ -104,7 +104,6 @@ func nonEmpty(t *testing.T, want []map[string]any, what string) {
 	}
 }
 
-
 func TestQ7HighestBid(t *testing.T) {
 	bids := generateAt(slowRate).bids
 	maxPrice := map[int64]int64{} // window start -> max price
