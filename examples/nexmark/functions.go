@@ -30,6 +30,7 @@ import (
 
 	"github.com/flowrt/flow/pkg/api"
 	"github.com/flowrt/flow/pkg/api/typed"
+	_ "github.com/flowrt/flow/pkg/builtin" // the built-in operator library, in api.Default
 )
 
 // Bid is a bid event as the nexmark source writes it.
@@ -524,8 +525,8 @@ func Register(reg *api.Registry) error {
 	})
 }
 
-// Registry returns the stock registry (api.Default) with the Nexmark
-// functions.
+// Registry returns the stock registry (api.Default: the built-ins) with
+// the Nexmark functions.
 func Registry() (*api.Registry, error) {
 	reg := api.Default.Clone()
 	return reg, Register(reg)
