@@ -1,6 +1,6 @@
 PROTOS := $(shell find proto -name '*.proto')
 
-.PHONY: build test test-load test-alerts test-examples tools proto proto-check vet bench bench-goka docker-images test-docker test-kubernetes nexmark
+.PHONY: build test test-load test-alerts test-examples tools proto proto-check vet bench bench-goka nexmark-recovery docker-images test-docker test-kubernetes nexmark
 
 build:
 	go build -o bin/ ./cmd/...
@@ -64,9 +64,14 @@ bench:
 
 # Nexmark queries of examples/nexmark at parallelism = cores, events/s per
 # core against Flink's published per-core figures (docs/performance.md).
-NEXMARK_EVENTS ?= 5000000
+NEXMARK_EVENTS ?= 2000000
 nexmark:
 	go test ./examples/nexmark -run '^$$' -bench Nexmark -benchtime 1x -timeout 30m -nexmark.events $(NEXMARK_EVENTS)
+
+# Recovery of Nexmark q5, q7 and q20 on real processes: time from a
+# TaskManager SIGKILL to records flowing again (docs/performance.md).
+nexmark-recovery:
+	go test -tags nexmark ./internal/e2e -run NexmarkRecovery -v -count=1 -timeout 10m
 
 # Flow against lovoo/goka on the same keyed count over Kafka
 # (docs/performance.md); bench/goka is a module of its own, so Goka is not a
