@@ -238,5 +238,3 @@ func TestNotObject(t *testing.T) {
 		}
 	}
 }
-
-
