@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/flowrt/flow/internal/jobmanager/ha"
 	"github.com/flowrt/flow/internal/jobmanager/heartbeat"
 	"github.com/flowrt/flow/internal/jobmanager/jobmaster"
 	"github.com/flowrt/flow/internal/jobmanager/jobstore"
@@ -61,6 +62,13 @@ type Options struct {
 	DialOptions []grpc.DialOption
 	// JobStore keeps the job records. Default: files under DataDir/jobs.
 	JobStore JobStore
+	// CheckpointIDs records the checkpoint ids issued per job (package
+	// ha). Default: files under DataDir/ha/checkpoint-ids.
+	CheckpointIDs ha.CheckpointIDCounter
+	// LeaderEpoch is this JobManager's leadership term (ha.LeaderElection's
+	// Campaign); it travels with every call to a TaskManager, which
+	// refuses calls of a lower epoch than one it saw. 0: none is sent.
+	LeaderEpoch uint64
 }
 
 func (o *Options) ensureDefaults() {
@@ -88,6 +96,9 @@ func (o *Options) ensureDefaults() {
 		if abs, err := filepath.Abs(filepath.Join(o.DataDir, "savepoints")); err == nil {
 			o.SavepointDir = "file://" + abs
 		}
+	}
+	if o.CheckpointIDs == nil && o.DataDir != "" {
+		o.CheckpointIDs = ha.NewFileCounter(filepath.Join(o.DataDir, "ha"))
 	}
 	if o.DialOptions == nil {
 		o.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
