@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/flowrt/flow/internal/jobmanager/ha"
 	"github.com/flowrt/flow/internal/jobmanager/heartbeat"
 	"github.com/flowrt/flow/internal/jobmanager/jobmaster"
 	"github.com/flowrt/flow/internal/jobmanager/jobstore"
@@ -65,6 +66,9 @@ type Options struct {
 	// StatsWindow: per-vertex backpressure ratios and records/s are
 	// computed over the heartbeat samples of this window. Default 10s.
 	StatsWindow time.Duration
+	// CheckpointIDs records the checkpoint ids issued per job (package
+	// ha). Default: files under DataDir/ha/checkpoint-ids.
+	CheckpointIDs ha.CheckpointIDCounter
 }
 
 func (o *Options) ensureDefaults() {
@@ -92,6 +96,9 @@ func (o *Options) ensureDefaults() {
 		if abs, err := filepath.Abs(filepath.Join(o.DataDir, "savepoints")); err == nil {
 			o.SavepointDir = "file://" + abs
 		}
+	}
+	if o.CheckpointIDs == nil && o.DataDir != "" {
+		o.CheckpointIDs = ha.NewFileCounter(filepath.Join(o.DataDir, "ha"))
 	}
 	if o.DialOptions == nil {
 		o.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}

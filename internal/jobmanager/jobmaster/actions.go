@@ -105,7 +105,7 @@ func (c *Checkpoints) trigger(a checkpoint.Action) {
 		opts.StorageBase, opts.Location = base, dir
 	}
 	c.addHistory(info)
-	c.triggerSources(a, opts)
+	c.triggerSources(a, opts, c.reserve(a.ID))
 }
 
 // finalize writes the `_metadata` of a checkpoint every task acknowledged
@@ -346,7 +346,7 @@ func (c *Checkpoints) cleanup() {
 	if c.store == nil || c.cfg.RetainOnCancel {
 		return
 	}
-	m, store := c.m, c.store
+	m, store, ids := c.m, c.store, c.ids
 	c.restore = nil
 	m.goIO(func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
@@ -355,6 +355,11 @@ func (c *Checkpoints) cleanup() {
 			m.log.Warn("delete checkpoints of an ended job", "job", m.id, "err", err)
 		} else {
 			m.log.Info("deleted the checkpoints of an ended job", "job", m.id, "files", n)
+			if ids != nil {
+				if err := ids.Remove(ctx, m.id); err != nil {
+					m.log.Warn("remove the checkpoint id counter of an ended job", "job", m.id, "err", err)
+				}
+			}
 		}
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/flowrt/flow/internal/jobmanager/ha"
 	"github.com/flowrt/flow/pkg/checkpoint"
 	"github.com/flowrt/flow/pkg/jobspec"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
@@ -36,6 +37,10 @@ type Checkpoints struct {
 	cfg      CheckpointSettings
 	storeURL string
 	store    CompletedStore
+	// ids records every checkpoint id before its trigger goes out (nil:
+	// ids continue above the newest checkpoint in storage only).
+	ids   ha.CheckpointIDCounter
+	jobID string
 	// coord is the current attempt's coordinator (nil when the attempt is
 	// not running); gen counts coordinators, so results of an earlier
 	// one's I/O are told apart.
@@ -88,10 +93,21 @@ func newCheckpoints(cfg CheckpointSettings) *Checkpoints {
 
 // OpenCheckpoints prepares a job's checkpointing: it opens the storage
 // (defaultURL unless the settings name one) and, for a job resubmitted
-// under the same id, resumes from what is stored. It does I/O: call it
-// before the job master starts.
-func OpenCheckpoints(ctx context.Context, jobID string, cfg CheckpointSettings, defaultURL string, log *slog.Logger) (*Checkpoints, error) {
+// under the same id, resumes from what is stored. New checkpoint ids
+// continue above the highest one ids recorded and the newest checkpoint
+// in storage (a data dir from before the counter has only the latter);
+// ids nil: above the storage's only. It does I/O: call it before the job
+// master starts.
+func OpenCheckpoints(ctx context.Context, jobID string, cfg CheckpointSettings, defaultURL string, ids ha.CheckpointIDCounter, log *slog.Logger) (*Checkpoints, error) {
 	c := newCheckpoints(cfg)
+	c.ids, c.jobID = ids, jobID
+	if ids != nil {
+		n, err := ids.Get(ctx, jobID)
+		if err != nil {
+			return nil, err
+		}
+		c.lastID = uint64(n)
+	}
 	if cfg.Interval <= 0 {
 		return c, nil
 	}
@@ -315,8 +331,63 @@ func (c *Checkpoints) finalizeFailed(id uint64, err error) {
 	}
 }
 
-// triggerSources asks every source subtask to start the checkpoint.
-func (c *Checkpoints) triggerSources(a checkpoint.Action, opts *clusterv1.CheckpointOptions) {
+// reservation is the recording of a checkpoint id in the counter; done is
+// closed once it returned, with err set.
+type reservation struct {
+	done chan struct{}
+	err  error
+}
+
+// wait reports whether the id was recorded (false also when ctx ended).
+func (r *reservation) wait(ctx context.Context) bool {
+	if r == nil {
+		return true
+	}
+	select {
+	case <-r.done:
+		return r.err == nil
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// reserve records checkpoint id in the counter before any trigger of it
+// goes out (triggerSources waits for it), so that no later job master
+// issues it again; nil without a counter. If it cannot be recorded, the
+// checkpoint is declined (a failure) and no trigger is sent.
+func (c *Checkpoints) reserve(id uint64) *reservation {
+	if c.ids == nil {
+		return nil
+	}
+	m, ids, job, gen, attempt := c.m, c.ids, c.jobID, c.gen, c.m.lc.Attempt()
+	var src checkpoint.TaskID
+	for t := range c.sources {
+		src = t
+		break
+	}
+	r := &reservation{done: make(chan struct{})}
+	m.goIO(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, storageTimeout)
+		err := ids.SetAtLeast(ctx, job, int64(id))
+		cancel()
+		r.err = err
+		close(r.done)
+		if err == nil || m.ctx.Err() != nil {
+			return
+		}
+		m.post(result(func(m *Master) {
+			if m.ck.gen == gen && m.lc.Attempt() == attempt {
+				m.ck.finalizeFailed(id, fmt.Errorf("record the checkpoint id: %w", err))
+				m.ck.step(checkpoint.Event{Type: checkpoint.EventDecline, Time: m.now, ID: id, Task: src, Reason: checkpoint.ReasonDeclined})
+			}
+		}))
+	})
+	return r
+}
+
+// triggerSources asks every source subtask to start the checkpoint once
+// its id is recorded (r; nil: at once).
+func (c *Checkpoints) triggerSources(a checkpoint.Action, opts *clusterv1.CheckpointOptions, r *reservation) {
 	m := c.m
 	attempt, gen := m.lc.Attempt(), c.gen
 	for src := range c.sources {
@@ -336,6 +407,10 @@ func (c *Checkpoints) triggerSources(a checkpoint.Action, opts *clusterv1.Checkp
 		prev, sent := c.triggered[src], make(chan struct{})
 		c.triggered[src] = sent
 		m.goIO(func(ctx context.Context) {
+			if !r.wait(ctx) {
+				close(sent)
+				return
+			}
 			if prev != nil {
 				select { // bounded: that call has its own timeout
 				case <-prev:
