@@ -18,6 +18,8 @@ import (
 	"github.com/flowrt/flow/pkg/connectors/datagen"
 	"github.com/flowrt/flow/pkg/flowtest"
 	"github.com/flowrt/flow/pkg/jobbuilder"
+	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
+	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -104,4 +106,60 @@ func TestLateSideOutput(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestSideOutputReadersKeepSavepointsValid: side-output edges do not change
+// vertices or uids, so a savepoint of a job without a reader of the late
+// side output restores into the job with one (and the restored windows go
+// on: the window operator's state is found by its uid).
+func TestSideOutputReadersKeepSavepointsValid(t *testing.T) {
+	build := func(readLate bool) *jobbuilder.Job {
+		j := jobbuilder.New("late-sp").Parallelism(2)
+		gen := j.Source("gen", "datagen").UID("gen-v1").Config(jobbuilder.Config{"keys": 5, "rate": 4000}).
+			Watermarks(jobbuilder.Watermarks{Timestamp: "ts", Interval: 5 * time.Millisecond})
+		win := j.Operator("win", "window", gen).KeyBy("key").UID("win-v1").Config(jobbuilder.Config{"size": "1h"})
+		j.Sink("windows", "blackhole", win).UID("windows-v1")
+		if readLate {
+			j.Sink("lateOut", "blackhole", win.SideOutput("late"))
+		}
+		return j
+	}
+	before, after := build(false).MustBuild(api.Default), build(true).MustBuild(api.Default)
+	uids := func(g interface {
+		GetVertices() []*jobgraphv1.Vertex
+	}) map[string]string {
+		m := map[string]string{}
+		for _, v := range g.GetVertices() {
+			m[v.GetId()] = v.GetUid()
+		}
+		return m
+	}
+	ub, ua := uids(before), uids(after)
+	for id, uid := range ub {
+		if ua[id] != uid {
+			t.Errorf("operator %q: uid %q with a side-output reader, %q without", id, ua[id], uid)
+		}
+	}
+	c := flowtest.Start(t, flowtest.Options{Registry: api.Default, TaskManagers: 1, Slots: 8})
+	id := c.Submit(before)
+	c.AwaitStatus(id, flowtest.Running, 30*time.Second)
+	waitIn := func(id string, n float64) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for c.Metric("flow_operator_records_in_total", "flow_job", id, "operator", "win") < n {
+			if time.Now().After(deadline) {
+				t.Fatal("the window read too few records")
+			}
+			time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
+		}
+	}
+	waitIn(id, 1000)
+	sp := c.Savepoint(id, true)
+	id = c.SubmitRequest(&clusterv1.SubmitJobRequest{Graph: after, RestorePath: sp})
+	c.AwaitStatus(id, flowtest.Running, 30*time.Second)
+	waitIn(id, 1000)
+	if st := c.Job(id).GetSummary().GetStatus(); st != flowtest.Running {
+		t.Fatalf("restored job is %v", st)
+	}
+	c.Cancel(id)
 }
