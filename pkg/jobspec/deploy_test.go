@@ -24,6 +24,7 @@ import (
 	"github.com/flowrt/flow/pkg/connectors/file"
 	"github.com/flowrt/flow/pkg/connectors/print"
 	"github.com/flowrt/flow/pkg/jobspec"
+	"github.com/flowrt/flow/pkg/operators/lookup"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
@@ -116,7 +117,11 @@ func TestGoodSpecsDeploy(t *testing.T) {
 // oneOfRequired are fields of which a type needs one of several (the
 // kafka source reads topics or a topicPattern): none is Required, but a
 // spec giving one of them uses the type with its required config.
-var oneOfRequired = map[string]bool{"kafka/source/topics": true}
+var oneOfRequired = map[string]bool{
+	"kafka/source/topics":        true,
+	"distinct/operator/distinct": true, // distinct needs a distinct or a count output
+	"distinct/operator/count":    true,
+}
 
 // TestGoodSpecsCoverEveryBuiltinType: for every built-in operator type some
 // good spec uses it with only its required config fields, so every optional
@@ -228,6 +233,17 @@ func parseForDeploy(t *testing.T, path string) (_ *jobgraphv1.JobGraph, bounded 
 					sets = append(sets, fmt.Sprintf("operators.%s.config.rate=2000", v.GetId()))
 				}
 			}
+		case v.GetType() == lookup.Name:
+			// The side table is read when the operator opens: give it one.
+			table := filepath.Join(dir, v.GetId()+"-table.jsonl")
+			var rows strings.Builder
+			for i := range 7 {
+				fmt.Fprintf(&rows, "{\"key\":\"k%d\",\"name\":\"row %d\"}\n", i, i)
+			}
+			if err := os.WriteFile(table, []byte(rows.String()), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			sets = append(sets, fmt.Sprintf("operators.%s.config.path=%s", v.GetId(), table))
 		case v.GetKind() == jobgraphv1.VertexKind_VERTEX_KIND_SOURCE:
 			bounded = false // unknown source: treat as unbounded
 		}
