@@ -171,9 +171,11 @@ func connOf(cfg api.Config) (conn, error) {
 
 // opts returns the client options to reach the brokers.
 func (c conn) opts(extra ...kgo.Opt) []kgo.Opt {
-	// A record not delivered within opTimeout fails (and the task with it)
-	// instead of being retried forever against a cluster that went away.
-	o := []kgo.Opt{kgo.SeedBrokers(c.brokers...), kgo.DialTimeout(5 * time.Second), kgo.RecordDeliveryTimeout(opTimeout)}
+	// No kgo.RecordDeliveryTimeout: franz-go measures it from the record's
+	// timestamp, which the sink sets to the event time, so a record of an
+	// hour ago would fail at once. The sink bounds delivery with the
+	// context it produces under instead (Sink.produceCtx).
+	o := []kgo.Opt{kgo.SeedBrokers(c.brokers...), kgo.DialTimeout(5 * time.Second)}
 	if c.tls != nil {
 		o = append(o, kgo.DialTLSConfig(c.tls.Clone()))
 	}

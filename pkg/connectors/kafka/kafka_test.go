@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -357,4 +358,78 @@ func TestSubmitChecks(t *testing.T) {
 	if _, err := snk.NewSink(cfg); !errors.Is(err, ErrTransactionTimeout) {
 		t.Fatalf("transactionTimeout 1h: %v", err)
 	}
+}
+
+// TestSinkOldEventTimes: records whose event time lies long in the past
+// (a replay, a backfill) are delivered under every guarantee and keep
+// their event time as the Kafka timestamp. franz-go's record delivery
+// timeout counts from the record's timestamp, so a sink bounding delivery
+// with it fails every such record at once.
+func TestSinkOldEventTimes(t *testing.T) {
+	old := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC).UnixMilli()
+	for _, g := range []string{"none", "at_least_once", "exactly_once"} {
+		t.Run(g, func(t *testing.T) {
+			addr := broker(t, map[string]int32{"out": 1})
+			a := startSinks(t, addr, 1, nil, map[string]any{"deliveryGuarantee": g})
+			for i := range 20 {
+				if err := a.sinks[0].Write(api.Record{Value: fmt.Appendf(nil, `{"v":%d}`, i), Timestamp: old + int64(i)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s := a.sinks[0]
+			cl := s.cl
+			if s.cur != nil {
+				cl = s.cur.cl
+			}
+			if err := s.flush(cl); err != nil {
+				t.Fatalf("flush: %v", err)
+			}
+			a.snapshot(1)
+			a.notify(1)
+			c := newClient(t, addr, kgo.ConsumeTopics("out"), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			n := 0
+			for n < 20 {
+				fs := c.PollFetches(ctx)
+				if err := fs.Err0(); err != nil {
+					t.Fatalf("read back after %d records: %v", n, err)
+				}
+				fs.EachRecord(func(r *kgo.Record) {
+					if got, want := r.Timestamp.UnixMilli(), old+int64(n); got != want {
+						t.Errorf("record %d: Kafka timestamp %d, want the event time %d", n, got, want)
+					}
+					n++
+				})
+			}
+		})
+	}
+}
+
+// TestSinkRepeatedRestoreOfCommittedCheckpoint: a job restoring the same
+// checkpoint again and again (it fails before the next one completes)
+// commits that checkpoint's transactions again each time; they were
+// committed already, so nothing counts as lost and nothing is duplicated.
+func TestSinkRepeatedRestoreOfCommittedCheckpoint(t *testing.T) {
+	addr := broker(t, map[string]int32{"out": 1})
+	a := startSinks(t, addr, 1, nil, nil)
+	a.write(0, vals("a", 5)...)
+	cp1 := a.snapshot(1)
+	a.notify(1)
+	a.close()
+	for i := range 4 {
+		b := startSinks(t, addr, 1, cp1, nil)
+		if n := testutil.ToFloat64(b.sinks[0].metrics.lost); n != 0 {
+			t.Fatalf("restore %d: %v transactions counted lost, want 0", i, n)
+		}
+		if n := testutil.ToFloat64(b.sinks[0].metrics.committed); n != 1 {
+			t.Fatalf("restore %d: %v transactions committed, want 1", i, n)
+		}
+		if i < 3 { // a checkpoint pre-committed that never completes
+			b.write(0, vals("x", 3)...)
+			b.snapshot(2)
+		}
+		b.close()
+	}
+	equal(t, "after the restores", readCommitted(t, addr, "out"), sorted(vals("a", 5)))
 }

@@ -190,6 +190,16 @@ type Sink struct {
 
 	metrics sinkMetrics
 	nRecs   int64
+
+	// Records are produced under pctx, which ends between opTimeout and
+	// 2*opTimeout after they were handed over: a record the brokers do not
+	// take by then fails (and the task with it) instead of being retried
+	// forever against a cluster that went away, and a full buffer does not
+	// block Write forever. pctx is renewed every opTimeout; the one before
+	// has then at most opTimeout left, the one before that has ended.
+	pctx                context.Context
+	pctxBorn            time.Time
+	pcancel, prevCancel context.CancelFunc
 }
 
 type sinkMetrics struct {
@@ -345,12 +355,26 @@ func (s *Sink) Write(r api.Record) error {
 		}
 		cl = s.cur.cl
 	}
-	cl.Produce(context.Background(), kr, s.promise)
+	cl.Produce(s.produceCtx(), kr, s.promise)
 	s.nRecs++
 	if s.nRecs >= 1024 {
 		s.publish()
 	}
 	return nil
+}
+
+// produceCtx returns the context a record is produced under now.
+func (s *Sink) produceCtx() context.Context {
+	now := time.Now()
+	if s.pctx == nil || now.Sub(s.pctxBorn) >= opTimeout {
+		if s.prevCancel != nil {
+			s.prevCancel() // past its deadline already
+		}
+		s.prevCancel = s.pcancel
+		s.pctx, s.pcancel = context.WithDeadline(context.Background(), now.Add(2*opTimeout))
+		s.pctxBorn = now
+	}
+	return s.pctx
 }
 
 func (s *Sink) keyOf(r api.Record) ([]byte, error) {
@@ -683,5 +707,11 @@ func (s *Sink) Close() error {
 		s.cl.Close()
 		s.cl = nil
 	}
+	for _, c := range []context.CancelFunc{s.pcancel, s.prevCancel} {
+		if c != nil {
+			c()
+		}
+	}
+	s.pctx, s.pcancel, s.prevCancel = nil, nil, nil
 	return nil
 }
