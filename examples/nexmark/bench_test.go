@@ -45,9 +45,13 @@ var queries = []string{
 	"q10",
 	"q11",
 	"q12",
+	"q13",
 	"q14",
+	"q15",
 	"q16",
 	"q17",
+	"q18",
+	"q19",
 	"q20",
 	"q21",
 	"q22",
@@ -90,11 +94,16 @@ func BenchmarkNexmark(b *testing.B) {
 			var wall, cpu time.Duration
 			var ckpt int64
 			rss := sampleRSS()
+			sets := []string{fmt.Sprintf("operators.events.config.count=%d", *benchEvents), fmt.Sprintf("parallelism=%d", cores),
+				"checkpoints.interval=10s", "stateBackend.type=pebble"} // the setup; storage: the cluster's
+			if q == "q13" {
+				path, _ := sideTable(b)
+				sets = append(sets, "operators.side.config.path="+path)
+			}
 			for range b.N {
 				cpu0 := processCPU()
 				start := time.Now()
-				id := c.SubmitSpec(string(spec), fmt.Sprintf("operators.events.config.count=%d", *benchEvents), fmt.Sprintf("parallelism=%d", cores),
-					"checkpoints.interval=10s", "stateBackend.type=pebble") // the setup; storage: the cluster's
+				id := c.SubmitSpec(string(spec), sets...)
 				c.AwaitStatus(id, flowtest.Finished, 15*time.Minute)
 				wall += time.Since(start)
 				cpu += processCPU() - cpu0

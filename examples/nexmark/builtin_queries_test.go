@@ -47,6 +47,12 @@ func runAt(t *testing.T, q string, reg *api.Registry, rate int64) []map[string]a
 // (one per sink subtask: the order in which that subtask wrote them).
 func runParts(t *testing.T, q string, reg *api.Registry, rate int64) [][]string {
 	t.Helper()
+	return runPartsWith(t, q, reg, rate)
+}
+
+// runPartsWith is runParts with more spec overrides (path=value).
+func runPartsWith(t *testing.T, q string, reg *api.Registry, rate int64, overrides ...string) [][]string {
+	t.Helper()
 	spec, err := os.ReadFile(q + ".yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +60,7 @@ func runParts(t *testing.T, q string, reg *api.Registry, rate int64) [][]string 
 	out := t.TempDir()
 	text := strings.Replace(string(spec), "type: blackhole", "type: file\n    config: {path: "+out+"}", 1)
 	c := flowtest.Start(t, flowtest.Options{Registry: reg})
-	id := c.SubmitSpec(text, fmt.Sprintf("operators.events.config.count=%d", events), fmt.Sprintf("operators.events.config.rate=%d", rate))
+	id := c.SubmitSpec(text, append([]string{fmt.Sprintf("operators.events.config.count=%d", events), fmt.Sprintf("operators.events.config.rate=%d", rate)}, overrides...)...)
 	c.AwaitStatus(id, flowtest.Finished, 2*time.Minute)
 	parts, _ := filepath.Glob(filepath.Join(out, "part-*.jsonl"))
 	var all [][]string
