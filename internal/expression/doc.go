@@ -26,7 +26,13 @@
 //     predates this and takes the first; records with duplicate keys are
 //     not valid JSON objects by RFC 8259's SHOULD.) Ints in [-1024, 16384)
 //     are boxed without allocating.
-//   - Program.AppendFieldJSON copies a plain field's JSON from the record
+//   - A path program, a chain of constant member accesses on a field such
+//     as `left.auction` (how joins' outputs are read), is read from the
+//     record's bytes one nested object at a time, decoding only the value
+//     at its end; where the bytes cannot settle it (a step missing or not
+//     an object, a record decoded whole) the VM evaluates it, so values and
+//     errors are the VM's (path.go).
+//   - Program.AppendFieldJSON copies a plain field's (or path's) JSON from the record
 //     when it is already what AppendJSON writes (select uses it).
 //   - AppendKey renders an expression result as canonical key bytes: strings
 //     as their bytes, numbers as decimal text, everything else as JSON.

@@ -61,6 +61,9 @@ type Program struct {
 	// so the record is decoded whole; usesTS, usesKey: it reads `_ts`,
 	// `_key`.
 	whole, usesTS, usesKey bool
+	// path: the expression is a chain of constant member accesses on a
+	// field (path.go), read from the record's bytes when it can be.
+	path []string
 	// the Env and Reset generation last loaded for this program
 	loadedEnv *Env
 	loadedGen uint64
@@ -93,7 +96,7 @@ func compile(src string, asBool bool) (*Program, error) {
 			return nil, fmt.Errorf("expression %q: %w (its type is %v): write a comparison such as `x > 0`", src, ErrNotBool, t)
 		}
 	}
-	prog := &Program{src: src, prog: p, isBool: asBool, fields: recordFields(p.Node())}
+	prog := &Program{src: src, prog: p, isBool: asBool, fields: recordFields(p.Node()), path: memberPath(p.Node())}
 	var v fieldVisitor
 	root := p.Node()
 	ast.Walk(&root, &v)
@@ -160,10 +163,7 @@ func (p *Program) Fields() []string { return slices.Clone(p.fields) }
 
 // Eval evaluates the program against the record loaded into env.
 func (p *Program) Eval(env *Env) (any, error) {
-	if err := env.load(p); err != nil {
-		return nil, err
-	}
-	out, err := p.vm.Run(p.prog, env.vars)
+	out, err := p.run(env)
 	if err != nil {
 		return nil, p.runError(env, err)
 	}
@@ -175,12 +175,28 @@ func (p *Program) Eval(env *Env) (any, error) {
 	return out, nil
 }
 
+// errLoad marks an error of loading the record (not of the expression),
+// which the Eval methods return as it is.
+type errLoad struct{ err error }
+
+func (e errLoad) Error() string { return e.err.Error() }
+func (e errLoad) Unwrap() error { return e.err }
+
+// run loads what p reads and runs it: a path program from the record's
+// bytes when they settle it, the VM otherwise.
+func (p *Program) run(env *Env) (any, error) {
+	if v, ok := p.evalPath(env); ok {
+		return v, nil
+	}
+	if err := env.load(p); err != nil {
+		return nil, errLoad{err}
+	}
+	return p.vm.Run(p.prog, env.vars)
+}
+
 // EvalBool evaluates a condition.
 func (p *Program) EvalBool(env *Env) (bool, error) {
-	if err := env.load(p); err != nil {
-		return false, err
-	}
-	out, err := p.vm.Run(p.prog, env.vars)
+	out, err := p.run(env)
 	if err != nil {
 		return false, p.runError(env, err)
 	}
@@ -195,10 +211,7 @@ func (p *Program) EvalBool(env *Env) (bool, error) {
 // convert); any other result is an error wrapping ErrNotNumber that quotes
 // the expression and the value.
 func (p *Program) EvalNumber(env *Env) (float64, error) {
-	if err := env.load(p); err != nil {
-		return 0, err
-	}
-	out, err := p.vm.Run(p.prog, env.vars)
+	out, err := p.run(env)
 	if err != nil {
 		return 0, p.runError(env, err)
 	}
@@ -222,10 +235,7 @@ func (p *Program) EvalNumber(env *Env) (float64, error) {
 // absent or null): a record without a key is a record error, never keyed
 // under "null".
 func (p *Program) EvalKey(dst []byte, env *Env) ([]byte, error) {
-	if err := env.load(p); err != nil {
-		return dst, err
-	}
-	v, err := p.vm.Run(p.prog, env.vars)
+	v, err := p.run(env)
 	if err != nil {
 		return dst, p.runError(env, err)
 	}
@@ -245,6 +255,9 @@ func (p *Program) EvalKey(dst []byte, env *Env) ([]byte, error) {
 // runError turns an error of the VM into a one-line error that quotes the
 // expression and names the fields it reads that the record lacks.
 func (p *Program) runError(env *Env, err error) error {
+	if le, ok := err.(errLoad); ok {
+		return le.err
+	}
 	re := &runError{err: err}
 	if m := p.missing(env); m != nil {
 		return fmt.Errorf("expression %q: %w: %w", p.src, m, re)
@@ -360,6 +373,7 @@ type Env struct {
 
 	raw     []byte   // the record's value (not copied: valid until the next Reset)
 	members []member // its top-level members, when indexed
+	sub     []member // scratch: the members of a nested object (rawPath)
 	full    bool     // vars holds every field (the record was decoded whole)
 	ts      int64
 	key     []byte

@@ -292,3 +292,48 @@ func BenchmarkResetBid(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPathField reads five members of the left side of a join's
+// output record ({"left": bid, "right": auction}, about 560 bytes), as
+// q13's and q20's select does: each a path program (path.go);
+// BenchmarkPathFieldVM is the same through the VM, which decodes the whole
+// nested object for each.
+func BenchmarkPathField(b *testing.B) { benchPathField(b, true) }
+
+func BenchmarkPathFieldVM(b *testing.B) { benchPathField(b, false) }
+
+func benchPathField(b *testing.B, paths bool) {
+	rec := []byte(`{"left":{"event_type":2,"auction":1000,"bidder":1001,"price":12734,"channel":"Google","url":"https://www.nexmark.com/hot/google/item.htm?query=1","dateTime":1704067200012,"extra":"coeqtijorvujpulrxvfxpqpadpqbyxyrznnciteyfnbbnisexvqguxlwmeqekezpifyfpfvhgkc"},` +
+		`"right":{"event_type":1,"id":1000,"itemName":"wkx mgee","description":"eszpqxtdxrvwmmywkmogoahf","initialBid":28873,"reserve":29458,"dateTime":1704067200003,"expires":1704067200103,"seller":1001,"category":10,"extra":"zcuupgbqzqlylchhrjbjmxdyqppcgmihpnltrfmkjmcazsvxyjoufoxmdtylleqv"}}`)
+	var progs []*Program
+	for _, src := range []string{"left.auction", "left.bidder", "left.price", "left.dateTime", "right.extra"} {
+		p, err := Compile(src)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !paths {
+			p.path = nil
+		}
+		progs = append(progs, p)
+	}
+	e := NewEnv()
+	var out []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := e.Reset(rec, 1, nil); err != nil {
+			b.Fatal(err)
+		}
+		out = out[:0]
+		for _, p := range progs {
+			var ok bool
+			if out, ok = p.AppendFieldJSON(out, e); ok {
+				continue
+			}
+			v, err := p.Eval(e)
+			if err != nil {
+				b.Fatal(err)
+			}
+			out, _ = AppendJSON(out, v)
+		}
+	}
+}

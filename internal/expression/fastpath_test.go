@@ -90,6 +90,27 @@ func checkFastPathEnv(t *testing.T, e *Env, value []byte, extra ...string) {
 			}
 		}
 	}
+	// Path programs (nested member access) give what the VM gives over the
+	// decoded field: the same value or the same error.
+	for _, src := range []string{"a.b", "a.a", `a["c"]`, "a.b.c", "b.value.seq", "a.esc", "value.a.a.a"} {
+		p, err := Compile(src)
+		if err != nil || p.path == nil {
+			t.Fatalf("%s: compile %v, path %v: want a path program", src, err, p.path)
+		}
+		ref, _ := Compile(src)
+		ref.path = nil
+		got, gerr := p.Eval(e)
+		want, werr := ref.Eval(e)
+		if (gerr == nil) != (werr == nil) || gerr != nil && gerr.Error() != werr.Error() || !reflect.DeepEqual(got, want) {
+			t.Fatalf("record %q: %s = %#v, %v; VM %#v, %v", value, src, got, gerr, want, werr)
+		}
+		if raw, ok := p.AppendFieldJSON(nil, e); ok {
+			enc, err := AppendJSON(nil, want)
+			if werr != nil || err != nil || string(raw) != string(enc) {
+				t.Fatalf("record %q: AppendFieldJSON(%s) = %s, AppendJSON of the value = %s (%v, %v)", value, src, raw, enc, werr, err)
+			}
+		}
+	}
 	// A composed expression over two fields gives the reference's result.
 	p, _ := Compile(`[a, b, a == nil ? "none" : "some"]`)
 	got, gerr := p.Eval(e)
@@ -223,6 +244,11 @@ func TestFastPathCases(t *testing.T) {
 		`{"a":"abcdefghijklmnopqrstuvwxyz0123456789\q"}`,
 		`[1,2]`, `3`, `"s"`, `null`,
 		`{"a":9007199254740993,"b":9007199254740992,"c":-9007199254740991}`,
+		// paths: nested duplicates, a step that is no object, null, deeper
+		`{"a":{"b":1,"b":{"c":"x"},"a":null,"c":[1]},"b":{"value":{"seq":7}}}`,
+		`{"a":{"b":{"c":2,"c":3}},"a":{"b":5}}`,
+		`{"a":[{"b":1}],"b":{"value":"s"},"value":{"a":{"a":{"a":-0}}}}`,
+		`{"a":{"e\u0073c":1,"b":{"c":1e3}},"b":{"value":{"seq":9007199254740993}}}`,
 	} {
 		checkFastPath(t, []byte(c), "esc")
 	}

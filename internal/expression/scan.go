@@ -395,23 +395,26 @@ func decodeNumber(v []byte) any {
 }
 
 // AppendFieldJSON appends what AppendJSON(p.Eval(env)) would, for a
-// program that is one plain top-level field (Field), by copying the field's
+// program that is one plain top-level field (Field) or a path (Path), by copying the field's
 // JSON from the record when its text is already what AppendJSON writes: an
 // integer of up to 15 digits without leading zeros, a string of printable
 // ASCII without escapes, true, false. ok is false otherwise (the field is
 // missing, the record was decoded whole, another shape): use Eval and
 // AppendJSON then. It does not allocate beyond growing dst.
 func (p *Program) AppendFieldJSON(dst []byte, env *Env) ([]byte, bool) {
-	name, isField := p.Field()
-	if !isField || env.full {
+	if env.full {
 		return dst, false
 	}
 	var v []byte
-	for i := len(env.members) - 1; i >= 0; i-- {
-		m := env.members[i]
-		if string(env.raw[m.ks:m.ke]) == name {
-			v = env.raw[m.vs:m.ve]
-			break
+	if p.path != nil {
+		v = env.rawPath(p.path)
+	} else if name, isField := p.Field(); isField {
+		for i := len(env.members) - 1; i >= 0; i-- {
+			m := env.members[i]
+			if string(env.raw[m.ks:m.ke]) == name {
+				v = env.raw[m.vs:m.ve]
+				break
+			}
 		}
 	}
 	if v == nil {
