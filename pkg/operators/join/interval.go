@@ -12,31 +12,44 @@ import (
 	"github.com/flowrt/flow/pkg/api"
 )
 
-// State layout of the interval join, version 2:
+// State layout of the interval join, version 3:
 //
-//   - list state "rows" (codec join-rows-v2): per key, every buffered row
-//     of both sides in arrival order, each element
+//   - list state "rows3" (codec join-rows-v3): per key and side (the
+//     state namespace: one byte, 0 left, 1 right), the buffered rows of
+//     that side in arrival order, each element
 //     side (1 byte: 0 left, 1 right) | timestamp (8, big-endian) | record;
 //   - event-time timers with namespace "c": the cleanup of the key's rows.
 //
+// A record reads only the other side's rows (it can match nothing else)
+// and appends itself to its own side's list without reading it: a key
+// with many rows of one side (a hot auction's bids) costs its records
+// nothing for that side.
+//
 // A row is useless (it can match no future record of the other side) once
 // the watermark reaches its expiry: ts-lower+1 for a left row, ts+upper+1
-// for a right one. Every probe of a key scans its rows, skips the useless
+// for a right one. Every probe of a side scans its rows, skips the useless
 // ones and counts them; when they are more than half of at least pruneMin
-// rows, the rows are rewritten without them, so the rows of a busy key stay
-// within about twice those that can still match. A key holding rows always
-// has a cleanup timer pending: the first at its first row's expiry, the
-// next at the expiry of its newest row, each rounded up to a multiple of
-// cleanupDelay; it rewrites the rows when most are useless and drops them
-// when all are, so the rows of a key that goes quiet are gone at most
-// cleanupDelay after the watermark passes its last one: one timer per key
-// and cleanupDelay at most, not one per row. Appending a row does not
-// rewrite the others (a list append).
+// rows, the side is rewritten without them, so the probed rows of a busy
+// key stay within about twice those that can still match. A key holding
+// rows always has a cleanup timer pending: the first at its first row's
+// expiry, the next at the expiry of its newest live row, each rounded up
+// to a multiple of cleanupDelay; it scans both sides, rewrites a side when
+// most of its rows are useless and drops it when all are, so the rows of a
+// side nobody probes (or a key that goes quiet) are gone at most
+// cleanupDelay after the watermark passes them: one timer per key and
+// cleanupDelay at most, not one per row. Whether a key has its timer is
+// remembered in memory (a bounded set; forgetting costs one redundant
+// timer registration, never a missing timer).
 //
-// Version 1 (map states "left" and "right", timestamp -> rows, one timer
-// per row with namespace "l" or "r") is still read: see interval_v1.go.
+// Version 2 (list state "rows", both sides of a key in one list, same
+// elements) is still read: a job restored from it probes the old list too
+// and its cleanup timers drain it. Version 1 (map states "left" and
+// "right", timestamp -> rows, one timer per row with namespace "l" or "r")
+// too: see interval_v1.go.
 
 const (
+	rowsV3Codec = "join-rows-v3"
+	rowsV3State = "rows3"
 	rowsV2Codec = "join-rows-v2"
 	rowsV2State = "rows"
 
@@ -44,11 +57,17 @@ const (
 	sideRight byte = 1
 
 	// pruneMin is the number of rows below which a probe does not rewrite
-	// a key's rows to drop the useless ones (the cleanup timer does).
+	// a side's rows to drop the useless ones (the cleanup timer does).
 	pruneMin = 8
+
+	// maxTimed bounds the set of keys known to have a cleanup timer.
+	maxTimed = 1 << 16
 
 	defaultCleanupDelay = time.Second
 )
+
+// nsSide are the state namespaces of the rows of each side.
+var nsSide = [2][]byte{{sideLeft}, {sideRight}}
 
 var nsCleanup = []byte("c")
 
@@ -87,9 +106,13 @@ type Interval struct {
 	lower, upper int64
 	cleanup      int64 // ms: the grid of the cleanup timers
 	// offs[side] is added to a row's timestamp to get its expiry.
-	offs   [2]int64
-	rows   api.RawListState
-	v1     *v1Rows // non-nil when the state may hold layout-1 rows
+	offs [2]int64
+	rows api.RawListState // layout 3
+	v2   api.RawListState // non-nil when the state may hold layout-2 rows
+	v1   *v1Rows          // non-nil when the state may hold layout-1 rows
+	// timed: keys that have a cleanup timer pending (a hint: a key not in
+	// it registers one, which is idempotent).
+	timed  map[string]struct{}
 	timers api.TimerService
 	late   prometheus.Counter
 	e      emitter
@@ -206,9 +229,9 @@ func (o *Interval) keepLive(el []byte) bool {
 	return true
 }
 
-// run scans the current key's rows with fn and resets o.s.
-func (o *Interval) run(fn func([]byte) bool) (scan, error) {
-	err := o.rows.Range(fn)
+// run scans the current key's rows in list with fn and resets o.s.
+func (o *Interval) run(list api.RawListState, fn func([]byte) bool) (scan, error) {
+	err := list.Range(fn)
 	s := o.s
 	o.s = scan{}
 	if err == nil {
@@ -217,22 +240,22 @@ func (o *Interval) run(fn func([]byte) bool) (scan, error) {
 	return s, err
 }
 
-// rewrite replaces the current key's rows with those still useful at wm
-// and returns how many remain.
-func (o *Interval) rewrite(wm int64) (int, error) {
+// rewrite replaces the current key's rows in list with those still useful
+// at wm and returns how many remain.
+func (o *Interval) rewrite(list api.RawListState, wm int64) (int, error) {
 	o.keep = o.keep[:0]
 	o.s = o.newScan(wm)
-	if _, err := o.run(o.keepFn); err != nil {
+	if _, err := o.run(list, o.keepFn); err != nil {
 		return 0, err
 	}
-	if err := o.rows.Clear(); err != nil {
+	if err := list.Clear(); err != nil {
 		return 0, err
 	}
 	n := 0
 	var aerr error
 	if err := eachRow(o.keep, func(el []byte) {
 		if aerr == nil {
-			aerr = o.rows.Append(el)
+			aerr = list.Append(el)
 			n++
 		}
 	}); err != nil {
@@ -258,13 +281,14 @@ func (o *Interval) Open(ctx api.Context) error {
 	if o.timers, err = api.TimerServiceOf(ctx); err != nil {
 		return err
 	}
-	raw, err := store.KeyedState(api.StateSpec{Name: rowsV2State, Kind: api.StateList, ValueCodec: rowsV2Codec})
-	if err != nil {
+	o.timed = make(map[string]struct{})
+	if o.rows, err = listState(store, rowsV3State, rowsV3Codec); err != nil {
 		return err
 	}
-	var ok bool
-	if o.rows, ok = raw.(api.RawListState); !ok {
-		return fmt.Errorf("state %q: backend returned %T for a list state", rowsV2State, raw)
+	if hasState(store, rowsV2State, api.StateList) {
+		if o.v2, err = listState(store, rowsV2State, rowsV2Codec); err != nil {
+			return err
+		}
 	}
 	if hasV1State(store) {
 		if o.v1, err = openV1(store); err != nil {
@@ -272,6 +296,18 @@ func (o *Interval) Open(ctx api.Context) error {
 		}
 	}
 	return nil
+}
+
+func listState(store api.KeyedStateStore, name, codec string) (api.RawListState, error) {
+	raw, err := store.KeyedState(api.StateSpec{Name: name, Kind: api.StateList, ValueCodec: codec})
+	if err != nil {
+		return nil, err
+	}
+	l, ok := raw.(api.RawListState)
+	if !ok {
+		return nil, fmt.Errorf("state %q: backend returned %T for a list state", name, raw)
+	}
+	return l, nil
 }
 
 // ProcessRecord joins a left record with the buffered right rows.
@@ -303,14 +339,29 @@ func (o *Interval) process(r api.Record, out api.Collector, side byte) error {
 			return err
 		}
 	}
+	if o.v2 != nil {
+		o.s = o.newScan(wm)
+		o.s.r, o.s.out, o.s.probe, o.s.side, o.s.lo, o.s.hi = r, out, true, side, lo, hi
+		s, err := o.run(o.v2, o.visitFn)
+		if err != nil {
+			return err
+		}
+		if s.n > 0 && s.expired == s.n {
+			if err := o.v2.Clear(); err != nil {
+				return err
+			}
+		}
+	}
+	other := nsSide[side^1]
+	o.rows.SetNamespace(other)
 	o.s = o.newScan(wm)
 	o.s.r, o.s.out, o.s.probe, o.s.side, o.s.lo, o.s.hi = r, out, true, side, lo, hi
-	s, err := o.run(o.visitFn)
+	s, err := o.run(o.rows, o.visitFn)
 	if err != nil {
 		return err
 	}
 	if s.n >= pruneMin && 2*s.expired > s.n {
-		if _, err := o.rewrite(wm); err != nil {
+		if _, err := o.rewrite(o.rows, wm); err != nil {
 			return err
 		}
 	}
@@ -318,15 +369,26 @@ func (o *Interval) process(r api.Record, out api.Collector, side byte) error {
 	if exp <= wm {
 		return nil // it can match no later record (lower > 0 or upper < 0)
 	}
+	o.rows.SetNamespace(nsSide[side])
 	o.elem = appendElem(o.elem[:0], side, ts, r.Value)
 	if err := o.rows.Append(o.elem); err != nil {
 		return err
 	}
-	if s.n == 0 {
-		// The key had no rows, hence no cleanup timer.
-		return o.timers.RegisterEventTimeTimer(o.cleanupAt(exp), nsCleanup)
+	if _, ok := o.timed[string(r.Key)]; ok {
+		return nil
 	}
+	if err := o.timers.RegisterEventTimeTimer(o.cleanupAt(exp), nsCleanup); err != nil {
+		return err
+	}
+	o.markTimed(r.Key)
 	return nil
+}
+
+func (o *Interval) markTimed(key []byte) {
+	if len(o.timed) >= maxTimed {
+		clear(o.timed) // forgetting costs redundant registrations only
+	}
+	o.timed[string(key)] = struct{}{}
 }
 
 // OnTimer drops the rows the watermark made useless.
@@ -345,22 +407,47 @@ func (o *Interval) OnTimer(t api.Timer, _ api.Collector) error {
 		return nil
 	}
 	wm := max(o.timers.CurrentWatermark(), t.Timestamp)
-	o.s = o.newScan(wm)
-	s, err := o.run(o.visitFn)
-	if err != nil || s.n == 0 {
-		return err
+	delete(o.timed, string(t.Key))
+	maxLive, live := int64(math.MinInt64), false
+	sweep := func(list api.RawListState) error {
+		o.s = o.newScan(wm)
+		s, err := o.run(list, o.visitFn)
+		if err != nil || s.n == 0 {
+			return err
+		}
+		if s.expired == s.n {
+			return list.Clear()
+		}
+		if 2*s.expired > s.n {
+			// Rewriting for a few useless rows would copy the rows at every
+			// cleanupDelay: like a probe, wait for a majority.
+			if _, err := o.rewrite(list, wm); err != nil {
+				return err
+			}
+		}
+		maxLive, live = max(maxLive, s.maxLive), true
+		return nil
 	}
-	if s.expired == s.n {
-		return o.rows.Clear()
-	}
-	if 2*s.expired > s.n {
-		// Rewriting for a few useless rows would copy the key's rows at
-		// every cleanupDelay: like a probe, wait for a majority.
-		if _, err := o.rewrite(wm); err != nil {
+	for _, ns := range nsSide {
+		o.rows.SetNamespace(ns)
+		if err := sweep(o.rows); err != nil {
 			return err
 		}
 	}
-	// The timer only sweeps keys that go quiet (probes prune busy ones):
-	// the next one is due when all the rows left are useless.
-	return o.timers.RegisterEventTimeTimer(o.cleanupAt(s.maxLive), nsCleanup)
+	if o.v2 != nil {
+		if err := sweep(o.v2); err != nil {
+			return err
+		}
+	}
+	if !live {
+		return nil
+	}
+	// The timer sweeps the sides nobody probes and keys that go quiet
+	// (probes prune the rest): the next one is due when all the rows left
+	// are useless.
+	if err := o.timers.RegisterEventTimeTimer(o.cleanupAt(maxLive), nsCleanup); err != nil {
+		return err
+	}
+	o.markTimed(t.Key)
+	return nil
 }

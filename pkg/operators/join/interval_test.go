@@ -87,12 +87,12 @@ func entries(t *testing.T, eng *statebackend.Engine) map[string]int {
 	t.Helper()
 	n := map[string]int{}
 	if err := eng.Iterate(eng.KeyGroups(), func(e statebackend.Entry) error {
-		if e.State == "rows" {
+		if e.State == "rows" || e.State == "rows3" {
 			b := e.Value
 			for len(b) > 0 { // count list elements
 				l, w := binary.Uvarint(b)
 				b = b[w+int(l):]
-				n["rows"]++
+				n[e.State]++
 			}
 			return nil
 		}
@@ -208,7 +208,7 @@ func TestIntervalJoinStateBounded(t *testing.T) {
 				}
 				// Live rows: those of the last ~15ms (10 of the interval, up
 				// to 10 of watermark lag): at most twice that plus pruneMin.
-				if n := entries(t, d.eng)["rows"]; ts > 200 && n > 2*30+8+2 {
+				if n := entries(t, d.eng)["rows3"]; ts > 200 && n > 2*30+8+2 {
 					t.Fatalf("at %d the state holds %d rows", ts, n)
 				}
 			}
@@ -293,6 +293,56 @@ func TestIntervalJoinRestoresLayout1(t *testing.T) {
 			d.watermark(106)
 			if n := entries(t, eng); n["left"] != 0 || n["right"] != 1 {
 				t.Fatalf("at watermark 106 the layout-1 state holds %v, want the right row only", n)
+			}
+			d.watermark(math.MaxInt64 - 1)
+			if n := entries(t, eng); len(n) != 0 {
+				t.Fatalf("after the last watermark the state holds %v, want nothing", n)
+			}
+		})
+	}
+}
+
+// TestIntervalJoinRestoresLayout2: state written in layout 2 (one list
+// "rows" per key holding both sides, one cleanup timer per key) restores
+// into the current operator: its rows still join with new records of
+// either side, new rows go to layout 3, and the old cleanup timer drains
+// the old list, on both backends.
+func TestIntervalJoinRestoresLayout2(t *testing.T) {
+	const lower, upper = -5, 10
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			key := []byte("k")
+			kg := keygroup.Assign(key, keygroup.DefaultMaxParallelism)
+			specs := []api.StateSpec{{Name: "rows", Kind: api.StateList, ValueCodec: "join-rows-v2"}}
+			timer := func(ts int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(ts)) }
+			elem := func(side byte, ts int64, v string) string { // side | ts (8, big-endian) | record
+				return string(append(binary.BigEndian.AppendUint64([]byte{side}, uint64(ts)), v...))
+			}
+			snap := []statebackend.Entry{
+				{State: "rows", KeyGroup: kg, Key: key, Value: v1Rows(elem(0, 100, `"L100"`), elem(1, 120, `"R120"`))},
+				{State: statebackend.EventTimersState, KeyGroup: kg, Key: key, Namespace: []byte("c"), UserKey: timer(1000)},
+			}
+			eng := open()
+			if err := eng.RestoreStates(specs); err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range snap {
+				if err := eng.Ingest(e); err != nil {
+					t.Fatal(err)
+				}
+			}
+			d := newDriver(t, eng, fmt.Sprintf(`{"lower":"%dms","upper":"%dms"}`, lower, upper))
+			d.watermark(98)
+			d.record(false, "k", 103, `"R103"`) // joins the old left row: 98 <= 100 <= 113
+			d.record(true, "k", 118, `"L118"`)  // joins the old R120, not the new R103: 115 <= 118 <= 130
+			got := slices.Clone(d.out)
+			slices.Sort(got)
+			want := []string{`{"left":"L100","right":"R103"}@103`, `{"left":"L118","right":"R120"}@120`}
+			if !slices.Equal(got, want) {
+				t.Fatalf("joined %q, want %q", got, want)
+			}
+			if n := entries(t, eng); n["rows"] != 2 || n["rows3"] != 2 {
+				t.Fatalf("after the records the state holds %v, want the 2 old rows in layout 2 and the 2 new in layout 3", n)
 			}
 			d.watermark(math.MaxInt64 - 1)
 			if n := entries(t, eng); len(n) != 0 {

@@ -12,7 +12,7 @@ import (
 // event-time timer per row at its expiry with namespace "l" or "r".
 //
 // A job restored from a snapshot of layout 1 reads both: new rows go to
-// layout 2, probes also search the layout-1 maps, and the layout-1 timers
+// the current layout, probes also search the layout-1 maps, and the layout-1 timers
 // still drop their rows, so the old state drains as the watermark passes.
 
 // v1Rows is the layout-1 state of a restored job.
@@ -42,12 +42,18 @@ type stateLister interface {
 // hasV1State reports whether the restored state has the layout-1 maps (or
 // the store cannot tell, in which case they are read too).
 func hasV1State(store api.KeyedStateStore) bool {
+	return hasState(store, "left", api.StateMap) || hasState(store, "right", api.StateMap)
+}
+
+// hasState reports whether the store has a state of that name and kind
+// (restored or declared), or cannot tell.
+func hasState(store api.KeyedStateStore, name string, kind api.StateKind) bool {
 	l, ok := store.(stateLister)
 	if !ok {
 		return true
 	}
 	for _, s := range l.States() {
-		if s.Kind == api.StateMap && (s.Name == "left" || s.Name == "right") {
+		if s.Kind == kind && s.Name == name {
 			return true
 		}
 	}

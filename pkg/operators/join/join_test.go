@@ -320,7 +320,7 @@ operators:
 		if o.UID != "j" {
 			continue
 		}
-		s := o.State("rows")
+		s := o.State("rows3")
 		if s == nil {
 			t.Fatalf("the join's savepoint has no rows state: %+v", o)
 		}
