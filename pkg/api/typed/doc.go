@@ -17,6 +17,11 @@
 // ProcessBroadcastElement: its writes take the *BroadcastContext, so the
 // keyed side can only read it.
 //
+// Sinks: a SinkFunction[IN] (SinkType, RegisterSink) writes each record
+// decoded into IN, with its timestamp and key in a reused *SinkContext;
+// checkpoint hooks it implements (api.CheckpointedFunction,
+// api.CheckpointListener) are forwarded to the runtime.
+//
 // Capabilities are declared with the type, not discovered while it runs:
 //
 //   - OnTimer is an optional method (TimerFunction). A function with OnTimer
