@@ -80,6 +80,19 @@ func clusterRegistry(t *testing.T) *api.Registry {
 	return reg
 }
 
+// awaitSkipped waits until operator op of the running job has skipped at
+// least n records (flow_operator_records_skipped_total).
+func awaitSkipped(t *testing.T, c *flowtest.Cluster, op string, n float64) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for c.Metric("flow_operator_records_skipped_total", "operator", op) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("operator %s skipped %v records, want %v", op, c.Metric("flow_operator_records_skipped_total", "operator", op), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func readLines(t *testing.T, dir string) []string {
 	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(dir, "part-*"))
@@ -145,13 +158,7 @@ operators:
 `
 	id := c.SubmitSpec(fmt.Sprintf(bad, 1_000_000, "skip"))
 	c.AwaitStatus(id, flowtest.Running, 30*time.Second)
-	deadline := time.Now().Add(time.Minute)
-	for c.Metric("flow_operator_records_skipped_total", "operator", "str") < 50 {
-		if time.Now().After(deadline) {
-			t.Fatalf("skipped %v records, want 50", c.Metric("flow_operator_records_skipped_total", "operator", "str"))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	awaitSkipped(t, c, "str", 50)
 	c.Cancel(id)
 	// ... and fail the job (no restarts) naming the type and codec without.
 	id = c.SubmitSpec(fmt.Sprintf(bad, 50, "fail") + "restart: {strategy: none}\n")

@@ -178,13 +178,7 @@ restart: {strategy: none}
 `
 	id := c.SubmitSpec(fmt.Sprintf(bad, 1_000_000, "skip"))
 	c.AwaitStatus(id, flowtest.Running, 30*time.Second)
-	deadline := time.Now().Add(time.Minute)
-	for c.Metric("flow_operator_records_skipped_total", "operator", "str") < 50 {
-		if time.Now().After(deadline) {
-			t.Fatalf("skipped %v records, want 50", c.Metric("flow_operator_records_skipped_total", "operator", "str"))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	awaitSkipped(t, c, "str", 50)
 	c.Cancel(id)
 	d := c.AwaitStatus(c.SubmitSpec(fmt.Sprintf(bad, 50, "fail")), flowtest.Failed, time.Minute)
 	if msg := d.GetSummary().GetFailure(); !strings.Contains(msg, `type "test-sink-wants-string": input record`) {

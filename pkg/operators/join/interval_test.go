@@ -245,6 +245,21 @@ func v1Rows(rows ...string) []byte {
 	return b
 }
 
+// restored is eng after restoring a snapshot of the given states and
+// canonical entries, as a savepoint restore does.
+func restored(t *testing.T, eng *statebackend.Engine, specs []api.StateSpec, snap []statebackend.Entry) *statebackend.Engine {
+	t.Helper()
+	if err := eng.RestoreStates(specs); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range snap {
+		if err := eng.Ingest(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return eng
+}
+
 // TestIntervalJoinRestoresLayout1: state written in layout 1 (map states
 // left and right, timestamp -> rows, one timer per row) restores into the
 // current operator: its rows still join with new records, and its timers
@@ -268,15 +283,7 @@ func TestIntervalJoinRestoresLayout1(t *testing.T) {
 				{State: statebackend.EventTimersState, KeyGroup: kg, Key: key, Namespace: []byte("l"), UserKey: timer(100 - lower + 1)},
 				{State: statebackend.EventTimersState, KeyGroup: kg, Key: key, Namespace: []byte("r"), UserKey: timer(120 + upper + 1)},
 			}
-			eng := open()
-			if err := eng.RestoreStates(specs); err != nil {
-				t.Fatal(err)
-			}
-			for _, e := range snap {
-				if err := eng.Ingest(e); err != nil {
-					t.Fatal(err)
-				}
-			}
+			eng := restored(t, open(), specs, snap)
 			d := newDriver(t, eng, fmt.Sprintf(`{"lower":"%dms","upper":"%dms"}`, lower, upper))
 			d.watermark(98)
 			d.record(false, "k", 103, `"R103"`) // joins both old left rows: 103-5 <= 100 <= 103+10
@@ -322,15 +329,7 @@ func TestIntervalJoinRestoresLayout2(t *testing.T) {
 				{State: "rows", KeyGroup: kg, Key: key, Value: v1Rows(elem(0, 100, `"L100"`), elem(1, 120, `"R120"`))},
 				{State: statebackend.EventTimersState, KeyGroup: kg, Key: key, Namespace: []byte("c"), UserKey: timer(1000)},
 			}
-			eng := open()
-			if err := eng.RestoreStates(specs); err != nil {
-				t.Fatal(err)
-			}
-			for _, e := range snap {
-				if err := eng.Ingest(e); err != nil {
-					t.Fatal(err)
-				}
-			}
+			eng := restored(t, open(), specs, snap)
 			d := newDriver(t, eng, fmt.Sprintf(`{"lower":"%dms","upper":"%dms"}`, lower, upper))
 			d.watermark(98)
 			d.record(false, "k", 103, `"R103"`) // joins the old left row: 98 <= 100 <= 113
