@@ -298,18 +298,6 @@ func (o *Interval) Open(ctx api.Context) error {
 	return nil
 }
 
-func listState(store api.KeyedStateStore, name, codec string) (api.RawListState, error) {
-	raw, err := store.KeyedState(api.StateSpec{Name: name, Kind: api.StateList, ValueCodec: codec})
-	if err != nil {
-		return nil, err
-	}
-	l, ok := raw.(api.RawListState)
-	if !ok {
-		return nil, fmt.Errorf("state %q: backend returned %T for a list state", name, raw)
-	}
-	return l, nil
-}
-
 // ProcessRecord joins a left record with the buffered right rows.
 func (o *Interval) ProcessRecord(r api.Record, out api.Collector) error {
 	return o.process(r, out, sideLeft)

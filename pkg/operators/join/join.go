@@ -174,6 +174,18 @@ func mapState(store api.KeyedStateStore, name string, ttl *api.TTLConfig) (api.R
 	return m, nil
 }
 
+func listState(store api.KeyedStateStore, name, codec string) (api.RawListState, error) {
+	raw, err := store.KeyedState(api.StateSpec{Name: name, Kind: api.StateList, ValueCodec: codec})
+	if err != nil {
+		return nil, err
+	}
+	l, ok := raw.(api.RawListState)
+	if !ok {
+		return nil, fmt.Errorf("state %q: backend returned %T for a list state", name, raw)
+	}
+	return l, nil
+}
+
 // addRow appends row to the entry k of m.
 func addRow(m api.RawMapState, k, row []byte, scratch *[]byte) error {
 	cur, _, err := m.Get(k)
