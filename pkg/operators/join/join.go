@@ -163,27 +163,26 @@ func (e *emitter) emit(out api.Collector, key, left, right []byte, ts int64) {
 }
 
 func mapState(store api.KeyedStateStore, name string, ttl *api.TTLConfig) (api.RawMapState, error) {
-	raw, err := store.KeyedState(api.StateSpec{Name: name, Kind: api.StateMap, KeyCodec: tsCodec, ValueCodec: rowsCodec, TTL: ttl})
-	if err != nil {
-		return nil, err
-	}
-	m, ok := raw.(api.RawMapState)
-	if !ok {
-		return nil, fmt.Errorf("state %q: backend returned %T for a map state", name, raw)
-	}
-	return m, nil
+	return rawState[api.RawMapState](store, api.StateSpec{Name: name, Kind: api.StateMap, KeyCodec: tsCodec, ValueCodec: rowsCodec, TTL: ttl})
 }
 
 func listState(store api.KeyedStateStore, name, codec string) (api.RawListState, error) {
-	raw, err := store.KeyedState(api.StateSpec{Name: name, Kind: api.StateList, ValueCodec: codec})
+	return rawState[api.RawListState](store, api.StateSpec{Name: name, Kind: api.StateList, ValueCodec: codec})
+}
+
+// rawState declares spec and returns its handle as the raw interface of
+// its kind.
+func rawState[T api.RawState](store api.KeyedStateStore, spec api.StateSpec) (T, error) {
+	var zero T
+	raw, err := store.KeyedState(spec)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	l, ok := raw.(api.RawListState)
+	h, ok := raw.(T)
 	if !ok {
-		return nil, fmt.Errorf("state %q: backend returned %T for a list state", name, raw)
+		return zero, fmt.Errorf("state %q: backend returned %T for a %v state", spec.Name, raw, spec.Kind)
 	}
-	return l, nil
+	return h, nil
 }
 
 // addRow appends row to the entry k of m.
