@@ -27,6 +27,7 @@ import (
 
 	"github.com/flowrt/flow/internal/datadir"
 	"github.com/flowrt/flow/internal/jobmanager"
+	"github.com/flowrt/flow/internal/jobmanager/ha"
 	"github.com/flowrt/flow/internal/rpcerr"
 	"github.com/flowrt/flow/internal/taskmanager"
 	"github.com/flowrt/flow/pkg/api"
@@ -108,7 +109,7 @@ func advertised(addr net.Addr, host string) string {
 func JobManagerCommand(registry *api.Registry) *cobra.Command {
 	var c common
 	var heartbeatTimeout, slotTimeout time.Duration
-	var checkpointStorage, savepointDir string
+	var checkpointStorage, savepointDir, haMode, advertise string
 	cmd := &cobra.Command{
 		Use:   "jobmanager",
 		Short: "Run a Flow JobManager: the cluster's coordinator",
@@ -118,18 +119,34 @@ func JobManagerCommand(registry *api.Registry) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			// Locked before the job store is opened: a second JobManager
-			// would mark the first one's running jobs FAILED.
-			lock, err := datadir.Lock(c.dataDir)
+			// The data dir is locked before the job store is opened (a
+			// second JobManager would mark the first one's running jobs
+			// FAILED): holding its lock is leading.
+			reg := NewRegistry()
+			id := jobmanager.NewID()
+			election := ha.NewFileElection(c.dataDir, 200*time.Millisecond)
+			var term *ha.Term
+			switch haMode {
+			case "none":
+				term, err = election.TryCampaign(id)
+			case "file":
+				term, err = waitToLead(cmd.Context(), log, &c, election, reg, id)
+			default:
+				return fmt.Errorf("--high-availability %q: want none or file", haMode)
+			}
 			if err != nil {
+				if errors.Is(err, context.Canceled) {
+					return nil // stopped while standby
+				}
 				return err
 			}
-			defer lock.Release()
-			reg := NewRegistry()
+			defer term.Resign()
+			log.Info("leading", "id", id, "leader_epoch", term.Epoch, "high_availability", haMode)
 			jm, err := jobmanager.New(jobmanager.Options{
-				DataDir: c.dataDir, HeartbeatTimeout: heartbeatTimeout, SlotTimeout: slotTimeout,
+				ID: id, DataDir: c.dataDir, HeartbeatTimeout: heartbeatTimeout, SlotTimeout: slotTimeout,
 				CheckpointStorage: checkpointStorage, SavepointDir: savepointDir,
 				Registry: registry, Logger: log, Metrics: reg,
+				LeaderEpoch: term.Epoch, RecoverJobs: haMode == "file",
 			})
 			if err != nil {
 				return err
@@ -153,6 +170,9 @@ func JobManagerCommand(registry *api.Registry) *cobra.Command {
 			app.Handle("/", webui.Handler())
 			ls.api = app
 			return serve(cmd.Context(), log, ls, reg, jm.Register, jm.Ready, func(ctx context.Context) error {
+				if err := term.Publish(advertised(ls.rpc.Addr(), advertise)); err != nil {
+					log.Warn("high availability", "err", err)
+				}
 				log.Info("jobmanager started", "id", jm.ID(), "data_dir", c.dataDir)
 				jm.Run(ctx)
 				return nil
@@ -163,6 +183,8 @@ func JobManagerCommand(registry *api.Registry) *cobra.Command {
 	cmd.Flags().DurationVar(&heartbeatTimeout, "heartbeat-timeout", 10*time.Second, "mark a TaskManager lost after this long without a heartbeat")
 	cmd.Flags().DurationVar(&slotTimeout, "slot-timeout", 60*time.Second, "fail a job that cannot get enough slots for this long")
 	cmd.Flags().StringVar(&checkpointStorage, "checkpoint-storage", "", "checkpoint storage URL for jobs that name none (file://, s3://, gs://, azblob://); default file://<data-dir>/checkpoints")
+	cmd.Flags().StringVar(&haMode, "high-availability", "none", "none: fail at start if another JobManager holds --data-dir; file: wait as a standby while another JobManager leads the shared --data-dir, then take over and recover its running jobs from their latest checkpoints")
+	cmd.Flags().StringVar(&advertise, "advertise-host", "", "host TaskManagers and standbys reach this JobManager's RPC address at (default: the --rpc-address host)")
 	cmd.Flags().StringVar(&savepointDir, "savepoint-dir", "", "directory URL for savepoints when a request names none; default file://<data-dir>/savepoints")
 	return cmd
 }
@@ -221,7 +243,7 @@ func TaskManagerCommand(registry *api.Registry) *cobra.Command {
 	}
 	c.register(cmd, "127.0.0.1:0", "127.0.0.1:0", filepath.Join("flow-data", "taskmanager"))
 	f := cmd.Flags()
-	f.StringVar(&jmAddr, "jobmanager", "localhost:6123", "the JobManager's RPC address")
+	f.StringVar(&jmAddr, "jobmanager", "localhost:6123", "the JobManager's RPC address; with standby JobManagers, all their addresses separated by commas")
 	f.IntVar(&slots, "slots", 4, "number of task slots to offer")
 	f.StringVar(&id, "id", "", "TaskManager id (default: tm-<hostname>-<random>)")
 	f.StringVar(&stateMemory, "state-memory", "512MiB", "memory budget of the Pebble state backends (one shared block cache), e.g. 512MiB or 2GiB")
@@ -334,4 +356,50 @@ func withPprof(app http.Handler, on bool) http.Handler {
 		m.Handle("/", app)
 	}
 	return m
+}
+
+// waitToLead campaigns for the lead of the data dir as a standby: while
+// another JobManager leads, it serves only the HTTP probes (/readyz
+// answers 503 naming the leader) and metrics, and it returns once this
+// JobManager leads, or with ctx's error on SIGINT/SIGTERM.
+func waitToLead(parent context.Context, log *slog.Logger, c *common, e *ha.FileElection, reg *prometheus.Registry, id string) (*ha.Term, error) {
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(parent, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	e.Waiting = func(err error) {
+		info, ok, lerr := e.Leader()
+		switch {
+		case lerr != nil:
+			log.Warn("standby: another JobManager leads; waiting to take over", "holder", err.Error(), "err", lerr)
+		case ok:
+			log.Info("standby: another JobManager leads; waiting to take over", "leader", info.ID, "leader_address", info.Address, "leader_epoch", info.Epoch)
+		default:
+			log.Info("standby: another JobManager leads; waiting to take over", "holder", err.Error())
+		}
+	}
+	if c.httpAddress != "" {
+		l, err := Listen(c.httpAddress, "http-address")
+		if err != nil {
+			return nil, err
+		}
+		log.Info("standby: serving probes", "http_address", l.Addr().String())
+		standby := func(context.Context) error {
+			if info, ok, _ := e.Leader(); ok {
+				return fmt.Errorf("standby JobManager: %s (leader epoch %d) at %s leads; this one takes over when it stops", info.ID, info.Epoch, info.Address)
+			}
+			return errors.New("standby JobManager: another JobManager leads the data dir; this one takes over when it stops")
+		}
+		hctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- HTTP(hctx, l, reg, standby) }()
+		defer func() {
+			cancel()
+			if err := <-done; err != nil {
+				log.Warn("standby http server", "err", err)
+			}
+		}()
+	}
+	return e.Campaign(ctx, id)
 }

@@ -2,12 +2,14 @@ package datadir
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // FileName is the lock file inside the data directory.
@@ -65,6 +67,31 @@ func Lock(dir string) (*Held, error) {
 		return nil, fmt.Errorf("write the pid into %s: %w", path, err)
 	}
 	return &Held{f: f}, nil
+}
+
+// LockWait takes dir's lock like Lock, but while another process holds
+// it, it tries again every poll until it gets it or ctx ends (then it
+// returns ctx's error). busy, if not nil, is called once with the holder's
+// error when the first try finds the lock held. A standby JobManager waits
+// here for the leader's data dir.
+func LockWait(ctx context.Context, dir string, poll time.Duration, busy func(*InUseError)) (*Held, error) {
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for first := true; ; first = false {
+		h, err := Lock(dir)
+		var inUse *InUseError
+		if !errors.As(err, &inUse) {
+			return h, err
+		}
+		if first && busy != nil {
+			busy(inUse)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // Release drops the lock. The lock file stays (removing it would race with

@@ -52,6 +52,7 @@ func (jm *JobManager) SubmitJob(ctx context.Context, req *clusterv1.SubmitJobReq
 	}
 	now := time.Now()
 	d := jobmaster.NewDetails(id, g, plan, now)
+	d.RestorePath, d.AllowNonRestoredState = req.GetRestorePath(), req.GetAllowNonRestoredState()
 	// Stored before it is visible: a JobManager that restarts knows every
 	// job it ever acknowledged.
 	if err := jm.store.Save(d); err != nil {

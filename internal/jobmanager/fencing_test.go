@@ -18,10 +18,10 @@ import (
 )
 
 // A TaskManager takes calls only from the JobManager it is registered
-// with (its fencing token), and refuses a deployment of an attempt older
-// than one it runs.
+// with (its fencing token: id and leader epoch) or from a newer leader,
+// and refuses a deployment of an attempt older than one it runs.
 func TestTaskManagerRefusesAStaleJobManager(t *testing.T) {
-	c := newCluster(t, jobmanager.Options{})
+	c := newCluster(t, jobmanager.Options{LeaderEpoch: 5})
 	var deployed *clusterv1.TaskDeployment
 	got := make(chan *clusterv1.TaskDeployment, 1)
 	c.addTaskManager("tm-a", 1, func(ctx context.Context, d *clusterv1.TaskDeployment, env runtime.TaskEnv) error {
@@ -42,9 +42,10 @@ func TestTaskManagerRefusesAStaleJobManager(t *testing.T) {
 	}
 	defer conn.Close()
 	te := clusterv1.NewTaskExecutorServiceClient(conn)
-	as := func(jm string) context.Context {
-		return metadata.AppendToOutgoingContext(context.Background(), fencing.Header, jm)
+	asEpoch := func(jm, epoch string) context.Context {
+		return metadata.AppendToOutgoingContext(context.Background(), fencing.Header, jm, fencing.EpochHeader, epoch)
 	}
+	as := func(jm string) context.Context { return asEpoch(jm, "5") }
 	missing := &clusterv1.TaskID{JobId: "nope", Attempt: 1, Task: "src"}
 	if _, err := te.CancelTask(as("jm-stale"), &clusterv1.CancelTaskRequest{Task: missing}); status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("cancel from a stale JobManager: %v, want FailedPrecondition", err)
@@ -52,10 +53,26 @@ func TestTaskManagerRefusesAStaleJobManager(t *testing.T) {
 	if _, err := te.CancelTask(as(c.jm.ID()), &clusterv1.CancelTaskRequest{Task: missing}); status.Code(err) != codes.NotFound {
 		t.Fatalf("cancel from the registered JobManager passed the fence? %v, want NotFound", err)
 	}
+	if _, err := te.CancelTask(asEpoch(c.jm.ID(), "4"), &clusterv1.CancelTaskRequest{Task: missing}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("cancel of an older leader epoch: %v, want FailedPrecondition", err)
+	}
+	// A newer leader passes before the TaskManager registered with it;
+	// from then on the old one is refused.
+	if _, err := te.CancelTask(asEpoch("jm-new", "6"), &clusterv1.CancelTaskRequest{Task: missing}); status.Code(err) != codes.NotFound {
+		t.Fatalf("cancel from a newer leader: %v, want NotFound (past the fence)", err)
+	}
+	if _, err := te.CancelTask(as(c.jm.ID()), &clusterv1.CancelTaskRequest{Task: missing}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("cancel from the deposed leader: %v, want FailedPrecondition", err)
+	}
+	// The job's cancel below comes from the deposed leader too: let the
+	// TaskManager follow it again as it would after re-registering.
+	if _, err := te.CancelTask(asEpoch(c.jm.ID(), "7"), &clusterv1.CancelTaskRequest{Task: missing}); status.Code(err) != codes.NotFound {
+		t.Fatal(err)
+	}
 	// An older attempt of a job that runs here is refused.
 	old := proto.Clone(deployed).(*clusterv1.TaskDeployment)
 	old.Id.Attempt = 0
-	if _, err := te.DeployTask(as(c.jm.ID()), &clusterv1.DeployTaskRequest{Deployment: old}); status.Code(err) != codes.FailedPrecondition {
+	if _, err := te.DeployTask(asEpoch(c.jm.ID(), "7"), &clusterv1.DeployTaskRequest{Deployment: old}); status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("deploy of a stale attempt: %v, want FailedPrecondition", err)
 	}
 	if _, err := c.client.CancelJob(context.Background(), &clusterv1.CancelJobRequest{JobId: id}); err != nil {

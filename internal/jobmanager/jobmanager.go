@@ -28,12 +28,16 @@ import (
 	"github.com/flowrt/flow/internal/jobmanager/taskstats"
 	"github.com/flowrt/flow/pkg/api"
 	"github.com/flowrt/flow/pkg/jobgraph"
+	"github.com/flowrt/flow/pkg/jobspec"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 	jobgraphv1 "github.com/flowrt/flow/proto/flow/jobgraph/v1"
 )
 
 // Options configure a JobManager. Zero values take the documented defaults.
 type Options struct {
+	// ID identifies this JobManager (the fencing token's id). Default:
+	// jm-<random>, new for every process.
+	ID string
 	// DataDir holds the job store (required).
 	DataDir string
 	// HeartbeatTimeout: a TaskManager without a heartbeat for this long is
@@ -69,9 +73,20 @@ type Options struct {
 	// CheckpointIDs records the checkpoint ids issued per job (package
 	// ha). Default: files under DataDir/ha/checkpoint-ids.
 	CheckpointIDs ha.CheckpointIDCounter
+	// LeaderEpoch is this JobManager's leadership term (ha.Term.Epoch),
+	// carried on every call to a TaskManager with its id (package
+	// internal/fencing); 0 when it was not elected.
+	LeaderEpoch uint64
+	// RecoverJobs: jobs that were running when the previous leader
+	// stopped resume as a new attempt from their latest completed
+	// checkpoint (high availability), instead of being marked FAILED.
+	RecoverJobs bool
 }
 
 func (o *Options) ensureDefaults() {
+	if o.ID == "" {
+		o.ID = NewID()
+	}
 	if o.HeartbeatTimeout <= 0 {
 		o.HeartbeatTimeout = 10 * time.Second
 	}
@@ -150,7 +165,8 @@ type JobManager struct {
 
 // New opens the job store under opts.DataDir and returns a JobManager.
 // Jobs that were still running when a previous JobManager stopped are marked
-// FAILED: their tasks are gone with it.
+// FAILED (their tasks are gone with it), or, with opts.RecoverJobs (a
+// leader taking over), restarted from their latest checkpoint.
 func New(opts Options) (*JobManager, error) {
 	opts.ensureDefaults()
 	if opts.DataDir == "" {
@@ -165,7 +181,7 @@ func New(opts Options) (*JobManager, error) {
 		st = fs
 	}
 	jm := &JobManager{
-		id:    "jm-" + randomID(4),
+		id:    opts.ID,
 		opts:  opts,
 		log:   opts.Logger,
 		store: st,
@@ -207,16 +223,58 @@ func New(opts Options) (*JobManager, error) {
 		if err != nil {
 			plan = nil
 		}
-		jm.addJob(jm.newMaster(d, plan, nil, true, now))
+		ck, recover := jm.storedCheckpoints(d, plan)
+		jm.addJob(jm.startMaster(d, plan, ck, true, recover, now))
 	}
 	go jm.persist.Run()
 	return jm, nil
 }
 
+// storedCheckpoints opens the checkpointing of a stored job that will
+// run again: one still waiting for its first slots, and, when this
+// JobManager recovers jobs (high availability), one that was running
+// (recover is then true). A job whose checkpoints cannot be opened is not
+// recovered: it fails as without high availability, and the log says why.
+func (jm *JobManager) storedCheckpoints(d *clusterv1.JobDetails, plan *jobgraph.Plan) (ck *jobmaster.Checkpoints, recover bool) {
+	st := d.GetSummary().GetStatus()
+	if plan == nil || lifecycle.IsTerminal(st) || st != clusterv1.JobStatus_JOB_STATUS_CREATED && !jm.opts.RecoverJobs {
+		return nil, false
+	}
+	id := d.GetSummary().GetJobId()
+	cfg, err := jobspec.CheckpointsOf(d.GetGraph())
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		ck, err = jobmaster.OpenCheckpoints(ctx, id, cfg, jm.opts.CheckpointStorage, jm.opts.CheckpointIDs, jm.log)
+		if err == nil && d.GetRestorePath() != "" {
+			var r *jobmaster.RestorePoint
+			r, err = jobmaster.OpenRestore(ctx, d.GetRestorePath(), d.GetGraph(), d.GetAllowNonRestoredState(), jm.typeRegistry())
+			if err != nil {
+				ck.Close()
+				ck = nil
+			} else {
+				ck.RestoreFrom(r)
+			}
+		}
+	}
+	if err != nil {
+		jm.log.Warn("stored job: cannot open its checkpoints; not recovering it", "job", id, "err", err)
+		return nil, false
+	}
+	return ck, st != clusterv1.JobStatus_JOB_STATUS_CREATED
+}
+
 // newMaster starts the job master of job d.
 func (jm *JobManager) newMaster(d *clusterv1.JobDetails, plan *jobgraph.Plan, ck *jobmaster.Checkpoints, stored bool, now time.Time) *jobmaster.Master {
+	return jm.startMaster(d, plan, ck, stored, false, now)
+}
+
+// startMaster starts the job master of job d; recover resumes a stored
+// job that was running (high availability).
+func (jm *JobManager) startMaster(d *clusterv1.JobDetails, plan *jobgraph.Plan, ck *jobmaster.Checkpoints, stored, recover bool, now time.Time) *jobmaster.Master {
 	return jobmaster.New(jobmaster.Config{
 		Details: d, Plan: plan, Stored: stored, Restart: jm.restartStrategyOf(d.GetGraph()), Checkpoints: ck,
+		Recover: recover, RecoverReason: fmt.Sprintf("JobManager %s took over as leader (epoch %d)", jm.id, jm.opts.LeaderEpoch),
 		SlotTimeout: jm.opts.SlotTimeout, RPCTimeout: jm.opts.RPCTimeout, DefaultCheckpointStorage: jm.opts.CheckpointStorage,
 		Executor: jm.exec, Logger: jm.log, Now: now,
 	})
@@ -374,6 +432,9 @@ func (jm *JobManager) restartStrategyOf(g *jobgraphv1.JobGraph) restart.Strategy
 	}
 	return restart.For(r, mathrand.Float64)
 }
+
+// NewID returns a new JobManager id, jm-<random>.
+func NewID() string { return "jm-" + randomID(4) }
 
 // shortStatus renders JOB_STATUS_RUNNING as RUNNING.
 func shortStatus(s clusterv1.JobStatus) string { return lifecycle.ShortStatus(s) }

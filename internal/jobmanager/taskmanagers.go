@@ -24,7 +24,7 @@ func (jm *JobManager) RegisterTaskManager(ctx context.Context, req *clusterv1.Re
 	if req.GetTaskManagerId() == "" || req.GetAddress() == "" || req.GetSlots() < 0 {
 		return nil, rpcerr.New(rpcerr.ErrInvalidArgument, "register: task_manager_id, address and a non-negative slot count are required")
 	}
-	conn, err := grpc.NewClient(req.GetAddress(), append(slices.Clip(jm.opts.DialOptions), grpc.WithChainUnaryInterceptor(fencing.Interceptor(jm.id)))...)
+	conn, err := grpc.NewClient(req.GetAddress(), append(slices.Clip(jm.opts.DialOptions), grpc.WithChainUnaryInterceptor(fencing.Interceptor(fencing.Token{ID: jm.id, Epoch: jm.opts.LeaderEpoch})))...)
 	if err != nil {
 		return nil, rpcerr.Errorf(rpcerr.ErrInvalidArgument, "register: bad TaskManager address %q: %v", req.GetAddress(), err)
 	}
@@ -39,6 +39,7 @@ func (jm *JobManager) RegisterTaskManager(ctx context.Context, req *clusterv1.Re
 		JobManagerId:        jm.id,
 		HeartbeatIntervalMs: interval.Milliseconds(),
 		HeartbeatTimeoutMs:  ttl.Milliseconds(),
+		LeaderEpoch:         jm.opts.LeaderEpoch,
 	}, nil
 }
 

@@ -76,14 +76,14 @@ type responder struct {
 var _ runtime.CheckpointResponder = (*responder)(nil)
 
 func (r *responder) Acknowledge(ctx context.Context, id int64, operators map[string]*checkpointv1.SubtaskState, timing *clusterv1.TaskCheckpointTiming) error {
-	_, err := r.tm.rm.AcknowledgeCheckpoint(ctx, &clusterv1.AcknowledgeCheckpointRequest{
+	_, err := r.tm.endpoint().rm.AcknowledgeCheckpoint(ctx, &clusterv1.AcknowledgeCheckpointRequest{
 		TaskManagerId: r.tm.opts.ID, Task: r.id, CheckpointId: id, Operators: operators, Timing: timing,
 	})
 	return err
 }
 
 func (r *responder) Decline(ctx context.Context, id int64, reason string) error {
-	_, err := r.tm.rm.DeclineCheckpoint(ctx, &clusterv1.DeclineCheckpointRequest{
+	_, err := r.tm.endpoint().rm.DeclineCheckpoint(ctx, &clusterv1.DeclineCheckpointRequest{
 		TaskManagerId: r.tm.opts.ID, Task: r.id, CheckpointId: id, Reason: reason,
 	})
 	return err

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/flowrt/flow/internal/exchange"
+	"github.com/flowrt/flow/internal/fencing"
 	"github.com/flowrt/flow/internal/rpcerr"
 	"github.com/flowrt/flow/internal/runtime"
 	"github.com/flowrt/flow/pkg/api"
@@ -33,7 +34,10 @@ type RunFunc func(ctx context.Context, d *clusterv1.TaskDeployment, env runtime.
 type Options struct {
 	// ID identifies the TaskManager to the JobManager. Default: a random id.
 	ID string
-	// JobManager is the JobManager's RPC address (required).
+	// JobManager is the JobManager's RPC address (required), or, with
+	// standby JobManagers (high availability), a comma-separated list of
+	// all of them: the TaskManager registers with the one that leads,
+	// trying each in turn.
 	JobManager string
 	// Slots offered to the JobManager. Default 4.
 	Slots int
@@ -139,11 +143,8 @@ type TaskManager struct {
 	opts     Options
 	log      *slog.Logger
 	exchange *exchange.Manager
-	conn     *grpc.ClientConn
-	rm       clusterv1.ResourceManagerServiceClient
-	// hbConn and hb carry heartbeats only.
-	hbConn *grpc.ClientConn
-	hb     clusterv1.ResourceManagerServiceClient
+	// endpoints are the JobManagers (one, or the leader and its standbys).
+	endpoints []*endpoint
 
 	// base is canceled when the TaskManager shuts down; tasks derive from it.
 	base       context.Context
@@ -157,9 +158,13 @@ type TaskManager struct {
 	mu      sync.Mutex
 	address string
 	link    link // registration with the JobManager, for Ready
-	// jobManagerID is the JobManager this TaskManager is registered with
-	// (the fencing token its calls must carry).
-	jobManagerID string
+	// cur is the endpoint registered with (or being tried).
+	cur int
+	// jobManager is the JobManager this TaskManager is registered with
+	// (the fencing token its calls must carry), leaderEpoch the highest
+	// leader epoch seen (internal/fencing).
+	jobManager  fencing.Token
+	leaderEpoch uint64
 	tasks        map[taskKey]*task
 	stopping     bool
 	wg           sync.WaitGroup
@@ -228,27 +233,18 @@ func New(opts Options) (*TaskManager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("taskmanager: %w", err)
 	}
-	conn, err := grpc.NewClient(opts.JobManager, append([]grpc.DialOption{connectParams}, opts.DialOptions...)...)
+	endpoints, err := dialJobManagers(opts.JobManager, append([]grpc.DialOption{connectParams}, opts.DialOptions...))
 	if err != nil {
 		xm.Close()
-		return nil, fmt.Errorf("taskmanager: bad JobManager address %q: %w", opts.JobManager, err)
-	}
-	// Heartbeats have their own connection: they never queue behind the
-	// task state updates and checkpoint acknowledgements of a deploy storm.
-	hbConn, err := grpc.NewClient(opts.JobManager, append([]grpc.DialOption{connectParams}, opts.DialOptions...)...)
-	if err != nil {
-		conn.Close()
-		xm.Close()
-		return nil, fmt.Errorf("taskmanager: bad JobManager address %q: %w", opts.JobManager, err)
+		return nil, err
 	}
 	base, cancel := context.WithCancel(context.Background())
 	cacheBytes, _ := statepebble.SplitBudget(opts.StateMemory, opts.Slots)
 	tm := &TaskManager{
 		opts: opts, log: opts.Logger.With("taskmanager", opts.ID), exchange: xm,
 		stateCache: statepebble.NewCache(cacheBytes),
-		conn:       conn, rm: clusterv1.NewResourceManagerServiceClient(conn),
-		hbConn: hbConn, hb: clusterv1.NewResourceManagerServiceClient(hbConn),
-		base: base, cancelBase: cancel,
+		endpoints: endpoints,
+		base:      base, cancelBase: cancel,
 		tasks: map[taskKey]*task{},
 		registered: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "flow_taskmanager_registered", Help: "1 while the TaskManager is registered with a JobManager.",
@@ -302,17 +298,17 @@ func (tm *TaskManager) SetAddress(addr string) {
 // timeout; else an error (ErrNotReady) saying which and why.
 func (tm *TaskManager) Ready() error {
 	tm.mu.Lock()
-	l := tm.link
+	l, addr := tm.link, tm.endpoints[tm.cur].addr
 	tm.mu.Unlock()
 	why := l.lastErr
 	if why == "" {
 		why = "registering"
 	}
 	if !l.registered {
-		return fmt.Errorf("%w: not registered with the JobManager at %s (%s)", ErrNotReady, tm.opts.JobManager, why)
+		return fmt.Errorf("%w: not registered with the JobManager at %s (%s)", ErrNotReady, addr, why)
 	}
 	if since := time.Since(l.lastOK); since > l.timeout {
-		return fmt.Errorf("%w: no heartbeat answered by the JobManager at %s for %s (%s)", ErrNotReady, tm.opts.JobManager, since.Round(time.Millisecond), why)
+		return fmt.Errorf("%w: no heartbeat answered by the JobManager at %s for %s (%s)", ErrNotReady, addr, since.Round(time.Millisecond), why)
 	}
 	return nil
 }
@@ -337,14 +333,24 @@ func (tm *TaskManager) Run(ctx context.Context) error {
 	defer tm.shutdown()
 	var interval time.Duration // the JobManager's heartbeat interval, once known
 	for attempt := 0; ; attempt++ {
-		resp, err := tm.register(ctx)
+		ep := tm.endpoint()
+		resp, err := tm.register(ctx, ep)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			tm.setLink(false, 0, err)
 			if attempt%20 == 0 {
-				tm.log.Warn("cannot register with the JobManager; retrying", "jobmanager", tm.opts.JobManager, "err", status.Convert(err).Message())
+				tm.log.Warn("cannot register with the JobManager; retrying", "jobmanager", ep.addr, "err", status.Convert(err).Message())
+			}
+			// With standbys, the next try goes to the next JobManager at
+			// once; a pass over all of them waits as one did.
+			tm.mu.Lock()
+			tm.cur = (tm.cur + 1) % len(tm.endpoints)
+			next := tm.cur
+			tm.mu.Unlock()
+			if next != 0 {
+				continue
 			}
 			if !sleep(ctx, retryDelay(attempt, interval)) {
 				return nil
@@ -356,11 +362,12 @@ func (tm *TaskManager) Run(ctx context.Context) error {
 		interval, timeout = heartbeatTimes(resp)
 		tm.setLink(true, timeout, nil)
 		tm.mu.Lock()
-		tm.jobManagerID = resp.GetJobManagerId()
+		tm.jobManager = fencing.Token{ID: resp.GetJobManagerId(), Epoch: resp.GetLeaderEpoch()}
+		tm.leaderEpoch = max(tm.leaderEpoch, resp.GetLeaderEpoch())
 		tm.mu.Unlock()
 		tm.registered.Set(1)
-		tm.log.Info("registered with the JobManager", "jobmanager", tm.opts.JobManager, "jobmanager_id", resp.GetJobManagerId(), "slots", tm.opts.Slots)
-		tm.heartbeatLoop(ctx, interval, timeout)
+		tm.log.Info("registered with the JobManager", "jobmanager", ep.addr, "jobmanager_id", resp.GetJobManagerId(), "leader_epoch", resp.GetLeaderEpoch(), "slots", tm.opts.Slots)
+		tm.heartbeatLoop(ctx, ep, interval, timeout)
 		tm.registered.Set(0)
 		if ctx.Err() != nil {
 			return nil
@@ -382,9 +389,9 @@ func heartbeatTimes(reg *clusterv1.RegisterTaskManagerResponse) (interval, timeo
 	return interval, timeout
 }
 
-func (tm *TaskManager) register(ctx context.Context) (*clusterv1.RegisterTaskManagerResponse, error) {
+func (tm *TaskManager) register(ctx context.Context, ep *endpoint) (*clusterv1.RegisterTaskManagerResponse, error) {
 	tm.mu.Lock()
-	tm.jobManagerID = "" // registering: the new JobManager's id is not known yet
+	tm.jobManager.ID = "" // registering: the new JobManager's id is not known yet
 	req := &clusterv1.RegisterTaskManagerRequest{
 		TaskManagerId: tm.opts.ID, Address: tm.address, Slots: int32(tm.opts.Slots),
 		HttpAddress: tm.opts.HTTPAddress, RunningTasks: tm.runningLocked(),
@@ -395,13 +402,24 @@ func (tm *TaskManager) register(ctx context.Context) (*clusterv1.RegisterTaskMan
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	return tm.rm.RegisterTaskManager(cctx, req)
+	resp, err := ep.rm.RegisterTaskManager(cctx, req)
+	if err != nil {
+		return nil, err
+	}
+	tm.mu.Lock()
+	highest := tm.leaderEpoch
+	tm.mu.Unlock()
+	if resp.GetLeaderEpoch() < highest {
+		// A deposed leader still running: register with the new one.
+		return nil, fmt.Errorf("the JobManager %s at %s has leader epoch %d, older than epoch %d this TaskManager follows", resp.GetJobManagerId(), ep.addr, resp.GetLeaderEpoch(), highest)
+	}
+	return resp, nil
 }
 
 // heartbeatLoop returns when ctx ends, when the JobManager asks for
 // re-registration, or when no heartbeat succeeded for the JobManager's
 // heartbeat timeout.
-func (tm *TaskManager) heartbeatLoop(ctx context.Context, interval, timeout time.Duration) {
+func (tm *TaskManager) heartbeatLoop(ctx context.Context, ep *endpoint, interval, timeout time.Duration) {
 	lastOK := time.Now()
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -418,13 +436,13 @@ func (tm *TaskManager) heartbeatLoop(ctx context.Context, interval, timeout time
 		// heartbeat timeout runs out (a loaded JobManager answers late, but
 		// it did hear the heartbeat and keeps the TaskManager alive).
 		cctx, cancel := context.WithTimeout(ctx, max(interval, time.Until(lastOK.Add(timeout))))
-		resp, err := tm.hb.Heartbeat(cctx, req)
+		resp, err := ep.hb.Heartbeat(cctx, req)
 		cancel()
 		if err != nil {
 			lost := time.Since(lastOK) > timeout
 			tm.setLink(!lost, timeout, err)
 			if lost {
-				tm.log.Warn("lost contact with the JobManager; registering again", "jobmanager", tm.opts.JobManager, "err", status.Convert(err).Message())
+				tm.log.Warn("lost contact with the JobManager; registering again", "jobmanager", ep.addr, "err", status.Convert(err).Message())
 				return
 			}
 			continue
@@ -559,7 +577,7 @@ func (tm *TaskManager) report(req *clusterv1.UpdateTaskStateRequest) {
 	delay := 50 * time.Millisecond
 	for try := 1; ; try++ {
 		ctx, cancel := context.WithTimeout(tm.base, 5*time.Second)
-		_, err := tm.rm.UpdateTaskState(ctx, req)
+		_, err := tm.endpoint().rm.UpdateTaskState(ctx, req)
 		cancel()
 		if err == nil || st == clusterv1.TaskState_TASK_STATE_RUNNING {
 			return // RUNNING is best effort; the final state is what matters
@@ -626,7 +644,7 @@ func (tm *TaskManager) shutdown() {
 	}
 	tm.cancelBase()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	if _, err := tm.rm.DeregisterTaskManager(ctx, &clusterv1.DeregisterTaskManagerRequest{TaskManagerId: tm.opts.ID}); err != nil {
+	if _, err := tm.endpoint().rm.DeregisterTaskManager(ctx, &clusterv1.DeregisterTaskManagerRequest{TaskManagerId: tm.opts.ID}); err != nil {
 		tm.log.Warn("deregister", "err", status.Convert(err).Message())
 	}
 	cancel()
@@ -641,8 +659,9 @@ func (tm *TaskManager) closeConns() {
 		tm.stateCache = nil
 	}
 	tm.exchange.Close()
-	tm.conn.Close()
-	tm.hbConn.Close()
+	for _, ep := range tm.endpoints {
+		ep.close()
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

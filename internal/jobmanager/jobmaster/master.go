@@ -32,6 +32,12 @@ type Config struct {
 	// waiting for slots then fails, and the checkpoint history is read back
 	// from its storage.
 	Stored bool
+	// Recover: this JobManager took over as leader (high availability);
+	// a stored job that was running resumes as its next attempt from its
+	// latest checkpoint instead of failing. RecoverReason names the
+	// takeover in the job's history.
+	Recover       bool
+	RecoverReason string
 	// Restart decides what a failure leads to.
 	Restart restart.Strategy
 	// Checkpoints is the job's checkpointing (OpenCheckpoints); nil:
@@ -123,7 +129,8 @@ func New(cfg Config) *Master {
 	ck.m = m
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	if cfg.Stored {
-		m.stepLifecycle(lifecycle.Event{Type: lifecycle.EventJobManagerRestarted, Time: cfg.Now, NoPlan: cfg.Plan == nil})
+		m.stepLifecycle(lifecycle.Event{Type: lifecycle.EventJobManagerRestarted, Time: cfg.Now, NoPlan: cfg.Plan == nil,
+			Recover: cfg.Recover, Reason: cfg.RecoverReason})
 		m.recoverHistory()
 	}
 	m.publish()

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/flowrt/flow/internal/jobmanager/restart"
@@ -130,7 +131,11 @@ func (m *Machine) Step(ev Event) ([]Action, error) {
 	case EventRestoreChosen:
 		m.restoreChosen(ev)
 	case EventJobManagerRestarted:
-		m.jobManagerRestarted(ev.Time, ev.NoPlan)
+		if ev.Recover && !ev.NoPlan {
+			m.failedOver(ev.Time, ev.Reason)
+		} else {
+			m.jobManagerRestarted(ev.Time, ev.NoPlan)
+		}
 	default:
 		return nil, fmt.Errorf("%w: %d", ErrUnknownEvent, ev.Type)
 	}
@@ -175,6 +180,48 @@ func (m *Machine) jobManagerRestarted(now time.Time, noPlan bool) {
 		}
 	}
 	m.fail(now, "the JobManager restarted while the job was "+ShortStatus(st)+"; submit it again")
+}
+
+// failedOver resumes a stored job under a new leader (high
+// availability): the previous leader's tasks are canceled (the
+// TaskManagers are told when they register, their attempt is stale), and
+// a job that was running, failing or restarting restarts at once as its
+// next attempt from its latest checkpoint, without using a restart
+// attempt (a JobManager failure is not the job's). A job being canceled
+// ends CANCELED, one being stopped with a savepoint FINISHED (the
+// savepoint completed before the stop began). A job still waiting for its
+// first slots just waits.
+func (m *Machine) failedOver(now time.Time, reason string) {
+	st := m.Status()
+	if IsTerminal(st) || st == clusterv1.JobStatus_JOB_STATUS_CREATED {
+		return
+	}
+	for _, t := range m.d.GetTasks() {
+		for _, s := range t.GetSubtasks() {
+			if !IsTerminalTask(s.GetState()) {
+				s.State = clusterv1.TaskState_TASK_STATE_CANCELED
+			}
+		}
+	}
+	m.slots, m.begun, m.choosing, m.redeploy = nil, false, false, 0
+	if st == clusterv1.JobStatus_JOB_STATUS_CANCELING {
+		h := m.d.GetHistory()
+		if n := len(h); n > 0 && strings.HasPrefix(h[n-1].GetMessage(), "stopping after savepoint ") {
+			m.setStatus(now, clusterv1.JobStatus_JOB_STATUS_FINISHED, reason+"; the job was stopping after its savepoint: "+strings.TrimPrefix(h[n-1].GetMessage(), "stopping after "))
+		} else {
+			m.setStatus(now, clusterv1.JobStatus_JOB_STATUS_CANCELED, reason+"; the job was being canceled")
+		}
+		m.emit(Action{Type: ActionPersist})
+		return
+	}
+	m.d.Summary.Failure = ""
+	// A status change even when it was RESTARTING: the history shows the
+	// takeover.
+	m.d.Summary.Status = clusterv1.JobStatus_JOB_STATUS_UNSPECIFIED
+	m.setStatus(now, clusterv1.JobStatus_JOB_STATUS_RESTARTING, fmt.Sprintf("%s: recovering as attempt %d from the latest checkpoint", reason, m.Attempt()+1))
+	m.restartAt = now
+	m.emit(Action{Type: ActionRestartAt, Time: now})
+	m.emit(Action{Type: ActionPersist})
 }
 
 // assign places subtask i of every task vertex in slot i and deploys.

@@ -161,6 +161,7 @@ func runCommand(mp **Machine, cmd string, args map[string]string) (string, error
 		_, ev.Retry = args["retry"]
 		ev.Type = EventRestoreChosen
 	case "jobmanager-restarted":
+		_, ev.Recover = args["recover"]
 		ev.Type = EventJobManagerRestarted
 	default:
 		return "", fmt.Errorf("unknown command %q", cmd)

@@ -47,7 +47,8 @@ const (
 	// tick).
 	EventRestoreChosen
 	// EventJobManagerRestarted: the job was loaded from the job store by a
-	// new JobManager.
+	// new JobManager (Recover: one that took over as leader, Reason names
+	// the takeover).
 	EventJobManagerRestarted
 )
 
@@ -83,6 +84,10 @@ type Event struct {
 	// NoPlan (EventJobManagerRestarted): the stored graph no longer
 	// plans, so the job cannot wait for slots either.
 	NoPlan bool
+	// Recover (EventJobManagerRestarted): the new JobManager took over
+	// as leader with high availability; a job that was running resumes
+	// as its next attempt instead of failing.
+	Recover bool
 }
 
 // ActionType says what the job master must do.

@@ -1605,13 +1605,20 @@ func (x *GetJobResponse) GetJob() *JobDetails {
 }
 
 type JobDetails struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Summary       *JobSummary            `protobuf:"bytes,1,opt,name=summary,proto3" json:"summary,omitempty"`
-	Graph         *v1.JobGraph           `protobuf:"bytes,2,opt,name=graph,proto3" json:"graph,omitempty"`
-	Tasks         []*TaskVertexInfo      `protobuf:"bytes,3,rep,name=tasks,proto3" json:"tasks,omitempty"`
-	History       []*StatusChange        `protobuf:"bytes,4,rep,name=history,proto3" json:"history,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Summary *JobSummary            `protobuf:"bytes,1,opt,name=summary,proto3" json:"summary,omitempty"`
+	Graph   *v1.JobGraph           `protobuf:"bytes,2,opt,name=graph,proto3" json:"graph,omitempty"`
+	Tasks   []*TaskVertexInfo      `protobuf:"bytes,3,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	History []*StatusChange        `protobuf:"bytes,4,rep,name=history,proto3" json:"history,omitempty"`
+	// The savepoint or checkpoint the job was submitted to restore
+	// (--from-savepoint, --from-checkpoint); empty for a job that started
+	// without state. A new leader restores it when the job has no completed
+	// checkpoint of its own yet.
+	RestorePath string `protobuf:"bytes,5,opt,name=restore_path,json=restorePath,proto3" json:"restore_path,omitempty"`
+	// The job was submitted with --allow-non-restored-state.
+	AllowNonRestoredState bool `protobuf:"varint,6,opt,name=allow_non_restored_state,json=allowNonRestoredState,proto3" json:"allow_non_restored_state,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *JobDetails) Reset() {
@@ -1670,6 +1677,20 @@ func (x *JobDetails) GetHistory() []*StatusChange {
 		return x.History
 	}
 	return nil
+}
+
+func (x *JobDetails) GetRestorePath() string {
+	if x != nil {
+		return x.RestorePath
+	}
+	return ""
+}
+
+func (x *JobDetails) GetAllowNonRestoredState() bool {
+	if x != nil {
+		return x.AllowNonRestoredState
+	}
+	return false
 }
 
 type TaskVertexInfo struct {
@@ -2317,8 +2338,12 @@ type RegisterTaskManagerResponse struct {
 	JobManagerId        string                 `protobuf:"bytes,1,opt,name=job_manager_id,json=jobManagerId,proto3" json:"job_manager_id,omitempty"`
 	HeartbeatIntervalMs int64                  `protobuf:"varint,2,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
 	HeartbeatTimeoutMs  int64                  `protobuf:"varint,3,opt,name=heartbeat_timeout_ms,json=heartbeatTimeoutMs,proto3" json:"heartbeat_timeout_ms,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// The JobManager's leader epoch (0 when it was not elected): a
+	// TaskManager refuses to register with, and refuses calls of, a
+	// JobManager of a lower epoch than one it has seen.
+	LeaderEpoch   uint64 `protobuf:"varint,4,opt,name=leader_epoch,json=leaderEpoch,proto3" json:"leader_epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterTaskManagerResponse) Reset() {
@@ -2368,6 +2393,13 @@ func (x *RegisterTaskManagerResponse) GetHeartbeatIntervalMs() int64 {
 func (x *RegisterTaskManagerResponse) GetHeartbeatTimeoutMs() int64 {
 	if x != nil {
 		return x.HeartbeatTimeoutMs
+	}
+	return 0
+}
+
+func (x *RegisterTaskManagerResponse) GetLeaderEpoch() uint64 {
+	if x != nil {
+		return x.LeaderEpoch
 	}
 	return 0
 }
@@ -4656,13 +4688,15 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\rGetJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"?\n" +
 	"\x0eGetJobResponse\x12-\n" +
-	"\x03job\x18\x01 \x01(\v2\x1b.flow.cluster.v1.JobDetailsR\x03job\"\xe5\x01\n" +
+	"\x03job\x18\x01 \x01(\v2\x1b.flow.cluster.v1.JobDetailsR\x03job\"\xc1\x02\n" +
 	"\n" +
 	"JobDetails\x125\n" +
 	"\asummary\x18\x01 \x01(\v2\x1b.flow.cluster.v1.JobSummaryR\asummary\x120\n" +
 	"\x05graph\x18\x02 \x01(\v2\x1a.flow.jobgraph.v1.JobGraphR\x05graph\x125\n" +
 	"\x05tasks\x18\x03 \x03(\v2\x1f.flow.cluster.v1.TaskVertexInfoR\x05tasks\x127\n" +
-	"\ahistory\x18\x04 \x03(\v2\x1d.flow.cluster.v1.StatusChangeR\ahistory\"\x9a\x01\n" +
+	"\ahistory\x18\x04 \x03(\v2\x1d.flow.cluster.v1.StatusChangeR\ahistory\x12!\n" +
+	"\frestore_path\x18\x05 \x01(\tR\vrestorePath\x127\n" +
+	"\x18allow_non_restored_state\x18\x06 \x01(\bR\x15allowNonRestoredState\"\x9a\x01\n" +
 	"\x0eTaskVertexInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\toperators\x18\x02 \x03(\tR\toperators\x12 \n" +
@@ -4704,11 +4738,12 @@ const file_flow_cluster_v1_cluster_proto_rawDesc = "" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05slots\x18\x03 \x01(\x05R\x05slots\x12!\n" +
 	"\fhttp_address\x18\x04 \x01(\tR\vhttpAddress\x12<\n" +
-	"\rrunning_tasks\x18\x05 \x03(\v2\x17.flow.cluster.v1.TaskIDR\frunningTasks\"\xa9\x01\n" +
+	"\rrunning_tasks\x18\x05 \x03(\v2\x17.flow.cluster.v1.TaskIDR\frunningTasks\"\xcc\x01\n" +
 	"\x1bRegisterTaskManagerResponse\x12$\n" +
 	"\x0ejob_manager_id\x18\x01 \x01(\tR\fjobManagerId\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x120\n" +
-	"\x14heartbeat_timeout_ms\x18\x03 \x01(\x03R\x12heartbeatTimeoutMs\"\xb8\x01\n" +
+	"\x14heartbeat_timeout_ms\x18\x03 \x01(\x03R\x12heartbeatTimeoutMs\x12!\n" +
+	"\fleader_epoch\x18\x04 \x01(\x04R\vleaderEpoch\"\xb8\x01\n" +
 	"\x10HeartbeatRequest\x12&\n" +
 	"\x0ftask_manager_id\x18\x01 \x01(\tR\rtaskManagerId\x12<\n" +
 	"\rrunning_tasks\x18\x02 \x03(\v2\x17.flow.cluster.v1.TaskIDR\frunningTasks\x12>\n" +
