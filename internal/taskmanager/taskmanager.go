@@ -165,9 +165,9 @@ type TaskManager struct {
 	// leader epoch seen (internal/fencing).
 	jobManager  fencing.Token
 	leaderEpoch uint64
-	tasks        map[taskKey]*task
-	stopping     bool
-	wg           sync.WaitGroup
+	tasks       map[taskKey]*task
+	stopping    bool
+	wg          sync.WaitGroup
 
 	registered prometheus.Gauge
 	tasksGauge prometheus.GaugeFunc
@@ -243,8 +243,8 @@ func New(opts Options) (*TaskManager, error) {
 	tm := &TaskManager{
 		opts: opts, log: opts.Logger.With("taskmanager", opts.ID), exchange: xm,
 		stateCache: statepebble.NewCache(cacheBytes),
-		endpoints: endpoints,
-		base:      base, cancelBase: cancel,
+		endpoints:  endpoints,
+		base:       base, cancelBase: cancel,
 		tasks: map[taskKey]*task{},
 		registered: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "flow_taskmanager_registered", Help: "1 while the TaskManager is registered with a JobManager.",
