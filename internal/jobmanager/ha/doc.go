@@ -13,10 +13,11 @@
 //   - The completed-checkpoint store (jobmaster.CompletedStore) lists the
 //     checkpoints a job may restore.
 //
-// The file-backed implementations keep everything under <data-dir>/ha:
+// The file-backed implementations keep everything in the data dir:
 //
-//	ha/leader.lock               flock(2) held by the leader
+//	flow.lock                    flock(2) held by the leader (package datadir)
 //	ha/leader-epoch              the last epoch granted (decimal)
+//	ha/leader                    the leader's id, epoch, address, pid (JSON)
 //	ha/checkpoint-ids/<job-id>   the highest checkpoint id issued (decimal)
 //
 // Files are replaced atomically (temporary file, fsync, rename, fsync of
