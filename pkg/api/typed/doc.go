@@ -22,6 +22,12 @@
 // checkpoint hooks it implements (api.CheckpointedFunction,
 // api.CheckpointListener) are forwarded to the runtime.
 //
+// Sources: a SourceFunction[OUT, SPLIT] (SourceType, RegisterSource)
+// emits values into a reused *SourceContext and keeps its progress in
+// splits of type SPLIT, which checkpoints store (JSON by default): a job
+// resumes every split where it was, at the same or another parallelism
+// (SplitDivider cuts splits when there are fewer than subtasks).
+//
 // Capabilities are declared with the type, not discovered while it runs:
 //
 //   - OnTimer is an optional method (TimerFunction). A function with OnTimer

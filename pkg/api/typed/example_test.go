@@ -2,6 +2,7 @@ package typed_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -154,4 +155,54 @@ operators:
 	// Output:
 	// valid: true
 	// job.yaml:6:41: operator "lateOut": input "split.lat": operator "split" (type "drop-late") has no side output "lat" (did you mean "late"?) (side outputs: late)
+}
+
+// countdown is a split: the values still to emit.
+type countdown struct{ Left int }
+
+// countdownSource emits each split's values, counting down.
+type countdownSource struct {
+	typed.SourceBase
+	splits []countdown
+}
+
+func (s *countdownSource) Open(ctx api.Context) error {
+	s.splits = []countdown{{Left: 3}} // one split per subtask
+	return nil
+}
+
+func (s *countdownSource) Next(out *typed.SourceContext[int]) (api.SourceStatus, error) {
+	if len(s.splits) == 0 || s.splits[0].Left == 0 {
+		return api.SourceStatus{End: true}, nil
+	}
+	s.splits[0].Left--
+	return api.SourceStatus{}, out.Emit(s.splits[0].Left)
+}
+
+func (s *countdownSource) Splits() ([]countdown, error) { return slices.Clone(s.splits), nil }
+
+func (s *countdownSource) RestoreSplits(splits []countdown) error {
+	s.splits = splits
+	return nil
+}
+
+// A typed source reads splits whose progress it keeps in the split value;
+// checkpoints store the splits, so a job resumes each one where it was,
+// at any parallelism.
+func ExampleSourceType() {
+	reg := api.Default.Clone()
+	err := typed.RegisterSource(reg, typed.SourceDefinition[int, countdown]{
+		Name: "countdown",
+		New: func(api.Config) (typed.SourceFunction[int, countdown], error) {
+			return &countdownSource{}, nil
+		},
+	})
+	fmt.Println("registered:", err == nil)
+	j := jobbuilder.New("countdown")
+	j.Sink("out", "print", j.Source("numbers", "countdown"))
+	_, err = j.Build(reg)
+	fmt.Println("built:", err == nil)
+	// Output:
+	// registered: true
+	// built: true
 }
