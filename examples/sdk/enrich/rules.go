@@ -3,12 +3,14 @@ package enrich
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
-	"strconv"
+	"slices"
 	"time"
 
 	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/api/typed"
 )
 
 // RulesName is the type name of the rules source (type: example-rules).
@@ -19,49 +21,63 @@ const RulesName = "example-rules"
 // nobody writes to: it never ends, so checkpoints and savepoints go on
 // after the rules are out. Once its lines are out it emits the final
 // watermark, so downstream event time follows the other inputs.
+//
+// It is a typed source (typed.SourceFunction): its one split is the file
+// with the number of lines already emitted, which checkpoints store, so a
+// restore continues after the last rule emitted, at any parallelism.
 func RulesType() api.OperatorType {
-	return api.OperatorType{
-		Name: RulesName, Kind: api.KindSource,
+	return typed.MustSourceType(typed.SourceDefinition[json.RawMessage, RulesSplit]{
+		Name:       RulesName,
 		Watermarks: true, // the final one, once the lines are out
 		Doc:        "Emits the JSON lines of a file once, then stays up idle (a rules or configuration stream). An example of a user-defined source.",
 		Fields:     []api.Field{{Name: "path", Type: api.TypeString, Required: true, Doc: "The file of JSON lines."}},
 		Example:    "- id: rules\n  type: example-rules\n  parallelism: 1\n  config: {path: /data/rules.json}\n",
-		NewSource: func(cfg api.Config) (api.Source, error) {
+		New: func(cfg api.Config) (typed.SourceFunction[json.RawMessage, RulesSplit], error) {
 			return &Rules{path: cfg.String("path")}, nil
 		},
-	}
+	})
 }
 
-// Rules is the rules source; only subtask 0 reads the file.
+// RulesSplit is the source's progress: the lines of Path emitted so far.
+type RulesSplit struct {
+	Path    string `json:"path"`
+	Emitted int    `json:"emitted"`
+}
+
+// Rules is the rules source. Subtask 0 of a fresh start owns the file's
+// one split; after a restore, whichever subtask is handed the split.
 type Rules struct {
-	path  string
-	lines [][]byte
-	next  int  // lines emitted (the checkpointed position)
-	final bool // the final watermark went out in this run
+	typed.SourceBase
+	path   string
+	splits []RulesSplit
+	lines  [][]byte // the file's lines, read on the first Next with a split
+	final  bool     // the final watermark went out in this run
 }
 
-// Open reads the file.
+// Open chooses the split of a fresh start.
 func (s *Rules) Open(ctx api.Context) error {
-	if ctx.Info().SubtaskIndex != 0 {
-		return nil
+	if ctx.Info().SubtaskIndex == 0 {
+		s.splits = []RulesSplit{{Path: s.path}}
 	}
-	b, err := os.ReadFile(s.path)
-	if err != nil {
-		return fmt.Errorf("rules: %w", err)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		if l := bytes.TrimSpace(sc.Bytes()); len(l) > 0 {
-			s.lines = append(s.lines, append([]byte(nil), l...))
-		}
-	}
-	return sc.Err()
+	return nil
 }
 
 // Next emits the remaining lines, then the final watermark, then waits.
-func (s *Rules) Next(out api.SourceOutput) (api.SourceStatus, error) {
-	for ; s.next < len(s.lines); s.next++ {
-		out.Collect(api.Record{Value: s.lines[s.next], Timestamp: api.NoTimestamp})
+func (s *Rules) Next(out *typed.SourceContext[json.RawMessage]) (api.SourceStatus, error) {
+	for i := range s.splits {
+		sp := &s.splits[i]
+		if s.lines == nil {
+			lines, err := readLines(sp.Path)
+			if err != nil {
+				return api.SourceStatus{}, err
+			}
+			s.lines = lines
+		}
+		for ; sp.Emitted < len(s.lines); sp.Emitted++ {
+			if err := out.Emit(s.lines[sp.Emitted]); err != nil {
+				return api.SourceStatus{}, err
+			}
+		}
 	}
 	if !s.final {
 		out.EmitWatermark(api.MaxWatermark)
@@ -70,18 +86,26 @@ func (s *Rules) Next(out api.SourceOutput) (api.SourceStatus, error) {
 	return api.SourceStatus{WaitUntil: time.Now().Add(time.Hour)}, nil
 }
 
-// Position is the number of lines emitted.
-func (s *Rules) Position() ([]byte, error) { return strconv.AppendInt(nil, int64(s.next), 10), nil }
+// Splits is the split with the lines emitted (what a checkpoint stores).
+func (s *Rules) Splits() ([]RulesSplit, error) { return slices.Clone(s.splits), nil }
 
-// Restore continues after the lines a checkpoint recorded as emitted.
-func (s *Rules) Restore(p []byte) error {
-	n, err := strconv.Atoi(string(p))
-	if err != nil || n < 0 {
-		return fmt.Errorf("rules: position %q: want a line count", p)
-	}
-	s.next = n
+// RestoreSplits continues after the lines a checkpoint recorded.
+func (s *Rules) RestoreSplits(splits []RulesSplit) error {
+	s.splits = splits
 	return nil
 }
 
-// Close implements api.Source.
-func (s *Rules) Close() error { return nil }
+func readLines(path string) ([][]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	lines := [][]byte{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if l := bytes.TrimSpace(sc.Bytes()); len(l) > 0 {
+			lines = append(lines, append([]byte(nil), l...))
+		}
+	}
+	return lines, sc.Err()
+}
