@@ -261,3 +261,65 @@ func TestReadiness(t *testing.T) {
 		t.Errorf("JobManager /readyz once the store is back: %d %q", code, body)
 	}
 }
+
+var standbyHTTPRE = regexp.MustCompile(`msg="standby: serving probes" http_address=(\S+)`)
+
+// With --high-availability file, a second JobManager on the data dir
+// waits as a standby: it does not listen for RPC, its /livez answers and
+// its /readyz is 503 naming the leader; stopped, it exits cleanly. Once
+// the leader stops, a new JobManager leads with the next epoch. An
+// unknown mode is refused with one line.
+func TestStandbyJobManager(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "jm")
+	ha := func(rpc string) []string { return append(jmArgs(rpc, dir), "--high-availability", "file") }
+	leader := start(t, JobManagerCommand(api.Default), ha("127.0.0.1:0")...)
+	if !strings.Contains(leader.log.String(), "leader_epoch=1 ") {
+		t.Fatalf("the first leader's epoch is not 1:\n%s", leader.log)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var log syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, JobManagerCommand(api.Default), &log, ha("127.0.0.1:0")...) }()
+	var httpAddr string
+	await(t, 10*time.Second, "the standby's probes", func() bool {
+		m := standbyHTTPRE.FindStringSubmatch(log.String())
+		if m != nil {
+			httpAddr = m[1]
+		}
+		return m != nil
+	})
+	await(t, 10*time.Second, "the standby to see the leader", func() bool {
+		return strings.Contains(log.String(), "another JobManager leads")
+	})
+	if code, _ := get(t, "http://"+httpAddr+"/livez"); code != http.StatusOK {
+		t.Errorf("standby /livez: %d, want 200", code)
+	}
+	code, body := get(t, "http://"+httpAddr+"/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "standby JobManager: jm-") || !strings.Contains(body, leader.rpc) {
+		t.Errorf("standby /readyz: %d %q, want 503 naming the leader at %s", code, body, leader.rpc)
+	}
+	if strings.Contains(log.String(), "msg=listening") {
+		t.Errorf("the standby listens for RPC:\n%s", log.String())
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("stopped standby: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the standby did not stop")
+	}
+
+	leader.stop(t)
+	next := start(t, JobManagerCommand(api.Default), ha("127.0.0.1:0")...)
+	if !strings.Contains(next.log.String(), "leader_epoch=2 ") {
+		t.Fatalf("the next leader's epoch is not 2:\n%s", next.log)
+	}
+
+	err := run(context.Background(), JobManagerCommand(api.Default), io.Discard, append(jmArgs("127.0.0.1:0", t.TempDir()), "--high-availability", "zookeeper")...)
+	if err == nil || err.Error() != `--high-availability "zookeeper": want none or file` {
+		t.Errorf("unknown mode: %v", err)
+	}
+}
