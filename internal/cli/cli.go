@@ -160,7 +160,7 @@ and runs jobs on an in-process cluster (flowctl local).`,
 		jm = DefaultJobManager
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.jobManager, "jobmanager", jm, "JobManager address HOST:PORT (env "+EnvJobManager+")")
+	pf.StringVar(&g.jobManager, "jobmanager", jm, "JobManager address HOST:PORT, or a leader and its standbys as HOST:PORT,HOST:PORT (env "+EnvJobManager+")")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format of read commands: table, json or yaml")
 	pf.DurationVar(&g.timeout, "timeout", DefaultTimeout, "timeout of each request to the JobManager")
 

@@ -9,6 +9,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
@@ -28,8 +30,25 @@ func (g *globals) dial() (*client, error) {
 	return dialAddr(g, g.jobManager)
 }
 
+// dialAddr connects to addr: one HOST:PORT, or the addresses of a leader
+// and its standbys separated by commas. Of a list, the calls go to the
+// first address that accepts a connection: a standby JobManager does not
+// listen for RPC, so that is the leader.
 func dialAddr(g *globals, addr string) (*client, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	target, opts := addr, []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if strings.Contains(addr, ",") {
+		var addrs []resolver.Address
+		for _, a := range strings.Split(addr, ",") {
+			if a = strings.TrimSpace(a); a == "" {
+				return nil, withCode(ExitUsage, fmt.Errorf("bad JobManager address %q: an empty address in the list: give HOST:PORT[,HOST:PORT...] with --jobmanager or %s", addr, EnvJobManager))
+			}
+			addrs = append(addrs, resolver.Address{Addr: a})
+		}
+		r := manual.NewBuilderWithScheme("flow-jobmanagers")
+		r.InitialState(resolver.State{Addresses: addrs})
+		target, opts = r.Scheme()+":///jobmanagers", append(opts, grpc.WithResolvers(r))
+	}
+	conn, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return nil, withCode(ExitUsage, fmt.Errorf("bad JobManager address %q: %v: give HOST:PORT with --jobmanager or %s", addr, err, EnvJobManager))
 	}

@@ -156,6 +156,10 @@ checkpoints: {interval: 500ms, storage: %q}
 		t.Fatalf("the job's history does not show the takeover: %v", final.GetHistory())
 	}
 	checkCounts(t, out, records, keys, false)
+	// flowctl given both addresses reaches the leader.
+	if listOut, err := flowctl(t, addrA+","+addrB, "list"); err != nil || !strings.Contains(listOut, jobID) || !strings.Contains(listOut, "FINISHED") {
+		t.Fatalf("flowctl --jobmanager A,B list after the failover: %v\n%s", err, listOut)
+	}
 }
 
 // httpGetStatus returns the body of url whatever its status.
