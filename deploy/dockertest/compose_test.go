@@ -40,6 +40,7 @@ type cluster struct {
 	t       *testing.T
 	root    string   // repository root
 	compose []string // "docker compose" or "docker-compose"
+	files   []string // compose files, relative to root
 	project string
 	env     []string
 	rpc     string // the JobManager's published gRPC address
@@ -119,7 +120,11 @@ func (c *cluster) must(timeout time.Duration, name string, args ...string) strin
 
 // composeArgs prefixes args with the compose file and project.
 func (c *cluster) composeArgs(args ...string) (string, []string) {
-	all := append(append([]string{}, c.compose[1:]...), "-f", "deploy/docker-compose.yml", "-p", c.project)
+	all := append([]string{}, c.compose[1:]...)
+	for _, f := range c.files {
+		all = append(all, "-f", f)
+	}
+	all = append(all, "-p", c.project)
 	return c.compose[0], append(all, args...)
 }
 
@@ -379,7 +384,13 @@ func (c *cluster) keyedCount(name string, records, keys, rate, parallelism int, 
 // mounts the shared volume too) into the host scratch dir.
 func (c *cluster) fetchOutput(out string) string {
 	c.t.Helper()
-	jm := strings.TrimSpace(c.composeRun(30*time.Second, "ps", "-q", "jobmanager"))
+	return c.fetchOutputFrom("jobmanager", out)
+}
+
+// fetchOutputFrom copies /shared/out/<out> out of service's container.
+func (c *cluster) fetchOutputFrom(service, out string) string {
+	c.t.Helper()
+	jm := strings.TrimSpace(c.composeRun(30*time.Second, "ps", "-q", service))
 	dst := filepath.Join(c.work, "out-"+out+"-"+randomHex(3))
 	c.must(60*time.Second, "docker", "cp", jm+":/shared/out/"+out, dst)
 	return dst
@@ -475,6 +486,10 @@ func checkCounts(t *testing.T, dir string, records, keys int64, allowHidden bool
 //     TaskManager registers again.
 //  6. `down` and `up` (volumes kept) under a running job: restored from its
 //     retained checkpoint on S3, the job's output is exactly once.
+//  7. `up` with the high-availability overlay (a standby JobManager on the
+//     same volume) and `docker kill` of the leader under a running job: the
+//     standby leads, the TaskManagers follow, and the job resumes from its
+//     latest checkpoint; its output is exactly once.
 func TestComposeCluster(t *testing.T) {
 	start := time.Now()
 	_, file, _, _ := runtime.Caller(0)
@@ -485,14 +500,15 @@ func TestComposeCluster(t *testing.T) {
 	if _, err := exec.LookPath("docker"); err != nil {
 		t.Fatal("docker not found: the docker tests need a Docker engine")
 	}
-	c := &cluster{t: t, root: root, compose: composeCommand(t), project: "flowdt" + randomHex(4), work: t.TempDir()}
+	c := &cluster{t: t, root: root, compose: composeCommand(t), files: []string{"deploy/docker-compose.yml"}, project: "flowdt" + randomHex(4), work: t.TempDir()}
 	c.flowctl = filepath.Join(root, "deploy", "image", "bin", "flowctl")
-	rpcPort := freePort(t)
+	rpcPort, standbyPort := freePort(t), freePort(t)
 	c.rpc = "127.0.0.1:" + rpcPort
 	image, s3Image := "flow-dockertest:"+c.project, "flow-s3-dockertest:"+c.project
 	c.env = append(os.Environ(),
 		"FLOW_IMAGE="+image, "FLOW_S3_IMAGE="+s3Image,
 		"FLOW_JOBMANAGER_RPC_PORT="+rpcPort, "FLOW_JOBMANAGER_HTTP_PORT="+freePort(t), "FLOW_S3_PORT="+freePort(t),
+		"FLOW_JOBMANAGER_STANDBY_RPC_PORT="+standbyPort, "FLOW_JOBMANAGER_STANDBY_HTTP_PORT="+freePort(t),
 		// One slot per TaskManager: a job at parallelism n needs n of them.
 		"FLOW_TASKMANAGER_SLOTS=1",
 		"FLOW_HEARTBEAT_TIMEOUT="+hbTimeout.String(),
@@ -685,5 +701,59 @@ func TestComposeCluster(t *testing.T) {
 	c.waitFinished(jobE, 2*time.Minute)
 	t.Logf("job D was %s after down/up; job E restored from %s and finished", jd.GetSummary().GetStatus(), restore)
 	checkCounts(t, c.fetchOutput("d"), recD, keysD, true)
+
+	// 7. High availability: the overlay adds a standby JobManager on the
+	// JobManager's volume (and restarts the cluster's daemons with
+	// --high-availability file). docker kill of the leader under a running
+	// job: the standby leads, the TaskManagers register with it, and the
+	// job resumes from its latest checkpoint, exactly once.
+	t0 = time.Now()
+	c.files = append(c.files, "deploy/docker-compose.ha.yml")
+	c.composeRun(5*time.Minute, "up", "-d")
+	c.waitHealthy("jobmanager", 1, 2*time.Minute)
+	c.waitHealthy("jobmanager-standby", 1, 2*time.Minute)
+	c.waitHealthy("taskmanager", 2, 2*time.Minute)
+	c.connect()
+	c.waitFor(time.Minute, "two active TaskManagers on the leader", func() bool { return len(c.activeTaskManagers()) == 2 })
+	c.waitFor(30*time.Second, "the standby to wait for the lead", func() bool {
+		return strings.Contains(c.composeRun(30*time.Second, "logs", "--no-color", "jobmanager-standby"), "another JobManager leads")
+	})
+	t.Logf("7. up with the HA overlay: leader, standby and two TaskManagers after %s", time.Since(t0).Round(100*time.Millisecond))
+	const recF, keysF = 40000, 30
+	jobF := c.submit(c.keyedCount("job-f", recF, keysF, 2000, 2, "f"))
+	j = c.waitRunning(jobF, time.Minute)
+	c.waitCheckpoints(jobF, 2, time.Minute)
+	attempt = j.GetSummary().GetAttempt()
+	leader := strings.TrimSpace(c.composeRun(30*time.Second, "ps", "-q", "jobmanager"))
+	t0 = time.Now()
+	c.must(30*time.Second, "docker", "kill", leader)
+	c.waitFor(30*time.Second, "the standby to lead", func() bool {
+		return strings.Contains(c.composeRun(30*time.Second, "logs", "--no-color", "jobmanager-standby"), "msg=leading")
+	})
+	ledAfter := time.Since(t0)
+	c.rpc = "127.0.0.1:" + rpcPort + ",127.0.0.1:" + standbyPort // flowctl: whichever leads
+	c.jm = nil
+	conn, err := grpc.NewClient("127.0.0.1:"+standbyPort, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c.jm = clusterv1.NewJobManagerServiceClient(conn)
+	c.waitFor(2*hbTimeout+time.Minute, "both TaskManagers on the new leader", func() bool { return len(c.activeTaskManagers()) == 2 },
+		func() string { return fmt.Sprint(c.taskManagers()) })
+	c.waitFor(time.Minute, "job F to resume on the new leader", func() bool {
+		j = c.job(jobF)
+		return running(j) && j.GetSummary().GetAttempt() > attempt
+	}, func() string { return describe(j) })
+	t.Logf("docker kill of the leader: the standby led after %s; job F running again (attempt %d) after %s",
+		ledAfter.Round(100*time.Millisecond), j.GetSummary().GetAttempt(), time.Since(t0).Round(100*time.Millisecond))
+	c.waitFinished(jobF, 2*time.Minute)
+	listOut, listErr, err = c.flowctlOut("list")
+	if err != nil || !strings.Contains(listOut, jobF) {
+		t.Fatalf("flowctl --jobmanager leader,standby list: %v\n%s\n%s", err, listOut, listErr)
+	}
+	// The killed leader's attempt could not commit after it died; its
+	// in-progress parts stay hidden.
+	checkCounts(t, c.fetchOutputFrom("jobmanager-standby", "f"), recF, keysF, true)
 	t.Logf("scenarios done in %s", time.Since(start).Round(time.Second))
 }

@@ -95,11 +95,16 @@ func (s *stagingSink) NotifyCheckpointComplete(id int64) error {
 
 func (s *stagingSink) NotifyCheckpointAborted(int64) error { return nil }
 
+// Finish commits what is staged and buffered; a completion that arrives
+// after it (the runtime awaits the last checkpoints' notifications) finds
+// nothing left to commit twice.
 func (s *stagingSink) Finish() error {
-	for _, rows := range s.staged {
+	for c, rows := range s.staged {
 		s.t.add(rows...)
+		delete(s.staged, c)
 	}
 	s.t.add(s.buf...)
+	s.buf = nil
 	return nil
 }
 
