@@ -38,7 +38,7 @@ func (jm *JobManager) SubmitJob(ctx context.Context, req *clusterv1.SubmitJobReq
 		return nil, rpcerr.New(rpcerr.ErrInvalidArgument, err.Error())
 	}
 	id := randomID(16)
-	ck, err := jobmaster.OpenCheckpoints(ctx, id, ckCfg, jm.opts.CheckpointStorage, jm.opts.CheckpointIDs, jm.log)
+	ck, err := jobmaster.OpenCheckpoints(ctx, id, ckCfg, jm.opts.CheckpointStorage, jm.ha(), jm.log)
 	if err != nil {
 		return nil, rpcerr.New(rpcerr.ErrFailedPrecondition, err.Error())
 	}

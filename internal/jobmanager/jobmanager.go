@@ -73,6 +73,10 @@ type Options struct {
 	// CheckpointIDs records the checkpoint ids issued per job (package
 	// ha). Default: files under DataDir/ha/checkpoint-ids.
 	CheckpointIDs ha.CheckpointIDCounter
+	// CompletedCheckpoints opens each job's completed-checkpoint store
+	// (package jobmaster). Default: jobmaster.OpenFileStore, the list of
+	// completed checkpoints read from the checkpoint storage itself.
+	CompletedCheckpoints jobmaster.StoreOpener
 	// LeaderEpoch is this JobManager's leadership term (ha.Term.Epoch),
 	// carried on every call to a TaskManager with its id (package
 	// internal/fencing); 0 when it was not elected.
@@ -245,7 +249,7 @@ func (jm *JobManager) storedCheckpoints(d *clusterv1.JobDetails, plan *jobgraph.
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		ck, err = jobmaster.OpenCheckpoints(ctx, id, cfg, jm.opts.CheckpointStorage, jm.opts.CheckpointIDs, jm.log)
+		ck, err = jobmaster.OpenCheckpoints(ctx, id, cfg, jm.opts.CheckpointStorage, jm.ha(), jm.log)
 		if err == nil && d.GetRestorePath() != "" {
 			var r *jobmaster.RestorePoint
 			r, err = jobmaster.OpenRestore(ctx, d.GetRestorePath(), d.GetGraph(), d.GetAllowNonRestoredState(), jm.typeRegistry())
@@ -276,7 +280,7 @@ func (jm *JobManager) startMaster(d *clusterv1.JobDetails, plan *jobgraph.Plan, 
 		Details: d, Plan: plan, Stored: stored, Restart: jm.restartStrategyOf(d.GetGraph()), Checkpoints: ck,
 		Recover: recover, RecoverReason: fmt.Sprintf("JobManager %s took over as leader (epoch %d)", jm.id, jm.opts.LeaderEpoch),
 		SlotTimeout: jm.opts.SlotTimeout, RPCTimeout: jm.opts.RPCTimeout, DefaultCheckpointStorage: jm.opts.CheckpointStorage,
-		Executor: jm.exec, Logger: jm.log, Now: now,
+		Executor: jm.exec, Logger: jm.log, Now: now, Stores: jm.opts.CompletedCheckpoints,
 	})
 }
 
@@ -431,6 +435,11 @@ func (jm *JobManager) restartStrategyOf(g *jobgraphv1.JobGraph) restart.Strategy
 		jm.log.Warn("bad restart section; not restarting", "job", g.GetName(), "err", err)
 	}
 	return restart.For(r, mathrand.Float64)
+}
+
+// ha are the job masters' replaceable stores.
+func (jm *JobManager) ha() jobmaster.HA {
+	return jobmaster.HA{IDs: jm.opts.CheckpointIDs, Stores: jm.opts.CompletedCheckpoints}
 }
 
 // NewID returns a new JobManager id, jm-<random>.

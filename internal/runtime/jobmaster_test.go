@@ -133,7 +133,7 @@ func (c *testCoordinator) newMaster(interval time.Duration) {
 	cfg := jobmaster.CheckpointSettings{Interval: interval, Timeout: time.Minute, TolerableFailures: -1, Retain: 2,
 		Unaligned: c.opts.GetUnaligned(), AlignedTimeout: time.Duration(c.opts.GetAlignedTimeoutMs()) * time.Millisecond,
 		Incremental: c.opts.GetIncremental(), RetainOnCancel: true}
-	ck, err := jobmaster.OpenCheckpoints(ctx, "job-1", cfg, c.storeURL, nil, slog.New(slog.DiscardHandler))
+	ck, err := jobmaster.OpenCheckpoints(ctx, "job-1", cfg, c.storeURL, jobmaster.HA{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

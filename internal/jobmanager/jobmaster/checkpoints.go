@@ -98,8 +98,9 @@ func newCheckpoints(cfg CheckpointSettings) *Checkpoints {
 // in storage (a data dir from before the counter has only the latter);
 // ids nil: above the storage's only. It does I/O: call it before the job
 // master starts.
-func OpenCheckpoints(ctx context.Context, jobID string, cfg CheckpointSettings, defaultURL string, ids ha.CheckpointIDCounter, log *slog.Logger) (*Checkpoints, error) {
+func OpenCheckpoints(ctx context.Context, jobID string, cfg CheckpointSettings, defaultURL string, hs HA, log *slog.Logger) (*Checkpoints, error) {
 	c := newCheckpoints(cfg)
+	ids := hs.IDs
 	c.ids, c.jobID = ids, jobID
 	if ids != nil {
 		n, err := ids.Get(ctx, jobID)
@@ -115,7 +116,7 @@ func OpenCheckpoints(ctx context.Context, jobID string, cfg CheckpointSettings, 
 	if c.storeURL == "" {
 		c.storeURL = defaultURL
 	}
-	store, completed, err := OpenFileStore(ctx, c.storeURL, jobID, log)
+	store, completed, err := hs.open(ctx, c.storeURL, jobID, log)
 	if err != nil {
 		return nil, err
 	}

@@ -47,7 +47,7 @@ func runningMaster(t *testing.T, storeURL string, ids ha.CheckpointIDCounter) (*
 		t.Fatal(err)
 	}
 	ck, err := OpenCheckpoints(context.Background(), "job-1", CheckpointSettings{Interval: 10 * time.Millisecond, Timeout: time.Minute, MaxConcurrent: 1, TolerableFailures: 100, Retain: 1},
-		storeURL, ids, nil)
+		storeURL, HA{IDs: ids}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

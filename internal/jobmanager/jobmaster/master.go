@@ -59,6 +59,9 @@ type Config struct {
 	DrainGrace time.Duration
 	Executor   Executor
 	Logger     *slog.Logger
+	// Stores opens the job's completed-checkpoint store to read its
+	// history after a JobManager restart; nil: OpenFileStore.
+	Stores StoreOpener
 	// Now is when the job starts waiting for slots.
 	Now time.Time
 }

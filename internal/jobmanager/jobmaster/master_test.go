@@ -214,7 +214,7 @@ func TestTaskManagerLostDuringACheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	ck, err := OpenCheckpoints(context.Background(), "job-1", CheckpointSettings{Interval: 20 * time.Millisecond, Timeout: time.Minute, MaxConcurrent: 1, TolerableFailures: 3, Retain: 1},
-		"file://"+t.TempDir(), nil, nil)
+		"file://"+t.TempDir(), HA{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/flowrt/flow/internal/jobmanager/lifecycle"
-	"github.com/flowrt/flow/pkg/checkpoint/storage"
 	"github.com/flowrt/flow/pkg/jobspec"
 	clusterv1 "github.com/flowrt/flow/proto/flow/cluster/v1"
 )
@@ -188,21 +187,15 @@ func (m *Master) recoverHistory() {
 	m.goIO(func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, storageTimeout)
 		defer cancel()
-		s, err := storage.Open(ctx, url, storage.WithLogger(m.log))
-		if err != nil {
-			m.log.Warn("checkpoint history after restart", "job", m.id, "err", err)
-			return
-		}
-		defer s.Close()
-		all, err := storage.ListCompleted(ctx, s, m.id)
+		store, points, err := HA{Stores: m.cfg.Stores}.open(ctx, url, m.id, m.log)
 		if err != nil {
 			m.log.Warn("checkpoint history after restart", "job", m.id, "storage", url, "err", err)
 			return
 		}
-		if len(all) == 0 {
+		store.Close()
+		if len(points) == 0 {
 			return
 		}
-		points := (&fileStore{jobID: m.id}).pointsIn(s, all)
 		m.post(result(func(m *Master) { m.ck.recovered(points) }))
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/flowrt/flow/internal/jobmanager/ha"
 	"github.com/flowrt/flow/pkg/checkpoint/storage"
 	checkpointv1 "github.com/flowrt/flow/proto/flow/checkpoint/v1"
 )
@@ -40,6 +41,28 @@ type CompletedStore interface {
 	DeleteAll(ctx context.Context) (int, error)
 	// Close releases the storage.
 	Close()
+}
+
+// StoreOpener opens the CompletedStore of job jobID whose checkpoint
+// storage is url, and returns it with the completed checkpoints it holds,
+// oldest first. OpenFileStore is the default; an HA implementation keeps
+// the list of completed checkpoints in its consensus store (the files
+// stay in the storage) and answers from that list.
+type StoreOpener func(ctx context.Context, url, jobID string, log *slog.Logger) (CompletedStore, []*RestorePoint, error)
+
+// HA are the job master's replaceable stores (package ha and
+// CompletedStore); nil fields take the defaults: no checkpoint id counter
+// (ids continue above the storage's newest checkpoint), OpenFileStore.
+type HA struct {
+	IDs    ha.CheckpointIDCounter
+	Stores StoreOpener
+}
+
+func (h HA) open(ctx context.Context, url, jobID string, log *slog.Logger) (CompletedStore, []*RestorePoint, error) {
+	if h.Stores != nil {
+		return h.Stores(ctx, url, jobID, log)
+	}
+	return OpenFileStore(ctx, url, jobID, log)
 }
 
 // fileStore is the CompletedStore in checkpoint storage (file://, s3://,
