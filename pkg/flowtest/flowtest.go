@@ -356,6 +356,25 @@ func (c *Cluster) Metric(name string, labelPairs ...string) float64 {
 	return sum
 }
 
+// AwaitMetric waits until Metric(name, labelPairs...) is at least atLeast
+// and returns its value; it fails the test when timeout passes first
+// (naming the metric and its last value). It polls every 20ms: metrics
+// have no watch.
+func (c *Cluster) AwaitMetric(name string, atLeast float64, timeout time.Duration, labelPairs ...string) float64 {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		v := c.Metric(name, labelPairs...)
+		if v >= atLeast {
+			return v
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("flowtest: %s%v stayed at %v for %v, want at least %v", name, labelPairs, v, timeout, atLeast)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
+	}
+}
+
 // taskManagerMetrics is TaskManager i's registry (created for one added
 // after Start).
 func (c *Cluster) taskManagerMetrics(i int) prometheus.Registerer {

@@ -76,13 +76,7 @@ operators:
   - {id: out, type: blackhole, inputs: [gen]}
 `)
 	c.AwaitStatus(id, flowtest.Running, 30*time.Second)
-	deadline := time.Now().Add(30 * time.Second)
-	for c.Metric("flow_task_records_in_total", "flow_job", id) < 100 {
-		if time.Now().After(deadline) {
-			t.Fatalf("records_in stayed at %v", c.Metric("flow_task_records_in_total", "flow_job", id))
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
-	}
+	c.AwaitMetric("flow_task_records_in_total", 100, 30*time.Second, "flow_job", id)
 	if n := c.Metric("flow_taskmanager_registered"); n != 1 {
 		t.Errorf("flow_taskmanager_registered = %v, want 1", n)
 	}

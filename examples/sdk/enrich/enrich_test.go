@@ -77,13 +77,7 @@ operators:
 	c := flowtest.Start(t, flowtest.Options{Registry: jobs.Registry(), TaskManagers: 2, Slots: 4})
 	id := c.SubmitSpec(spec(2))
 	c.AwaitStatus(id, flowtest.Running, 30*time.Second)
-	deadline := time.Now().Add(30 * time.Second)
-	for c.Metric("flow_operator_records_in_total", "flow_job", id, "operator", "enriched") < 3000 {
-		if time.Now().After(deadline) {
-			t.Fatal("the enrichment read too few records")
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
-	}
+	c.AwaitMetric("flow_operator_records_in_total", 3000, 30*time.Second, "flow_job", id, "operator", "enriched")
 	sp := c.Savepoint(id, true)
 	first := len(read(t, out))
 	if first == 0 {
@@ -91,13 +85,7 @@ operators:
 	}
 	id = c.SubmitRequest(&clusterv1.SubmitJobRequest{Graph: c.ParseSpec(spec(3)), RestorePath: sp})
 	c.AwaitStatus(id, flowtest.Running, 30*time.Second)
-	deadline = time.Now().Add(30 * time.Second)
-	for c.Metric("flow_operator_records_in_total", "flow_job", id, "operator", "enriched") < 3000 {
-		if time.Now().After(deadline) {
-			t.Fatal("the restored enrichment read too few records")
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
-	}
+	c.AwaitMetric("flow_operator_records_in_total", 3000, 30*time.Second, "flow_job", id, "operator", "enriched")
 	drain(t, c, id)
 
 	// The events source (parallelism 2) emitted, per subtask s, the
