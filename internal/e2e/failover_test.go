@@ -68,10 +68,12 @@ func TestJobManagerFailover(t *testing.T) {
 		t.Fatalf("standby /readyz does not name the leader %s at %s: %q", leadA[1], addrA, body)
 	}
 
+	var tms []*proc
 	for _, id := range []string{"tm-0", "tm-1"} {
 		p := start(t, "taskmanager "+id, "--jobmanager", addrA+","+addrB, "--slots", "2", "--id", id,
 			"--rpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0", "--data-dir", filepath.Join(dir, id), "--log-format", "text")
 		p.addresses()
+		tms = append(tms, p)
 	}
 	ca := client(t, addrA)
 	waitFor(t, 20*time.Second, "two TaskManagers on the leader", func() bool {
@@ -136,6 +138,11 @@ checkpoints: {interval: 500ms, storage: %q}
 		return tm["tm-0"] == active && tm["tm-1"] == active
 	})
 	t.Logf("the standby leads with epoch %s; TaskManagers registered with it after %s", leadB[2], took.Round(10*time.Millisecond))
+	// They moved on the first failed heartbeat, once the new leader
+	// answered, not after the heartbeat timeout.
+	for _, p := range tms {
+		logMatch(t, p, regexp.MustCompile(`another one does: registering with it" taskmanager=\S+ jobmanager=`+regexp.QuoteMeta(addrA)+` next=`+regexp.QuoteMeta(addrB)), 5*time.Second)
+	}
 
 	var final *clusterv1.JobDetails
 	waitFor(t, 90*time.Second, "the job to finish on the new leader", func() bool {

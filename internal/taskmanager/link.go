@@ -208,6 +208,13 @@ func (tm *TaskManager) heartbeatLoop(ctx context.Context, ep *endpoint, interval
 				tm.log.Warn("lost contact with the JobManager; registering again", "jobmanager", ep.addr, "err", status.Convert(err).Message())
 				return
 			}
+			if next, ok := tm.otherLeader(ctx, ep, interval); ok {
+				tm.log.Warn("the JobManager does not answer and another one does: registering with it", "jobmanager", ep.addr, "next", tm.endpoints[next].addr, "err", status.Convert(err).Message())
+				tm.mu.Lock()
+				tm.cur = next
+				tm.mu.Unlock()
+				return
+			}
 			continue
 		}
 		lastOK = time.Now()
@@ -221,6 +228,28 @@ func (tm *TaskManager) heartbeatLoop(ctx context.Context, ep *endpoint, interval
 			tm.cancelTask(id)
 		}
 	}
+}
+
+// otherLeader looks, after a failed heartbeat to ep, for another of the
+// JobManagers that answers: standbys do not listen for RPC, so one that
+// answers leads now (the old leader died and a standby took over). It
+// returns that endpoint's index; the TaskManager then registers there at
+// once instead of waiting out the heartbeat timeout. With a single
+// JobManager it finds none.
+func (tm *TaskManager) otherLeader(ctx context.Context, ep *endpoint, wait time.Duration) (int, bool) {
+	req := &clusterv1.HeartbeatRequest{TaskManagerId: tm.opts.ID}
+	for i, other := range tm.endpoints {
+		if other == ep {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, wait)
+		_, err := other.hb.Heartbeat(cctx, req)
+		cancel()
+		if err == nil {
+			return i, true
+		}
+	}
+	return 0, false
 }
 
 // samplesLocked reads every running task's sample (atomic loads: the tasks
