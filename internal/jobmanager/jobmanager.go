@@ -227,8 +227,8 @@ func New(opts Options) (*JobManager, error) {
 		if err != nil {
 			plan = nil
 		}
-		ck, recover := jm.storedCheckpoints(d, plan)
-		jm.addJob(jm.startMaster(d, plan, ck, true, recover, now))
+		ck, recover, why := jm.storedCheckpoints(d, plan)
+		jm.addJob(jm.startMaster(d, plan, ck, true, recover, why, now))
 	}
 	go jm.persist.Run()
 	return jm, nil
@@ -238,11 +238,12 @@ func New(opts Options) (*JobManager, error) {
 // run again: one still waiting for its first slots, and, when this
 // JobManager recovers jobs (high availability), one that was running
 // (recover is then true). A job whose checkpoints cannot be opened is not
-// recovered: it fails as without high availability, and the log says why.
-func (jm *JobManager) storedCheckpoints(d *clusterv1.JobDetails, plan *jobgraph.Plan) (ck *jobmaster.Checkpoints, recover bool) {
+// recovered: it fails as without high availability, and why names the
+// reason for its history.
+func (jm *JobManager) storedCheckpoints(d *clusterv1.JobDetails, plan *jobgraph.Plan) (ck *jobmaster.Checkpoints, recover bool, why string) {
 	st := d.GetSummary().GetStatus()
 	if plan == nil || lifecycle.IsTerminal(st) || st != clusterv1.JobStatus_JOB_STATUS_CREATED && !jm.opts.RecoverJobs {
-		return nil, false
+		return nil, false, ""
 	}
 	id := d.GetSummary().GetJobId()
 	cfg, err := jobspec.CheckpointsOf(d.GetGraph())
@@ -263,22 +264,26 @@ func (jm *JobManager) storedCheckpoints(d *clusterv1.JobDetails, plan *jobgraph.
 	}
 	if err != nil {
 		jm.log.Warn("stored job: cannot open its checkpoints; not recovering it", "job", id, "err", err)
-		return nil, false
+		return nil, false, "not recovered: " + err.Error()
 	}
-	return ck, st != clusterv1.JobStatus_JOB_STATUS_CREATED
+	return ck, st != clusterv1.JobStatus_JOB_STATUS_CREATED, ""
 }
 
 // newMaster starts the job master of job d.
 func (jm *JobManager) newMaster(d *clusterv1.JobDetails, plan *jobgraph.Plan, ck *jobmaster.Checkpoints, stored bool, now time.Time) *jobmaster.Master {
-	return jm.startMaster(d, plan, ck, stored, false, now)
+	return jm.startMaster(d, plan, ck, stored, false, "", now)
 }
 
 // startMaster starts the job master of job d; recover resumes a stored
-// job that was running (high availability).
-func (jm *JobManager) startMaster(d *clusterv1.JobDetails, plan *jobgraph.Plan, ck *jobmaster.Checkpoints, stored, recover bool, now time.Time) *jobmaster.Master {
+// job that was running (high availability), why says why one is not.
+func (jm *JobManager) startMaster(d *clusterv1.JobDetails, plan *jobgraph.Plan, ck *jobmaster.Checkpoints, stored, recover bool, why string, now time.Time) *jobmaster.Master {
+	reason := why
+	if recover {
+		reason = fmt.Sprintf("JobManager %s took over as leader (epoch %d)", jm.id, jm.opts.LeaderEpoch)
+	}
 	return jobmaster.New(jobmaster.Config{
 		Details: d, Plan: plan, Stored: stored, Restart: jm.restartStrategyOf(d.GetGraph()), Checkpoints: ck,
-		Recover: recover, RecoverReason: fmt.Sprintf("JobManager %s took over as leader (epoch %d)", jm.id, jm.opts.LeaderEpoch),
+		Recover: recover, RecoverReason: reason,
 		SlotTimeout: jm.opts.SlotTimeout, RPCTimeout: jm.opts.RPCTimeout, DefaultCheckpointStorage: jm.opts.CheckpointStorage,
 		Executor: jm.exec, Logger: jm.log, Now: now, Stores: jm.opts.CompletedCheckpoints,
 	})

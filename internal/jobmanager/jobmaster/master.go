@@ -35,7 +35,8 @@ type Config struct {
 	// Recover: this JobManager took over as leader (high availability);
 	// a stored job that was running resumes as its next attempt from its
 	// latest checkpoint instead of failing. RecoverReason names the
-	// takeover in the job's history.
+	// takeover in the job's history (without Recover: why a running job
+	// was not recovered, if it was meant to be).
 	Recover       bool
 	RecoverReason string
 	// Restart decides what a failure leads to.

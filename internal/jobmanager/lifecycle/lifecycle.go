@@ -134,7 +134,7 @@ func (m *Machine) Step(ev Event) ([]Action, error) {
 		if ev.Recover && !ev.NoPlan {
 			m.failedOver(ev.Time, ev.Reason)
 		} else {
-			m.jobManagerRestarted(ev.Time, ev.NoPlan)
+			m.jobManagerRestarted(ev.Time, ev.NoPlan, ev.Reason)
 		}
 	default:
 		return nil, fmt.Errorf("%w: %d", ErrUnknownEvent, ev.Type)
@@ -166,7 +166,7 @@ func (m *Machine) fail(now time.Time, msg string) {
 
 // jobManagerRestarted fails a stored job that was past waiting for slots
 // when the previous JobManager stopped: its tasks are gone with it.
-func (m *Machine) jobManagerRestarted(now time.Time, noPlan bool) {
+func (m *Machine) jobManagerRestarted(now time.Time, noPlan bool, why string) {
 	st := m.Status()
 	if IsTerminal(st) || st == clusterv1.JobStatus_JOB_STATUS_CREATED && !noPlan {
 		return
@@ -179,7 +179,10 @@ func (m *Machine) jobManagerRestarted(now time.Time, noPlan bool) {
 			}
 		}
 	}
-	m.fail(now, "the JobManager restarted while the job was "+ShortStatus(st)+"; submit it again")
+	if why != "" {
+		why = " (" + why + ")"
+	}
+	m.fail(now, "the JobManager restarted while the job was "+ShortStatus(st)+why+"; submit it again")
 }
 
 // failedOver resumes a stored job under a new leader (high
