@@ -125,6 +125,9 @@ func JobManagerCommand(registry *api.Registry) *cobra.Command {
 			reg := NewRegistry()
 			id := jobmanager.NewID()
 			election := ha.NewFileElection(c.dataDir, 200*time.Millisecond)
+			leading := prometheus.NewGauge(prometheus.GaugeOpts{Name: "flow_jobmanager_leading",
+				Help: "1 while this JobManager leads, 0 while it waits as a standby."})
+			reg.MustRegister(leading)
 			var term *ha.Term
 			switch haMode {
 			case "none":
@@ -141,6 +144,10 @@ func JobManagerCommand(registry *api.Registry) *cobra.Command {
 				return err
 			}
 			defer term.Resign()
+			leading.Set(1)
+			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "flow_jobmanager_leader_epoch",
+				Help: "The leader epoch of this JobManager's term (it grows with every leadership)."},
+				func() float64 { return float64(term.Epoch) }))
 			log.Info("leading", "id", id, "leader_epoch", term.Epoch, "high_availability", haMode)
 			jm, err := jobmanager.New(jobmanager.Options{
 				ID: id, DataDir: c.dataDir, HeartbeatTimeout: heartbeatTimeout, SlotTimeout: slotTimeout,

@@ -302,6 +302,12 @@ func TestStandbyJobManager(t *testing.T) {
 	if strings.Contains(log.String(), "msg=listening") {
 		t.Errorf("the standby listens for RPC:\n%s", log.String())
 	}
+	if _, m := get(t, "http://"+httpAddr+"/metrics"); !strings.Contains(m, "\nflow_jobmanager_leading 0\n") {
+		t.Errorf("the standby's metrics do not say it does not lead:\n%s", grepMetric(m, "flow_jobmanager_lead"))
+	}
+	if _, m := get(t, "http://"+leader.http+"/metrics"); !strings.Contains(m, "\nflow_jobmanager_leading 1\n") || !strings.Contains(m, "\nflow_jobmanager_leader_epoch 1\n") {
+		t.Errorf("the leader's metrics: %s", grepMetric(m, "flow_jobmanager_lead"))
+	}
 	cancel()
 	select {
 	case err := <-done:
@@ -322,4 +328,15 @@ func TestStandbyJobManager(t *testing.T) {
 	if err == nil || err.Error() != `--high-availability "zookeeper": want none or file` {
 		t.Errorf("unknown mode: %v", err)
 	}
+}
+
+// grepMetric returns the lines of a /metrics body that mention name.
+func grepMetric(body, name string) string {
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		if strings.Contains(l, name) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
