@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/flowrt/flow/pkg/api/rawstate"
 )
 
 // Keyed state: every access is scoped to the current key (set by the runtime
@@ -142,55 +144,15 @@ type StateSpec struct {
 // operators (see KeyedStateStoreOf). Operators use the typed getters
 // (GetValueState, ...) rather than the raw handles.
 type KeyedStateStore interface {
-	// KeyedState declares a state and returns its raw handle: a RawValueState
-	// for value, reducing and aggregating states, a RawListState or a
-	// RawMapState.
-	KeyedState(spec StateSpec) (RawState, error)
+	// KeyedState declares a state and returns its raw handle (package
+	// rawstate, for backends): a rawstate.Value for value, reducing and
+	// aggregating states, a rawstate.List or a rawstate.Map.
+	KeyedState(spec StateSpec) (rawstate.State, error)
 	// CurrentKey is the key that state accesses are scoped to. The slice is
 	// valid until the key changes.
 	CurrentKey() []byte
 	// CurrentKeyGroup is the key group of CurrentKey.
 	CurrentKeyGroup() int
-}
-
-// Byte slices returned by raw handles are valid until the next call on the
-// store; callers copy (decode) what they keep. Slices passed in are not
-// retained.
-
-// RawState is the part common to all raw handles.
-type RawState interface {
-	// SetNamespace scopes later accesses of this handle to ns (nil or empty
-	// is the default namespace). The slice is copied.
-	SetNamespace(ns []byte)
-	// Clear removes the state's value for the current key and namespace.
-	Clear() error
-}
-
-// RawValueState holds one value per key and namespace.
-type RawValueState interface {
-	RawState
-	Get() ([]byte, bool, error)
-	Put(v []byte) error
-}
-
-// RawListState holds a list per key and namespace.
-type RawListState interface {
-	RawState
-	Append(v []byte) error
-	// Range calls fn for each element in insertion order until fn returns false.
-	Range(fn func(v []byte) bool) error
-}
-
-// RawMapState holds a map per key and namespace.
-type RawMapState interface {
-	RawState
-	Get(userKey []byte) ([]byte, bool, error)
-	Put(userKey, v []byte) error
-	Delete(userKey []byte) error
-	// Range calls fn for each entry until fn returns false. The order is the
-	// byte order of user keys on ordered backends (Pebble) and unspecified
-	// on the heap backend.
-	Range(fn func(userKey, v []byte) bool) error
 }
 
 // KeyedStateContext is implemented by the Context of a keyed operator.
@@ -252,7 +214,7 @@ type ValueStateDescriptor[T any] struct {
 type ValueState[T any] struct {
 	name  string
 	store KeyedStateStore
-	raw   RawValueState
+	raw   rawstate.Value
 	codec Codec[T]
 	def   T
 	buf   []byte
@@ -267,7 +229,7 @@ func GetValueState[T any](s KeyedStateStore, d ValueStateDescriptor[T]) (*ValueS
 	if err != nil {
 		return nil, err
 	}
-	rv, ok := raw.(RawValueState)
+	rv, ok := raw.(rawstate.Value)
 	if !ok {
 		return nil, fmt.Errorf("state %q: backend returned %T for a value state", d.Name, raw)
 	}
@@ -325,7 +287,7 @@ type ListStateDescriptor[T any] struct {
 type ListState[T any] struct {
 	name  string
 	store KeyedStateStore
-	raw   RawListState
+	raw   rawstate.List
 	codec Codec[T]
 	buf   []byte
 }
@@ -339,7 +301,7 @@ func GetListState[T any](s KeyedStateStore, d ListStateDescriptor[T]) (*ListStat
 	if err != nil {
 		return nil, err
 	}
-	rl, ok := raw.(RawListState)
+	rl, ok := raw.(rawstate.List)
 	if !ok {
 		return nil, fmt.Errorf("state %q: backend returned %T for a list state", d.Name, raw)
 	}
@@ -441,7 +403,7 @@ type MapStateDescriptor[K, V any] struct {
 type MapState[K, V any] struct {
 	name  string
 	store KeyedStateStore
-	raw   RawMapState
+	raw   rawstate.Map
 	kc    Codec[K]
 	vc    Codec[V]
 	kbuf  []byte
@@ -457,7 +419,7 @@ func GetMapState[K, V any](s KeyedStateStore, d MapStateDescriptor[K, V]) (*MapS
 	if err != nil {
 		return nil, err
 	}
-	rm, ok := raw.(RawMapState)
+	rm, ok := raw.(rawstate.Map)
 	if !ok {
 		return nil, fmt.Errorf("state %q: backend returned %T for a map state", d.Name, raw)
 	}
@@ -527,7 +489,7 @@ func (s *MapState[K, V]) Remove(k K) error {
 	return s.raw.Delete(kb)
 }
 
-// Range calls fn for each entry until fn returns false (see RawMapState.Range
+// Range calls fn for each entry until fn returns false (see rawstate.Map.Range
 // for the order). fn must not modify the map.
 func (s *MapState[K, V]) Range(fn func(k K, v V) bool) error {
 	var derr error
@@ -590,7 +552,7 @@ func GetReducingState[T any](s KeyedStateStore, d ReducingStateDescriptor[T]) (*
 	if err != nil {
 		return nil, err
 	}
-	rv, ok := raw.(RawValueState)
+	rv, ok := raw.(rawstate.Value)
 	if !ok {
 		return nil, fmt.Errorf("state %q: backend returned %T for a reducing state", d.Name, raw)
 	}
@@ -680,7 +642,7 @@ func GetAggregatingState[IN, ACC, OUT any](s KeyedStateStore, d AggregatingState
 	if err != nil {
 		return nil, err
 	}
-	rv, ok := raw.(RawValueState)
+	rv, ok := raw.(rawstate.Value)
 	if !ok {
 		return nil, fmt.Errorf("state %q: backend returned %T for an aggregating state", d.Name, raw)
 	}

@@ -3,6 +3,8 @@ package api
 import (
 	"errors"
 	"fmt"
+
+	"github.com/flowrt/flow/pkg/api/rawstate"
 )
 
 // Operator (non-keyed) state belongs to a subtask, not to a key. It is
@@ -51,27 +53,9 @@ type OperatorStateSpec struct {
 // OperatorStateStoreOf).
 type OperatorStateStore interface {
 	// OperatorList returns the raw list of a SplitList or UnionList state.
-	OperatorList(spec OperatorStateSpec) (RawOperatorList, error)
+	OperatorList(spec OperatorStateSpec) (rawstate.OperatorList, error)
 	// BroadcastMap returns the raw map of a Broadcast state.
-	BroadcastMap(spec OperatorStateSpec) (RawBroadcastMap, error)
-}
-
-// RawOperatorList is an in-memory list of encoded elements. Get returns the
-// store's slice: do not modify it.
-type RawOperatorList interface {
-	Get() [][]byte
-	// Update replaces the list; the slices are copied.
-	Update(vs [][]byte)
-	Append(v []byte)
-}
-
-// RawBroadcastMap is an in-memory map of encoded entries.
-type RawBroadcastMap interface {
-	Get(k []byte) ([]byte, bool)
-	Put(k, v []byte)
-	Delete(k []byte)
-	Range(fn func(k, v []byte) bool)
-	Clear()
+	BroadcastMap(spec OperatorStateSpec) (rawstate.BroadcastMap, error)
 }
 
 // OperatorStateContext is implemented by a Context that offers operator state.
@@ -99,7 +83,7 @@ type OperatorListStateDescriptor[T any] struct {
 // OperatorListState is a list of T owned by the subtask.
 type OperatorListState[T any] struct {
 	name  string
-	raw   RawOperatorList
+	raw   rawstate.OperatorList
 	codec Codec[T]
 }
 
@@ -172,7 +156,7 @@ type BroadcastStateDescriptor[K, V any] struct {
 // broadcast input).
 type BroadcastState[K, V any] struct {
 	name string
-	raw  RawBroadcastMap
+	raw  rawstate.BroadcastMap
 	kc   Codec[K]
 	vc   Codec[V]
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/api/rawstate"
 	"github.com/flowrt/flow/pkg/keygroup"
 )
 
@@ -194,7 +195,7 @@ func (e *Engine) States() []api.StateSpec {
 func sameTTLShape(a, b *api.TTLConfig) bool { return (a == nil) == (b == nil) }
 
 // KeyedState implements api.KeyedStateStore.
-func (e *Engine) KeyedState(spec api.StateSpec) (api.RawState, error) {
+func (e *Engine) KeyedState(spec api.StateSpec) (rawstate.State, error) {
 	if spec.Name == "" || spec.Name[0] == 0 {
 		return nil, fmt.Errorf("declare state %q: name must be non-empty and not start with NUL", spec.Name)
 	}

@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/api/rawstate"
 )
 
 // OperatorStore holds the operator (non-keyed) state of one operator in one
@@ -73,7 +74,7 @@ func (s *OperatorStore) check(spec api.OperatorStateSpec) error {
 }
 
 // OperatorList implements api.OperatorStateStore.
-func (s *OperatorStore) OperatorList(spec api.OperatorStateSpec) (api.RawOperatorList, error) {
+func (s *OperatorStore) OperatorList(spec api.OperatorStateSpec) (rawstate.OperatorList, error) {
 	if spec.Mode != api.SplitList && spec.Mode != api.UnionList {
 		return nil, fmt.Errorf("operator list state %q: mode %v is not a list mode", spec.Name, spec.Mode)
 	}
@@ -89,7 +90,7 @@ func (s *OperatorStore) OperatorList(spec api.OperatorStateSpec) (api.RawOperato
 }
 
 // BroadcastMap implements api.OperatorStateStore.
-func (s *OperatorStore) BroadcastMap(spec api.OperatorStateSpec) (api.RawBroadcastMap, error) {
+func (s *OperatorStore) BroadcastMap(spec api.OperatorStateSpec) (rawstate.BroadcastMap, error) {
 	if spec.Mode != api.Broadcast {
 		return nil, fmt.Errorf("broadcast state %q: mode %v is not broadcast", spec.Name, spec.Mode)
 	}

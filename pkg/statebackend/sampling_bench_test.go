@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/api/rawstate"
 	"github.com/flowrt/flow/pkg/statebackend"
 )
 
@@ -42,7 +43,7 @@ func BenchmarkAccessSampling(b *testing.B) {
 		// Alternate the two, so that drift in the machine's load hits both.
 		for range 3 {
 			b.Run("unsampled", func(b *testing.B) { rmw(b, get, put) })
-			b.Run("sampled", func(b *testing.B) { rmw(b, raw.(api.RawValueState).Get, raw.(api.RawValueState).Put) })
+			b.Run("sampled", func(b *testing.B) { rmw(b, raw.(rawstate.Value).Get, raw.(rawstate.Value).Put) })
 		}
 	})
 }

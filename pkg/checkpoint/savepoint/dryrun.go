@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/api/rawstate"
 )
 
 // Declarations are the states an operator declared in a dry-run Open.
@@ -137,7 +138,7 @@ type dryKeyed struct {
 	decl *Declarations
 }
 
-func (k *dryKeyed) KeyedState(spec api.StateSpec) (api.RawState, error) {
+func (k *dryKeyed) KeyedState(spec api.StateSpec) (rawstate.State, error) {
 	if spec.Name == "" || spec.Name[0] == 0 {
 		return nil, fmt.Errorf("declare state %q: name must be non-empty and not start with NUL", spec.Name)
 	}
@@ -218,7 +219,7 @@ func (s *dryOperatorStore) declare(spec api.OperatorStateSpec) error {
 	return nil
 }
 
-func (s *dryOperatorStore) OperatorList(spec api.OperatorStateSpec) (api.RawOperatorList, error) {
+func (s *dryOperatorStore) OperatorList(spec api.OperatorStateSpec) (rawstate.OperatorList, error) {
 	if spec.Mode != api.SplitList && spec.Mode != api.UnionList {
 		return nil, fmt.Errorf("operator list state %q: mode %v is not a list mode", spec.Name, spec.Mode)
 	}
@@ -228,7 +229,7 @@ func (s *dryOperatorStore) OperatorList(spec api.OperatorStateSpec) (api.RawOper
 	return dryOpList{}, nil
 }
 
-func (s *dryOperatorStore) BroadcastMap(spec api.OperatorStateSpec) (api.RawBroadcastMap, error) {
+func (s *dryOperatorStore) BroadcastMap(spec api.OperatorStateSpec) (rawstate.BroadcastMap, error) {
 	if spec.Mode != api.Broadcast {
 		return nil, fmt.Errorf("broadcast state %q: mode %v is not broadcast", spec.Name, spec.Mode)
 	}

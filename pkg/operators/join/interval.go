@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/api/rawstate"
 )
 
 // State layout of the interval join, version 3:
@@ -107,9 +108,9 @@ type Interval struct {
 	cleanup      int64 // ms: the grid of the cleanup timers
 	// offs[side] is added to a row's timestamp to get its expiry.
 	offs [2]int64
-	rows api.RawListState // layout 3
-	v2   api.RawListState // non-nil when the state may hold layout-2 rows
-	v1   *v1Rows          // non-nil when the state may hold layout-1 rows
+	rows rawstate.List // layout 3
+	v2   rawstate.List // non-nil when the state may hold layout-2 rows
+	v1   *v1Rows       // non-nil when the state may hold layout-1 rows
 	// timed: keys that have a cleanup timer pending (a hint: a key not in
 	// it registers one, which is idempotent).
 	timed  map[string]struct{}
@@ -230,7 +231,7 @@ func (o *Interval) keepLive(el []byte) bool {
 }
 
 // run scans the current key's rows in list with fn and resets o.s.
-func (o *Interval) run(list api.RawListState, fn func([]byte) bool) (scan, error) {
+func (o *Interval) run(list rawstate.List, fn func([]byte) bool) (scan, error) {
 	err := list.Range(fn)
 	s := o.s
 	o.s = scan{}
@@ -242,7 +243,7 @@ func (o *Interval) run(list api.RawListState, fn func([]byte) bool) (scan, error
 
 // rewrite replaces the current key's rows in list with those still useful
 // at wm and returns how many remain.
-func (o *Interval) rewrite(list api.RawListState, wm int64) (int, error) {
+func (o *Interval) rewrite(list rawstate.List, wm int64) (int, error) {
 	o.keep = o.keep[:0]
 	o.s = o.newScan(wm)
 	if _, err := o.run(list, o.keepFn); err != nil {
@@ -397,7 +398,7 @@ func (o *Interval) OnTimer(t api.Timer, _ api.Collector) error {
 	wm := max(o.timers.CurrentWatermark(), t.Timestamp)
 	delete(o.timed, string(t.Key))
 	maxLive, live := int64(math.MinInt64), false
-	sweep := func(list api.RawListState) error {
+	sweep := func(list rawstate.List) error {
 		o.s = o.newScan(wm)
 		s, err := o.run(list, o.visitFn)
 		if err != nil || s.n == 0 {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 
 	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/api/rawstate"
 )
 
 // Layout 1 of the interval join's state, written before the rows list of
@@ -17,7 +18,7 @@ import (
 
 // v1Rows is the layout-1 state of a restored job.
 type v1Rows struct {
-	left, right api.RawMapState
+	left, right rawstate.Map
 	k           [8]byte
 	// p is the probe in progress; probeFn is its callback, made once.
 	p       v1Probe

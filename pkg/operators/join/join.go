@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowrt/flow/pkg/api"
+	"github.com/flowrt/flow/pkg/api/rawstate"
 )
 
 // Registered type names.
@@ -162,17 +163,17 @@ func (e *emitter) emit(out api.Collector, key, left, right []byte, ts int64) {
 	out.Collect(api.Record{Key: key, Value: b, Timestamp: ts})
 }
 
-func mapState(store api.KeyedStateStore, name string, ttl *api.TTLConfig) (api.RawMapState, error) {
-	return rawState[api.RawMapState](store, api.StateSpec{Name: name, Kind: api.StateMap, KeyCodec: tsCodec, ValueCodec: rowsCodec, TTL: ttl})
+func mapState(store api.KeyedStateStore, name string, ttl *api.TTLConfig) (rawstate.Map, error) {
+	return rawState[rawstate.Map](store, api.StateSpec{Name: name, Kind: api.StateMap, KeyCodec: tsCodec, ValueCodec: rowsCodec, TTL: ttl})
 }
 
-func listState(store api.KeyedStateStore, name, codec string) (api.RawListState, error) {
-	return rawState[api.RawListState](store, api.StateSpec{Name: name, Kind: api.StateList, ValueCodec: codec})
+func listState(store api.KeyedStateStore, name, codec string) (rawstate.List, error) {
+	return rawState[rawstate.List](store, api.StateSpec{Name: name, Kind: api.StateList, ValueCodec: codec})
 }
 
 // rawState declares spec and returns its handle as the raw interface of
 // its kind.
-func rawState[T api.RawState](store api.KeyedStateStore, spec api.StateSpec) (T, error) {
+func rawState[T rawstate.State](store api.KeyedStateStore, spec api.StateSpec) (T, error) {
 	var zero T
 	raw, err := store.KeyedState(spec)
 	if err != nil {
@@ -186,7 +187,7 @@ func rawState[T api.RawState](store api.KeyedStateStore, spec api.StateSpec) (T,
 }
 
 // addRow appends row to the entry k of m.
-func addRow(m api.RawMapState, k, row []byte, scratch *[]byte) error {
+func addRow(m rawstate.Map, k, row []byte, scratch *[]byte) error {
 	cur, _, err := m.Get(k)
 	if err != nil {
 		return err
@@ -218,7 +219,7 @@ func (base) Close() error { return nil }
 type Window struct {
 	base
 	size, slide int64
-	left, right api.RawMapState
+	left, right rawstate.Map
 	timers      api.TimerService
 	k           [8]byte
 	scratch     []byte
@@ -264,7 +265,7 @@ func (o *Window) ProcessRecord(r api.Record, _ api.Collector) error { return o.a
 // ProcessRecord2 adds a right record to its windows.
 func (o *Window) ProcessRecord2(r api.Record, _ api.Collector) error { return o.add(r, o.right) }
 
-func (o *Window) add(r api.Record, m api.RawMapState) error {
+func (o *Window) add(r api.Record, m rawstate.Map) error {
 	ts := r.Timestamp
 	if ts == api.NoTimestamp {
 		return ErrNoTimestamp
@@ -329,7 +330,7 @@ type Regular struct {
 	base
 	outer       bool
 	ttl         time.Duration
-	left, right api.RawListState
+	left, right rawstate.List
 	e           emitter
 }
 
@@ -345,12 +346,12 @@ func (o *Regular) Open(ctx api.Context) error {
 	if o.ttl > 0 {
 		ttl = &api.TTLConfig{TTL: o.ttl}
 	}
-	list := func(name string) (api.RawListState, error) {
+	list := func(name string) (rawstate.List, error) {
 		raw, err := store.KeyedState(api.StateSpec{Name: name, Kind: api.StateList, ValueCodec: "bytes", TTL: ttl})
 		if err != nil {
 			return nil, err
 		}
-		l, ok := raw.(api.RawListState)
+		l, ok := raw.(rawstate.List)
 		if !ok {
 			return nil, fmt.Errorf("state %q: backend returned %T for a list state", name, raw)
 		}
