@@ -198,9 +198,14 @@ func (tm *TaskManager) heartbeatLoop(ctx context.Context, ep *endpoint, interval
 		// A slow answer is still an answer: a call may take until the
 		// heartbeat timeout runs out (a loaded JobManager answers late, but
 		// it did hear the heartbeat and keeps the TaskManager alive).
-		cctx, cancel := context.WithTimeout(ctx, max(interval, time.Until(lastOK.Add(timeout))))
-		resp, err := ep.hb.Heartbeat(cctx, req)
-		cancel()
+		resp, next, moved, err := tm.callHeartbeat(ctx, ep, req, interval, max(interval, time.Until(lastOK.Add(timeout))))
+		if moved {
+			tm.log.Warn("the JobManager does not answer and another one does: registering with it", "jobmanager", ep.addr, "next", tm.endpoints[next].addr, "err", "no answer within the heartbeat interval")
+			tm.mu.Lock()
+			tm.cur = next
+			tm.mu.Unlock()
+			return
+		}
 		if err != nil {
 			lost := time.Since(lastOK) > timeout
 			tm.setLink(!lost, timeout, err)
@@ -226,6 +231,46 @@ func (tm *TaskManager) heartbeatLoop(ctx context.Context, ep *endpoint, interval
 		tm.setLink(true, timeout, nil)
 		for _, id := range resp.GetCancelTasks() {
 			tm.cancelTask(id)
+		}
+	}
+}
+
+// callHeartbeat sends req to ep, waiting at most d. With standbys, a call
+// still unanswered after interval looks for another JobManager that
+// answers (a leader whose host vanished may never refuse the connection,
+// it just stays silent until d): if one does, the call is given up and
+// moved reports its index. A slow leader's late answer still counts
+// otherwise.
+func (tm *TaskManager) callHeartbeat(ctx context.Context, ep *endpoint, req *clusterv1.HeartbeatRequest, interval, d time.Duration) (
+	resp *clusterv1.HeartbeatResponse, next int, moved bool, err error) {
+	cctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	if len(tm.endpoints) == 1 {
+		resp, err = ep.hb.Heartbeat(cctx, req)
+		return resp, 0, false, err
+	}
+	type answer struct {
+		resp *clusterv1.HeartbeatResponse
+		err  error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		r, err := ep.hb.Heartbeat(cctx, req)
+		done <- answer{r, err}
+	}()
+	t := time.NewTimer(interval)
+	defer t.Stop()
+	for {
+		select {
+		case a := <-done:
+			return a.resp, 0, false, a.err
+		case <-t.C:
+			if i, ok := tm.otherLeader(ctx, ep, interval); ok {
+				cancel()
+				<-done // the call ends with its context
+				return nil, i, true, nil
+			}
+			t.Reset(interval)
 		}
 	}
 }
