@@ -38,17 +38,9 @@ func (jm *JobManager) SubmitJob(ctx context.Context, req *clusterv1.SubmitJobReq
 		return nil, rpcerr.New(rpcerr.ErrInvalidArgument, err.Error())
 	}
 	id := randomID(16)
-	ck, err := jobmaster.OpenCheckpoints(ctx, id, ckCfg, jm.opts.CheckpointStorage, jm.ha(), jm.log)
+	ck, err := jm.openCheckpoints(ctx, id, g, ckCfg, req.GetRestorePath(), req.GetAllowNonRestoredState())
 	if err != nil {
 		return nil, rpcerr.New(rpcerr.ErrFailedPrecondition, err.Error())
-	}
-	if p := req.GetRestorePath(); p != "" {
-		r, err := jobmaster.OpenRestore(ctx, p, g, req.GetAllowNonRestoredState(), jm.typeRegistry())
-		if err != nil {
-			ck.Close()
-			return nil, rpcerr.New(rpcerr.ErrFailedPrecondition, err.Error())
-		}
-		ck.RestoreFrom(r)
 	}
 	now := time.Now()
 	d := jobmaster.NewDetails(id, g, plan, now)

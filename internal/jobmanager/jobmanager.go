@@ -250,23 +250,31 @@ func (jm *JobManager) storedCheckpoints(d *clusterv1.JobDetails, plan *jobgraph.
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		ck, err = jobmaster.OpenCheckpoints(ctx, id, cfg, jm.opts.CheckpointStorage, jm.ha(), jm.log)
-		if err == nil && d.GetRestorePath() != "" {
-			var r *jobmaster.RestorePoint
-			r, err = jobmaster.OpenRestore(ctx, d.GetRestorePath(), d.GetGraph(), d.GetAllowNonRestoredState(), jm.typeRegistry())
-			if err != nil {
-				ck.Close()
-				ck = nil
-			} else {
-				ck.RestoreFrom(r)
-			}
-		}
+		ck, err = jm.openCheckpoints(ctx, id, d.GetGraph(), cfg, d.GetRestorePath(), d.GetAllowNonRestoredState())
 	}
 	if err != nil {
 		jm.log.Warn("stored job: cannot open its checkpoints; not recovering it", "job", id, "err", err)
 		return nil, false, "not recovered: " + err.Error()
 	}
 	return ck, st != clusterv1.JobStatus_JOB_STATUS_CREATED, ""
+}
+
+// openCheckpoints opens job id's checkpointing, which restores
+// restorePath (a savepoint or checkpoint the job was submitted with) when
+// it is set and the job has no completed checkpoint of its own. It does
+// I/O.
+func (jm *JobManager) openCheckpoints(ctx context.Context, id string, g *jobgraphv1.JobGraph, cfg jobspec.Checkpoints, restorePath string, allowNonRestored bool) (*jobmaster.Checkpoints, error) {
+	ck, err := jobmaster.OpenCheckpoints(ctx, id, cfg, jm.opts.CheckpointStorage, jm.ha(), jm.log)
+	if err != nil || restorePath == "" {
+		return ck, err
+	}
+	r, err := jobmaster.OpenRestore(ctx, restorePath, g, allowNonRestored, jm.typeRegistry())
+	if err != nil {
+		ck.Close()
+		return nil, err
+	}
+	ck.RestoreFrom(r)
+	return ck, nil
 }
 
 // newMaster starts the job master of job d.

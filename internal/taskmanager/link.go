@@ -200,7 +200,7 @@ func (tm *TaskManager) heartbeatLoop(ctx context.Context, ep *endpoint, interval
 		// it did hear the heartbeat and keeps the TaskManager alive).
 		resp, next, moved, err := tm.callHeartbeat(ctx, ep, req, interval, max(interval, time.Until(lastOK.Add(timeout))))
 		if moved {
-			tm.log.Warn("the JobManager does not answer and another one does: registering with it", "jobmanager", ep.addr, "next", tm.endpoints[next].addr, "err", "no answer within the heartbeat interval")
+			tm.log.Warn("the JobManager does not answer and another one does: registering with it", "jobmanager", ep.addr, "next", tm.endpoints[next].addr)
 			tm.mu.Lock()
 			tm.cur = next
 			tm.mu.Unlock()
@@ -211,13 +211,6 @@ func (tm *TaskManager) heartbeatLoop(ctx context.Context, ep *endpoint, interval
 			tm.setLink(!lost, timeout, err)
 			if lost {
 				tm.log.Warn("lost contact with the JobManager; registering again", "jobmanager", ep.addr, "err", status.Convert(err).Message())
-				return
-			}
-			if next, ok := tm.otherLeader(ctx, ep, interval); ok {
-				tm.log.Warn("the JobManager does not answer and another one does: registering with it", "jobmanager", ep.addr, "next", tm.endpoints[next].addr, "err", status.Convert(err).Message())
-				tm.mu.Lock()
-				tm.cur = next
-				tm.mu.Unlock()
 				return
 			}
 			continue
@@ -236,11 +229,11 @@ func (tm *TaskManager) heartbeatLoop(ctx context.Context, ep *endpoint, interval
 }
 
 // callHeartbeat sends req to ep, waiting at most d. With standbys, a call
-// still unanswered after interval looks for another JobManager that
-// answers (a leader whose host vanished may never refuse the connection,
-// it just stays silent until d): if one does, the call is given up and
-// moved reports its index. A slow leader's late answer still counts
-// otherwise.
+// that fails, or is still unanswered after interval (a leader whose host
+// vanished may never refuse the connection, it just stays silent until
+// d), looks for another JobManager that answers: if one does, the call is
+// given up and moved reports its index. A slow leader's late answer still
+// counts otherwise.
 func (tm *TaskManager) callHeartbeat(ctx context.Context, ep *endpoint, req *clusterv1.HeartbeatRequest, interval, d time.Duration) (
 	resp *clusterv1.HeartbeatResponse, next int, moved bool, err error) {
 	cctx, cancel := context.WithTimeout(ctx, d)
@@ -263,6 +256,11 @@ func (tm *TaskManager) callHeartbeat(ctx context.Context, ep *endpoint, req *clu
 	for {
 		select {
 		case a := <-done:
+			if a.err != nil {
+				if i, ok := tm.otherLeader(ctx, ep, interval); ok {
+					return nil, i, true, nil
+				}
+			}
 			return a.resp, 0, false, a.err
 		case <-t.C:
 			if i, ok := tm.otherLeader(ctx, ep, interval); ok {
@@ -275,12 +273,11 @@ func (tm *TaskManager) callHeartbeat(ctx context.Context, ep *endpoint, req *clu
 	}
 }
 
-// otherLeader looks, after a failed heartbeat to ep, for another of the
-// JobManagers that answers: standbys do not listen for RPC, so one that
+// otherLeader looks, after a failed or silent heartbeat to ep, for another
+// of the JobManagers that answers: standbys do not listen for RPC, so one that
 // answers leads now (the old leader died and a standby took over). It
 // returns that endpoint's index; the TaskManager then registers there at
-// once instead of waiting out the heartbeat timeout. With a single
-// JobManager it finds none.
+// once instead of waiting out the heartbeat timeout.
 func (tm *TaskManager) otherLeader(ctx context.Context, ep *endpoint, wait time.Duration) (int, bool) {
 	req := &clusterv1.HeartbeatRequest{TaskManagerId: tm.opts.ID}
 	for i, other := range tm.endpoints {
