@@ -207,6 +207,10 @@ func (s *source[OUT, SPLIT]) Splits() ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return s.encode(splits)
+}
+
+func (s *source[OUT, SPLIT]) encode(splits []SPLIT) ([][]byte, error) {
 	out := make([][]byte, len(splits))
 	for i, sp := range splits {
 		b, err := s.split.Encode(nil, sp)
@@ -256,13 +260,7 @@ func (s *source[OUT, SPLIT]) DivideSplits(raw [][]byte, n int) ([][]byte, error)
 	if len(divided) == 0 && len(splits) > 0 {
 		return nil, errors.New("DivideSplits returned no splits for a non-empty input")
 	}
-	out := make([][]byte, len(divided))
-	for i, sp := range divided {
-		if out[i], err = s.split.Encode(nil, sp); err != nil {
-			return nil, fmt.Errorf("typed source type %q: encode divided split %d: %w", s.name, i, err)
-		}
-	}
-	return out, nil
+	return s.encode(divided)
 }
 
 func (s *source[OUT, SPLIT]) NotifyCheckpointComplete(id int64) error {
